@@ -1,0 +1,296 @@
+//! The `vggtune` binary: with no subcommand it opens the window; otherwise it runs the same core
+//! from the command line. This file only parses arguments and prints; the work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vggtune::data::Dataset;
+use vggtune::device::{self, DeviceChoice};
+
+/// Exit code of a subcommand that is planned but not built yet.
+const EXIT_NOT_BUILT: u8 = 69;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vggtune",
+    version = vggtune::VERSION_LINE,
+    about = "Fine-tune VGG16 on your own labelled photos (Dogs vs. Cats and any other classes).",
+    long_about = "Fine-tune VGG16 on your own labelled photos.\n\n\
+        With no subcommand, vggtune opens its window. Every subcommand below runs the same core \
+        as the window does."
+)]
+struct Cli {
+    /// Compute device: auto (a hardware GPU through wgpu, else the CPU), gpu, or cpu.
+    #[arg(long, global = true, env = device::DEVICE_ENV, default_value = "auto")]
+    device: DeviceChoice,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the version and the compute device that would be used, and why.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Scan a photo folder: layout, classes with counts, and every skipped file with its reason.
+    Scan {
+        /// The folder (one sub-folder per class, or Kaggle's flat `cat.1.jpg` layout).
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Get, list and import VGG16 weights.
+    Weights {
+        #[command(subcommand)]
+        action: WeightsAction,
+    },
+    /// Print the top-5 ImageNet classes of images (needs weights with the 1000-way classifier).
+    Imagenet {
+        /// The weights file (.pth, .safetensors or .onnx).
+        #[arg(long)]
+        weights: PathBuf,
+        /// The images to classify.
+        images: Vec<PathBuf>,
+    },
+    /// Fine-tune VGG16 on a photo folder and save the model.
+    Train {
+        /// The photo folder.
+        data: PathBuf,
+    },
+    /// Accuracy, log loss, confusion matrix and galleries of a saved model on a photo folder.
+    Evaluate {
+        /// The saved model (.vggtune).
+        model: PathBuf,
+        /// The photo folder.
+        data: PathBuf,
+    },
+    /// Classify image files or folders with a saved model.
+    Predict {
+        /// The saved model (.vggtune).
+        model: PathBuf,
+        /// Image files or folders.
+        inputs: Vec<PathBuf>,
+    },
+    /// Write a Kaggle Dogs vs. Cats submission (id,label with label = P(dog)).
+    Submit {
+        /// The saved model (.vggtune).
+        model: PathBuf,
+        /// Kaggle's test folder (1.jpg, 2.jpg, ...).
+        test_dir: PathBuf,
+    },
+    /// Measure forward, training and end-to-end speed and memory on the chosen device.
+    Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum WeightsAction {
+    /// Download torchvision's VGG16 ImageNet weights (vgg16-397923af.pth, 528 MB) into the cache.
+    Download,
+    /// List the weights in the cache.
+    List,
+    /// Register a local weights file (.pth, .safetensors or .onnx).
+    Import {
+        /// The file to import.
+        file: PathBuf,
+    },
+}
+
+impl Command {
+    /// The name a user typed, and the issue that builds it when it is not built yet.
+    fn not_built(&self) -> Option<(&'static str, u32)> {
+        match self {
+            Self::Info { .. }
+            | Self::Scan { .. }
+            | Self::Weights { .. }
+            | Self::Imagenet { .. } => None,
+            Self::Train { .. } => Some(("train", 5)),
+            Self::Evaluate { .. } => Some(("evaluate", 5)),
+            Self::Predict { .. } => Some(("predict", 5)),
+            Self::Submit { .. } => Some(("submit", 5)),
+            Self::Bench => Some(("bench", 7)),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return match vggtune::gui::run(cli.device) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vggtune: could not open the window: {e}");
+                eprintln!("vggtune: the command line still works: see `vggtune --help`");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    if let Some((name, issue)) = command.not_built() {
+        eprintln!(
+            "vggtune {name}: not built yet (planned in issue #{issue}); nothing was done. \
+             See `vggtune --help` for what works today."
+        );
+        return ExitCode::from(EXIT_NOT_BUILT);
+    }
+    let result = match command {
+        Command::Info { json } => info(cli.device, json),
+        Command::Scan { dir, json } => scan(&dir, json),
+        Command::Weights { action } => weights(action),
+        Command::Imagenet { weights, images } => imagenet(cli.device, &weights, &images),
+        _ => unreachable!("every other command is reported as not built above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vggtune: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
+    let chosen = device::select(choice)?;
+    if json {
+        let mut value = chosen.to_json();
+        value["version"] = serde_json::json!(vggtune::VERSION);
+        value["commit"] = serde_json::json!(vggtune::COMMIT);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("vggtune {}", vggtune::VERSION_LINE);
+    println!("device:  {}", chosen.label());
+    println!("why:     {}", chosen.reason);
+    if let Some(adapter) = &chosen.adapter {
+        println!(
+            "adapter: {} [{}; {}{}{}]",
+            adapter.name,
+            adapter.graphics_api,
+            adapter.device_type,
+            if adapter.software { "; software" } else { "" },
+            if adapter.driver.is_empty() {
+                String::new()
+            } else {
+                format!("; driver {}", adapter.driver)
+            }
+        );
+    }
+    Ok(())
+}
+
+fn scan(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let dataset = Dataset::scan(dir)?;
+    let elapsed_secs = started.elapsed().as_secs_f64();
+    if json {
+        let mut value = serde_json::to_value(&dataset)?;
+        value["counts"] = serde_json::json!(dataset.counts());
+        value["scan_secs"] = serde_json::json!(elapsed_secs);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    print!("{}", vggtune::data::scan::report(&dataset));
+    println!("scanned in {elapsed_secs:.2} s");
+    Ok(())
+}
+
+fn weights(action: WeightsAction) -> anyhow::Result<()> {
+    use vggtune::model::download;
+    let cache = download::weights_cache_dir();
+    match action {
+        WeightsAction::Download => {
+            let bar = indicatif::ProgressBar::new(download::VGG16_BYTES);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let path = download::download_vgg16(
+                |p| {
+                    if let Some(total) = p.total {
+                        bar.set_length(total);
+                    }
+                    bar.set_position(p.bytes);
+                },
+                &cancel,
+            )?;
+            bar.finish_and_clear();
+            println!("VGG16 ImageNet weights: {}", path.display());
+        }
+        WeightsAction::List => {
+            let cached = download::list_cached(&cache);
+            println!("cache: {}", cache.display());
+            if cached.is_empty() {
+                println!("  (empty: `vggtune weights download` or `vggtune weights import FILE`)");
+            }
+            for w in cached {
+                let partial = if w.partial {
+                    "  (partial download)"
+                } else {
+                    ""
+                };
+                println!(
+                    "  {}  {:.1} MB{partial}",
+                    w.path.display(),
+                    w.bytes as f64 / 1e6
+                );
+            }
+        }
+        WeightsAction::Import { file } => {
+            let dest = download::import_into_cache(&file, &cache)?;
+            let weights = vggtune::model::read_weights(&dest)?;
+            println!(
+                "imported {} ({:?}, {} convention, SHA-256 {}) as {}",
+                file.display(),
+                weights.format,
+                match weights.convention {
+                    vggtune::data::Convention::Torchvision => "torchvision",
+                    vggtune::data::Convention::Caffe => "Caffe/Keras",
+                },
+                &weights.sha256[..16],
+                dest.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn imagenet(
+    choice: DeviceChoice,
+    weights: &std::path::Path,
+    images: &[PathBuf],
+) -> anyhow::Result<()> {
+    use vggtune::model::imagenet;
+    anyhow::ensure!(!images.is_empty(), "name at least one image to classify");
+    let file = vggtune::model::read_weights(weights)?;
+    let chosen = device::select(choice)?;
+    let model = imagenet::imagenet_model(&file, &chosen.device)?;
+    let preprocessing = vggtune::data::Preprocessing {
+        convention: file.convention,
+        ..vggtune::data::Preprocessing::torchvision()
+    };
+    let paths: Vec<&std::path::Path> = images.iter().map(PathBuf::as_path).collect();
+    let mut failed = false;
+    for result in imagenet::top_k(&model, &preprocessing, &paths, 5, &chosen.device) {
+        match result {
+            Ok(top) => {
+                println!("{}", top.image.display());
+                for (name, p) in top.classes {
+                    println!("  {:>6.2}%  {name}", 100.0 * p);
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("vggtune: {e}");
+            }
+        }
+    }
+    anyhow::ensure!(!failed, "some images could not be classified");
+    Ok(())
+}

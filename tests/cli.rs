@@ -1,0 +1,156 @@
+//! The `vggtune` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+fn vggtune(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vggtune"));
+    cmd.args(args).env_remove("VGGTUNE_DEVICE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the vggtune binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Environment that hides every Vulkan driver, so wgpu finds no Vulkan adapter.
+const NO_VULKAN: [(&str, &str); 3] = [
+    ("VK_ICD_FILENAMES", "/nonexistent/icd.json"),
+    ("VK_DRIVER_FILES", "/nonexistent/icd.json"),
+    ("WGPU_BACKEND", "vulkan"),
+];
+
+#[test]
+fn help_lists_every_subcommand_of_the_product() {
+    let out = vggtune(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out);
+    for sub in [
+        "info", "scan", "weights", "imagenet", "train", "evaluate", "predict", "submit", "bench",
+    ] {
+        assert!(help.contains(sub), "--help lacks {sub}:\n{help}");
+    }
+    assert!(help.contains("--device"));
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = vggtune(&["--version"], &[]);
+    assert!(out.status.success());
+    let v = text(&out);
+    assert!(
+        v.contains(env!("CARGO_PKG_VERSION")) && v.contains("commit"),
+        "{v}"
+    );
+}
+
+#[test]
+fn unbuilt_subcommands_say_so_and_fail() {
+    for args in [
+        vec!["train", "x"],
+        vec!["bench"],
+        vec!["predict", "m", "x"],
+        vec!["submit", "m", "t"],
+    ] {
+        let out = vggtune(&args, &[]);
+        assert_eq!(out.status.code(), Some(69), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("not built yet"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn info_forced_cpu_uses_the_cpu_backend() {
+    let out = vggtune(&["info", "--device", "cpu", "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "cpu");
+    assert_eq!(v["choice"], "cpu");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn device_can_be_forced_through_the_environment() {
+    let out = vggtune(&["info", "--json"], &[("VGGTUNE_DEVICE", "cpu")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["choice"], "cpu");
+    let bad = vggtune(&["info"], &[("VGGTUNE_DEVICE", "tpu")]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("tpu"), "{}", text(&bad));
+}
+
+#[test]
+fn info_auto_explains_its_choice() {
+    let out = vggtune(&["info", "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["choice"], "auto");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(!reason.is_empty());
+    match &v["adapter"] {
+        // No adapter at all: the CPU, saying why.
+        serde_json::Value::Null => assert_eq!(v["backend"], "cpu", "{v}"),
+        // A software adapter (lavapipe in CI) loses to the CPU; a hardware one wins.
+        adapter if adapter["software"] == true => assert_eq!(v["backend"], "cpu", "{v}"),
+        _ => assert_eq!(v["backend"], "wgpu", "{v}"),
+    }
+}
+
+#[test]
+fn auto_falls_back_to_the_cpu_when_no_adapter_exists() {
+    let out = vggtune(&["info", "--json"], &NO_VULKAN);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "cpu", "{v}");
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+}
+
+#[test]
+fn forcing_the_gpu_where_none_exists_is_a_clear_error() {
+    let out = vggtune(&["info", "--device", "gpu"], &NO_VULKAN);
+    let all = text(&out);
+    assert!(!all.contains("panicked"), "{all}");
+    if out.status.success() {
+        // Some machines still offer a non-Vulkan adapter (GL); then it must be named.
+        assert!(all.contains("adapter:"), "{all}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(
+            all.contains("no GPU could be used") && all.contains("--device cpu"),
+            "{all}"
+        );
+    }
+}
+
+#[test]
+fn scan_prints_counts_and_json() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/dogscats/train");
+    let out = vggtune(&["scan", dir], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("Kaggle flat") && t.contains("1000") && t.contains("999"),
+        "{t}"
+    );
+    let out = vggtune(&["scan", dir, "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["counts"], serde_json::json!([1000, 999]));
+    assert_eq!(v["layout"], "kaggle-flat");
+    let missing = vggtune(&["scan", "/nonexistent/photos"], &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("/nonexistent/photos: not a folder"),
+        "{}",
+        text(&missing)
+    );
+}
