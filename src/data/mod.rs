@@ -1,0 +1,15 @@
+//! The data layer under both the window and the CLI: scanning photo folders, the validation
+//! split, decoding and preprocessing.
+//!
+//! Owns everything between a folder on disk and the model's input floats. Knows nothing of egui
+//! or of tensors: it hands out plain `Vec<f32>` in channels-first order.
+
+pub mod decode;
+pub mod preprocess;
+pub mod scan;
+pub mod split;
+
+pub use decode::{DecodeError, DecodeLimits, decode_rgb};
+pub use preprocess::{Augmentation, Convention, Preprocessing, ResizeMode};
+pub use scan::{Dataset, ImageEntry, Layout, Problem, ScanError, ScanOptions, SkipReason, Skipped};
+pub use split::{Split, SplitConfig};
