@@ -1,0 +1,536 @@
+//! VGG16 in Burn: the module, weight import/export, the download, and proof against onnxruntime.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use burn::module::Module as _;
+use burn::tensor::{Device, Tensor, TensorData};
+use vggtune::data::{Convention, DecodeLimits, Preprocessing, ResizeMode, decode_rgb};
+use vggtune::model::download::{DownloadError, download};
+use vggtune::model::weights::{RawTensor, export_safetensors, torchvision_state_dict};
+use vggtune::model::{HeadKind, Vgg16Config, WeightsError, apply_weights, read_weights};
+
+fn cpu() -> Device {
+    Device::flex()
+}
+
+fn tiny(classes: usize) -> Vgg16Config {
+    Vgg16Config {
+        num_classes: classes,
+        input_size: 32,
+        width_divisor: 16,
+        head: HeadKind::Torchvision,
+        dropout: 0.5,
+    }
+}
+
+fn input(n: usize, size: usize, seed: u64) -> Tensor<4> {
+    let mut rng = vggtune::data::preprocess::SplitMix64(seed);
+    let values: Vec<f32> = (0..n * 3 * size * size)
+        .map(|_| rng.next_f32() * 2.0 - 1.0)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [n, 3, size, size]), &cpu())
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn full_vgg16_has_torchvisions_parameter_count() {
+    let model = Vgg16Config::new(1000).init(&cpu());
+    assert_eq!(model.num_params(), 138_357_544);
+    assert_eq!(model.features.len(), 13);
+    assert_eq!(model.classifier.len(), 3);
+    assert_eq!(model.num_classes(), 1000);
+}
+
+#[test]
+fn forward_shapes_for_the_base_and_the_head() {
+    let config = tiny(3);
+    let model = config.init(&cpu());
+    let features = model.forward_features(input(2, 32, 1));
+    assert_eq!(features.dims(), [2, 32, 7, 7]);
+    assert_eq!(config.feature_len(), 32 * 49);
+    let logits = model.forward_head(features);
+    assert_eq!(logits.dims(), [2, 3]);
+    // The light head has the same interface.
+    let light = Vgg16Config {
+        head: HeadKind::Dense256,
+        ..config
+    }
+    .init(&cpu());
+    assert_eq!(light.classifier.len(), 2);
+    assert_eq!(light.forward(input(1, 32, 2)).dims(), [1, 3]);
+}
+
+#[test]
+fn safetensors_export_round_trips_with_torchvision_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(2);
+    let model = config.init(&cpu());
+    let path = dir.path().join("tiny.safetensors");
+    export_safetensors(&model, Convention::Caffe, &path).unwrap();
+
+    let file = read_weights(&path).unwrap();
+    assert_eq!(file.convention, Convention::Caffe);
+    let mut names: Vec<&String> = file.tensors.keys().collect();
+    names.sort();
+    assert!(names.contains(&&"features.28.weight".to_owned()));
+    assert!(names.contains(&&"classifier.6.bias".to_owned()));
+    assert_eq!(
+        file.tensors["classifier.0.weight"].shape,
+        vec![4096 / 16, 32 * 49]
+    );
+    assert_eq!(names.len(), 32);
+
+    let mut fresh = config.init(&cpu());
+    let report = apply_weights(&mut fresh, &config, &file, &cpu()).unwrap();
+    assert_eq!(report.dense_loaded, vec![true, true, true]);
+    assert!(report.full_classifier());
+    let x = input(2, 32, 3);
+    let a = values(model.forward(x.clone()));
+    let b = values(fresh.forward(x));
+    assert_eq!(a, b, "a round trip must give the same logits");
+}
+
+#[test]
+fn a_base_only_file_loads_the_base_and_starts_the_head_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(2);
+    let source = config.init(&cpu());
+    // A file whose classifier is for 5 classes.
+    let other = Vgg16Config {
+        num_classes: 5,
+        ..config
+    }
+    .init(&cpu());
+    let mut tensors = torchvision_state_dict(&source).unwrap();
+    tensors.retain(|(k, _)| k.starts_with("features."));
+    tensors.extend(
+        torchvision_state_dict(&other)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("classifier.")),
+    );
+    let path = dir.path().join("mixed.safetensors");
+    write_safetensors(&path, &tensors);
+    let file = read_weights(&path).unwrap();
+    let mut model = config.init(&cpu());
+    let report = apply_weights(&mut model, &config, &file, &cpu()).unwrap();
+    assert_eq!(report.dense_loaded, vec![true, true, false]);
+    assert!(
+        report.messages.iter().any(|m| m.contains("starts fresh")),
+        "{:?}",
+        report.messages
+    );
+    let x = input(1, 32, 4);
+    assert_eq!(
+        values(model.forward_features(x.clone())),
+        values(source.forward_features(x))
+    );
+
+    tensors.retain(|(k, _)| k.starts_with("features."));
+    write_safetensors(&path, &tensors);
+    let file = read_weights(&path).unwrap();
+    let report = apply_weights(&mut config.init(&cpu()), &config, &file, &cpu()).unwrap();
+    assert_eq!(report.dense_loaded, vec![false, false, false]);
+    assert!(report.messages.iter().any(|m| m.contains("no classifier")));
+}
+
+fn write_safetensors(path: &Path, tensors: &[(String, RawTensor)]) {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape.clone(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, b, s)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn bad_weights_files_give_errors_naming_file_key_and_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(2);
+    let mut tensors = torchvision_state_dict(&config.init(&cpu())).unwrap();
+
+    // Wrong shape.
+    let path = dir.path().join("wrong.safetensors");
+    let mut wrong = tensors.clone();
+    wrong[0].1 = RawTensor {
+        shape: vec![5, 3, 3, 3],
+        data: vec![0.0; 135],
+    };
+    write_safetensors(&path, &wrong);
+    let file = read_weights(&path).unwrap();
+    let err = apply_weights(&mut config.init(&cpu()), &config, &file, &cpu()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, WeightsError::Shape { .. }), "{msg}");
+    assert!(
+        msg.contains("wrong.safetensors")
+            && msg.contains("features.0.weight")
+            && msg.contains("[5, 3, 3, 3]"),
+        "{msg}"
+    );
+
+    // Missing key.
+    tensors.retain(|(k, _)| k != "features.14.bias");
+    let path = dir.path().join("missing.safetensors");
+    write_safetensors(&path, &tensors);
+    let file = read_weights(&path).unwrap();
+    let err = apply_weights(&mut config.init(&cpu()), &config, &file, &cpu()).unwrap_err();
+    assert!(err.to_string().contains("features.14.bias"), "{err}");
+
+    // Truncated file.
+    let good = dir.path().join("good.safetensors");
+    export_safetensors(&config.init(&cpu()), Convention::Torchvision, &good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = read_weights(&cut).unwrap_err();
+    assert!(err.to_string().contains("cut.safetensors"), "{err}");
+
+    // Not weights at all, under every extension.
+    for name in [
+        "notes.pth",
+        "notes.safetensors",
+        "notes.onnx",
+        "notes.txt",
+        "empty.pth",
+    ] {
+        let path = dir.path().join(name);
+        let content: &[u8] = if name.starts_with("empty") {
+            b""
+        } else {
+            b"just some text, not weights"
+        };
+        std::fs::write(&path, content).unwrap();
+        let err = read_weights(&path).unwrap_err();
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
+
+    // A truncated ONNX file.
+    let onnx = dir.path().join("cut.onnx");
+    std::fs::write(&onnx, [0x08, 0x07, 0x3a, 0xff, 0xff, 0x03, 0x0a]).unwrap();
+    assert!(read_weights(&onnx).is_err());
+}
+
+fn onnx_fixture() -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downloaded/vgg16_keras.onnx");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash tests/fetch-fixtures.sh` first (README.md)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn real_imagenet_conv_base_from_onnx_matches_onnxruntime_on_real_photos() {
+    let onnx = onnx_fixture();
+    let file = read_weights(&onnx).unwrap();
+    assert_eq!(
+        file.convention,
+        Convention::Caffe,
+        "a Keras export wants Caffe preprocessing"
+    );
+    let size = 240;
+    let config = Vgg16Config {
+        input_size: size,
+        ..Vgg16Config::new(2)
+    };
+    let mut model = config.init(&cpu());
+    let report = apply_weights(&mut model, &config, &file, &cpu()).unwrap();
+    assert_eq!(report.conv_layers_loaded, 13);
+    // Its dense layers are an MRI classifier of other sizes: the head starts fresh.
+    assert_eq!(report.dense_loaded, vec![false, false, false]);
+
+    let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train");
+    let photos = ["cat.1.jpg", "dog.2.jpg", "cat.3.jpg"];
+    let preprocessing = Preprocessing {
+        convention: Convention::Caffe,
+        input_size: size,
+        resize: ResizeMode::Squash,
+    };
+    let mut batch = Vec::new();
+    for p in photos {
+        let photo = decode_rgb(&train.join(p), &DecodeLimits::default()).unwrap();
+        batch.extend(preprocessing.apply(&photo, None));
+    }
+    let n = photos.len();
+    let s = size as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let input_path = dir.path().join("input.bin");
+    let out_path = dir.path().join("out.bin");
+    std::fs::write(
+        &input_path,
+        batch
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/onnx_features.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&onnx)
+        .arg("functional_1/block5_pool_1/MaxPool2d:0")
+        .arg(&input_path)
+        .arg(n.to_string())
+        .arg(size.to_string())
+        .arg(&out_path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "onnxruntime reference failed (run `bash tests/fetch-fixtures.sh`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{n} 512 7 7")
+    );
+    let mut reference = Vec::new();
+    std::fs::File::open(&out_path)
+        .unwrap()
+        .read_to_end(&mut reference)
+        .unwrap();
+    let reference: Vec<f32> = reference
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+
+    let x = Tensor::<4>::from_data(TensorData::new(batch, [n, 3, s, s]), &cpu());
+    let ours = values(model.forward_features(x));
+    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(&ours, &reference);
+    eprintln!("block-5 features: max |vggtune - onnxruntime| = {diff:e}, max |value| = {scale}");
+    assert!(scale > 1.0, "real ImageNet features are not all near zero");
+    assert!(
+        diff <= 1e-4 * scale,
+        "max abs diff {diff} exceeds 1e-4 of the largest value {scale}"
+    );
+}
+
+#[test]
+fn the_same_forward_on_wgpu_and_on_the_cpu_agree() {
+    let (gpu, adapter) = vggtune::device::probe_wgpu().expect(
+        "a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers) is needed for this test",
+    );
+    eprintln!("wgpu adapter: {} ({})", adapter.name, adapter.graphics_api);
+    let config = tiny(3);
+    let model = config.init(&cpu());
+    let x = input(2, 32, 9);
+    let on_cpu = values(model.forward(x.clone()));
+    let model_gpu = model.to_device(&gpu);
+    let on_gpu = values(model_gpu.forward(x.to_device(&gpu)));
+    let diff = max_abs_diff(&on_cpu, &on_gpu);
+    assert!(diff < 1e-3, "cpu {on_cpu:?} vs wgpu {on_gpu:?}: {diff}");
+}
+
+/// A one-file HTTP server on 127.0.0.1 for the downloader, in one of several moods.
+#[derive(Clone, Copy, PartialEq)]
+enum Mood {
+    Full,
+    /// Sends half the body, then hangs up (the first time only).
+    CutOnce,
+    NotFound,
+}
+
+fn serve(
+    body: Vec<u8>,
+    mood: Mood,
+    requests: usize,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/vgg16.pth", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for i in 0..requests {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut range_start = 0usize;
+            let mut request = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range_start = r.trim().trim_end_matches('-').parse().unwrap();
+                }
+                request.push_str(&line);
+            }
+            seen.push(request);
+            if mood == Mood::NotFound {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let rest = &body[range_start..];
+            let head = if range_start > 0 {
+                format!(
+                    "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {}-{}/{}\r\nconnection: close\r\n\r\n",
+                    rest.len(),
+                    range_start,
+                    body.len() - 1,
+                    body.len()
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    rest.len()
+                )
+            };
+            let _ = stream.write_all(head.as_bytes());
+            let send = if mood == Mood::CutOnce && i == 0 {
+                &rest[..rest.len() / 2]
+            } else {
+                rest
+            };
+            let _ = stream.write_all(send);
+            let _ = stream.flush();
+        }
+        seen
+    });
+    (url, handle)
+}
+
+fn payload() -> (Vec<u8>, String) {
+    let mut rng = vggtune::data::preprocess::SplitMix64(5);
+    let body: Vec<u8> = (0..3_000_000).map(|_| rng.next_u64() as u8).collect();
+    let path = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(path.path(), &body).unwrap();
+    let sha = vggtune::model::weights::sha256_file(path.path()).unwrap();
+    (body, sha[..8].to_owned())
+}
+
+#[test]
+fn download_fetches_checks_the_hash_and_renames_atomically() {
+    let (body, prefix) = payload();
+    let (url, server) = serve(body.clone(), Mood::Full, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("vgg16.pth");
+    let mut reports = Vec::new();
+    let got = download(
+        &url,
+        &dest,
+        &prefix,
+        |p| reports.push(p),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    server.join().unwrap();
+    assert_eq!(got, dest);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    let last = reports.last().unwrap();
+    assert_eq!(
+        (last.bytes, last.total),
+        (body.len() as u64, Some(body.len() as u64))
+    );
+    assert!(last.bytes_per_sec > 0.0);
+    assert!(!dir.path().join("vgg16.pth.part").exists());
+}
+
+#[test]
+fn an_interrupted_download_resumes_where_it_stopped() {
+    let (body, prefix) = payload();
+    let (url, server) = serve(body.clone(), Mood::CutOnce, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("vgg16.pth");
+    let first = download(&url, &dest, &prefix, |_| {}, &AtomicBool::new(false));
+    assert!(
+        matches!(first, Err(DownloadError::Network { .. })),
+        "{first:?}"
+    );
+    let part = dir.path().join("vgg16.pth.part");
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        body.len() as u64 / 2
+    );
+    assert!(!dest.exists());
+    download(&url, &dest, &prefix, |_| {}, &AtomicBool::new(false)).unwrap();
+    let requests = server.join().unwrap();
+    assert!(
+        requests[1]
+            .to_ascii_lowercase()
+            .contains(&format!("range: bytes={}-", body.len() / 2)),
+        "{requests:?}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+#[test]
+fn a_wrong_hash_deletes_the_file_and_says_so() {
+    let (body, _) = payload();
+    let (url, server) = serve(body, Mood::Full, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("vgg16.pth");
+    let err = download(&url, &dest, "397923af", |_| {}, &AtomicBool::new(false)).unwrap_err();
+    server.join().unwrap();
+    assert!(matches!(err, DownloadError::Hash { .. }), "{err}");
+    assert!(err.to_string().contains("397923af"));
+    assert!(!dest.exists() && !dir.path().join("vgg16.pth.part").exists());
+}
+
+#[test]
+fn http_errors_and_a_gone_server_are_clear_errors() {
+    let (url, server) = serve(Vec::new(), Mood::NotFound, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("vgg16.pth");
+    let err = download(&url, &dest, "00", |_| {}, &AtomicBool::new(false)).unwrap_err();
+    server.join().unwrap();
+    assert!(
+        matches!(err, DownloadError::Status { status: 404, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("404"));
+
+    let gone = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/vgg16.pth", l.local_addr().unwrap())
+    };
+    let err = download(&gone, &dest, "00", |_| {}, &AtomicBool::new(false)).unwrap_err();
+    assert!(matches!(err, DownloadError::Network { .. }), "{err}");
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+}
+
+#[test]
+fn imagenet_needs_the_1000_way_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.safetensors");
+    export_safetensors(&tiny(2).init(&cpu()), Convention::Torchvision, &path).unwrap();
+    let file = read_weights(&path).unwrap();
+    assert!(!vggtune::model::imagenet::has_imagenet_classifier(&file));
+    let err = vggtune::model::imagenet::imagenet_model(&file, &cpu()).unwrap_err();
+    assert!(err.to_string().contains("1000-way"), "{err}");
+}
