@@ -8,7 +8,9 @@ pub mod data;
 pub mod device;
 pub mod fsutil;
 pub mod gui;
+pub mod infer;
 pub mod model;
+pub mod train;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

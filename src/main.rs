@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod commands;
 use vggtune::data::Dataset;
 use vggtune::device::{self, DeviceChoice};
 
@@ -59,31 +61,13 @@ enum Command {
         images: Vec<PathBuf>,
     },
     /// Fine-tune VGG16 on a photo folder and save the model.
-    Train {
-        /// The photo folder.
-        data: PathBuf,
-    },
+    Train(commands::TrainArgs),
     /// Accuracy, log loss, confusion matrix and galleries of a saved model on a photo folder.
-    Evaluate {
-        /// The saved model (.vggtune).
-        model: PathBuf,
-        /// The photo folder.
-        data: PathBuf,
-    },
+    Evaluate(commands::EvaluateArgs),
     /// Classify image files or folders with a saved model.
-    Predict {
-        /// The saved model (.vggtune).
-        model: PathBuf,
-        /// Image files or folders.
-        inputs: Vec<PathBuf>,
-    },
+    Predict(commands::PredictArgs),
     /// Write a Kaggle Dogs vs. Cats submission (id,label with label = P(dog)).
-    Submit {
-        /// The saved model (.vggtune).
-        model: PathBuf,
-        /// Kaggle's test folder (1.jpg, 2.jpg, ...).
-        test_dir: PathBuf,
-    },
+    Submit(commands::SubmitArgs),
     /// Measure forward, training and end-to-end speed and memory on the chosen device.
     Bench,
 }
@@ -109,10 +93,7 @@ impl Command {
             | Self::Scan { .. }
             | Self::Weights { .. }
             | Self::Imagenet { .. } => None,
-            Self::Train { .. } => Some(("train", 5)),
-            Self::Evaluate { .. } => Some(("evaluate", 5)),
-            Self::Predict { .. } => Some(("predict", 5)),
-            Self::Submit { .. } => Some(("submit", 5)),
+            Self::Train(_) | Self::Evaluate(_) | Self::Predict(_) | Self::Submit(_) => None,
             Self::Bench => Some(("bench", 7)),
         }
     }
@@ -142,6 +123,10 @@ fn main() -> ExitCode {
         Command::Scan { dir, json } => scan(&dir, json),
         Command::Weights { action } => weights(action),
         Command::Imagenet { weights, images } => imagenet(cli.device, &weights, &images),
+        Command::Train(args) => commands::train(cli.device, args),
+        Command::Evaluate(args) => commands::evaluate(cli.device, args),
+        Command::Predict(args) => commands::predict(cli.device, args),
+        Command::Submit(args) => commands::submit(cli.device, args),
         _ => unreachable!("every other command is reported as not built above"),
     };
     match result {

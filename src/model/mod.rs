@@ -4,6 +4,7 @@
 //! `.safetensors` or `.onnx` files, writing it back with torchvision's names, and fetching
 //! torchvision's ImageNet weights. Knows nothing of photos or of the window.
 
+pub mod bundle;
 pub mod download;
 pub mod imagenet;
 pub mod onnx;

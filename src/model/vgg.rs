@@ -10,11 +10,13 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::data::preprocess::SplitMix64;
 
 /// Output channels of the 13 convolutions, at full width.
 pub const CONV_CHANNELS: [usize; 13] = [
@@ -114,7 +116,7 @@ impl Vgg16Config {
             features,
             avgpool: AdaptiveAvgPool2dConfig::new([POOLED_SIDE, POOLED_SIDE]).init(),
             classifier: self.init_head(device),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: self.dropout,
         }
     }
 
@@ -139,35 +141,80 @@ pub struct Vgg16 {
     pub avgpool: AdaptiveAvgPool2d,
     /// The dense layers.
     pub classifier: Vec<Linear>,
-    /// Dropout between dense layers (active only while training).
-    pub dropout: Dropout,
+    /// Dropout probability between dense layers, applied only by
+    /// [`Vgg16::forward_head_train`] (with masks drawn from a seeded generator, so a resumed run
+    /// draws the same masks as an uninterrupted one).
+    pub dropout: f64,
 }
 
 impl Vgg16 {
     /// The convolution base: [batch, 3, H, W] → [batch, C, 7, 7] (pooled).
     pub fn forward_features(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_convs(input, 0..13)
+    }
+
+    /// Convolutions `range` (0-based, each with its ReLU and the max-pool after it); when the
+    /// range ends at 13 the adaptive average pool follows. `forward_convs(x, 0..10)` is the
+    /// frozen part when block 5 trains; `forward_convs(y, 10..13)` the rest.
+    pub fn forward_convs(&self, input: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
         let mut x = input;
-        for (i, conv) in self.features.iter().enumerate() {
-            x = relu(conv.forward(x));
+        let end = range.end.min(self.features.len());
+        for i in range.start..end {
+            x = relu(self.features[i].forward(x));
             if POOL_AFTER.contains(&i) {
                 x = max_pool2d(x, MaxPoolOptions::new([2, 2]));
             }
         }
-        self.avgpool.forward(x)
+        if end == self.features.len() {
+            x = self.avgpool.forward(x);
+        }
+        x
     }
 
-    /// The classifier: pooled features [batch, C, 7, 7] (or already flat [batch, C·49]) → logits.
+    /// The classifier: pooled features [batch, C, 7, 7] → logits (no dropout).
     pub fn forward_head(&self, features: Tensor<4>) -> Tensor<2> {
         self.forward_head_flat(features.flatten(1, 3))
     }
 
-    /// The classifier on flat features [batch, C·49] → logits [batch, classes].
-    pub fn forward_head_flat(&self, mut x: Tensor<2>) -> Tensor<2> {
+    /// The classifier on flat features [batch, C·49] → logits [batch, classes] (no dropout).
+    pub fn forward_head_flat(&self, x: Tensor<2>) -> Tensor<2> {
+        self.head_layers(x, |_, x| x)
+    }
+
+    /// The classifier while training: dropout after each hidden layer, with keep-masks drawn
+    /// from `rng` on the host so the same seed gives the same masks on any backend.
+    pub fn forward_head_train(&self, x: Tensor<2>, rng: &mut SplitMix64) -> Tensor<2> {
+        let prob = self.dropout;
+        self.head_layers(x, |_, x| {
+            if prob <= 0.0 {
+                return x;
+            }
+            let dims = x.dims();
+            let keep = 1.0 - prob as f32;
+            let mask: Vec<f32> = (0..dims[0] * dims[1])
+                .map(|_| {
+                    if rng.next_f32() < keep {
+                        1.0 / keep
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
+            x * mask
+        })
+    }
+
+    fn head_layers(
+        &self,
+        mut x: Tensor<2>,
+        mut dropout: impl FnMut(usize, Tensor<2>) -> Tensor<2>,
+    ) -> Tensor<2> {
         let last = self.classifier.len().saturating_sub(1);
         for (i, dense) in self.classifier.iter().enumerate() {
             x = dense.forward(x);
             if i < last {
-                x = self.dropout.forward(relu(x));
+                x = dropout(i, relu(x));
             }
         }
         x

@@ -1,0 +1,534 @@
+//! The `train`, `evaluate`, `predict` and `submit` subcommands: argument structs and the thin
+//! code that drives the library and prints. Progress bars go to stderr on a terminal; `--json`
+//! prints machine-readable lines on stdout; `--quiet` prints only the result.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use vggtune::data::{Dataset, ResizeMode, SplitConfig};
+use vggtune::device::{self, DeviceChoice};
+use vggtune::infer::{self, Classifier};
+use vggtune::model::HeadKind;
+use vggtune::train::run::checkpoint_path_for;
+use vggtune::train::{
+    Evaluation, LrSchedule, OptimizerKind, TrainConfig, TrainEvent, TrainJob, Trainable,
+    TrainingRun,
+};
+
+/// How results are printed.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Output {
+    /// Print JSON (one object per line for events) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Print only the result (no progress).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl Output {
+    fn bars(&self) -> bool {
+        !self.json && !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+/// `vggtune train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The photo folder (one sub-folder per class, or Kaggle's flat layout).
+    data: PathBuf,
+    /// Base weights (.pth, .safetensors, .onnx); default: the cached torchvision VGG16;
+    /// `none` starts from random weights.
+    #[arg(long)]
+    weights: Option<String>,
+    /// What trains: head, dense, block5 or all.
+    #[arg(long, default_value = "head")]
+    trainable: Trainable,
+    /// The head: dense256 (light, the 2017 course's) or torchvision (25088→4096→4096→N).
+    #[arg(long, default_value = "dense256", value_parser = parse_head)]
+    head: HeadKind,
+    /// Passes over the training photos.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Photos per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Optimizer: adam or sgd (momentum 0.9).
+    #[arg(long, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Cosine decay of the learning rate over the run.
+    #[arg(long)]
+    cosine: bool,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Dropout between dense layers.
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f64,
+    /// Random flips, rotations, shifts and zooms (turns the feature cache off).
+    #[arg(long)]
+    augment: bool,
+    /// Share of each class held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    valid_fraction: f64,
+    /// Seed for the split, shuffling, dropout, augmentation and new layers.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 224)]
+    input_size: u32,
+    /// Crop the centre square (torchvision) instead of squashing the photo (Keras).
+    #[arg(long)]
+    center_crop: bool,
+    /// Divide every width of VGG16 by this (for quick experiments; 1 = VGG16).
+    #[arg(long, default_value_t = 1, hide = true)]
+    width_divisor: usize,
+    /// Where to save the model.
+    #[arg(long, default_value = "model.vggtune")]
+    out: PathBuf,
+    /// Continue from the checkpoint beside --out (MODEL.ckpt.vggtune) where it stopped.
+    #[arg(long)]
+    resume: bool,
+    /// The feature cache's folder (default: the platform cache).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    output: Output,
+}
+
+fn parse_head(s: &str) -> Result<HeadKind, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "dense256" | "light" => Ok(HeadKind::Dense256),
+        "torchvision" | "full" => Ok(HeadKind::Torchvision),
+        other => Err(format!(
+            "unknown head '{other}': use dense256 or torchvision"
+        )),
+    }
+}
+
+/// `vggtune evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// The saved model (.vggtune).
+    model: PathBuf,
+    /// A labelled photo folder (every usable photo in it is evaluated).
+    data: PathBuf,
+    /// Photos per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// `vggtune predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The saved model (.vggtune).
+    model: PathBuf,
+    /// Image files or folders.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Also write the predictions as CSV.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Photos per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// `vggtune submit`.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The saved model (.vggtune), with a "dog" class.
+    model: PathBuf,
+    /// Kaggle's test folder (1.jpg, 2.jpg, …).
+    test_dir: PathBuf,
+    /// Where to write the submission.
+    #[arg(long, default_value = "submission.csv")]
+    out: PathBuf,
+    /// Clip P(dog) to [clip, 1 − clip]: a confident mistake costs less log loss.
+    #[arg(long, default_value_t = 0.02)]
+    clip: f64,
+    /// Photos per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[command(flatten)]
+    output: Output,
+}
+
+fn bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn default_weights() -> Option<PathBuf> {
+    let path = vggtune::model::download::weights_cache_dir().join("vgg16-397923af.pth");
+    path.is_file().then_some(path)
+}
+
+/// Trains and saves a model.
+pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
+    let dataset = Dataset::scan(&args.data)?;
+    if !dataset.trainable() {
+        let problems: Vec<String> = dataset.problems.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "{}: cannot train: {}",
+            args.data.display(),
+            problems.join("; ")
+        );
+    }
+    let weights = match args.weights.as_deref() {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(default_weights().context(
+            "no weights given and none cached: run `vggtune weights download`, pass --weights FILE, \
+             or --weights none to start from random weights",
+        )?),
+    };
+    let config = TrainConfig {
+        trainable: args.trainable,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer: args.optimizer,
+        learning_rate: args.lr,
+        schedule: if args.cosine {
+            LrSchedule::Cosine
+        } else {
+            LrSchedule::Constant
+        },
+        weight_decay: args.weight_decay,
+        dropout: args.dropout,
+        augment: args.augment,
+        split: SplitConfig {
+            valid_fraction: args.valid_fraction,
+            seed: args.seed,
+        },
+        seed: args.seed,
+        device: choice,
+        head: args.head,
+        input_size: args.input_size,
+        resize: if args.center_crop {
+            ResizeMode::ShorterSideCenterCrop
+        } else {
+            ResizeMode::Squash
+        },
+        width_divisor: args.width_divisor.max(1),
+        ..TrainConfig::default()
+    };
+    let out = args.output;
+    for problem in &dataset.problems {
+        if !out.quiet && !out.json {
+            eprintln!("warning: {problem}");
+        }
+    }
+    let job = TrainJob {
+        dataset,
+        weights,
+        config,
+        checkpoint: Some(checkpoint_path_for(&args.out)),
+        out: Some(args.out.clone()),
+        resume: args.resume,
+        cache_root: args.cache_dir,
+    };
+    let bars = out.bars();
+    let mut progress: Option<indicatif::ProgressBar> = None;
+    let last = TrainingRun::run_blocking(job, |event| {
+        if out.json {
+            if !matches!(
+                event,
+                TrainEvent::Progress { .. } | TrainEvent::Batch { .. }
+            ) || !out.quiet
+            {
+                println!("{}", serde_json::to_string(event).unwrap_or_default());
+            }
+            return;
+        }
+        match event {
+            TrainEvent::Started {
+                classes,
+                train,
+                valid,
+                device,
+                cache,
+                first_epoch,
+                weights,
+            } if !out.quiet => {
+                eprintln!("classes: {}", classes.join(", "));
+                eprintln!("images:  {train} training, {valid} validation");
+                eprintln!("device:  {device}");
+                eprintln!("cache:   {cache}");
+                for w in weights {
+                    eprintln!("weights: {w}");
+                }
+                if *first_epoch > 1 {
+                    eprintln!("resuming at epoch {first_epoch}");
+                }
+            }
+            TrainEvent::Progress {
+                phase,
+                epoch,
+                done,
+                total,
+                ..
+            } if bars => {
+                let p = progress.get_or_insert_with(|| {
+                    bar(
+                        *total as u64,
+                        "{msg:>12} {bar:40} {pos}/{len} {per_sec} ETA {eta}",
+                    )
+                });
+                p.set_length(*total as u64);
+                p.set_message(match phase {
+                    vggtune::train::Phase::Features => "features".to_owned(),
+                    vggtune::train::Phase::Training => format!("epoch {epoch}"),
+                    vggtune::train::Phase::Validating => "validating".to_owned(),
+                });
+                p.set_position(*done as u64);
+                if done == total {
+                    p.finish_and_clear();
+                    progress = None;
+                }
+            }
+            TrainEvent::Epoch(m) if !out.quiet => {
+                if let Some(p) = progress.take() {
+                    p.finish_and_clear();
+                }
+                eprintln!(
+                    "epoch {:>3}: train loss {:.4} acc {:.2}% | valid loss {:.4} acc {:.2}% | {:.1} s",
+                    m.epoch,
+                    m.train_loss,
+                    100.0 * m.train_accuracy,
+                    m.valid_loss,
+                    100.0 * m.valid_accuracy,
+                    m.secs
+                );
+            }
+            TrainEvent::Skipped { path, reason } if !out.quiet => {
+                eprintln!("skipped {}: {reason}", path.display());
+            }
+            _ => {}
+        }
+    });
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    match last {
+        TrainEvent::Finished(summary) => {
+            if !out.json {
+                if summary.cache_hits + summary.cache_misses > 0 {
+                    println!(
+                        "features: {} computed in {:.1} s, {} from the cache",
+                        summary.cache_misses, summary.feature_secs, summary.cache_hits
+                    );
+                }
+                println!(
+                    "validation: accuracy {:.2}%, log loss {:.4} ({} images)",
+                    100.0 * summary.evaluation.accuracy,
+                    summary.evaluation.log_loss,
+                    summary.evaluation.count
+                );
+                println!("saved {}", args.out.display());
+            }
+            Ok(())
+        }
+        TrainEvent::Stopped {
+            epochs_done,
+            checkpoint,
+        } => {
+            anyhow::bail!(
+                "stopped after {epochs_done} epoch(s); {}",
+                checkpoint.map_or("no checkpoint yet".to_owned(), |c| format!(
+                    "resume with --resume (checkpoint {})",
+                    c.display()
+                ))
+            )
+        }
+        TrainEvent::Failed { reason } => anyhow::bail!("training failed: {reason}"),
+        other => anyhow::bail!("training ended unexpectedly: {other:?}"),
+    }
+}
+
+fn load_classifier(choice: DeviceChoice, path: &Path) -> anyhow::Result<Classifier> {
+    let chosen = device::select(choice)?;
+    Ok(Classifier::load(path, &chosen.device)?)
+}
+
+fn predict_with_bar(
+    classifier: &Classifier,
+    paths: &[PathBuf],
+    batch_size: usize,
+    output: Output,
+) -> (Vec<infer::Prediction>, Vec<infer::Unclassified>) {
+    let progress = output.bars().then(|| {
+        bar(
+            paths.len() as u64,
+            "{bar:40} {pos}/{len} {per_sec} ETA {eta}",
+        )
+    });
+    let result = classifier.predict(paths, batch_size, |done, _| {
+        if let Some(p) = &progress {
+            p.set_position(done as u64);
+        }
+    });
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    result
+}
+
+/// Prints an evaluation in words.
+pub fn print_evaluation(e: &Evaluation) {
+    println!("images:    {}", e.count);
+    println!("accuracy:  {:.2}%", 100.0 * e.accuracy);
+    println!("log loss:  {:.4}", e.log_loss);
+    let width = e.classes.iter().map(String::len).max().unwrap_or(5).max(5);
+    println!("confusion (rows: true class, columns: predicted):");
+    print!("  {:width$}", "");
+    for c in &e.classes {
+        print!(" {c:>width$}");
+    }
+    println!();
+    for (c, row) in e.classes.iter().zip(&e.confusion) {
+        print!("  {c:width$}");
+        for v in row {
+            print!(" {v:>width$}");
+        }
+        println!();
+    }
+    println!("per class:");
+    for m in &e.per_class {
+        println!(
+            "  {:width$}  precision {:.3}  recall {:.3}  F1 {:.3}  ({} images)",
+            m.class, m.precision, m.recall, m.f1, m.support
+        );
+    }
+}
+
+/// Evaluates a saved model on a labelled folder.
+pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> {
+    let classifier = load_classifier(choice, &args.model)?;
+    let dataset = Dataset::scan(&args.data)?;
+    let classes = classifier.classes().to_vec();
+    let mut paths = Vec::new();
+    let mut labels = Vec::new();
+    let mut images = dataset.images.clone();
+    images.extend(dataset.explicit_valid.clone().unwrap_or_default());
+    for image in &images {
+        let name = &dataset.classes[image.label];
+        let label = classes.iter().position(|c| c == name).with_context(|| {
+            format!(
+                "{}: class '{name}' is not one of the model's classes {classes:?}",
+                args.data.display()
+            )
+        })?;
+        paths.push(image.path.clone());
+        labels.push(label);
+    }
+    let (predictions, failed) = predict_with_bar(&classifier, &paths, args.batch_size, args.output);
+    let by_path: std::collections::HashMap<&Path, usize> = paths
+        .iter()
+        .zip(&labels)
+        .map(|(p, &l)| (p.as_path(), l))
+        .collect();
+    let probs: Vec<Vec<f32>> = predictions
+        .iter()
+        .map(|p| p.probabilities.clone())
+        .collect();
+    let truth: Vec<usize> = predictions
+        .iter()
+        .map(|p| by_path[p.path.as_path()])
+        .collect();
+    let evaluation = Evaluation::compute(&classes, &probs, &truth, 12);
+    if args.output.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "evaluation": evaluation,
+                "images": predictions.iter().map(|p| &p.path).collect::<Vec<_>>(),
+                "unclassified": failed,
+            }))?
+        );
+        return Ok(());
+    }
+    print_evaluation(&evaluation);
+    for f in &failed {
+        eprintln!("skipped {}: {}", f.path.display(), f.reason);
+    }
+    Ok(())
+}
+
+/// Classifies images and folders.
+pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
+    let classifier = load_classifier(choice, &args.model)?;
+    let (paths, mut rejected) = infer::collect_images(&args.inputs);
+    let (predictions, failed) = predict_with_bar(&classifier, &paths, args.batch_size, args.output);
+    rejected.extend(failed);
+    let classes = classifier.classes();
+    if let Some(csv) = &args.csv {
+        infer::write_csv(csv, classes, &predictions).with_context(|| csv.display().to_string())?;
+    }
+    if args.output.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "classes": classes,
+                "predictions": predictions,
+                "unclassified": rejected,
+            }))?
+        );
+    } else {
+        for p in &predictions {
+            let probs: Vec<String> = classes
+                .iter()
+                .zip(&p.probabilities)
+                .map(|(c, v)| format!("{c} {:.1}%", 100.0 * v))
+                .collect();
+            println!(
+                "{}: {} ({})",
+                p.path.display(),
+                classes[p.class],
+                probs.join(", ")
+            );
+        }
+        for r in &rejected {
+            eprintln!("not classified {}: {}", r.path.display(), r.reason);
+        }
+    }
+    anyhow::ensure!(
+        !predictions.is_empty() || rejected.is_empty(),
+        "no image could be classified"
+    );
+    Ok(())
+}
+
+/// Writes a Kaggle submission.
+pub fn submit(choice: DeviceChoice, args: SubmitArgs) -> anyhow::Result<()> {
+    let classifier = load_classifier(choice, &args.model)?;
+    let (paths, rejected) = infer::collect_images(std::slice::from_ref(&args.test_dir));
+    let (predictions, failed) = predict_with_bar(&classifier, &paths, args.batch_size, args.output);
+    let rows = infer::kaggle_rows(classifier.classes(), &predictions, args.clip)?;
+    infer::write_submission(&args.out, &rows)?;
+    for r in rejected.iter().chain(&failed) {
+        eprintln!("not in the submission {}: {}", r.path.display(), r.reason);
+    }
+    if args.output.json {
+        println!(
+            "{}",
+            serde_json::json!({"out": args.out, "rows": rows.len(), "unclassified": failed.len() + rejected.len()})
+        );
+    } else {
+        println!("wrote {} rows to {}", rows.len(), args.out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! A [`Classifier`]: a saved model that predicts image files and folders; and the writers of
+//! prediction CSVs and Kaggle submissions.
+//!
+//! Uses the bundle's own preprocessing (the same function training used), so a model and the app
+//! never disagree on how pixels are prepared.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module as _;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::data::{DecodeError, DecodeLimits, decode_rgb};
+use crate::model::Vgg16;
+use crate::model::bundle::{self, BundleError, BundleHeader};
+use crate::train::metrics::argmax;
+
+/// One image's prediction.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    /// The image.
+    pub path: PathBuf,
+    /// Probability per class, in the model's class order.
+    pub probabilities: Vec<f32>,
+    /// The most likely class's index.
+    pub class: usize,
+}
+
+/// An image that could not be classified, and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Unclassified {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// A loaded model, ready to predict.
+pub struct Classifier {
+    /// What the model is (classes, preprocessing, history).
+    pub header: BundleHeader,
+    model: Vgg16,
+    device: Device,
+}
+
+impl Classifier {
+    /// Loads a saved model onto `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, BundleError> {
+        let loaded = bundle::load(path, device)?;
+        Ok(Self {
+            header: loaded.header,
+            model: loaded.model.valid(),
+            device: device.clone(),
+        })
+    }
+
+    /// Wraps a model already in memory (the window's freshly trained one).
+    pub fn from_model(header: BundleHeader, model: Vgg16, device: &Device) -> Self {
+        Self {
+            header,
+            model: model.valid(),
+            device: device.clone(),
+        }
+    }
+
+    /// The class names.
+    pub fn classes(&self) -> &[String] {
+        &self.header.classes
+    }
+
+    /// Predicts decoded-or-not images in batches of `batch_size`; `progress(done, total)` after
+    /// each batch.
+    pub fn predict(
+        &self,
+        paths: &[PathBuf],
+        batch_size: usize,
+        mut progress: impl FnMut(usize, usize),
+    ) -> (Vec<Prediction>, Vec<Unclassified>) {
+        let pre = self.header.preprocessing;
+        let s = pre.input_size as usize;
+        let mut predictions = Vec::new();
+        let mut failed = Vec::new();
+        let mut done = 0;
+        for chunk in paths.chunks(batch_size.max(1)) {
+            let mut values = Vec::new();
+            let mut ok = Vec::new();
+            for path in chunk {
+                match decode_rgb(path, &DecodeLimits::default()) {
+                    Ok(photo) => {
+                        values.extend(pre.apply(&photo, None));
+                        ok.push(path.clone());
+                    }
+                    Err(e) => failed.push(Unclassified {
+                        path: path.clone(),
+                        reason: reason(&e),
+                    }),
+                }
+            }
+            if !ok.is_empty() {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(values, [ok.len(), 3, s, s]),
+                    &self.device,
+                );
+                let probs = softmax(self.model.forward(x), 1)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default();
+                let n = self.header.classes.len();
+                for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
+                    predictions.push(Prediction {
+                        class: argmax(p),
+                        probabilities: p.to_vec(),
+                        path,
+                    });
+                }
+            }
+            done += chunk.len();
+            progress(done, paths.len());
+        }
+        (predictions, failed)
+    }
+}
+
+fn reason(e: &DecodeError) -> String {
+    e.to_string()
+}
+
+/// The image files among `inputs`: files as given, folders walked (sorted); files that are not
+/// images by extension are returned apart with a reason.
+pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unclassified>) {
+    let mut images = Vec::new();
+    let mut rejected = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = walkdir::WalkDir::new(input)
+                .follow_links(true)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .map(walkdir::DirEntry::into_path)
+                .collect();
+            found.sort();
+            for p in found {
+                if has_image_extension(&p) {
+                    images.push(p);
+                } else {
+                    rejected.push(Unclassified {
+                        reason: "not an image (by its extension)".into(),
+                        path: p,
+                    });
+                }
+            }
+        } else if input.is_file() {
+            // A file named explicitly is tried whatever its extension: decoding decides.
+            images.push(input.clone());
+        } else {
+            rejected.push(Unclassified {
+                path: input.clone(),
+                reason: "no such file or folder".into(),
+            });
+        }
+    }
+    (images, rejected)
+}
+
+/// True for the extensions of the formats vggtune decodes.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| {
+            ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"].contains(&e.as_str())
+        })
+}
+
+/// Writes predictions as CSV (`path,predicted,<class probabilities…>`), atomically.
+pub fn write_csv(
+    path: &Path,
+    classes: &[String],
+    predictions: &[Prediction],
+) -> std::io::Result<()> {
+    let mut out = String::from("path,predicted");
+    for c in classes {
+        out.push(',');
+        out.push_str(&csv_field(&format!("p_{c}")));
+    }
+    out.push('\n');
+    for p in predictions {
+        out.push_str(&csv_field(&p.path.display().to_string()));
+        out.push(',');
+        out.push_str(&csv_field(&classes[p.class]));
+        for v in &p.probabilities {
+            out.push_str(&format!(",{v:.6}"));
+        }
+        out.push('\n');
+    }
+    crate::fsutil::write_atomic(path, out.as_bytes())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Why a submission could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmissionError {
+    /// The model has no "dog" class.
+    #[error(
+        "the model's classes {0:?} have no 'dog' (or 'dogs'): a Dogs vs. Cats submission needs one"
+    )]
+    NoDogClass(Vec<String>),
+    /// A file name is not Kaggle's `N.jpg`.
+    #[error("{0}: Kaggle test files are named by number (1.jpg, 2.jpg, …)")]
+    NotAnId(PathBuf),
+    /// The clip is outside [0, 0.5).
+    #[error("clip {0} must be from 0 to below 0.5")]
+    BadClip(f64),
+    /// Writing failed.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The rows of a Kaggle Dogs vs. Cats submission: (id, P(dog) clipped to [clip, 1 − clip]),
+/// sorted by id.
+pub fn kaggle_rows(
+    classes: &[String],
+    predictions: &[Prediction],
+    clip: f64,
+) -> Result<Vec<(u64, f64)>, SubmissionError> {
+    if !(0.0..0.5).contains(&clip) {
+        return Err(SubmissionError::BadClip(clip));
+    }
+    let dog = classes
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case("dog") || c.eq_ignore_ascii_case("dogs"))
+        .ok_or_else(|| SubmissionError::NoDogClass(classes.to_vec()))?;
+    let mut rows = predictions
+        .iter()
+        .map(|p| {
+            let id = p
+                .path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| SubmissionError::NotAnId(p.path.clone()))?;
+            Ok((id, f64::from(p.probabilities[dog]).clamp(clip, 1.0 - clip)))
+        })
+        .collect::<Result<Vec<_>, SubmissionError>>()?;
+    rows.sort_by_key(|r| r.0);
+    Ok(rows)
+}
+
+/// Writes a Kaggle submission (`id,label`), atomically.
+pub fn write_submission(path: &Path, rows: &[(u64, f64)]) -> Result<(), SubmissionError> {
+    let mut out = String::from("id,label\n");
+    for (id, p) in rows {
+        out.push_str(&format!("{id},{p:.6}\n"));
+    }
+    crate::fsutil::write_atomic(path, out.as_bytes()).map_err(|e| SubmissionError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pred(name: &str, p_dog: f32) -> Prediction {
+        Prediction {
+            path: PathBuf::from(format!("test/{name}")),
+            probabilities: vec![1.0 - p_dog, p_dog],
+            class: usize::from(p_dog > 0.5),
+        }
+    }
+
+    #[test]
+    fn kaggle_rows_are_sorted_clipped_p_dog() {
+        let classes = vec!["cat".to_owned(), "dog".to_owned()];
+        let rows = kaggle_rows(
+            &classes,
+            &[
+                pred("10.jpg", 0.999),
+                pred("2.jpg", 0.3),
+                pred("1.jpg", 0.0001),
+            ],
+            0.02,
+        )
+        .unwrap();
+        assert_eq!(rows, vec![(1, 0.02), (2, 0.30000001192092896), (10, 0.98)]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("submission.csv");
+        write_submission(&path, &rows).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "id,label\n1,0.020000\n2,0.300000\n10,0.980000\n"
+        );
+    }
+
+    #[test]
+    fn submissions_need_a_dog_class_and_numeric_ids() {
+        let classes = vec!["ant".to_owned(), "bee".to_owned()];
+        assert!(matches!(
+            kaggle_rows(&classes, &[], 0.02),
+            Err(SubmissionError::NoDogClass(_))
+        ));
+        let classes = vec!["cats".to_owned(), "dogs".to_owned()];
+        assert!(matches!(
+            kaggle_rows(&classes, &[pred("cat.1.jpg", 0.5)], 0.02),
+            Err(SubmissionError::NotAnId(_))
+        ));
+        assert!(matches!(
+            kaggle_rows(&classes, &[], 0.7),
+            Err(SubmissionError::BadClip(_))
+        ));
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}

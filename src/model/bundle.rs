@@ -1,0 +1,216 @@
+//! The model bundle: one file a user can copy, holding a trained model with everything needed to
+//! use it (class names, preprocessing, which layers were trained, the base weights' identity,
+//! the training config and metric history), and, in checkpoints, the optimizer's state.
+//!
+//! Layout: the magic `VGGTUNE\0`, a little-endian u32 format version, then three sections, each
+//! a little-endian u64 length and its bytes: the JSON header, the weights (Burn's burnpack, which
+//! keeps parameter ids so an optimizer state can be matched on resume), and the optimizer record
+//! (empty in a finished model). Written to a temporary file and renamed.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{BurnpackStore, ModuleSnapshot as _};
+use burn::tensor::{Bytes, Device};
+
+use super::vgg::{Vgg16, Vgg16Config};
+use crate::data::Preprocessing;
+
+const MAGIC: &[u8; 8] = b"VGGTUNE\0";
+/// The bundle format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything about a model except its weights.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BundleHeader {
+    /// The bundle format ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The vggtune version that wrote it.
+    pub vggtune_version: String,
+    /// Class names, in output order.
+    pub classes: Vec<String>,
+    /// How inputs are prepared.
+    pub preprocessing: Preprocessing,
+    /// The network's shape.
+    pub model: Vgg16Config,
+    /// Which layers were trained ("head", "dense", "block5", "all").
+    pub trained: String,
+    /// SHA-256 of the base weights file (or a description of a random start).
+    pub base_weights_sha256: String,
+    /// The base weights file's name, when there was one.
+    pub base_weights_file: Option<String>,
+    /// The training configuration, as JSON.
+    pub train_config: serde_json::Value,
+    /// Per-epoch metrics, as JSON.
+    pub history: serde_json::Value,
+    /// For checkpoints: the epoch (0-based) training resumes at.
+    pub next_epoch: usize,
+}
+
+/// Why a bundle could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The file could not be read or written.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a vggtune model, or is damaged.
+    #[error("{path}: not a usable vggtune model: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A bundle read back.
+pub struct LoadedBundle {
+    /// The header.
+    pub header: BundleHeader,
+    /// The model, on the device asked for.
+    pub model: Vgg16,
+    /// The optimizer's state, in checkpoints.
+    pub optimizer: Option<burn::optim::OptimizerRecord>,
+}
+
+/// Writes a bundle atomically.
+pub fn save(
+    path: &Path,
+    header: &BundleHeader,
+    model: &Vgg16,
+    optimizer: Option<&burn::optim::ModuleOptimizer>,
+) -> Result<(), BundleError> {
+    let fail = |reason: String| BundleError::Io {
+        path: path.to_owned(),
+        reason,
+    };
+    let json = serde_json::to_vec(header).map_err(|e| fail(e.to_string()))?;
+    let mut store = BurnpackStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .map_err(|e| fail(format!("cannot serialise the weights: {e}")))?;
+    let weights = store
+        .get_bytes()
+        .map_err(|e| fail(format!("cannot serialise the weights: {e}")))?;
+    let optim: Vec<u8> = match optimizer {
+        Some(o) => o
+            .to_record()
+            .into_bytes()
+            .map_err(|e| fail(format!("cannot serialise the optimizer: {e:?}")))?
+            .to_vec(),
+        None => Vec::new(),
+    };
+    let mut out = Vec::with_capacity(json.len() + weights.len() + optim.len() + 40);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    for section in [&json[..], &weights[..], &optim[..]] {
+        out.extend_from_slice(&(section.len() as u64).to_le_bytes());
+        out.extend_from_slice(section);
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+    }
+    crate::fsutil::write_atomic(path, &out).map_err(|e| fail(e.to_string()))
+}
+
+/// Reads only a bundle's header (cheap: for menus and checks).
+pub fn read_header(path: &Path) -> Result<BundleHeader, BundleError> {
+    let bytes = std::fs::read(path).map_err(|e| BundleError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(sections(path, &bytes)?.0)
+}
+
+fn sections<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<(BundleHeader, &'a [u8], &'a [u8]), BundleError> {
+    let damaged = |reason: &str| BundleError::Damaged {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return Err(damaged("it does not start like one (wrong file?)"));
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != FORMAT_VERSION {
+        return Err(BundleError::Damaged {
+            path: path.to_owned(),
+            reason: format!(
+                "it is format version {version}; this vggtune reads version {FORMAT_VERSION}"
+            ),
+        });
+    }
+    let mut pos = 12;
+    let mut take = || -> Result<&'a [u8], BundleError> {
+        let len_bytes = bytes
+            .get(pos..pos + 8)
+            .ok_or_else(|| damaged("the file ends early (truncated copy?)"))?;
+        let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| damaged("bad length"))?);
+        let len = usize::try_from(len).map_err(|_| damaged("a section is too large"))?;
+        let start = pos + 8;
+        let section = bytes
+            .get(start..start.saturating_add(len))
+            .ok_or_else(|| damaged("the file ends early (truncated copy?)"))?;
+        pos = start + len;
+        Ok(section)
+    };
+    let json = take()?;
+    let weights = take()?;
+    let optim = take()?;
+    let header: BundleHeader = serde_json::from_slice(json).map_err(|e| BundleError::Damaged {
+        path: path.to_owned(),
+        reason: format!("its header is unreadable: {e}"),
+    })?;
+    Ok((header, weights, optim))
+}
+
+/// Reads a bundle, building its model on `device`.
+pub fn load(path: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
+    let bytes = std::fs::read(path).map_err(|e| BundleError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let (header, weights, optim) = sections(path, &bytes)?;
+    let damaged = |reason: String| BundleError::Damaged {
+        path: path.to_owned(),
+        reason,
+    };
+    if header.classes.len() != header.model.num_classes || header.classes.is_empty() {
+        return Err(damaged(format!(
+            "{} class names for a model with {} outputs",
+            header.classes.len(),
+            header.model.num_classes
+        )));
+    }
+    let mut model = header.model.init(device);
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(weights.to_vec())));
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| damaged(format!("its weights are unreadable: {e}")))?;
+    if !result.missing.is_empty() || !result.errors.is_empty() {
+        return Err(damaged(format!(
+            "its weights do not fit its header ({} missing, {} errors)",
+            result.missing.len(),
+            result.errors.len()
+        )));
+    }
+    let optimizer = if optim.is_empty() {
+        None
+    } else {
+        Some(
+            burn::optim::OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optim.to_vec()))
+                .map_err(|e| damaged(format!("its optimizer state is unreadable: {e:?}")))?,
+        )
+    };
+    Ok(LoadedBundle {
+        header,
+        model,
+        optimizer,
+    })
+}

@@ -1,0 +1,263 @@
+//! What a training run does, as one serialisable value: saved with every checkpoint and model,
+//! shown as controls in the window and as flags on the command line.
+
+use crate::data::{Augmentation, ResizeMode, SplitConfig};
+use crate::device::DeviceChoice;
+use crate::model::HeadKind;
+
+/// Which layers learn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trainable {
+    /// Only the new last layer (with torchvision's head, ImageNet's dense layers stay frozen);
+    /// with the light head, both of its layers.
+    #[default]
+    Head,
+    /// All dense layers (new where the weights had none).
+    Dense,
+    /// The dense layers and the last convolution block (block 5).
+    Block5,
+    /// Everything.
+    All,
+}
+
+impl Trainable {
+    /// All choices, in menu order.
+    pub const ALL: [Self; 4] = [Self::Head, Self::Dense, Self::Block5, Self::All];
+
+    /// How many of the 13 convolutions stay frozen.
+    pub fn frozen_convs(self) -> usize {
+        match self {
+            Self::Head | Self::Dense => 13,
+            Self::Block5 => 10,
+            Self::All => 0,
+        }
+    }
+
+    /// Words for menus and tooltips.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Head => "new head only (fastest; frozen features are cached)",
+            Self::Dense => "all dense layers (frozen features are cached)",
+            Self::Block5 => "dense layers and the last conv block",
+            Self::All => "the whole network (slowest)",
+        }
+    }
+}
+
+impl std::str::FromStr for Trainable {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "head" => Ok(Self::Head),
+            "dense" => Ok(Self::Dense),
+            "block5" => Ok(Self::Block5),
+            "all" => Ok(Self::All),
+            other => Err(format!(
+                "unknown trainable '{other}': use head, dense, block5 or all"
+            )),
+        }
+    }
+}
+
+/// The optimiser.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (the 2017 course's choice for the head).
+    #[default]
+    Adam,
+    /// SGD with momentum 0.9.
+    Sgd,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "adam" => Ok(Self::Adam),
+            "sgd" => Ok(Self::Sgd),
+            other => Err(format!("unknown optimizer '{other}': use adam or sgd")),
+        }
+    }
+}
+
+/// How the learning rate changes over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum LrSchedule {
+    /// The same rate every epoch.
+    #[default]
+    Constant,
+    /// Cosine decay from the rate to zero over the run.
+    Cosine,
+    /// Multiply by `factor` every `every` epochs.
+    Step {
+        /// Epochs between drops.
+        every: usize,
+        /// The multiplier.
+        factor: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The rate during `epoch` (0-based) of `epochs`.
+    pub fn rate(self, base: f64, epoch: usize, epochs: usize) -> f64 {
+        match self {
+            Self::Constant => base,
+            Self::Cosine => {
+                let t = epoch as f64 / epochs.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Self::Step { every, factor } => base * factor.powi((epoch / every.max(1)) as i32),
+        }
+    }
+}
+
+/// Everything about one training run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Which layers learn.
+    pub trainable: Trainable,
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// The optimiser.
+    pub optimizer: OptimizerKind,
+    /// The learning rate.
+    pub learning_rate: f64,
+    /// How it changes over the run.
+    pub schedule: LrSchedule,
+    /// L2 weight decay (0 = none).
+    pub weight_decay: f64,
+    /// Dropout between dense layers.
+    pub dropout: f64,
+    /// Random flips, rotations, shifts and zooms of training images (bypasses the feature cache).
+    pub augment: bool,
+    /// The augmentation's ranges.
+    pub augmentation: Augmentation,
+    /// The validation split.
+    pub split: SplitConfig,
+    /// Seed for shuffling, dropout, augmentation and new layers.
+    pub seed: u64,
+    /// The compute device.
+    pub device: DeviceChoice,
+    /// The head on top of the base.
+    pub head: HeadKind,
+    /// Input side in pixels (224 for ImageNet weights).
+    pub input_size: u32,
+    /// How photos are made square.
+    pub resize: ResizeMode,
+    /// Divides every width of the network; 1 is VGG16 (tests use more for tiny models).
+    pub width_divisor: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            trainable: Trainable::Head,
+            epochs: 3,
+            batch_size: 32,
+            optimizer: OptimizerKind::Adam,
+            learning_rate: 1e-4,
+            schedule: LrSchedule::Constant,
+            weight_decay: 0.0,
+            dropout: 0.5,
+            augment: false,
+            augmentation: Augmentation::default(),
+            split: SplitConfig::default(),
+            seed: 42,
+            device: DeviceChoice::Auto,
+            head: HeadKind::Dense256,
+            input_size: 224,
+            resize: ResizeMode::Squash,
+            width_divisor: 1,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the values a user can type; the message says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch size must be at least 1".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning rate {} must be a positive number",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!(
+                "dropout {} must be from 0 to below 1",
+                self.dropout
+            ));
+        }
+        if self.input_size < 32 {
+            return Err(format!(
+                "input size {} is below VGG16's minimum of 32 pixels",
+                self.input_size
+            ));
+        }
+        if self.weight_decay < 0.0 {
+            return Err("weight decay cannot be negative".into());
+        }
+        Ok(())
+    }
+
+    /// True when the frozen part's outputs can be cached: something is frozen and no
+    /// augmentation changes the images between epochs.
+    pub fn uses_feature_cache(&self) -> bool {
+        !self.augment && self.trainable.frozen_convs() > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_give_the_expected_rates() {
+        assert_eq!(LrSchedule::Constant.rate(0.1, 5, 10), 0.1);
+        assert!((LrSchedule::Cosine.rate(0.1, 0, 10) - 0.1).abs() < 1e-12);
+        assert!((LrSchedule::Cosine.rate(0.1, 5, 10) - 0.05).abs() < 1e-12);
+        let step = LrSchedule::Step {
+            every: 2,
+            factor: 0.5,
+        };
+        assert!((step.rate(0.1, 3, 10) - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn augmentation_bypasses_the_cache() {
+        let mut c = TrainConfig::default();
+        assert!(c.uses_feature_cache());
+        c.augment = true;
+        assert!(!c.uses_feature_cache());
+        c.augment = false;
+        c.trainable = Trainable::All;
+        assert!(!c.uses_feature_cache());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let c = TrainConfig {
+            epochs: 0,
+            ..TrainConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("epochs"));
+        let c = TrainConfig {
+            learning_rate: -1.0,
+            ..TrainConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("learning rate"));
+    }
+}

@@ -1,0 +1,285 @@
+//! Metrics of one evaluation pass: accuracy, log loss, confusion matrix, per-class precision,
+//! recall and F1, and the fast.ai lesson's galleries (most confident mistakes, most uncertain,
+//! most confident right), per class.
+//!
+//! Pure arithmetic on probabilities and labels: no tensors, no files.
+
+/// Probabilities are clipped to [EPS, 1 − EPS] for the log loss, as Kaggle does.
+pub const LOG_LOSS_EPS: f64 = 1e-15;
+
+/// Precision, recall and F1 of one class.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassMetrics {
+    /// The class.
+    pub class: String,
+    /// How many images truly are this class.
+    pub support: usize,
+    /// Of the images predicted as this class, the share that are.
+    pub precision: f64,
+    /// Of the images of this class, the share predicted as it.
+    pub recall: f64,
+    /// Harmonic mean of precision and recall.
+    pub f1: f64,
+}
+
+/// One image in a gallery.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GalleryItem {
+    /// Index into the evaluated items.
+    pub index: usize,
+    /// Its true class.
+    pub label: usize,
+    /// The predicted class.
+    pub predicted: usize,
+    /// The probability of the predicted class.
+    pub confidence: f32,
+    /// The probability of the true class.
+    pub p_true: f32,
+}
+
+/// The galleries of one class (images whose true class it is).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Galleries {
+    /// Wrong, with the highest confidence first.
+    pub confident_mistakes: Vec<GalleryItem>,
+    /// The smallest margin between the two most likely classes first (|p − 0.5| for two classes).
+    pub most_uncertain: Vec<GalleryItem>,
+    /// Right, with the highest confidence first.
+    pub confident_right: Vec<GalleryItem>,
+}
+
+/// Everything one evaluation pass measures.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evaluation {
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// How many images were evaluated.
+    pub count: usize,
+    /// Share predicted right.
+    pub accuracy: f64,
+    /// Mean negative log probability of the true class (clipped).
+    pub log_loss: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+    /// Per-class precision, recall and F1.
+    pub per_class: Vec<ClassMetrics>,
+    /// Galleries per true class.
+    pub galleries: Vec<Galleries>,
+}
+
+/// The index of the largest value.
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+/// Mean log loss of `probs` (rows) against `labels`, clipped at [`LOG_LOSS_EPS`].
+pub fn log_loss(probs: &[Vec<f32>], labels: &[usize]) -> f64 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = probs
+        .iter()
+        .zip(labels)
+        .map(|(p, &l)| -f64::from(p[l]).clamp(LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS).ln())
+        .sum();
+    total / labels.len() as f64
+}
+
+impl Evaluation {
+    /// Computes every metric from per-image probabilities and true labels; each gallery keeps
+    /// at most `gallery_size` images.
+    pub fn compute(
+        classes: &[String],
+        probs: &[Vec<f32>],
+        labels: &[usize],
+        gallery_size: usize,
+    ) -> Self {
+        let n_classes = classes.len();
+        let mut confusion = vec![vec![0usize; n_classes]; n_classes];
+        let mut items = Vec::with_capacity(labels.len());
+        for (index, (p, &label)) in probs.iter().zip(labels).enumerate() {
+            let predicted = argmax(p);
+            confusion[label][predicted] += 1;
+            items.push(GalleryItem {
+                index,
+                label,
+                predicted,
+                confidence: p[predicted],
+                p_true: p[label],
+            });
+        }
+        let correct: usize = (0..n_classes).map(|c| confusion[c][c]).sum();
+        let count = labels.len();
+        let per_class = (0..n_classes)
+            .map(|c| {
+                let tp = confusion[c][c] as f64;
+                let support: usize = confusion[c].iter().sum();
+                let predicted: usize = (0..n_classes).map(|r| confusion[r][c]).sum();
+                let precision = if predicted > 0 {
+                    tp / predicted as f64
+                } else {
+                    0.0
+                };
+                let recall = if support > 0 {
+                    tp / support as f64
+                } else {
+                    0.0
+                };
+                let f1 = if precision + recall > 0.0 {
+                    2.0 * precision * recall / (precision + recall)
+                } else {
+                    0.0
+                };
+                ClassMetrics {
+                    class: classes[c].clone(),
+                    support,
+                    precision,
+                    recall,
+                    f1,
+                }
+            })
+            .collect();
+        let margin = |item: &GalleryItem| {
+            let p = &probs[item.index];
+            let mut sorted: Vec<f32> = p.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            sorted[0] - sorted.get(1).copied().unwrap_or(0.0)
+        };
+        let galleries = (0..n_classes)
+            .map(|c| {
+                let of_class: Vec<&GalleryItem> = items.iter().filter(|i| i.label == c).collect();
+                let mut mistakes: Vec<GalleryItem> = of_class
+                    .iter()
+                    .filter(|i| i.predicted != c)
+                    .map(|&i| i.clone())
+                    .collect();
+                mistakes.sort_by(|a, b| {
+                    b.confidence
+                        .total_cmp(&a.confidence)
+                        .then(a.index.cmp(&b.index))
+                });
+                mistakes.truncate(gallery_size);
+                let mut right: Vec<GalleryItem> = of_class
+                    .iter()
+                    .filter(|i| i.predicted == c)
+                    .map(|&i| i.clone())
+                    .collect();
+                right.sort_by(|a, b| {
+                    b.confidence
+                        .total_cmp(&a.confidence)
+                        .then(a.index.cmp(&b.index))
+                });
+                right.truncate(gallery_size);
+                let mut uncertain: Vec<GalleryItem> = of_class.iter().map(|&i| i.clone()).collect();
+                uncertain
+                    .sort_by(|a, b| margin(a).total_cmp(&margin(b)).then(a.index.cmp(&b.index)));
+                uncertain.truncate(gallery_size);
+                Galleries {
+                    confident_mistakes: mistakes,
+                    most_uncertain: uncertain,
+                    confident_right: right,
+                }
+            })
+            .collect();
+        Self {
+            classes: classes.to_vec(),
+            count,
+            accuracy: if count > 0 {
+                correct as f64 / count as f64
+            } else {
+                0.0
+            },
+            log_loss: log_loss(probs, labels),
+            confusion,
+            per_class,
+            galleries,
+        }
+    }
+
+    /// Indices of the images in confusion-matrix cell (true, predicted).
+    pub fn cell(
+        &self,
+        labels: &[usize],
+        probs: &[Vec<f32>],
+        truth: usize,
+        predicted: usize,
+    ) -> Vec<usize> {
+        labels
+            .iter()
+            .zip(probs)
+            .enumerate()
+            .filter(|(_, (l, p))| **l == truth && argmax(p) == predicted)
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classes() -> Vec<String> {
+        vec!["cat".into(), "dog".into()]
+    }
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        // true: cat, cat, cat, dog, dog; predicted: cat, cat, dog, dog, cat.
+        let probs = vec![
+            vec![0.9, 0.1],
+            vec![0.6, 0.4],
+            vec![0.3, 0.7],
+            vec![0.2, 0.8],
+            vec![0.55, 0.45],
+        ];
+        let labels = vec![0, 0, 0, 1, 1];
+        let e = Evaluation::compute(&classes(), &probs, &labels, 10);
+        assert_eq!(e.count, 5);
+        assert!((e.accuracy - 0.6).abs() < 1e-12);
+        let expected_loss =
+            -(0.9f64.ln() + 0.6f64.ln() + 0.3f64.ln() + 0.8f64.ln() + 0.45f64.ln()) / 5.0;
+        assert!(
+            (e.log_loss - expected_loss).abs() < 1e-6,
+            "{} vs {expected_loss}",
+            e.log_loss
+        );
+        assert_eq!(e.confusion, vec![vec![2, 1], vec![1, 1]]);
+        // cat: precision 2/3, recall 2/3; dog: precision 1/2, recall 1/2.
+        assert!((e.per_class[0].precision - 2.0 / 3.0).abs() < 1e-12);
+        assert!((e.per_class[0].recall - 2.0 / 3.0).abs() < 1e-12);
+        assert!((e.per_class[1].f1 - 0.5).abs() < 1e-12);
+        assert_eq!(e.per_class[1].support, 2);
+        // Galleries of cats: the one mistake (0.7 dog), right ones 0.9 then 0.6, most uncertain
+        // is the 0.6/0.4 image (margin 0.2).
+        let g = &e.galleries[0];
+        assert_eq!(
+            g.confident_mistakes
+                .iter()
+                .map(|i| i.index)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(
+            g.confident_right
+                .iter()
+                .map(|i| i.index)
+                .collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(g.most_uncertain[0].index, 1);
+        assert_eq!(e.galleries[1].most_uncertain[0].index, 4);
+        assert_eq!(e.cell(&labels, &probs, 1, 0), vec![4]);
+    }
+
+    #[test]
+    fn log_loss_is_clipped() {
+        let l = log_loss(&[vec![0.0, 1.0]], &[0]);
+        assert!((l - (-(LOG_LOSS_EPS).ln())).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,969 @@
+//! A training run on a worker thread: it reports everything it does as [`TrainEvent`]s over a
+//! channel and stops within one batch when asked, keeping the last good checkpoint.
+//!
+//! The loop is hand-written (Burn's `custom-training-loop` shape): forward, cross-entropy,
+//! backward, optimizer step. When the convolutions up to the trainable part are frozen and no
+//! augmentation is on, their outputs come from the [`FeatureCache`], so only the first pass over
+//! the photos costs a full VGG16 forward. Every source of randomness (new layers, shuffling,
+//! dropout, augmentation) is drawn from the config's seed per epoch, so a resumed run gives the
+//! same numbers as an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Instant;
+
+use burn::module::{Module as _, Param};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::cache::{CacheKey, FeatureCache, content_hash, default_cache_root};
+use super::config::{OptimizerKind, TrainConfig, Trainable};
+use super::metrics::{Evaluation, argmax};
+use crate::data::preprocess::SplitMix64;
+use crate::data::{
+    Convention, Dataset, DecodeLimits, ImageEntry, Preprocessing, Split, decode_rgb,
+};
+use crate::device;
+use crate::model::bundle::{self, BundleHeader};
+use crate::model::{HeadKind, Vgg16, Vgg16Config, apply_weights, read_weights};
+
+/// Metrics of one finished epoch.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (with dropout on).
+    pub train_accuracy: f64,
+    /// Validation log loss.
+    pub valid_loss: f64,
+    /// Validation accuracy.
+    pub valid_accuracy: f64,
+    /// The learning rate used.
+    pub learning_rate: f64,
+    /// Wall time of the epoch (training and validation).
+    pub secs: f64,
+}
+
+/// What a run did, when it finished.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunSummary {
+    /// Epochs trained in total (including any before a resume).
+    pub epochs: usize,
+    /// The last validation evaluation.
+    pub evaluation: Evaluation,
+    /// The validation images, in the evaluation's order.
+    pub valid_images: Vec<PathBuf>,
+    /// Per-epoch metrics.
+    pub history: Vec<EpochMetrics>,
+    /// Seconds spent computing frozen features (0 when all came from the cache).
+    pub feature_secs: f64,
+    /// Images whose features came from the cache.
+    pub cache_hits: usize,
+    /// Images whose features were computed.
+    pub cache_misses: usize,
+    /// Images skipped because they could not be decoded.
+    pub skipped: usize,
+    /// Where the model was saved, if it was.
+    pub model: Option<PathBuf>,
+}
+
+/// The phases a progress bar can show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Computing (or reading) the frozen part's outputs.
+    Features,
+    /// Training an epoch.
+    Training,
+    /// Evaluating on the validation images.
+    Validating,
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum TrainEvent {
+    /// The run started.
+    Started {
+        /// Class names.
+        classes: Vec<String>,
+        /// Training images.
+        train: usize,
+        /// Validation images.
+        valid: usize,
+        /// The device, in words.
+        device: String,
+        /// Whether frozen features are cached (and why not, when not).
+        cache: String,
+        /// The epoch (1-based) this run starts at; above 1 after a resume.
+        first_epoch: usize,
+        /// What the weights import said.
+        weights: Vec<String>,
+    },
+    /// Progress within a phase.
+    Progress {
+        /// The phase.
+        phase: Phase,
+        /// 1-based epoch (0 for the feature pass).
+        epoch: usize,
+        /// Images done in this phase.
+        done: usize,
+        /// Images in this phase.
+        total: usize,
+        /// Throughput so far in this phase.
+        images_per_sec: f64,
+        /// Estimated seconds left in this phase.
+        eta_secs: f64,
+    },
+    /// One optimizer step.
+    Batch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Step number over the whole run.
+        step: usize,
+        /// The batch's loss.
+        loss: f64,
+        /// The batch's accuracy.
+        accuracy: f64,
+    },
+    /// An epoch finished.
+    Epoch(EpochMetrics),
+    /// A checkpoint was written.
+    CheckpointSaved {
+        /// Where.
+        path: PathBuf,
+        /// After which epoch (1-based).
+        epoch: usize,
+    },
+    /// An image was left out because it could not be decoded.
+    Skipped {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The run finished.
+    Finished(Box<RunSummary>),
+    /// The run was stopped by the user.
+    Stopped {
+        /// Epochs completed.
+        epochs_done: usize,
+        /// The last good checkpoint.
+        checkpoint: Option<PathBuf>,
+    },
+    /// The run failed.
+    Failed {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// One training run's inputs.
+#[derive(Clone, Debug)]
+pub struct TrainJob {
+    /// The scanned photos.
+    pub dataset: Dataset,
+    /// The base weights; `None` starts from seeded random weights (tests, from-scratch runs).
+    pub weights: Option<PathBuf>,
+    /// What to do.
+    pub config: TrainConfig,
+    /// Where to save the finished model.
+    pub out: Option<PathBuf>,
+    /// The checkpoint, rewritten after every epoch.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from `checkpoint` when it exists.
+    pub resume: bool,
+    /// The feature cache's folder (default: the platform cache).
+    pub cache_root: Option<PathBuf>,
+}
+
+/// A run in progress on its worker thread.
+pub struct TrainingRun {
+    events: Receiver<TrainEvent>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TrainingRun {
+    /// Starts `job` on a worker thread; `wake` is called after every event (the window passes
+    /// `request_repaint`).
+    pub fn start(job: TrainJob, wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        let (tx, events) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("training".into())
+            .spawn(move || {
+                let emit = Emitter {
+                    tx,
+                    wake: Box::new(wake),
+                };
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(job, &emit, &worker_stop)
+                }));
+                let event = match outcome {
+                    Ok(Ok(Outcome::Finished(summary))) => TrainEvent::Finished(Box::new(summary)),
+                    Ok(Ok(Outcome::Stopped {
+                        epochs_done,
+                        checkpoint,
+                    })) => TrainEvent::Stopped {
+                        epochs_done,
+                        checkpoint,
+                    },
+                    Ok(Err(reason)) => TrainEvent::Failed { reason },
+                    Err(panic) => TrainEvent::Failed {
+                        reason: format!(
+                            "internal error: {}",
+                            panic
+                                .downcast_ref::<String>()
+                                .map(String::as_str)
+                                .or_else(|| panic.downcast_ref::<&str>().copied())
+                                .unwrap_or("panic")
+                        ),
+                    },
+                };
+                emit.send(event);
+            })?;
+        Ok(Self {
+            events,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks the run to stop after the current batch.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The events so far, without waiting.
+    pub fn try_events(&self) -> Vec<TrainEvent> {
+        self.events.try_iter().collect()
+    }
+
+    /// Waits for the next event; `None` once the run is over and every event was taken.
+    pub fn next_event(&self) -> Option<TrainEvent> {
+        self.events.recv().ok()
+    }
+
+    /// True while the worker thread runs.
+    pub fn is_running(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Runs a job on this thread until it ends, handing every event to `on_event`.
+    pub fn run_blocking(job: TrainJob, mut on_event: impl FnMut(&TrainEvent)) -> TrainEvent {
+        let run = match Self::start(job, || {}) {
+            Ok(r) => r,
+            Err(e) => {
+                return TrainEvent::Failed {
+                    reason: format!("cannot start the training thread: {e}"),
+                };
+            }
+        };
+        let mut last = TrainEvent::Failed {
+            reason: "the training thread ended without a word".into(),
+        };
+        while let Some(event) = run.next_event() {
+            on_event(&event);
+            last = event;
+        }
+        last
+    }
+}
+
+impl Drop for TrainingRun {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Emitter {
+    tx: Sender<TrainEvent>,
+    wake: Box<dyn Fn() + Send>,
+}
+
+impl Emitter {
+    fn send(&self, event: TrainEvent) {
+        // A closed receiver means nobody listens any more; the run goes on to its end or stop.
+        let _ = self.tx.send(event);
+        (self.wake)();
+    }
+}
+
+enum Outcome {
+    Finished(RunSummary),
+    Stopped {
+        epochs_done: usize,
+        checkpoint: Option<PathBuf>,
+    },
+}
+
+/// One usable image of the run, with where its frozen features are.
+struct Sample {
+    path: PathBuf,
+    label: usize,
+    hash: Option<String>,
+}
+
+/// Replaces every parameter with values drawn from `seed` the way torchvision initialises VGG
+/// (convolutions: Kaiming normal, fan-out, ReLU gain, zero bias; dense layers: N(0, 0.01), zero
+/// bias), so a run's starting point does not depend on the backend's global random state.
+fn seeded_init(model: &mut Vgg16, seed: u64, device: &Device) {
+    let mut rng = SplitMix64(seed ^ 0x5EED_1417);
+    let mut normal = |shape: Vec<usize>, std: f32| {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                // Box-Muller.
+                let u1 = rng.next_f32().max(1e-7);
+                let u2 = rng.next_f32();
+                std * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+            })
+            .collect();
+        TensorData::new(values, shape)
+    };
+    for conv in &mut model.features {
+        let [out, inp, kh, kw] = conv.weight.shape().dims::<4>();
+        let std = (2.0 / (out * kh * kw) as f32).sqrt();
+        conv.weight = Param::from_tensor(Tensor::from_data(
+            normal(vec![out, inp, kh, kw], std),
+            device,
+        ));
+        conv.bias = Some(Param::from_tensor(Tensor::zeros([out], device)));
+    }
+    for dense in &mut model.classifier {
+        let [inp, out] = dense.weight.shape().dims::<2>();
+        dense.weight = Param::from_tensor(Tensor::from_data(normal(vec![inp, out], 0.01), device));
+        dense.bias = Some(Param::from_tensor(Tensor::zeros([out], device)));
+    }
+}
+
+/// Marks the layers that do not learn in this run as frozen.
+fn freeze(mut model: Vgg16, trainable: Trainable, head: HeadKind) -> Vgg16 {
+    let frozen_convs = trainable.frozen_convs();
+    for conv in model.features.iter_mut().take(frozen_convs) {
+        *conv = conv.clone().no_grad();
+    }
+    if trainable == Trainable::Head && head == HeadKind::Torchvision {
+        let last = model.classifier.len().saturating_sub(1);
+        for dense in model.classifier.iter_mut().take(last) {
+            *dense = dense.clone().no_grad();
+        }
+    }
+    model
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+            ))
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
+}
+
+fn rows(values: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
+    values.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+/// A seed for (run seed, epoch, stream, item): distinct streams never share draws.
+fn derive_seed(seed: u64, epoch: usize, stream: u64, item: usize) -> u64 {
+    let mut rng = SplitMix64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let a = rng.next_u64() ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    SplitMix64(a ^ (item as u64).wrapping_mul(0xA24B_AED4_963E_E407)).next_u64()
+}
+
+struct Context<'a> {
+    emit: &'a Emitter,
+    stop: &'a AtomicBool,
+    config: &'a TrainConfig,
+    preprocessing: Preprocessing,
+    model_config: Vgg16Config,
+    cache: Option<FeatureCache>,
+    device: Device,
+    limits: DecodeLimits,
+}
+
+impl Context<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The input of the trainable part for a batch: cached features, or preprocessed photos run
+    /// through the frozen convolutions. Images that fail to decode are dropped (with an event).
+    fn batch_input(
+        &self,
+        frozen: &Vgg16,
+        batch: &[&Sample],
+        augment: Option<(usize, &[usize])>,
+        target: &Device,
+    ) -> (Option<Tensor<4>>, Vec<usize>) {
+        let frozen_convs = self.config.trainable.frozen_convs();
+        if let Some(cache) = &self.cache {
+            let mut values = Vec::new();
+            let mut labels = Vec::new();
+            for s in batch {
+                if let Some(f) = s.hash.as_deref().and_then(|h| cache.get(h)) {
+                    values.extend(f);
+                    labels.push(s.label);
+                }
+            }
+            if labels.is_empty() {
+                return (None, labels);
+            }
+            let shape = frozen_output_shape(&self.model_config, frozen_convs);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(values, [labels.len(), shape[0], shape[1], shape[2]]),
+                target,
+            );
+            return (Some(x), labels);
+        }
+        let s = self.preprocessing.input_size as usize;
+        let mut values = Vec::with_capacity(batch.len() * 3 * s * s);
+        let mut labels = Vec::new();
+        for (i, sample) in batch.iter().enumerate() {
+            match decode_rgb(&sample.path, &self.limits) {
+                Ok(photo) => {
+                    let aug = augment.map(|(epoch, items)| {
+                        (
+                            &self.config.augmentation,
+                            derive_seed(self.config.seed, epoch, 3, items[i]),
+                        )
+                    });
+                    values.extend(self.preprocessing.apply(&photo, aug));
+                    labels.push(sample.label);
+                }
+                Err(e) => self.emit.send(TrainEvent::Skipped {
+                    path: sample.path.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        if labels.is_empty() {
+            return (None, labels);
+        }
+        let x = Tensor::<4>::from_data(
+            TensorData::new(values, [labels.len(), 3, s, s]),
+            &self.device,
+        );
+        if frozen_convs == 0 {
+            return (Some(Tensor::from_data(x.into_data(), target)), labels);
+        }
+        let y = frozen.forward_convs(x, 0..frozen_convs);
+        (Some(Tensor::from_data(y.into_data(), target)), labels)
+    }
+}
+
+/// The shape of the frozen part's output for one image.
+fn frozen_output_shape(config: &Vgg16Config, frozen_convs: usize) -> [usize; 3] {
+    if frozen_convs >= 13 {
+        return config.feature_shape();
+    }
+    let channels = config.conv_channels();
+    let mut side = config.input_size as usize;
+    for i in 0..frozen_convs {
+        if crate::model::vgg::POOL_AFTER.contains(&i) {
+            side /= 2;
+        }
+    }
+    let c = if frozen_convs == 0 {
+        3
+    } else {
+        channels[frozen_convs - 1]
+    };
+    [c, side, side]
+}
+
+/// The trainable part's forward pass from the frozen part's output.
+fn forward_trainable(
+    model: &Vgg16,
+    x: Tensor<4>,
+    frozen_convs: usize,
+    rng: Option<&mut SplitMix64>,
+) -> Tensor<2> {
+    let pooled = if frozen_convs >= 13 {
+        x
+    } else {
+        model.forward_convs(x, frozen_convs..13)
+    };
+    let flat = pooled.flatten(1, 3);
+    match rng {
+        Some(rng) => model.forward_head_train(flat, rng),
+        None => model.forward_head_flat(flat),
+    }
+}
+
+fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, String> {
+    let config = job.config.clone();
+    config.validate()?;
+    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
+    let device = chosen.device.clone();
+    let train_device = device.clone().autodiff();
+    let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
+    let classes = job.dataset.classes.clone();
+    if classes.len() < 2 {
+        return Err("training needs at least two classes".into());
+    }
+    if split.train.is_empty() {
+        return Err("there are no training images".into());
+    }
+
+    let model_config = Vgg16Config {
+        num_classes: classes.len(),
+        input_size: config.input_size,
+        width_divisor: config.width_divisor,
+        head: config.head,
+        dropout: config.dropout,
+    };
+
+    // The model, its optimizer and history: from the checkpoint, or fresh.
+    let resume_from = job
+        .checkpoint
+        .as_ref()
+        .filter(|p| job.resume && p.is_file())
+        .cloned();
+    let mut weights_messages = Vec::new();
+    let (model, mut optim, mut history, first_epoch, convention, weights_id, weights_file) =
+        if let Some(path) = &resume_from {
+            let loaded = bundle::load(path, &device).map_err(|e| e.to_string())?;
+            if loaded.header.classes != classes {
+                return Err(format!(
+                    "{}: the checkpoint's classes {:?} differ from the folder's {:?}",
+                    path.display(),
+                    loaded.header.classes,
+                    classes
+                ));
+            }
+            let history: Vec<EpochMetrics> =
+                serde_json::from_value(loaded.header.history.clone()).unwrap_or_default();
+            let mut optim = optimizer(&config);
+            if let Some(record) = loaded.optimizer {
+                optim = optim.load_record(record);
+            }
+            weights_messages.push(format!("resumed from {}", path.display()));
+            (
+                loaded.model,
+                optim,
+                history,
+                loaded.header.next_epoch,
+                loaded.header.preprocessing.convention,
+                loaded.header.base_weights_sha256.clone(),
+                loaded.header.base_weights_file.clone(),
+            )
+        } else {
+            let mut model = model_config.init(&device);
+            seeded_init(&mut model, config.seed, &device);
+            let (convention, id, file) = match &job.weights {
+                Some(path) => {
+                    let file = read_weights(path).map_err(|e| e.to_string())?;
+                    let report = apply_weights(&mut model, &model_config, &file, &device)
+                        .map_err(|e| e.to_string())?;
+                    weights_messages.extend(report.messages);
+                    (
+                        report.convention,
+                        report.sha256,
+                        path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    )
+                }
+                None => {
+                    weights_messages
+                        .push("no weights file: starting from seeded random weights".into());
+                    (
+                        Convention::Torchvision,
+                        format!("random-init:seed={}", config.seed),
+                        None,
+                    )
+                }
+            };
+            (
+                model,
+                optimizer(&config),
+                Vec::new(),
+                0,
+                convention,
+                id,
+                file,
+            )
+        };
+    let preprocessing = Preprocessing {
+        convention,
+        input_size: config.input_size,
+        resize: config.resize,
+    };
+    let frozen_convs = config.trainable.frozen_convs();
+    let frozen = model.valid();
+    let mut model = freeze(
+        model.fork(&train_device).train(),
+        config.trainable,
+        config.head,
+    );
+
+    let cache = if config.uses_feature_cache() {
+        let key = CacheKey {
+            weights: weights_id.clone(),
+            preprocessing,
+            frozen_convs,
+            width_divisor: config.width_divisor,
+        };
+        let shape = frozen_output_shape(&model_config, frozen_convs);
+        let root = job.cache_root.clone().unwrap_or_else(default_cache_root);
+        Some(
+            FeatureCache::open(&root, &key, shape.iter().product())
+                .map_err(|e| format!("{}: cannot open the feature cache: {e}", root.display()))?,
+        )
+    } else {
+        None
+    };
+    let cache_note = match (&cache, config.augment) {
+        (Some(c), _) => format!("on ({})", c.dir().display()),
+        (None, true) => "off: augmentation changes every image every epoch".into(),
+        (None, false) => "off: nothing is frozen".into(),
+    };
+    let ctx = Context {
+        emit,
+        stop,
+        config: &config,
+        preprocessing,
+        model_config,
+        cache,
+        device: device.clone(),
+        limits: DecodeLimits::default(),
+    };
+    emit.send(TrainEvent::Started {
+        classes: classes.clone(),
+        train: split.train.len(),
+        valid: split.valid.len(),
+        device: chosen.label(),
+        cache: cache_note,
+        first_epoch: first_epoch + 1,
+        weights: weights_messages,
+    });
+
+    // The feature pass: every image's frozen output, from the cache or computed once.
+    let feature_started = Instant::now();
+    let mut skipped = 0;
+    let (mut hits, mut misses) = (0, 0);
+    let samples_of = |entries: &[ImageEntry]| -> Vec<Sample> {
+        entries
+            .iter()
+            .map(|e| Sample {
+                path: e.path.clone(),
+                label: e.label,
+                hash: None,
+            })
+            .collect()
+    };
+    let mut train = samples_of(&split.train);
+    let mut valid = samples_of(&split.valid);
+    if let Some(cache) = &ctx.cache {
+        let total = train.len() + valid.len();
+        let mut done = 0;
+        let mut pending: Vec<(usize, bool, String, Vec<f32>)> = Vec::new();
+        let s = preprocessing.input_size as usize;
+        let flush = |pending: &mut Vec<(usize, bool, String, Vec<f32>)>| -> Result<(), String> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let n = pending.len();
+            let values: Vec<f32> = pending.iter().flat_map(|p| p.3.iter().copied()).collect();
+            let x = Tensor::<4>::from_data(TensorData::new(values, [n, 3, s, s]), &device);
+            let y = to_vec(frozen.forward_convs(x, 0..frozen_convs));
+            let per = y.len() / n;
+            for (i, p) in pending.iter().enumerate() {
+                cache.put(&p.2, &y[i * per..(i + 1) * per]).map_err(|e| {
+                    format!(
+                        "{}: cannot write the feature cache: {e}",
+                        cache.dir().display()
+                    )
+                })?;
+            }
+            pending.clear();
+            Ok(())
+        };
+        for (is_train, list) in [(true, &mut train), (false, &mut valid)] {
+            for (i, sample) in list.iter_mut().enumerate() {
+                if ctx.stopped() {
+                    return Ok(Outcome::Stopped {
+                        epochs_done: first_epoch,
+                        checkpoint: resume_from.clone(),
+                    });
+                }
+                let hash = content_hash(&sample.path)
+                    .map_err(|e| format!("{}: {e}", sample.path.display()))?;
+                if cache.get(&hash).is_some() {
+                    hits += 1;
+                    sample.hash = Some(hash);
+                } else {
+                    match decode_rgb(&sample.path, &ctx.limits) {
+                        Ok(photo) => {
+                            misses += 1;
+                            pending.push((
+                                i,
+                                is_train,
+                                hash.clone(),
+                                preprocessing.apply(&photo, None),
+                            ));
+                            sample.hash = Some(hash);
+                        }
+                        Err(e) => {
+                            skipped += 1;
+                            emit.send(TrainEvent::Skipped {
+                                path: sample.path.clone(),
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                    if pending.len() >= config.batch_size.max(1) {
+                        flush(&mut pending)?;
+                    }
+                }
+                done += 1;
+                if done % 8 == 0 || done == total {
+                    let secs = feature_started.elapsed().as_secs_f64().max(1e-6);
+                    let rate = done as f64 / secs;
+                    emit.send(TrainEvent::Progress {
+                        phase: Phase::Features,
+                        epoch: 0,
+                        done,
+                        total,
+                        images_per_sec: rate,
+                        eta_secs: (total - done) as f64 / rate.max(1e-9),
+                    });
+                }
+            }
+            flush(&mut pending)?;
+        }
+        train.retain(|s| s.hash.is_some());
+        valid.retain(|s| s.hash.is_some());
+    }
+    let feature_secs = if misses > 0 {
+        feature_started.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
+
+    // The epochs.
+    let mut evaluation = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, 0)?;
+    let mut step = first_epoch * train.len().div_ceil(config.batch_size.max(1));
+    for epoch in first_epoch..config.epochs {
+        let epoch_started = Instant::now();
+        let lr = config
+            .schedule
+            .rate(config.learning_rate, epoch, config.epochs);
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut shuffle = SplitMix64(derive_seed(config.seed, epoch, 1, 0));
+        for i in (1..order.len()).rev() {
+            let j = (shuffle.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let mut dropout_rng = SplitMix64(derive_seed(config.seed, epoch, 2, 0));
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for chunk in order.chunks(config.batch_size.max(1)) {
+            if ctx.stopped() {
+                return Ok(Outcome::Stopped {
+                    epochs_done: epoch,
+                    checkpoint: job.checkpoint.clone().filter(|p| p.is_file()),
+                });
+            }
+            let batch: Vec<&Sample> = chunk.iter().map(|&i| &train[i]).collect();
+            let augment = config.augment.then_some((epoch, chunk));
+            let (input, labels) = ctx.batch_input(&frozen, &batch, augment, &train_device);
+            let Some(input) = input else { continue };
+            let b = labels.len();
+            let logits = forward_trainable(&model, input, frozen_convs, Some(&mut dropout_rng));
+            let classes_n = classes.len();
+            let mut one_hot = vec![0.0f32; b * classes_n];
+            for (i, &l) in labels.iter().enumerate() {
+                one_hot[i * classes_n + l] = 1.0;
+            }
+            let one_hot =
+                Tensor::<2>::from_data(TensorData::new(one_hot, [b, classes_n]), &train_device);
+            let loss = (log_softmax(logits.clone(), 1) * one_hot)
+                .sum()
+                .neg()
+                .div_scalar(b as f32);
+            let batch_loss = f64::from(to_vec(loss.clone()).first().copied().unwrap_or(f32::NAN));
+            if !batch_loss.is_finite() {
+                return Err(format!(
+                    "the loss became {batch_loss} at epoch {}: lower the learning rate (now {})",
+                    epoch + 1,
+                    config.learning_rate
+                ));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            let predicted = rows(to_vec(logits), classes_n);
+            let batch_correct = predicted
+                .iter()
+                .zip(&labels)
+                .filter(|(p, l)| argmax(p) == **l)
+                .count();
+            loss_sum += batch_loss * b as f64;
+            correct += batch_correct;
+            seen += b;
+            step += 1;
+            emit.send(TrainEvent::Batch {
+                epoch: epoch + 1,
+                step,
+                loss: batch_loss,
+                accuracy: batch_correct as f64 / b as f64,
+            });
+            let secs = epoch_started.elapsed().as_secs_f64().max(1e-6);
+            let rate = seen as f64 / secs;
+            emit.send(TrainEvent::Progress {
+                phase: Phase::Training,
+                epoch: epoch + 1,
+                done: seen,
+                total: train.len(),
+                images_per_sec: rate,
+                eta_secs: train.len().saturating_sub(seen) as f64 / rate.max(1e-9),
+            });
+        }
+        evaluation = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, epoch + 1)?;
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            valid_loss: evaluation.log_loss,
+            valid_accuracy: evaluation.accuracy,
+            learning_rate: lr,
+            secs: epoch_started.elapsed().as_secs_f64(),
+        };
+        history.push(metrics.clone());
+        emit.send(TrainEvent::Epoch(metrics));
+        if let Some(path) = &job.checkpoint {
+            let header = header(
+                &classes,
+                preprocessing,
+                model_config,
+                &config,
+                &weights_id,
+                &weights_file,
+                &history,
+                epoch + 1,
+            );
+            bundle::save(path, &header, &model, Some(&optim)).map_err(|e| e.to_string())?;
+            emit.send(TrainEvent::CheckpointSaved {
+                path: path.clone(),
+                epoch: epoch + 1,
+            });
+        }
+    }
+
+    if let Some(out) = &job.out {
+        let header = header(
+            &classes,
+            preprocessing,
+            model_config,
+            &config,
+            &weights_id,
+            &weights_file,
+            &history,
+            config.epochs,
+        );
+        bundle::save(out, &header, &model.valid(), None).map_err(|e| e.to_string())?;
+    }
+    Ok(Outcome::Finished(RunSummary {
+        epochs: config.epochs,
+        evaluation,
+        valid_images: valid.iter().map(|s| s.path.clone()).collect(),
+        history,
+        feature_secs,
+        cache_hits: hits,
+        cache_misses: misses,
+        skipped,
+        model: job.out.clone(),
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn header(
+    classes: &[String],
+    preprocessing: Preprocessing,
+    model: Vgg16Config,
+    config: &TrainConfig,
+    weights_id: &str,
+    weights_file: &Option<String>,
+    history: &[EpochMetrics],
+    next_epoch: usize,
+) -> BundleHeader {
+    BundleHeader {
+        format_version: bundle::FORMAT_VERSION,
+        vggtune_version: crate::VERSION.to_owned(),
+        classes: classes.to_vec(),
+        preprocessing,
+        model,
+        trained: serde_json::to_value(config.trainable)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        base_weights_sha256: weights_id.to_owned(),
+        base_weights_file: weights_file.clone(),
+        train_config: serde_json::to_value(config).unwrap_or_default(),
+        history: serde_json::to_value(history).unwrap_or_default(),
+        next_epoch,
+    }
+}
+
+/// The validation pass: probabilities for every validation image, then every metric.
+fn evaluate(
+    ctx: &Context<'_>,
+    frozen: &Vgg16,
+    model: &Vgg16,
+    valid: &[Sample],
+    classes: &[String],
+    epoch: usize,
+) -> Result<Evaluation, String> {
+    let frozen_convs = ctx.config.trainable.frozen_convs();
+    let started = Instant::now();
+    let mut probs = Vec::with_capacity(valid.len());
+    let mut labels = Vec::with_capacity(valid.len());
+    let refs: Vec<&Sample> = valid.iter().collect();
+    for chunk in refs.chunks(ctx.config.batch_size.max(1)) {
+        let (input, batch_labels) = ctx.batch_input(frozen, chunk, None, &ctx.device);
+        let Some(input) = input else { continue };
+        let logits = forward_trainable(model, input, frozen_convs, None);
+        probs.extend(rows(to_vec(softmax(logits, 1)), classes.len()));
+        labels.extend(batch_labels);
+        let secs = started.elapsed().as_secs_f64().max(1e-6);
+        let rate = labels.len() as f64 / secs;
+        ctx.emit.send(TrainEvent::Progress {
+            phase: Phase::Validating,
+            epoch,
+            done: labels.len(),
+            total: valid.len(),
+            images_per_sec: rate,
+            eta_secs: valid.len().saturating_sub(labels.len()) as f64 / rate.max(1e-9),
+        });
+    }
+    Ok(Evaluation::compute(classes, &probs, &labels, 12))
+}
+
+/// The path of the checkpoint that goes with a model path (`model.vggtune` → `model.ckpt.vggtune`).
+pub fn checkpoint_path_for(out: &Path) -> PathBuf {
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    out.with_file_name(format!("{stem}.ckpt.vggtune"))
+}

@@ -1,0 +1,551 @@
+//! The fine-tuning engine: learning, stop, resume, the feature cache, bundles, predictions and a
+//! short run with the real ImageNet conv base on real photos.
+
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageFormat, RgbImage};
+use vggtune::data::{Dataset, SplitConfig};
+use vggtune::device::DeviceChoice;
+use vggtune::infer::{self, Classifier};
+use vggtune::model::HeadKind;
+use vggtune::model::bundle;
+use vggtune::train::{
+    EpochMetrics, RunSummary, TrainConfig, TrainEvent, TrainJob, Trainable, TrainingRun,
+};
+
+/// Writes `n` photos per class: "red" ones are reddish noise, "blue" ones bluish.
+fn colour_dataset(root: &Path, n: usize, seed: u64) {
+    let mut rng = vggtune::data::preprocess::SplitMix64(seed);
+    for (class, hue) in [("blue", 2usize), ("red", 0usize)] {
+        let dir = root.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            let img = RgbImage::from_fn(40, 40, |_, _| {
+                let mut px = [0u8; 3];
+                for (c, v) in px.iter_mut().enumerate() {
+                    let base = if c == hue { 150.0 } else { 60.0 };
+                    *v = (base + rng.next_f32() * 100.0) as u8;
+                }
+                image::Rgb(px)
+            });
+            DynamicImage::ImageRgb8(img)
+                .save_with_format(dir.join(format!("{i}.png")), ImageFormat::Png)
+                .unwrap();
+        }
+    }
+}
+
+fn tiny_config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        trainable: Trainable::Dense,
+        epochs,
+        batch_size: 8,
+        learning_rate: 1e-3,
+        head: HeadKind::Dense256,
+        input_size: 32,
+        width_divisor: 16,
+        device: DeviceChoice::Cpu,
+        split: SplitConfig {
+            valid_fraction: 0.25,
+            seed: 3,
+        },
+        seed: 3,
+        ..TrainConfig::default()
+    }
+}
+
+fn job(root: &Path, config: TrainConfig, work: &Path) -> TrainJob {
+    TrainJob {
+        dataset: Dataset::scan(root).unwrap(),
+        weights: None,
+        config,
+        out: Some(work.join("model.vggtune")),
+        checkpoint: Some(work.join("model.ckpt.vggtune")),
+        resume: false,
+        cache_root: Some(work.join("cache")),
+    }
+}
+
+fn finished(event: TrainEvent) -> RunSummary {
+    match event {
+        TrainEvent::Finished(summary) => *summary,
+        other => panic!("the run did not finish: {other:?}"),
+    }
+}
+
+#[test]
+fn a_tiny_run_learns_to_tell_colours_apart_and_reports_every_epoch() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 24, 1);
+    let mut epochs = Vec::new();
+    let mut batches = 0;
+    let mut started = None;
+    // Every layer learns here, so the gradients through all 13 convolutions are exercised too.
+    let config = TrainConfig {
+        trainable: Trainable::All,
+        ..tiny_config(6)
+    };
+    let summary = finished(TrainingRun::run_blocking(
+        job(data.path(), config, work.path()),
+        |e| match e {
+            TrainEvent::Epoch(m) => epochs.push(m.clone()),
+            TrainEvent::Batch { loss, .. } => {
+                assert!(loss.is_finite());
+                batches += 1;
+            }
+            TrainEvent::Started { train, valid, .. } => started = Some((*train, *valid)),
+            _ => {}
+        },
+    ));
+    assert_eq!(started, Some((36, 12)));
+    assert_eq!(epochs.len(), 6);
+    assert_eq!(batches, 6 * 36usize.div_ceil(8));
+    assert!(epochs[5].train_loss < epochs[0].train_loss, "{epochs:?}");
+    assert!(
+        summary.evaluation.accuracy >= 0.9,
+        "validation accuracy {}",
+        summary.evaluation.accuracy
+    );
+    assert_eq!(summary.evaluation.count, 12);
+    assert!(work.path().join("model.vggtune").is_file());
+}
+
+#[test]
+fn stop_ends_the_run_within_one_batch_and_keeps_the_last_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 16, 2);
+    let run = TrainingRun::start(job(data.path(), tiny_config(1000), work.path()), || {}).unwrap();
+    let mut batches_after_stop = 0;
+    let mut stop_sent = false;
+    let last = loop {
+        let event = run.next_event().expect("the run reports until it ends");
+        match &event {
+            TrainEvent::CheckpointSaved { epoch: 1, .. } => {
+                run.stop();
+                stop_sent = true;
+            }
+            TrainEvent::Batch { .. } if stop_sent => batches_after_stop += 1,
+            TrainEvent::Stopped { .. } | TrainEvent::Finished(_) | TrainEvent::Failed { .. } => {
+                break event;
+            }
+            _ => {}
+        }
+    };
+    assert!(
+        batches_after_stop <= 1,
+        "{batches_after_stop} batches after the stop"
+    );
+    match last {
+        TrainEvent::Stopped {
+            epochs_done,
+            checkpoint,
+        } => {
+            assert!(epochs_done >= 1);
+            let checkpoint = checkpoint.expect("a checkpoint was kept");
+            let header = bundle::read_header(&checkpoint).unwrap();
+            assert_eq!(header.next_epoch, epochs_done);
+        }
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+}
+
+fn history(event: TrainEvent) -> Vec<EpochMetrics> {
+    finished(event).history
+}
+
+#[test]
+fn a_resumed_run_gives_the_same_numbers_as_an_uninterrupted_one() {
+    let data = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 16, 4);
+    let whole = tempfile::tempdir().unwrap();
+    let uninterrupted = history(TrainingRun::run_blocking(
+        job(data.path(), tiny_config(4), whole.path()),
+        |_| {},
+    ));
+
+    let parts = tempfile::tempdir().unwrap();
+    let run = TrainingRun::start(job(data.path(), tiny_config(4), parts.path()), || {}).unwrap();
+    let mut stop_sent = false;
+    loop {
+        match run.next_event().expect("events until the end") {
+            TrainEvent::CheckpointSaved { epoch: 2, .. } if !stop_sent => {
+                run.stop();
+                stop_sent = true;
+            }
+            TrainEvent::Stopped { epochs_done, .. } => {
+                assert_eq!(epochs_done, 2);
+                break;
+            }
+            TrainEvent::Finished(_) => panic!("the stop came too late"),
+            TrainEvent::Failed { reason } => panic!("{reason}"),
+            _ => {}
+        }
+    }
+    drop(run);
+    let mut resume = job(data.path(), tiny_config(4), parts.path());
+    resume.resume = true;
+    let mut first_epoch = 0;
+    let resumed = history(TrainingRun::run_blocking(resume, |e| {
+        if let TrainEvent::Started { first_epoch: f, .. } = e {
+            first_epoch = *f;
+        }
+    }));
+    assert_eq!(first_epoch, 3);
+    assert_eq!(resumed.len(), 4);
+    for (a, b) in uninterrupted.iter().zip(&resumed) {
+        assert_eq!(a.epoch, b.epoch);
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-6,
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.train_loss,
+            b.train_loss
+        );
+        assert!(
+            (a.valid_loss - b.valid_loss).abs() < 1e-6,
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.valid_loss,
+            b.valid_loss
+        );
+        assert_eq!(a.valid_accuracy, b.valid_accuracy);
+    }
+}
+
+#[test]
+fn the_feature_cache_hits_misses_and_notices_changed_photos() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 5);
+    let config = TrainConfig {
+        epochs: 1,
+        ..tiny_config(1)
+    };
+    let first = finished(TrainingRun::run_blocking(
+        job(data.path(), config.clone(), work.path()),
+        |_| {},
+    ));
+    assert_eq!((first.cache_hits, first.cache_misses), (0, 16));
+    let second = finished(TrainingRun::run_blocking(
+        job(data.path(), config.clone(), work.path()),
+        |_| {},
+    ));
+    assert_eq!((second.cache_hits, second.cache_misses), (16, 0));
+
+    // A changed photo is a miss; so is a corrupted cache entry.
+    colour_dataset(&data.path().join("tmp"), 1, 99);
+    std::fs::rename(
+        data.path().join("tmp/red/0.png"),
+        data.path().join("red/0.png"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(data.path().join("tmp")).unwrap();
+    let entry = std::fs::read_dir(work.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "f32"))
+        .unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&entry, bytes).unwrap();
+    let third = finished(TrainingRun::run_blocking(
+        job(data.path(), config.clone(), work.path()),
+        |_| {},
+    ));
+    assert!(
+        third.cache_misses >= 1 && third.cache_misses <= 2,
+        "{} misses",
+        third.cache_misses
+    );
+    assert_eq!(third.cache_hits + third.cache_misses, 16);
+
+    // Other preprocessing (input size) never reads these entries.
+    let other = TrainConfig {
+        input_size: 48,
+        ..config.clone()
+    };
+    let fourth = finished(TrainingRun::run_blocking(
+        job(data.path(), other, work.path()),
+        |_| {},
+    ));
+    assert_eq!(fourth.cache_misses, 16);
+
+    // Augmentation bypasses the cache and says so.
+    let mut note = String::new();
+    let aug = TrainConfig {
+        augment: true,
+        ..config
+    };
+    let fifth = finished(TrainingRun::run_blocking(
+        job(data.path(), aug, work.path()),
+        |e| {
+            if let TrainEvent::Started { cache, .. } = e {
+                note = cache.clone();
+            }
+        },
+    ));
+    assert_eq!(fifth.cache_hits + fifth.cache_misses, 0);
+    assert!(note.contains("augmentation"), "{note}");
+}
+
+#[test]
+fn a_photo_broken_after_the_scan_is_skipped_and_counted() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 6);
+    let job = job(data.path(), tiny_config(1), work.path());
+    std::fs::write(data.path().join("blue/3.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
+    let mut skipped = Vec::new();
+    let summary = finished(TrainingRun::run_blocking(job, |e| {
+        if let TrainEvent::Skipped { path, .. } = e {
+            skipped.push(path.clone());
+        }
+    }));
+    assert_eq!(summary.skipped, 1);
+    assert_eq!(skipped, vec![data.path().join("blue/3.png")]);
+}
+
+#[test]
+fn a_saved_model_predicts_like_the_run_and_damaged_files_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 12, 7);
+    let summary = finished(TrainingRun::run_blocking(
+        job(data.path(), tiny_config(3), work.path()),
+        |_| {},
+    ));
+    let model_path = work.path().join("model.vggtune");
+    let classifier = Classifier::load(&model_path, &burn::tensor::Device::flex()).unwrap();
+    assert_eq!(classifier.classes(), ["blue", "red"]);
+    let (predictions, failed) = classifier.predict(&summary.valid_images, 4, |_, _| {});
+    assert!(failed.is_empty());
+    let probs: Vec<Vec<f32>> = predictions
+        .iter()
+        .map(|p| p.probabilities.clone())
+        .collect();
+    let labels: Vec<usize> = summary
+        .valid_images
+        .iter()
+        .map(|p| usize::from(p.parent().unwrap().ends_with("red")))
+        .collect();
+    let again = vggtune::train::Evaluation::compute(classifier.classes(), &probs, &labels, 12);
+    assert_eq!(again.accuracy, summary.evaluation.accuracy);
+    assert!((again.log_loss - summary.evaluation.log_loss).abs() < 1e-5);
+
+    let bytes = std::fs::read(&model_path).unwrap();
+    let cut = work.path().join("cut.vggtune");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = Classifier::load(&cut, &burn::tensor::Device::flex())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("cut.vggtune") && err.to_string().contains("truncated"),
+        "{err}"
+    );
+    let text = work.path().join("notes.vggtune");
+    std::fs::write(&text, b"hello").unwrap();
+    let err = Classifier::load(&text, &burn::tensor::Device::flex())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("notes.vggtune"), "{err}");
+}
+
+fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vggtune"))
+        .args(args)
+        .env_remove("VGGTUNE_DEVICE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // Kaggle-style: train/cat.N.png, train/dog.N.png, test/N.png.
+    colour_dataset(&work.path().join("gen"), 12, 8);
+    let train = data.path().join("train");
+    let test = data.path().join("test");
+    std::fs::create_dir_all(&train).unwrap();
+    std::fs::create_dir_all(&test).unwrap();
+    for (class, name) in [("blue", "cat"), ("red", "dog")] {
+        for i in 0..12 {
+            std::fs::copy(
+                work.path().join(format!("gen/{class}/{i}.png")),
+                train.join(format!("{name}.{i}.png")),
+            )
+            .unwrap();
+        }
+    }
+    for (id, src) in [(10, "red/0"), (2, "blue/1"), (1, "red/2")] {
+        std::fs::copy(
+            work.path().join(format!("gen/{src}.png")),
+            test.join(format!("{id}.png")),
+        )
+        .unwrap();
+    }
+    let model = work.path().join("m.vggtune");
+    let m = model.to_str().unwrap();
+    let out = run_cli(&[
+        "train",
+        data.path().to_str().unwrap(),
+        "--weights",
+        "none",
+        "--width-divisor",
+        "16",
+        "--input-size",
+        "32",
+        "--epochs",
+        "4",
+        "--lr",
+        "1e-3",
+        "--trainable",
+        "dense",
+        "--device",
+        "cpu",
+        "--out",
+        m,
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("validation: accuracy"), "{stdout}");
+
+    let csv = work.path().join("p.csv");
+    let out = run_cli(&[
+        "predict",
+        m,
+        test.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        csv_text.starts_with("path,predicted,p_cat,p_dog\n"),
+        "{csv_text}"
+    );
+    assert_eq!(csv_text.lines().count(), 4);
+
+    let submission = work.path().join("submission.csv");
+    let out = run_cli(&[
+        "submit",
+        m,
+        test.to_str().unwrap(),
+        "--out",
+        submission.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&submission).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,label");
+    let ids: Vec<u64> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 2, 10]);
+    for l in &lines[1..] {
+        let p: f64 = l.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((0.02..=0.98).contains(&p), "{l}");
+    }
+
+    let out = run_cli(&[
+        "evaluate",
+        m,
+        train.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["evaluation"]["count"], 24);
+}
+
+fn onnx_fixture() -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downloaded/vgg16_keras.onnx");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash tests/fetch-fixtures.sh`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train");
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for class in ["cat", "dog"] {
+        for i in 1..=30 {
+            let name = format!("{class}.{i}.jpg");
+            std::os::unix::fs::symlink(source.join(&name), data.path().join(&name)).unwrap();
+        }
+    }
+    let config = TrainConfig {
+        trainable: Trainable::Head,
+        epochs: 8,
+        batch_size: 8,
+        learning_rate: 1e-4,
+        head: HeadKind::Dense256,
+        input_size: 112,
+        device: DeviceChoice::Cpu,
+        split: SplitConfig {
+            valid_fraction: 0.2,
+            seed: 11,
+        },
+        seed: 11,
+        ..TrainConfig::default()
+    };
+    let mut job = job(data.path(), config, work.path());
+    job.weights = Some(onnx_fixture());
+    let summary = finished(TrainingRun::run_blocking(job, |_| {}));
+    eprintln!(
+        "real conv base, 48 training photos at 112 px: validation accuracy {:.3}, log loss {:.3}",
+        summary.evaluation.accuracy, summary.evaluation.log_loss
+    );
+    assert_eq!(summary.evaluation.count, 12);
+    assert!(
+        summary.evaluation.accuracy >= 0.75,
+        "accuracy {}",
+        summary.evaluation.accuracy
+    );
+    let header = bundle::read_header(&work.path().join("model.vggtune")).unwrap();
+    assert_eq!(
+        header.preprocessing.convention,
+        vggtune::data::Convention::Caffe
+    );
+    assert_eq!(header.classes, ["cat", "dog"]);
+    let _ = infer::has_image_extension(Path::new("x.jpg"));
+}
