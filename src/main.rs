@@ -68,6 +68,14 @@ enum Command {
     Predict(commands::PredictArgs),
     /// Write a Kaggle Dogs vs. Cats submission (id,label with label = P(dog)).
     Submit(commands::SubmitArgs),
+    /// Export a saved model's weights as .safetensors with torchvision's key names.
+    Export {
+        /// The saved model (.vggtune).
+        model: PathBuf,
+        /// The .safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure forward, training and end-to-end speed and memory on the chosen device.
     Bench,
 }
@@ -93,7 +101,11 @@ impl Command {
             | Self::Scan { .. }
             | Self::Weights { .. }
             | Self::Imagenet { .. } => None,
-            Self::Train(_) | Self::Evaluate(_) | Self::Predict(_) | Self::Submit(_) => None,
+            Self::Train(_)
+            | Self::Evaluate(_)
+            | Self::Predict(_)
+            | Self::Submit(_)
+            | Self::Export { .. } => None,
             Self::Bench => Some(("bench", 7)),
         }
     }
@@ -127,6 +139,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate(cli.device, args),
         Command::Predict(args) => commands::predict(cli.device, args),
         Command::Submit(args) => commands::submit(cli.device, args),
+        Command::Export { model, out } => export(&model, &out),
         _ => unreachable!("every other command is reported as not built above"),
     };
     match result {
@@ -277,5 +290,21 @@ fn imagenet(
         }
     }
     anyhow::ensure!(!failed, "some images could not be classified");
+    Ok(())
+}
+
+fn export(model: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = vggtune::model::bundle::load(model, &burn::tensor::Device::flex())?;
+    vggtune::model::weights::export_safetensors(
+        &loaded.model,
+        loaded.header.preprocessing.convention,
+        out,
+    )?;
+    println!(
+        "wrote {} ({} classes: {}; torchvision key names)",
+        out.display(),
+        loaded.header.classes.len(),
+        loaded.header.classes.join(", ")
+    );
     Ok(())
 }

@@ -534,3 +534,54 @@ fn imagenet_needs_the_1000_way_classifier() {
     let err = vggtune::model::imagenet::imagenet_model(&file, &cpu()).unwrap_err();
     assert!(err.to_string().contains("1000-way"), "{err}");
 }
+
+fn torch_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch")
+        .join(name)
+}
+
+/// The fixed input of `tests/fixtures/torch/make_fixtures.py`: element i is sin(0.01·i).
+fn torch_fixture_input() -> Tensor<4> {
+    let values: Vec<f32> = (0..2 * 3 * 32 * 32)
+        .map(|i| (0.01 * i as f64).sin() as f32)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [2, 3, 32, 32]), &cpu())
+}
+
+#[test]
+fn pth_and_safetensors_written_by_pytorch_give_pytorchs_logits() {
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(torch_fixture("expected.json")).unwrap())
+            .unwrap();
+    let expected: Vec<f32> = expected["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
+        .collect();
+    let config = tiny(3);
+    for name in [
+        "vgg16_div16_zip.pth",
+        "vgg16_div16_legacy.pth",
+        "vgg16_div16_checkpoint.pth",
+        "vgg16_div16.safetensors",
+    ] {
+        let file = read_weights(&torch_fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(file.convention, Convention::Torchvision, "{name}");
+        let mut model = config.init(&cpu());
+        let report = apply_weights(&mut model, &config, &file, &cpu()).unwrap();
+        assert!(report.full_classifier(), "{name}: {:?}", report.messages);
+        let logits = values(model.forward(torch_fixture_input()));
+        let diff = max_abs_diff(&logits, &expected);
+        assert!(
+            diff < 1e-5,
+            "{name}: logits {logits:?} vs PyTorch {expected:?} ({diff})"
+        );
+    }
+}

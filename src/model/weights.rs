@@ -264,25 +264,11 @@ fn read_pth(path: &Path) -> Result<HashMap<String, RawTensor>, String> {
     use burn::store::pytorch_reader::{DType, PytorchReader};
     let reader =
         PytorchReader::new(path).map_err(|e| format!("not a readable PyTorch file: {e}"))?;
-    let has_features = |r: &PytorchReader| r.keys().iter().any(|k| k.contains("features."));
-    let reader = if has_features(&reader) {
-        reader
-    } else {
-        ["state_dict", "model_state_dict", "model"]
-            .iter()
-            .find_map(|key| {
-                PytorchReader::with_top_level_key(path, key)
-                    .ok()
-                    .filter(has_features)
-            })
-            .unwrap_or(reader)
-    };
     let mut out = HashMap::new();
     for (name, tensor) in reader.into_tensors() {
-        let name = name.strip_prefix("module.").unwrap_or(&name).to_owned();
-        if !(name.starts_with("features.") || name.starts_with("classifier.")) {
+        let Some(name) = torchvision_name(&name) else {
             continue;
-        }
+        };
         let bytes = tensor.read().map_err(|e| e.to_string())?;
         let data = match tensor.dtype() {
             DType::F32 => floats_from(&bytes, 4, |c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
@@ -306,6 +292,16 @@ fn read_pth(path: &Path) -> Result<HashMap<String, RawTensor>, String> {
         );
     }
     Ok(out)
+}
+
+/// The torchvision name inside a key that may carry a prefix (`state_dict.`, `module.`, a
+/// checkpoint's nesting): `state_dict.module.features.0.weight` → `features.0.weight`.
+fn torchvision_name(key: &str) -> Option<String> {
+    let segments: Vec<&str> = key.split('.').collect();
+    let start = segments
+        .iter()
+        .position(|s| *s == "features" || *s == "classifier")?;
+    Some(segments[start..].join("."))
 }
 
 fn floats_from(bytes: &[u8], size: usize, f: impl Fn(&[u8]) -> f32) -> Vec<f32> {
@@ -332,10 +328,9 @@ fn read_safetensors(bytes: &[u8]) -> Result<(HashMap<String, RawTensor>, Convent
         .map_err(|e| format!("not a readable safetensors file: {e}"))?;
     let mut out = HashMap::new();
     for (name, view) in file.tensors() {
-        let name = name.strip_prefix("module.").unwrap_or(&name).to_owned();
-        if !(name.starts_with("features.") || name.starts_with("classifier.")) {
+        let Some(name) = torchvision_name(&name) else {
             continue;
-        }
+        };
         let b = view.data();
         let data = match view.dtype() {
             Dtype::F32 => floats_from(b, 4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
@@ -586,6 +581,19 @@ mod tests {
         };
         let r = t.inputs_hwc_to_chw(2).unwrap();
         assert_eq!(r.data, vec![0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0]);
+    }
+
+    #[test]
+    fn prefixed_keys_are_reduced_to_torchvision_names() {
+        assert_eq!(
+            torchvision_name("state_dict.module.features.0.weight").as_deref(),
+            Some("features.0.weight")
+        );
+        assert_eq!(
+            torchvision_name("classifier.6.bias").as_deref(),
+            Some("classifier.6.bias")
+        );
+        assert_eq!(torchvision_name("epoch"), None);
     }
 
     #[test]
