@@ -1,23 +1,110 @@
-//! The real app in egui_kittest: it builds, shows its views, and switches between them.
+//! The real app in egui_kittest: views, opening a dataset by typed path and by a dropped folder,
+//! a short training run with live events, dropping images to classify them, and the evaluation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
+use image::{DynamicImage, ImageFormat, RgbImage};
+use vggtune::data::SplitConfig;
 use vggtune::device::DeviceChoice;
-use vggtune::gui::{VggtuneApp, View};
+use vggtune::gui::{AppOptions, VggtuneApp, View, WeightsChoice};
+use vggtune::model::HeadKind;
+use vggtune::train::{TrainConfig, Trainable};
 
-fn app() -> Harness<'static, VggtuneApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1100.0, 720.0))
-        .build_eframe(|cc| VggtuneApp::new(cc, DeviceChoice::Cpu))
+struct Folders {
+    work: tempfile::TempDir,
+}
+
+fn app() -> (Harness<'static, VggtuneApp>, Folders) {
+    let work = tempfile::tempdir().unwrap();
+    let options = AppOptions {
+        device_choice: DeviceChoice::Cpu,
+        work_dir: Some(work.path().join("work")),
+        cache_root: Some(work.path().join("cache")),
+    };
+    let harness = Harness::builder()
+        .with_size(egui::vec2(1180.0, 780.0))
+        .build_eframe(move |cc| VggtuneApp::with_options(cc, options));
+    (harness, Folders { work })
+}
+
+/// Runs frames until `done` says so (workers answer on their own threads).
+fn wait_for(
+    harness: &mut Harness<'static, VggtuneApp>,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&VggtuneApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(harness.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_steps(2);
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn drop_files(harness: &mut Harness<'static, VggtuneApp>, paths: &[PathBuf]) {
+    for p in paths {
+        harness
+            .input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(p.clone())));
+    }
+    harness.run_steps(1);
+}
+
+fn shared_train() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train")
+}
+
+fn colour_dataset(root: &Path, n: usize) {
+    let mut rng = vggtune::data::preprocess::SplitMix64(1);
+    for (class, hue) in [("blue", 2usize), ("red", 0usize)] {
+        let dir = root.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            let img = RgbImage::from_fn(40, 40, |_, _| {
+                let mut px = [0u8; 3];
+                for (c, v) in px.iter_mut().enumerate() {
+                    let base = if c == hue { 150.0 } else { 60.0 };
+                    *v = (base + rng.next_f32() * 100.0) as u8;
+                }
+                image::Rgb(px)
+            });
+            DynamicImage::ImageRgb8(img)
+                .save_with_format(dir.join(format!("{i}.png")), ImageFormat::Png)
+                .unwrap();
+        }
+    }
 }
 
 #[test]
 fn the_app_opens_on_the_data_view_with_every_tab() {
-    let mut harness = app();
+    let (mut harness, _f) = app();
     harness.run();
     for view in View::ALL {
-        // The tab; the Data view's heading says "Data" too.
+        // The tab (and, for Data, nothing else with that exact label).
         assert!(
             harness.query_all_by_label(view.title()).count() >= 1,
             "no {view:?} tab"
@@ -25,14 +112,16 @@ fn the_app_opens_on_the_data_view_with_every_tab() {
     }
     assert_eq!(harness.state().view(), View::Data);
     harness.get_by_label("Quit");
+    harness.get_by_label("Choose folder…");
 }
 
 #[test]
 fn clicking_a_tab_switches_the_view() {
-    let mut harness = app();
+    let (mut harness, _f) = app();
     harness.get_by_label("Train").click();
     harness.run();
     assert_eq!(harness.state().view(), View::Train);
+    harness.get_by_label("Start");
     harness.get_by_label("Predict").click();
     harness.run();
     assert_eq!(harness.state().view(), View::Predict);
@@ -40,20 +129,120 @@ fn clicking_a_tab_switches_the_view() {
 
 #[test]
 fn the_status_bar_shows_the_chosen_device() {
-    let mut harness = app();
-    // The device is chosen on a worker thread; wait for it without blocking the UI.
-    for _ in 0..200 {
-        harness.run_steps(1);
-        if harness.state().compute_device().is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let device = harness
-        .state()
-        .compute_device()
-        .expect("the device was chosen");
+    let (mut harness, _f) = app();
+    wait_for(&mut harness, 20, "the device", |a| {
+        a.compute_device().is_some()
+    });
+    let device = harness.state().compute_device().unwrap();
     assert!(device.label().starts_with("CPU"));
-    harness.run_steps(2);
     harness.get_by_label_contains("Device: CPU");
+}
+
+#[test]
+fn a_typed_path_opens_the_kaggle_photos() {
+    let (mut harness, _f) = app();
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .focus();
+    harness.run_steps(1);
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .type_text(shared_train().to_str().unwrap());
+    harness.run_steps(2);
+    harness.get_by_label("Open").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    let dataset = harness.state().dataset().unwrap();
+    assert_eq!(dataset.counts(), vec![1000, 999]);
+    harness.get_by_label_contains("Kaggle flat layout");
+    harness.get_by_label("cat");
+    harness.get_by_label("dog");
+}
+
+#[test]
+fn a_dropped_folder_opens_as_the_dataset_and_shows_skipped_files() {
+    let (mut harness, f) = app();
+    let data = f.work.path().join("photos");
+    colour_dataset(&data, 3);
+    std::fs::write(data.join("red/notes.txt"), "not a photo").unwrap();
+    drop_files(&mut harness, &[data.clone()]);
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    assert_eq!(harness.state().dataset().unwrap().counts(), vec![3, 3]);
+    harness.get_by_label_contains("Skipped files (1)");
+}
+
+#[test]
+fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
+    let (mut harness, f) = app();
+    let data = f.work.path().join("photos");
+    colour_dataset(&data, 16);
+    {
+        let state = harness.state_mut().state_mut();
+        state.weights = WeightsChoice::Random;
+        state.train = TrainConfig {
+            trainable: Trainable::All,
+            epochs: 3,
+            batch_size: 8,
+            learning_rate: 1e-3,
+            head: HeadKind::Dense256,
+            input_size: 32,
+            width_divisor: 16,
+            split: SplitConfig {
+                valid_fraction: 0.25,
+                seed: 3,
+            },
+            seed: 3,
+            ..TrainConfig::default()
+        };
+    }
+    drop_files(&mut harness, &[data.clone()]);
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    harness.get_by_label("Start").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 120, "the run and its model", |a| {
+        !a.is_training() && a.has_model()
+    });
+    assert_eq!(
+        harness.state().epochs().len(),
+        3,
+        "the chart has a point for every epoch"
+    );
+    assert!(
+        harness.state().title().contains("unsaved"),
+        "{}",
+        harness.state().title()
+    );
+    harness.get_by_label_contains("Finished: validation accuracy");
+
+    // Drop a photo and a text file: the photo gets probabilities, the text file a reason.
+    let note = f.work.path().join("readme.txt");
+    std::fs::write(&note, "hello").unwrap();
+    drop_files(&mut harness, &[data.join("red/0.png"), note.clone()]);
+    wait_for(&mut harness, 30, "the prediction", |a| {
+        !a.predictions().is_empty()
+    });
+    assert_eq!(harness.state().view(), View::Predict);
+    let p = &harness.state().predictions()[0];
+    assert_eq!(p.probabilities.len(), 2);
+    assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    let rejected = harness.state().rejected();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].path, note);
+    harness.get_by_label_contains("Not classified (1)");
+
+    // The evaluation of the validation photos: click a confusion-matrix cell to see its photos.
+    harness.get_by_label("Evaluate").click();
+    harness.run_steps(2);
+    let evaluation = harness.state().evaluation().unwrap().clone();
+    assert_eq!(evaluation.count, 8);
+    let count = evaluation.confusion[0][0];
+    harness
+        .get_all_by_role_and_label(egui::accesskit::Role::Button, &count.to_string())
+        .next()
+        .expect("a confusion cell")
+        .click();
+    harness.run_steps(2);
+    harness.get_by_label_contains(&format!("{count} photos of"));
 }

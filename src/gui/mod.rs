@@ -1,15 +1,31 @@
 //! The window: views for Data, Weights, Train, Evaluate and Predict.
 //!
-//! The window owns no ML logic and computes no tensor: it sends work to worker threads and draws
-//! what their results say. Workers hand results back over channels and call `request_repaint`,
-//! so the UI thread never blocks. What persists across restarts lives in [`State`]; what only
-//! lives while running (channels, results of workers) is kept apart in [`VggtuneApp`].
+//! The window owns no ML logic and computes no tensor: it sends work to worker threads (scans,
+//! weight imports, downloads, training runs, predictions, thumbnails) and draws what their results
+//! say. Workers hand results back over channels and call `request_repaint`, so the UI thread never
+//! blocks. What persists across restarts lives in [`State`]; what only lives while running is
+//! kept apart in [`VggtuneApp`]. UI functions return [`UiCommand`]s that are applied in one place.
 
-use std::sync::mpsc;
+mod jobs;
+mod thumbnails;
+mod views;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use eframe::egui;
 
+use crate::data::Dataset;
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
+use crate::infer::{self, Classifier, Prediction, Unclassified};
+use crate::model::download::{self, DownloadProgress};
+use crate::model::{WeightsFormat, read_weights};
+use crate::train::{
+    EpochMetrics, Evaluation, Phase, RunSummary, TrainConfig, TrainEvent, TrainJob, TrainingRun,
+};
+use jobs::Job;
+pub use thumbnails::Thumbnails;
 
 /// The window's title.
 pub const APP_NAME: &str = "vggtune";
@@ -52,56 +68,288 @@ impl View {
     }
 }
 
+/// Which base weights a run starts from.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum WeightsChoice {
+    /// torchvision's ImageNet VGG16 from the cache (downloaded in the Weights view).
+    #[default]
+    ImageNet,
+    /// A file the user imported.
+    File(PathBuf),
+    /// Seeded random weights (experiments, tests).
+    Random,
+}
+
 /// What survives a restart (eframe persistence).
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct State {
     /// The view that was open.
     pub view: View,
     /// The device the user asked for.
     pub device_choice: DeviceChoice,
+    /// The last photo folder.
+    pub data_path: String,
+    /// The base weights.
+    pub weights: WeightsChoice,
+    /// The training configuration.
+    pub train: TrainConfig,
+    /// The last model opened or trained.
+    pub last_model: Option<PathBuf>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            view: View::Data,
+            device_choice: DeviceChoice::Auto,
+            data_path: String::new(),
+            weights: WeightsChoice::ImageNet,
+            train: TrainConfig::default(),
+            last_model: None,
+        }
+    }
 }
 
 /// Where the compute device stands: still being probed on a worker, chosen, or failed.
-enum DeviceStatus {
-    Probing(mpsc::Receiver<Result<ComputeDevice, DeviceError>>),
+pub(crate) enum DeviceStatus {
+    Probing(Job<Result<ComputeDevice, DeviceError>>),
     Ready(Box<ComputeDevice>),
     Failed(DeviceError),
 }
 
 /// A change the UI asks for; applied in one place ([`VggtuneApp::run_command`]).
 #[must_use]
-enum UiCommand {
+pub(crate) enum UiCommand {
     Show(View),
     Quit,
+    OpenDataset(PathBuf),
+    ChooseDataFolder,
+    ImportWeights,
+    DownloadWeights,
+    CancelDownload,
+    StartTraining { resume: bool },
+    StopTraining,
+    AddImages,
+    ClearPredictions,
+    ExportCsv,
+    ExportSubmission,
+    EvaluateDataset,
+    NewModel,
+    OpenModel,
+    SaveModel,
+    ExportSafetensors,
+    DiscardAndQuit,
+    CancelQuit,
+}
+
+/// What a native file dialog was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DialogPurpose {
+    DataFolder,
+    ImportWeights,
+    OpenModel,
+    SaveModel,
+    ExportSafetensors,
+    ExportCsv,
+    ExportSubmission,
+}
+
+/// What an imported weights file holds, for the Weights view.
+#[derive(Clone, Debug)]
+pub(crate) struct WeightsInfo {
+    pub path: PathBuf,
+    pub format: WeightsFormat,
+    pub convention: crate::data::Convention,
+    pub sha256: String,
+    pub imagenet_classifier: bool,
+    pub notes: Vec<String>,
+}
+
+pub(crate) enum DownloadMsg {
+    Progress(DownloadProgress),
+    Done(Result<PathBuf, String>),
+}
+
+/// The training run and everything its events said.
+#[derive(Default)]
+pub(crate) struct TrainLog {
+    pub classes: Vec<String>,
+    pub info: Vec<String>,
+    pub steps_per_epoch: usize,
+    pub total_epochs: usize,
+    pub batch_loss: Vec<[f64; 2]>,
+    pub batch_accuracy: Vec<[f64; 2]>,
+    pub epochs: Vec<EpochMetrics>,
+    pub progress: Option<(Phase, usize, usize, usize, f64, f64)>,
+    pub skipped: Vec<(PathBuf, String)>,
+    pub outcome: Option<String>,
+    pub failed: Option<String>,
+}
+
+/// An evaluation with the per-image numbers behind it (for confusion-matrix clicks).
+#[derive(Clone, Debug)]
+pub(crate) struct EvalData {
+    pub evaluation: Evaluation,
+    pub images: Vec<PathBuf>,
+    pub labels: Vec<usize>,
+    pub probs: Vec<Vec<f32>>,
+}
+
+pub(crate) enum PredictMsg {
+    Batch(Vec<Prediction>, Vec<Unclassified>),
+}
+
+/// Options for building the app (tests use their own folders and device).
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// The device asked for on the command line (`Auto` keeps the persisted choice).
+    pub device_choice: DeviceChoice,
+    /// Where the last run's model and checkpoint are kept (default: the platform data folder).
+    pub work_dir: Option<PathBuf>,
+    /// The feature cache's folder (default: the platform cache).
+    pub cache_root: Option<PathBuf>,
 }
 
 /// The eframe application.
 pub struct VggtuneApp {
-    state: State,
-    device: DeviceStatus,
+    pub(crate) state: State,
+    pub(crate) device: DeviceStatus,
+    pub(crate) thumbnails: Thumbnails,
+    pub(crate) notices: Vec<String>,
+    pub(crate) dialog: Option<(DialogPurpose, Job<Option<PathBuf>>)>,
+    pub(crate) files_dialog: Option<Job<Option<Vec<PathBuf>>>>,
+    // Data.
+    pub(crate) scan: Option<Job<Result<Dataset, String>>>,
+    pub(crate) dataset: Option<Arc<Dataset>>,
+    pub(crate) scan_error: Option<String>,
+    pub(crate) shown_class: usize,
+    pub(crate) path_edit: String,
+    // Weights.
+    pub(crate) weights_info: Option<WeightsInfo>,
+    pub(crate) weights_job: Option<Job<Result<WeightsInfo, String>>>,
+    pub(crate) weights_error: Option<String>,
+    pub(crate) download: Option<(Job<DownloadMsg>, Arc<AtomicBool>)>,
+    pub(crate) download_progress: Option<DownloadProgress>,
+    // Training.
+    pub(crate) run: Option<TrainingRun>,
+    pub(crate) log: TrainLog,
+    // Model and evaluation.
+    pub(crate) classifier: Option<Arc<Mutex<Classifier>>>,
+    pub(crate) model_classes: Vec<String>,
+    pub(crate) model_path: Option<PathBuf>,
+    pub(crate) model_saved: bool,
+    pub(crate) model_job: Option<Job<Result<(Classifier, PathBuf), String>>>,
+    pub(crate) evaluation: Option<EvalData>,
+    pub(crate) eval_job: Option<Job<Result<EvalData, String>>>,
+    pub(crate) selected_cell: Option<(usize, usize)>,
+    // Predictions.
+    pub(crate) predictions: Vec<Prediction>,
+    pub(crate) rejected: Vec<Unclassified>,
+    pub(crate) predict_jobs: Vec<Job<PredictMsg>>,
+    // Closing.
+    pub(crate) confirm_close: bool,
+    pub(crate) closing: bool,
+    title: String,
+    work_dir: PathBuf,
+    cache_root: Option<PathBuf>,
+}
+
+fn default_work_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("VGGTUNE_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("", "", "vggtune")
+        .map(|d| d.data_dir().to_owned())
+        .unwrap_or_else(|| std::env::temp_dir().join("vggtune"))
 }
 
 impl VggtuneApp {
     /// Builds the app, restoring the persisted [`State`] and probing the device on a worker.
-    ///
-    /// `device_choice` (from `--device` or the environment) wins over the persisted one when it
-    /// is not `Auto`.
     pub fn new(cc: &eframe::CreationContext<'_>, device_choice: DeviceChoice) -> Self {
+        Self::with_options(
+            cc,
+            AppOptions {
+                device_choice,
+                ..AppOptions::default()
+            },
+        )
+    }
+
+    /// Builds the app with explicit options.
+    pub fn with_options(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
         let mut state: State = cc
             .storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
             .unwrap_or_default();
-        if device_choice != DeviceChoice::Auto {
-            state.device_choice = device_choice;
+        if options.device_choice != DeviceChoice::Auto {
+            state.device_choice = options.device_choice;
         }
-        let device = probe_device(&cc.egui_ctx, state.device_choice);
-        Self { state, device }
+        let ctx = &cc.egui_ctx;
+        let choice = state.device_choice;
+        let device = DeviceStatus::Probing(Job::once(ctx, "device-probe", move || {
+            device::select(choice)
+        }));
+        let mut app = Self {
+            path_edit: state.data_path.clone(),
+            state,
+            device,
+            thumbnails: Thumbnails::new(ctx, 2),
+            notices: Vec::new(),
+            dialog: None,
+            files_dialog: None,
+            scan: None,
+            dataset: None,
+            scan_error: None,
+            shown_class: 0,
+            weights_info: None,
+            weights_job: None,
+            weights_error: None,
+            download: None,
+            download_progress: None,
+            run: None,
+            log: TrainLog::default(),
+            classifier: None,
+            model_classes: Vec::new(),
+            model_path: None,
+            model_saved: true,
+            model_job: None,
+            evaluation: None,
+            eval_job: None,
+            selected_cell: None,
+            predictions: Vec::new(),
+            rejected: Vec::new(),
+            predict_jobs: Vec::new(),
+            confirm_close: false,
+            closing: false,
+            title: String::new(),
+            work_dir: options.work_dir.unwrap_or_else(default_work_dir),
+            cache_root: options.cache_root,
+        };
+        // Pick up where the user left off: the last folder and the last model.
+        if !app.state.data_path.is_empty() {
+            let path = PathBuf::from(&app.state.data_path);
+            if path.is_dir() {
+                app.open_dataset(ctx, path);
+            }
+        }
+        if let Some(model) = app.state.last_model.clone().filter(|p| p.is_file()) {
+            app.load_model(ctx, model, true);
+        }
+        if let WeightsChoice::File(path) = app.state.weights.clone() {
+            app.read_weights_info(ctx, path);
+        }
+        app
     }
 
     /// The view being shown.
     pub fn view(&self) -> View {
         self.state.view
+    }
+
+    /// The persisted state (tests change the training configuration through it).
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
     }
 
     /// The chosen compute device, once the worker has chosen one.
@@ -112,122 +360,736 @@ impl VggtuneApp {
         }
     }
 
-    fn run_command(&mut self, ctx: &egui::Context, command: UiCommand) {
+    /// The open dataset.
+    pub fn dataset(&self) -> Option<&Dataset> {
+        self.dataset.as_deref()
+    }
+
+    /// Per-epoch metrics of the current or last run.
+    pub fn epochs(&self) -> &[EpochMetrics] {
+        &self.log.epochs
+    }
+
+    /// True while a training run is going.
+    pub fn is_training(&self) -> bool {
+        self.run.as_ref().is_some_and(TrainingRun::is_running)
+    }
+
+    /// True when a model is loaded and ready to predict.
+    pub fn has_model(&self) -> bool {
+        self.classifier.is_some()
+    }
+
+    /// The predictions shown in the Predict view.
+    pub fn predictions(&self) -> &[Prediction] {
+        &self.predictions
+    }
+
+    /// Files that could not be classified, with why.
+    pub fn rejected(&self) -> &[Unclassified] {
+        &self.rejected
+    }
+
+    /// The evaluation shown in the Evaluate view.
+    pub fn evaluation(&self) -> Option<&Evaluation> {
+        self.evaluation.as_ref().map(|e| &e.evaluation)
+    }
+
+    /// True while any background work that the user waits for is going.
+    pub fn is_busy(&self) -> bool {
+        self.scan.is_some()
+            || self.is_training()
+            || self.model_job.is_some()
+            || self.eval_job.is_some()
+            || !self.predict_jobs.is_empty()
+            || self.weights_job.is_some()
+    }
+
+    pub(crate) fn run_command(&mut self, ctx: &egui::Context, command: UiCommand) {
         match command {
             UiCommand::Show(view) => self.state.view = view,
             UiCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            UiCommand::OpenDataset(path) => self.open_dataset(ctx, path),
+            UiCommand::ChooseDataFolder => {
+                self.dialog = Some((DialogPurpose::DataFolder, jobs::pick_folder(ctx)));
+            }
+            UiCommand::ImportWeights => {
+                self.dialog = Some((
+                    DialogPurpose::ImportWeights,
+                    jobs::pick_file(ctx, "VGG16 weights", &["pth", "pt", "safetensors", "onnx"]),
+                ));
+            }
+            UiCommand::DownloadWeights => self.start_download(ctx),
+            UiCommand::CancelDownload => {
+                if let Some((_, cancel)) = &self.download {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+            UiCommand::StartTraining { resume } => self.start_training(ctx, resume),
+            UiCommand::StopTraining => {
+                if let Some(run) = &self.run {
+                    run.stop();
+                    self.log.outcome = Some("Stopping after this batch…".into());
+                }
+            }
+            UiCommand::AddImages => self.files_dialog = Some(jobs::pick_files(ctx)),
+            UiCommand::ClearPredictions => {
+                self.predictions.clear();
+                self.rejected.clear();
+            }
+            UiCommand::ExportCsv => {
+                self.dialog = Some((
+                    DialogPurpose::ExportCsv,
+                    jobs::save_file(ctx, "predictions.csv".into(), "CSV", &["csv"]),
+                ));
+            }
+            UiCommand::ExportSubmission => {
+                self.dialog = Some((
+                    DialogPurpose::ExportSubmission,
+                    jobs::save_file(ctx, "submission.csv".into(), "CSV", &["csv"]),
+                ));
+            }
+            UiCommand::EvaluateDataset => self.evaluate_dataset(ctx),
+            UiCommand::NewModel => {
+                self.classifier = None;
+                self.model_classes.clear();
+                self.model_path = None;
+                self.model_saved = true;
+                self.evaluation = None;
+                self.state.last_model = None;
+            }
+            UiCommand::OpenModel => {
+                self.dialog = Some((
+                    DialogPurpose::OpenModel,
+                    jobs::pick_file(ctx, "vggtune model", &["vggtune"]),
+                ));
+            }
+            UiCommand::SaveModel => {
+                self.dialog = Some((
+                    DialogPurpose::SaveModel,
+                    jobs::save_file(ctx, "model.vggtune".into(), "vggtune model", &["vggtune"]),
+                ));
+            }
+            UiCommand::ExportSafetensors => {
+                self.dialog = Some((
+                    DialogPurpose::ExportSafetensors,
+                    jobs::save_file(
+                        ctx,
+                        "model.safetensors".into(),
+                        "safetensors",
+                        &["safetensors"],
+                    ),
+                ));
+            }
+            UiCommand::DiscardAndQuit => {
+                self.model_saved = true;
+                self.confirm_close = false;
+                self.closing = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            UiCommand::CancelQuit => self.confirm_close = false,
         }
     }
 
-    fn poll_workers(&mut self) {
-        if let DeviceStatus::Probing(rx) = &self.device {
-            match rx.try_recv() {
-                Ok(Ok(d)) => self.device = DeviceStatus::Ready(Box::new(d)),
-                Ok(Err(e)) => self.device = DeviceStatus::Failed(e),
-                Err(mpsc::TryRecvError::Empty) => {}
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    self.device = DeviceStatus::Failed(DeviceError::NoGpu(
-                        "the device probe stopped unexpectedly".to_owned(),
-                    ));
+    /// Scans `path` on a worker.
+    pub(crate) fn open_dataset(&mut self, ctx: &egui::Context, path: PathBuf) {
+        self.path_edit = path.display().to_string();
+        self.state.data_path = self.path_edit.clone();
+        self.scan_error = None;
+        self.scan = Some(Job::once(ctx, "scan", move || {
+            Dataset::scan(&path).map_err(|e| e.to_string())
+        }));
+    }
+
+    fn read_weights_info(&mut self, ctx: &egui::Context, path: PathBuf) {
+        self.weights_error = None;
+        self.weights_job = Some(Job::once(ctx, "weights", move || {
+            let file = read_weights(&path).map_err(|e| e.to_string())?;
+            Ok(WeightsInfo {
+                imagenet_classifier: crate::model::imagenet::has_imagenet_classifier(&file),
+                path,
+                format: file.format,
+                convention: file.convention,
+                sha256: file.sha256,
+                notes: file.notes,
+            })
+        }));
+    }
+
+    fn start_download(&mut self, ctx: &egui::Context) {
+        if self.download.is_some() {
+            return;
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        self.weights_error = None;
+        let job = Job::spawn(ctx, "download", move |r| {
+            let result = download::download_vgg16(|p| r.send(DownloadMsg::Progress(p)), &flag);
+            r.send(DownloadMsg::Done(result.map_err(|e| e.to_string())));
+        });
+        self.download = Some((job, cancel));
+    }
+
+    /// The weights file a run starts from, or why there is none.
+    fn weights_for_run(&self) -> Result<Option<PathBuf>, String> {
+        match &self.state.weights {
+            WeightsChoice::Random => Ok(None),
+            WeightsChoice::File(p) => Ok(Some(p.clone())),
+            WeightsChoice::ImageNet => {
+                let path = download::weights_cache_dir().join("vgg16-397923af.pth");
+                if path.is_file() {
+                    Ok(Some(path))
+                } else {
+                    Err(
+                        "no VGG16 weights yet: download them or import a file in the Weights view"
+                            .into(),
+                    )
                 }
             }
         }
     }
 
-    fn tabs_ui(&self, ui: &mut egui::Ui) -> Option<UiCommand> {
-        let mut command = None;
-        ui.horizontal(|ui| {
-            ui.heading(APP_NAME);
-            ui.separator();
-            for view in View::ALL {
-                if ui
-                    .selectable_label(self.state.view == view, view.title())
-                    .clicked()
-                {
-                    command = Some(UiCommand::Show(view));
-                }
-            }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui
-                    .button("Quit")
-                    .on_hover_text("Close vggtune (Ctrl+Q)")
-                    .clicked()
-                {
-                    command = Some(UiCommand::Quit);
-                }
-            });
-        });
-        command
+    fn run_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.work_dir.join("last-run.vggtune"),
+            self.work_dir.join("last-run.ckpt.vggtune"),
+        )
     }
 
-    fn status_ui(&self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
-            match &self.device {
-                DeviceStatus::Probing(_) => {
-                    ui.spinner();
-                    ui.label("Looking for a GPU…");
-                }
-                DeviceStatus::Ready(d) => {
-                    ui.label(format!("Device: {}", d.label()))
-                        .on_hover_text(&d.reason);
-                }
-                DeviceStatus::Failed(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, format!("Device: {e}"));
-                }
-            }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                ui.weak(format!("vggtune {}", crate::VERSION_LINE));
-            });
-        });
+    /// True when a checkpoint of an unfinished run exists.
+    pub fn can_resume(&self) -> bool {
+        let (_, checkpoint) = self.run_paths();
+        checkpoint.is_file() && !self.is_training()
     }
 
-    fn view_ui(&mut self, ui: &mut egui::Ui) {
-        let view = self.state.view;
-        ui.heading(view.title());
-        ui.add_space(8.0);
-        let planned = match view {
-            View::Data => {
-                "Choose a photo folder (one sub-folder per class, or Kaggle's flat cat.1.jpg \
-                 layout) to see its classes, counts, thumbnails and skipped files."
-            }
-            View::Weights => {
-                "Download VGG16's ImageNet weights or import a .pth, .safetensors or .onnx file."
-            }
-            View::Train => {
-                "Choose what trains, epochs, batch size and learning rate; start, stop and resume \
-                 with live accuracy and loss charts."
-            }
-            View::Evaluate => {
-                "Accuracy, log loss, a confusion matrix and galleries of the most confident \
-                 mistakes, most uncertain and most confident right."
-            }
-            View::Predict => {
-                "Drop image files or folders on the window to classify them; export CSV or a \
-                 Kaggle submission."
+    fn start_training(&mut self, ctx: &egui::Context, resume: bool) {
+        if self.is_training() {
+            return;
+        }
+        let Some(dataset) = self.dataset.clone() else {
+            self.notices
+                .push("Open a photo folder first (Data view).".into());
+            return;
+        };
+        let weights = match self.weights_for_run() {
+            Ok(w) => w,
+            Err(e) => {
+                self.notices.push(e);
+                return;
             }
         };
-        ui.label(planned);
-        ui.add_space(4.0);
-        ui.weak("This view is not built yet.");
+        let (out, checkpoint) = self.run_paths();
+        let mut config = self.state.train.clone();
+        config.device = self.state.device_choice;
+        let job = TrainJob {
+            dataset: (*dataset).clone(),
+            weights,
+            config,
+            out: Some(out),
+            checkpoint: Some(checkpoint),
+            resume,
+            cache_root: self.cache_root.clone(),
+        };
+        let wake = ctx.clone();
+        match TrainingRun::start(job, move || wake.request_repaint()) {
+            Ok(run) => {
+                self.log = TrainLog {
+                    total_epochs: self.state.train.epochs,
+                    ..TrainLog::default()
+                };
+                self.run = Some(run);
+            }
+            Err(e) => self.notices.push(format!("Could not start training: {e}")),
+        }
+    }
+
+    fn load_model(&mut self, ctx: &egui::Context, path: PathBuf, saved: bool) {
+        let device = self.device_for_work();
+        self.model_saved = saved;
+        self.model_job = Some(Job::once(ctx, "load-model", move || {
+            Classifier::load(&path, &device)
+                .map(|c| (c, path))
+                .map_err(|e| e.to_string())
+        }));
+    }
+
+    /// The device for predictions: the chosen one, or the CPU until the probe answers.
+    fn device_for_work(&self) -> burn::tensor::Device {
+        match &self.device {
+            DeviceStatus::Ready(d) => d.device.clone(),
+            _ => burn::tensor::Device::flex(),
+        }
+    }
+
+    fn classify(&mut self, ctx: &egui::Context, inputs: Vec<PathBuf>) {
+        let (paths, rejected) = infer::collect_images(&inputs);
+        self.rejected.extend(rejected);
+        self.state.view = View::Predict;
+        let Some(classifier) = self.classifier.clone() else {
+            self.notices
+                .push("Train or open a model first; then drop images to classify them.".into());
+            return;
+        };
+        if paths.is_empty() {
+            return;
+        }
+        self.predict_jobs.push(Job::spawn(ctx, "predict", move |r| {
+            for chunk in paths.chunks(8) {
+                let (p, f) = match classifier.lock() {
+                    Ok(c) => c.predict(chunk, 8, |_, _| {}),
+                    Err(_) => return,
+                };
+                r.send(PredictMsg::Batch(p, f));
+            }
+        }));
+    }
+
+    fn evaluate_dataset(&mut self, ctx: &egui::Context) {
+        let (Some(classifier), Some(dataset)) = (self.classifier.clone(), self.dataset.clone())
+        else {
+            self.notices
+                .push("Open a photo folder and a model first.".into());
+            return;
+        };
+        self.eval_job = Some(Job::once(ctx, "evaluate", move || {
+            let c = classifier
+                .lock()
+                .map_err(|_| "the model is unavailable".to_owned())?;
+            let classes = c.classes().to_vec();
+            let mut paths = Vec::new();
+            let mut labels = Vec::new();
+            for image in &dataset.images {
+                let name = &dataset.classes[image.label];
+                let label = classes.iter().position(|c| c == name).ok_or_else(|| {
+                    format!("the folder's class '{name}' is not one of the model's {classes:?}")
+                })?;
+                paths.push(image.path.clone());
+                labels.push(label);
+            }
+            let (predictions, _) = c.predict(&paths, 16, |_, _| {});
+            let truth: std::collections::HashMap<&Path, usize> = paths
+                .iter()
+                .zip(&labels)
+                .map(|(p, &l)| (p.as_path(), l))
+                .collect();
+            let probs: Vec<Vec<f32>> = predictions
+                .iter()
+                .map(|p| p.probabilities.clone())
+                .collect();
+            let labels: Vec<usize> = predictions
+                .iter()
+                .map(|p| truth[p.path.as_path()])
+                .collect();
+            Ok(EvalData {
+                evaluation: Evaluation::compute(&classes, &probs, &labels, 12),
+                images: predictions.iter().map(|p| p.path.clone()).collect(),
+                labels,
+                probs,
+            })
+        }));
+    }
+
+    /// Applies what the workers sent since the last frame.
+    fn poll_workers(&mut self, ctx: &egui::Context) {
+        self.thumbnails.poll(ctx);
+        if let DeviceStatus::Probing(job) = &mut self.device {
+            if let Some(result) = job.poll().pop() {
+                self.device = match result {
+                    Ok(d) => DeviceStatus::Ready(Box::new(d)),
+                    Err(e) => DeviceStatus::Failed(e),
+                };
+            } else if job.is_finished() {
+                self.device =
+                    DeviceStatus::Failed(DeviceError::NoGpu("the device probe stopped".into()));
+            }
+        }
+        if let Some(job) = &mut self.scan
+            && let Some(result) = job.poll().pop()
+        {
+            self.scan = None;
+            match result {
+                Ok(d) => {
+                    self.dataset = Some(Arc::new(d));
+                    self.shown_class = 0;
+                }
+                Err(e) => self.scan_error = Some(e),
+            }
+        }
+        if let Some(job) = &mut self.weights_job
+            && let Some(result) = job.poll().pop()
+        {
+            self.weights_job = None;
+            match result {
+                Ok(info) => {
+                    self.state.weights = WeightsChoice::File(info.path.clone());
+                    self.weights_info = Some(info);
+                }
+                Err(e) => self.weights_error = Some(e),
+            }
+        }
+        if let Some((job, _)) = &mut self.download {
+            let mut done = None;
+            for msg in job.poll() {
+                match msg {
+                    DownloadMsg::Progress(p) => self.download_progress = Some(p),
+                    DownloadMsg::Done(r) => done = Some(r),
+                }
+            }
+            if let Some(result) = done {
+                self.download = None;
+                self.download_progress = None;
+                match result {
+                    Ok(_) => self.state.weights = WeightsChoice::ImageNet,
+                    Err(e) => self.weights_error = Some(e),
+                }
+            }
+        }
+        self.poll_training(ctx);
+        if let Some(job) = &mut self.model_job
+            && let Some(result) = job.poll().pop()
+        {
+            self.model_job = None;
+            match result {
+                Ok((classifier, path)) => {
+                    self.model_classes = classifier.classes().to_vec();
+                    self.classifier = Some(Arc::new(Mutex::new(classifier)));
+                    if self.model_saved {
+                        self.state.last_model = Some(path.clone());
+                    }
+                    self.model_path = Some(path);
+                }
+                Err(e) => self.notices.push(format!("Could not open the model: {e}")),
+            }
+        }
+        if let Some(job) = &mut self.eval_job
+            && let Some(result) = job.poll().pop()
+        {
+            self.eval_job = None;
+            match result {
+                Ok(e) => {
+                    self.evaluation = Some(e);
+                    self.selected_cell = None;
+                }
+                Err(e) => self.notices.push(format!("Evaluation failed: {e}")),
+            }
+        }
+        for job in &mut self.predict_jobs {
+            for PredictMsg::Batch(p, f) in job.poll() {
+                self.predictions.extend(p);
+                self.rejected.extend(f);
+            }
+        }
+        self.predict_jobs.retain(|j| !j.is_finished());
+        if let Some((purpose, job)) = &mut self.dialog
+            && let Some(result) = job.poll().pop()
+        {
+            let purpose = *purpose;
+            self.dialog = None;
+            if let Some(path) = result {
+                self.dialog_done(ctx, purpose, path);
+            }
+        }
+        if let Some(job) = &mut self.files_dialog
+            && let Some(result) = job.poll().pop()
+        {
+            self.files_dialog = None;
+            if let Some(paths) = result {
+                self.classify(ctx, paths);
+            }
+        }
+    }
+
+    fn poll_training(&mut self, ctx: &egui::Context) {
+        let Some(run) = &self.run else { return };
+        let mut finished: Option<Box<RunSummary>> = None;
+        for event in run.try_events() {
+            let log = &mut self.log;
+            match event {
+                TrainEvent::Started {
+                    classes,
+                    train,
+                    valid,
+                    device,
+                    cache,
+                    first_epoch,
+                    weights,
+                } => {
+                    log.steps_per_epoch = train.div_ceil(self.state.train.batch_size.max(1)).max(1);
+                    log.info = vec![
+                        format!("{train} training and {valid} validation photos"),
+                        format!("device: {device}"),
+                        format!("feature cache: {cache}"),
+                    ];
+                    log.info.extend(weights);
+                    if first_epoch > 1 {
+                        log.info.push(format!("resumed at epoch {first_epoch}"));
+                    }
+                    log.classes = classes;
+                }
+                TrainEvent::Progress {
+                    phase,
+                    epoch,
+                    done,
+                    total,
+                    images_per_sec,
+                    eta_secs,
+                } => {
+                    log.progress = Some((phase, epoch, done, total, images_per_sec, eta_secs));
+                }
+                TrainEvent::Batch {
+                    step,
+                    loss,
+                    accuracy,
+                    ..
+                } => {
+                    let x = step as f64 / log.steps_per_epoch.max(1) as f64;
+                    log.batch_loss.push([x, loss]);
+                    log.batch_accuracy.push([x, accuracy]);
+                }
+                TrainEvent::Epoch(m) => log.epochs.push(m),
+                TrainEvent::CheckpointSaved { .. } => {}
+                TrainEvent::Skipped { path, reason } => log.skipped.push((path, reason)),
+                TrainEvent::Finished(summary) => finished = Some(summary),
+                TrainEvent::Stopped {
+                    epochs_done,
+                    checkpoint,
+                } => {
+                    log.outcome = Some(format!(
+                        "Stopped after {epochs_done} epoch(s).{}",
+                        if checkpoint.is_some() {
+                            " Resume continues from the last checkpoint."
+                        } else {
+                            ""
+                        }
+                    ));
+                    log.progress = None;
+                }
+                TrainEvent::Failed { reason } => {
+                    log.failed = Some(reason);
+                    log.progress = None;
+                }
+            }
+        }
+        if let Some(summary) = finished {
+            self.log.outcome = Some(format!(
+                "Finished: validation accuracy {:.1}%, log loss {:.4}",
+                100.0 * summary.evaluation.accuracy,
+                summary.evaluation.log_loss
+            ));
+            self.log.progress = None;
+            self.evaluation = Some(EvalData {
+                evaluation: summary.evaluation.clone(),
+                images: summary.valid_images.clone(),
+                labels: summary.valid_labels.clone(),
+                probs: summary.valid_probs.clone(),
+            });
+            self.selected_cell = None;
+            if let Some(model) = summary.model.clone() {
+                self.load_model(ctx, model, false);
+            }
+            // The run is over: its checkpoint is not needed for a resume any more.
+            let (_, checkpoint) = self.run_paths();
+            let _ = std::fs::remove_file(checkpoint);
+        }
+        if self.run.as_ref().is_some_and(|r| !r.is_running()) && self.log.progress.is_none() {
+            // Keep the finished run's events drained; drop it once its thread is done.
+            let leftover = self
+                .run
+                .as_ref()
+                .map(TrainingRun::try_events)
+                .unwrap_or_default();
+            if leftover.is_empty() {
+                self.run = None;
+            }
+        }
+    }
+
+    fn dialog_done(&mut self, ctx: &egui::Context, purpose: DialogPurpose, path: PathBuf) {
+        match purpose {
+            DialogPurpose::DataFolder => self.open_dataset(ctx, path),
+            DialogPurpose::ImportWeights => self.read_weights_info(ctx, path),
+            DialogPurpose::OpenModel => self.load_model(ctx, path, true),
+            DialogPurpose::SaveModel => match &self.model_path {
+                Some(from) => {
+                    match std::fs::read(from).and_then(|b| crate::fsutil::write_atomic(&path, &b)) {
+                        Ok(()) => {
+                            self.model_path = Some(path.clone());
+                            self.model_saved = true;
+                            self.state.last_model = Some(path);
+                        }
+                        Err(e) => self
+                            .notices
+                            .push(format!("{}: could not save: {e}", path.display())),
+                    }
+                }
+                None => self.notices.push("There is no model to save yet.".into()),
+            },
+            DialogPurpose::ExportSafetensors => match &self.model_path {
+                Some(from) => {
+                    let result = crate::model::bundle::load(from, &burn::tensor::Device::flex())
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| {
+                            crate::model::weights::export_safetensors(
+                                &b.model,
+                                b.header.preprocessing.convention,
+                                &path,
+                            )
+                            .map_err(|e| e.to_string())
+                        });
+                    if let Err(e) = result {
+                        self.notices.push(e);
+                    }
+                }
+                None => self.notices.push("There is no model to export yet.".into()),
+            },
+            DialogPurpose::ExportCsv => {
+                if let Err(e) = infer::write_csv(&path, &self.model_classes, &self.predictions) {
+                    self.notices.push(format!("{}: {e}", path.display()));
+                }
+            }
+            DialogPurpose::ExportSubmission => {
+                let result = infer::kaggle_rows(&self.model_classes, &self.predictions, 0.02)
+                    .and_then(|rows| infer::write_submission(&path, &rows));
+                if let Err(e) = result {
+                    self.notices.push(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// What a drop does now, in words (for the hover overlay).
+    fn drop_action(&self, paths: &[PathBuf]) -> String {
+        let folders = paths.iter().filter(|p| p.is_dir()).count();
+        if self.opens_dataset_on_drop(paths) {
+            "Drop to open this folder as the photo dataset".into()
+        } else if self.classifier.is_some() {
+            format!(
+                "Drop to classify {} with the current model",
+                if folders > 0 {
+                    "these files and folders"
+                } else {
+                    "these images"
+                }
+            )
+        } else {
+            "Drop a photo folder to open it; train or open a model to classify images".into()
+        }
+    }
+
+    fn opens_dataset_on_drop(&self, paths: &[PathBuf]) -> bool {
+        paths.len() == 1
+            && paths[0].is_dir()
+            && (self.state.view == View::Data || self.classifier.is_none())
+    }
+
+    fn handle_drops(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        if self.opens_dataset_on_drop(&dropped) {
+            self.state.view = View::Data;
+            self.open_dataset(ctx, dropped[0].clone());
+        } else {
+            self.classify(ctx, dropped);
+        }
+    }
+
+    fn drop_overlay(&self, ctx: &egui::Context) {
+        let hovered: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .hovered_files
+                .iter()
+                .filter_map(|f| f.path.clone())
+                .collect()
+        });
+        let any_hover = ctx.input(|i| !i.raw.hovered_files.is_empty());
+        if !any_hover {
+            return;
+        }
+        let text = self.drop_action(&hovered);
+        let painter = ctx.layer_painter(egui::LayerId::new(
+            egui::Order::Foreground,
+            egui::Id::unique("drop-overlay"),
+        ));
+        let rect = ctx.content_rect();
+        painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(180));
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            text,
+            egui::FontId::proportional(22.0),
+            egui::Color32::WHITE,
+        );
+    }
+
+    fn update_title(&mut self, ctx: &egui::Context) {
+        let model = match &self.model_path {
+            Some(p) if self.model_saved => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Some(_) => "unsaved model*".to_owned(),
+            None => "no model".to_owned(),
+        };
+        let title = format!("{APP_NAME} — {model}");
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+
+    /// The window title (tests read it).
+    pub fn title(&self) -> &str {
+        &self.title
     }
 }
 
 impl eframe::App for VggtuneApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        self.poll_workers();
+        self.poll_workers(ctx);
+        self.handle_drops(ctx);
         if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
             self.run_command(ctx, UiCommand::Quit);
+        }
+        if ctx.input(|i| i.viewport().close_requested()) && !self.model_saved && !self.closing {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.confirm_close = true;
+        }
+        self.update_title(ctx);
+        if self.is_busy() || self.download.is_some() {
+            // Progress and ETA move with time, not only with events.
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
-        let tabs = egui::Panel::top("tabs")
-            .show(ui, |ui| self.tabs_ui(ui))
-            .inner;
-        egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
-        egui::CentralPanel::default().show(ui, |ui| self.view_ui(ui));
-        if let Some(command) = tabs {
+        let mut commands = Vec::new();
+        egui::Panel::top("tabs").show(ui, |ui| views::top_bar_ui(self, ui, &mut commands));
+        egui::Panel::bottom("status").show(ui, |ui| views::status_ui(self, ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            views::notices_ui(self, ui);
+            match self.state.view {
+                View::Data => views::data_ui(self, ui, &mut commands),
+                View::Weights => views::weights_ui(self, ui, &mut commands),
+                View::Train => views::train_ui(self, ui, &mut commands),
+                View::Evaluate => views::evaluate_ui(self, ui, &mut commands),
+                View::Predict => views::predict_ui(self, ui, &mut commands),
+            }
+        });
+        if self.confirm_close {
+            views::confirm_close_ui(&ctx, &mut commands);
+        }
+        self.drop_overlay(&ctx);
+        for command in commands {
             self.run_command(&ctx, command);
         }
     }
@@ -237,33 +1099,14 @@ impl eframe::App for VggtuneApp {
     }
 }
 
-/// Chooses the compute device on a worker thread; the UI shows a spinner meanwhile.
-fn probe_device(ctx: &egui::Context, choice: DeviceChoice) -> DeviceStatus {
-    let (tx, rx) = mpsc::channel();
-    let ctx = ctx.clone();
-    let spawned = std::thread::Builder::new()
-        .name("device-probe".to_owned())
-        .spawn(move || {
-            // The receiver is gone only when the app closed; nothing to report then.
-            let _ = tx.send(device::select(choice));
-            ctx.request_repaint();
-        });
-    match spawned {
-        Ok(_) => DeviceStatus::Probing(rx),
-        Err(e) => DeviceStatus::Failed(DeviceError::NoGpu(format!(
-            "could not start the device probe: {e}"
-        ))),
-    }
-}
-
 /// Opens the window and runs until it is closed.
 pub fn run(device_choice: DeviceChoice) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title(APP_NAME)
             .with_app_id(APP_NAME)
-            .with_inner_size([1100.0, 720.0])
-            .with_min_inner_size([640.0, 420.0])
+            .with_inner_size([1180.0, 780.0])
+            .with_min_inner_size([720.0, 480.0])
             .with_drag_and_drop(true),
         ..Default::default()
     };

@@ -60,6 +60,10 @@ pub struct RunSummary {
     pub evaluation: Evaluation,
     /// The validation images, in the evaluation's order.
     pub valid_images: Vec<PathBuf>,
+    /// Their true labels.
+    pub valid_labels: Vec<usize>,
+    /// Their predicted probabilities.
+    pub valid_probs: Vec<Vec<f32>>,
     /// Per-epoch metrics.
     pub history: Vec<EpochMetrics>,
     /// Seconds spent computing frozen features (0 when all came from the cache).
@@ -413,7 +417,8 @@ impl Context<'_> {
     }
 
     /// The input of the trainable part for a batch: cached features, or preprocessed photos run
-    /// through the frozen convolutions. Images that fail to decode are dropped (with an event).
+    /// through the frozen convolutions, and the positions in `batch` of the images it holds
+    /// (images that fail to decode are dropped, with an event).
     fn batch_input(
         &self,
         frozen: &Vgg16,
@@ -425,10 +430,10 @@ impl Context<'_> {
         if let Some(cache) = &self.cache {
             let mut values = Vec::new();
             let mut labels = Vec::new();
-            for s in batch {
+            for (i, s) in batch.iter().enumerate() {
                 if let Some(f) = s.hash.as_deref().and_then(|h| cache.get(h)) {
                     values.extend(f);
-                    labels.push(s.label);
+                    labels.push(i);
                 }
             }
             if labels.is_empty() {
@@ -454,7 +459,7 @@ impl Context<'_> {
                         )
                     });
                     values.extend(self.preprocessing.apply(&photo, aug));
-                    labels.push(sample.label);
+                    labels.push(i);
                 }
                 Err(e) => self.emit.send(TrainEvent::Skipped {
                     path: sample.path.clone(),
@@ -766,7 +771,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
     };
 
     // The epochs.
-    let mut evaluation = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, 0)?;
+    let mut evaluated = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, 0)?;
     let mut step = first_epoch * train.len().div_ceil(config.batch_size.max(1));
     for epoch in first_epoch..config.epochs {
         let epoch_started = Instant::now();
@@ -790,8 +795,9 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
             }
             let batch: Vec<&Sample> = chunk.iter().map(|&i| &train[i]).collect();
             let augment = config.augment.then_some((epoch, chunk));
-            let (input, labels) = ctx.batch_input(&frozen, &batch, augment, &train_device);
+            let (input, kept) = ctx.batch_input(&frozen, &batch, augment, &train_device);
             let Some(input) = input else { continue };
+            let labels: Vec<usize> = kept.iter().map(|&i| batch[i].label).collect();
             let b = labels.len();
             let logits = forward_trainable(&model, input, frozen_convs, Some(&mut dropout_rng));
             let classes_n = classes.len();
@@ -842,7 +848,8 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                 eta_secs: train.len().saturating_sub(seen) as f64 / rate.max(1e-9),
             });
         }
-        evaluation = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, epoch + 1)?;
+        evaluated = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, epoch + 1)?;
+        let evaluation = &evaluated.evaluation;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -888,8 +895,10 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
     }
     Ok(Outcome::Finished(RunSummary {
         epochs: config.epochs,
-        evaluation,
-        valid_images: valid.iter().map(|s| s.path.clone()).collect(),
+        evaluation: evaluated.evaluation,
+        valid_images: evaluated.paths,
+        valid_labels: evaluated.labels,
+        valid_probs: evaluated.probs,
         history,
         feature_secs,
         cache_hits: hits,
@@ -936,18 +945,20 @@ fn evaluate(
     valid: &[Sample],
     classes: &[String],
     epoch: usize,
-) -> Result<Evaluation, String> {
+) -> Result<Evaluated, String> {
     let frozen_convs = ctx.config.trainable.frozen_convs();
     let started = Instant::now();
     let mut probs = Vec::with_capacity(valid.len());
     let mut labels = Vec::with_capacity(valid.len());
+    let mut paths = Vec::with_capacity(valid.len());
     let refs: Vec<&Sample> = valid.iter().collect();
     for chunk in refs.chunks(ctx.config.batch_size.max(1)) {
-        let (input, batch_labels) = ctx.batch_input(frozen, chunk, None, &ctx.device);
+        let (input, kept) = ctx.batch_input(frozen, chunk, None, &ctx.device);
         let Some(input) = input else { continue };
         let logits = forward_trainable(model, input, frozen_convs, None);
         probs.extend(rows(to_vec(softmax(logits, 1)), classes.len()));
-        labels.extend(batch_labels);
+        labels.extend(kept.iter().map(|&i| chunk[i].label));
+        paths.extend(kept.iter().map(|&i| chunk[i].path.clone()));
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         let rate = labels.len() as f64 / secs;
         ctx.emit.send(TrainEvent::Progress {
@@ -959,7 +970,20 @@ fn evaluate(
             eta_secs: valid.len().saturating_sub(labels.len()) as f64 / rate.max(1e-9),
         });
     }
-    Ok(Evaluation::compute(classes, &probs, &labels, 12))
+    Ok(Evaluated {
+        evaluation: Evaluation::compute(classes, &probs, &labels, 12),
+        probs,
+        labels,
+        paths,
+    })
+}
+
+/// An evaluation with the per-image numbers behind it.
+struct Evaluated {
+    evaluation: Evaluation,
+    probs: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+    paths: Vec<PathBuf>,
 }
 
 /// The path of the checkpoint that goes with a model path (`model.vggtune` → `model.ckpt.vggtune`).
