@@ -165,7 +165,7 @@ fn a_dropped_folder_opens_as_the_dataset_and_shows_skipped_files() {
     let data = f.work.path().join("photos");
     colour_dataset(&data, 3);
     std::fs::write(data.join("red/notes.txt"), "not a photo").unwrap();
-    drop_files(&mut harness, &[data.clone()]);
+    drop_files(&mut harness, std::slice::from_ref(&data));
     wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
     assert_eq!(harness.state().dataset().unwrap().counts(), vec![3, 3]);
     harness.get_by_label_contains("Skipped files (1)");
@@ -195,7 +195,7 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
             ..TrainConfig::default()
         };
     }
-    drop_files(&mut harness, &[data.clone()]);
+    drop_files(&mut harness, std::slice::from_ref(&data));
     wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
     harness.get_by_label("Train").click();
     harness.run_steps(2);

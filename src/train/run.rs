@@ -213,7 +213,7 @@ impl TrainingRun {
                     run(job, &emit, &worker_stop)
                 }));
                 let event = match outcome {
-                    Ok(Ok(Outcome::Finished(summary))) => TrainEvent::Finished(Box::new(summary)),
+                    Ok(Ok(Outcome::Finished(summary))) => TrainEvent::Finished(summary),
                     Ok(Ok(Outcome::Stopped {
                         epochs_done,
                         checkpoint,
@@ -306,7 +306,7 @@ impl Emitter {
 }
 
 enum Outcome {
-    Finished(RunSummary),
+    Finished(Box<RunSummary>),
     Stopped {
         epochs_done: usize,
         checkpoint: Option<PathBuf>,
@@ -893,7 +893,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         );
         bundle::save(out, &header, &model.valid(), None).map_err(|e| e.to_string())?;
     }
-    Ok(Outcome::Finished(RunSummary {
+    Ok(Outcome::Finished(Box::new(RunSummary {
         epochs: config.epochs,
         evaluation: evaluated.evaluation,
         valid_images: evaluated.paths,
@@ -905,7 +905,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         cache_misses: misses,
         skipped,
         model: job.out.clone(),
-    }))
+    })))
 }
 
 #[allow(clippy::too_many_arguments)]
