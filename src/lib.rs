@@ -4,6 +4,7 @@
 //! CLI (`src/main.rs`), so that what the tests prove is what the user runs. Nothing below `gui`
 //! knows egui exists; nothing in `gui` computes a tensor.
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod fsutil;

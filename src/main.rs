@@ -10,9 +10,6 @@ mod commands;
 use vggtune::data::Dataset;
 use vggtune::device::{self, DeviceChoice};
 
-/// Exit code of a subcommand that is planned but not built yet.
-const EXIT_NOT_BUILT: u8 = 69;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "vggtune",
@@ -77,7 +74,35 @@ enum Command {
         out: PathBuf,
     },
     /// Measure forward, training and end-to-end speed and memory on the chosen device.
-    Bench,
+    Bench {
+        /// A photo folder for the end-to-end run (features + head epochs, then cached).
+        #[arg(long)]
+        photos: Option<PathBuf>,
+        /// At most this many of its photos.
+        #[arg(long, default_value_t = 2000)]
+        photo_limit: usize,
+        /// Head epochs in the end-to-end run.
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        /// Base weights for the end-to-end run (default: seeded random, the same cost).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Forward batch sizes.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        batches: Vec<usize>,
+        /// Timed repetitions of each measurement.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Input side in pixels.
+        #[arg(long, default_value_t = 224)]
+        input_size: u32,
+        /// Divide VGG16's widths (quick smoke runs only).
+        #[arg(long, default_value_t = 1, hide = true)]
+        width_divisor: usize,
+        /// Also write the result as JSON here.
+        #[arg(long)]
+        json_out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,24 +118,6 @@ enum WeightsAction {
     },
 }
 
-impl Command {
-    /// The name a user typed, and the issue that builds it when it is not built yet.
-    fn not_built(&self) -> Option<(&'static str, u32)> {
-        match self {
-            Self::Info { .. }
-            | Self::Scan { .. }
-            | Self::Weights { .. }
-            | Self::Imagenet { .. } => None,
-            Self::Train(_)
-            | Self::Evaluate(_)
-            | Self::Predict(_)
-            | Self::Submit(_)
-            | Self::Export { .. } => None,
-            Self::Bench => Some(("bench", 7)),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
@@ -123,13 +130,6 @@ fn main() -> ExitCode {
             }
         };
     };
-    if let Some((name, issue)) = command.not_built() {
-        eprintln!(
-            "vggtune {name}: not built yet (planned in issue #{issue}); nothing was done. \
-             See `vggtune --help` for what works today."
-        );
-        return ExitCode::from(EXIT_NOT_BUILT);
-    }
     let result = match command {
         Command::Info { json } => info(cli.device, json),
         Command::Scan { dir, json } => scan(&dir, json),
@@ -140,7 +140,30 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict(cli.device, args),
         Command::Submit(args) => commands::submit(cli.device, args),
         Command::Export { model, out } => export(&model, &out),
-        _ => unreachable!("every other command is reported as not built above"),
+        Command::Bench {
+            photos,
+            photo_limit,
+            epochs,
+            weights,
+            batches,
+            repeats,
+            input_size,
+            width_divisor,
+            json_out,
+        } => bench(
+            vggtune::bench::BenchConfig {
+                device: cli.device,
+                input_size,
+                batches,
+                repeats,
+                photos,
+                photo_limit,
+                epochs,
+                weights,
+                width_divisor,
+            },
+            json_out,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -306,5 +329,16 @@ fn export(model: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> 
         loaded.header.classes.len(),
         loaded.header.classes.join(", ")
     );
+    Ok(())
+}
+
+fn bench(config: vggtune::bench::BenchConfig, json_out: Option<PathBuf>) -> anyhow::Result<()> {
+    let result = vggtune::bench::run(&config, |step| eprintln!("measuring {step}…"))
+        .map_err(anyhow::Error::msg)?;
+    print!("{}", vggtune::bench::table(&result));
+    if let Some(path) = json_out {
+        vggtune::fsutil::write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }

@@ -51,21 +51,59 @@ fn version_names_the_commit() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_fail() {
-    for args in [
-        vec!["train", "x"],
-        vec!["bench"],
-        vec!["predict", "m", "x"],
-        vec!["submit", "m", "t"],
+fn a_missing_or_damaged_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.vggtune");
+    std::fs::write(&bad, b"not a model").unwrap();
+    for (model, words) in [
+        ("/nonexistent/m.vggtune", "/nonexistent/m.vggtune"),
+        (bad.to_str().unwrap(), "not a usable vggtune model"),
     ] {
-        let out = vggtune(&args, &[]);
-        assert_eq!(out.status.code(), Some(69), "{args:?}: {}", text(&out));
-        assert!(
-            text(&out).contains("not built yet"),
-            "{args:?}: {}",
-            text(&out)
-        );
+        for args in [
+            vec!["predict", model, "x.jpg"],
+            vec!["submit", model, "."],
+            vec!["export", model, "--out", "x.safetensors"],
+        ] {
+            let out = vggtune(&args, &[]);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+            assert!(text(&out).contains(words), "{args:?}: {}", text(&out));
+            assert!(!text(&out).contains("panicked"), "{}", text(&out));
+        }
     }
+}
+
+#[test]
+fn bench_measures_a_tiny_model_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = vggtune(
+        &[
+            "bench",
+            "--device",
+            "cpu",
+            "--width-divisor",
+            "16",
+            "--input-size",
+            "32",
+            "--batches",
+            "1,2",
+            "--repeats",
+            "1",
+            "--json-out",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("VGG16 forward, batch 2"),
+        "{}",
+        text(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["forward"].as_array().unwrap().len(), 2);
+    assert!(v["head_step_ips"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_mib"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

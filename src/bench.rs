@@ -1,0 +1,337 @@
+//! `vggtune bench`: speed and memory of the real code paths on the chosen device.
+//!
+//! Measures VGG16 forward images/s at several batch sizes, a training step of the head (base
+//! frozen) and of all dense layers, the end-to-end "features for N photos + E head epochs", the
+//! same run again with the feature cache warm, and the process's peak memory. Timing lives here,
+//! never in tests.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module as _;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::data::preprocess::SplitMix64;
+use crate::data::{Dataset, SplitConfig};
+use crate::device::{self, DeviceChoice};
+use crate::model::{HeadKind, Vgg16Config};
+use crate::train::{TrainConfig, TrainEvent, TrainJob, Trainable, TrainingRun};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// The device.
+    pub device: DeviceChoice,
+    /// Input side in pixels.
+    pub input_size: u32,
+    /// Forward batch sizes.
+    pub batches: Vec<usize>,
+    /// Timed repetitions per measurement (after one warm-up).
+    pub repeats: usize,
+    /// A photo folder for the end-to-end run (skipped when `None`).
+    pub photos: Option<PathBuf>,
+    /// At most this many photos of it.
+    pub photo_limit: usize,
+    /// Head epochs in the end-to-end run.
+    pub epochs: usize,
+    /// Base weights for the end-to-end run (`None`: seeded random, same cost).
+    pub weights: Option<PathBuf>,
+    /// Width divisor (1 = VGG16; larger for quick smoke runs).
+    pub width_divisor: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            device: DeviceChoice::Auto,
+            input_size: 224,
+            batches: vec![1, 8, 32],
+            repeats: 3,
+            photos: None,
+            photo_limit: 2000,
+            epochs: 10,
+            weights: None,
+            width_divisor: 1,
+        }
+    }
+}
+
+/// One end-to-end measurement.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EndToEnd {
+    /// Photos used.
+    pub photos: usize,
+    /// Head epochs.
+    pub epochs: usize,
+    /// First run: seconds in the feature pass.
+    pub feature_secs: f64,
+    /// First run: total seconds.
+    pub first_run_secs: f64,
+    /// Second run (cache warm): total seconds.
+    pub cached_run_secs: f64,
+    /// first / cached.
+    pub cached_speedup: f64,
+    /// Validation accuracy of the first run.
+    pub valid_accuracy: f64,
+}
+
+/// Everything `vggtune bench` measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    /// The device, in words.
+    pub device: String,
+    /// Input side.
+    pub input_size: u32,
+    /// Width divisor.
+    pub width_divisor: usize,
+    /// (batch, images/s) of the full forward pass.
+    pub forward: Vec<(usize, f64)>,
+    /// Images/s of a head-only training step on cached features (light head, batch 32).
+    pub head_step_ips: f64,
+    /// Images/s of a training step of torchvision's three dense layers (batch 32).
+    pub dense_step_ips: f64,
+    /// The end-to-end run, when a photo folder was given.
+    pub end_to_end: Option<EndToEnd>,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mib: f64,
+    /// When it ran (seconds since the Unix epoch).
+    pub unix_time: u64,
+}
+
+/// The process's peak resident memory in MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn random_input(shape: [usize; 4], device: &Device, seed: u64) -> Tensor<4> {
+    let mut rng = SplitMix64(seed);
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Waits for the device to finish queued work by reading one value back.
+fn sync<const D: usize>(t: Tensor<D>) {
+    let _ = t.into_data();
+}
+
+fn time_per_call(repeats: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let started = Instant::now();
+    for _ in 0..repeats.max(1) {
+        f();
+    }
+    started.elapsed().as_secs_f64() / repeats.max(1) as f64
+}
+
+fn train_step_ips(
+    config: &Vgg16Config,
+    trainable_from: usize,
+    device: &Device,
+    repeats: usize,
+) -> f64 {
+    let batch = 32;
+    let ad = device.clone().autodiff();
+    let mut model = config.init(&ad).train();
+    for (i, dense) in model.classifier.iter_mut().enumerate() {
+        if i < trainable_from {
+            *dense = dense.clone().no_grad();
+        }
+    }
+    let mut optim = AdamConfig::new().init();
+    let features: Tensor<2> =
+        random_input([batch, config.feature_len(), 1, 1], &ad, 5).flatten(1, 3);
+    let classes = config.num_classes;
+    let mut one_hot = vec![0.0f32; batch * classes];
+    for i in 0..batch {
+        one_hot[i * classes + i % classes] = 1.0;
+    }
+    let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [batch, classes]), &ad);
+    let mut rng = SplitMix64(9);
+    let secs = time_per_call(repeats, || {
+        let logits = model.forward_head_train(features.clone(), &mut rng);
+        let loss = (log_softmax(logits, 1) * one_hot.clone()).sum().neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model.clone(), grads);
+        sync(model.classifier[0].weight.val());
+    });
+    batch as f64 / secs
+}
+
+/// Runs every measurement; `progress` gets a line before each.
+pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<BenchResult, String> {
+    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
+    let device = chosen.device.clone();
+    let model_config = Vgg16Config {
+        num_classes: 2,
+        input_size: config.input_size,
+        width_divisor: config.width_divisor.max(1),
+        head: HeadKind::Torchvision,
+        dropout: 0.5,
+    };
+    let model = model_config.init(&device);
+    let s = config.input_size as usize;
+    let mut forward = Vec::new();
+    for &batch in &config.batches {
+        progress(&format!("forward, batch {batch}"));
+        let x = random_input([batch, 3, s, s], &device, batch as u64);
+        let secs = time_per_call(config.repeats, || sync(model.forward(x.clone())));
+        forward.push((batch, batch as f64 / secs));
+    }
+    drop(model);
+    progress("training step: light head on cached features");
+    let head = Vgg16Config {
+        head: HeadKind::Dense256,
+        ..model_config
+    };
+    let head_step_ips = train_step_ips(&head, 0, &device, config.repeats * 3);
+    progress("training step: torchvision's dense layers");
+    let dense_step_ips = train_step_ips(&model_config, 0, &device, config.repeats);
+
+    let end_to_end = match &config.photos {
+        Some(folder) => {
+            progress("end to end: features + head epochs, then again with the cache warm");
+            let mut dataset = Dataset::scan(folder).map_err(|e| e.to_string())?;
+            if dataset.images.len() > config.photo_limit {
+                // Keep the classes balanced: every k-th photo.
+                let step = dataset.images.len().div_ceil(config.photo_limit);
+                dataset.images = dataset.images.into_iter().step_by(step).collect();
+            }
+            let cache = tempfile_dir()?;
+            let train_config = TrainConfig {
+                trainable: Trainable::Head,
+                epochs: config.epochs,
+                batch_size: 32,
+                head: HeadKind::Dense256,
+                input_size: config.input_size,
+                width_divisor: config.width_divisor.max(1),
+                device: config.device,
+                split: SplitConfig {
+                    valid_fraction: 0.1,
+                    seed: 1,
+                },
+                seed: 1,
+                ..TrainConfig::default()
+            };
+            let job = TrainJob {
+                dataset: dataset.clone(),
+                weights: config.weights.clone(),
+                config: train_config,
+                out: None,
+                checkpoint: None,
+                resume: false,
+                cache_root: Some(cache.clone()),
+            };
+            let time_run = |job: TrainJob| -> Result<(f64, f64, f64), String> {
+                let started = Instant::now();
+                match TrainingRun::run_blocking(job, |_| {}) {
+                    TrainEvent::Finished(summary) => Ok((
+                        started.elapsed().as_secs_f64(),
+                        summary.feature_secs,
+                        summary.evaluation.accuracy,
+                    )),
+                    TrainEvent::Failed { reason } => Err(reason),
+                    other => Err(format!("the run ended with {other:?}")),
+                }
+            };
+            let (first, feature_secs, valid_accuracy) = time_run(job.clone())?;
+            let (cached, _, _) = time_run(job)?;
+            let _ = std::fs::remove_dir_all(&cache);
+            Some(EndToEnd {
+                photos: dataset.images.len(),
+                epochs: config.epochs,
+                feature_secs,
+                first_run_secs: first,
+                cached_run_secs: cached,
+                cached_speedup: first / cached.max(1e-9),
+                valid_accuracy,
+            })
+        }
+        None => None,
+    };
+    Ok(BenchResult {
+        device: chosen.label(),
+        input_size: config.input_size,
+        width_divisor: config.width_divisor.max(1),
+        forward,
+        head_step_ips,
+        dense_step_ips,
+        end_to_end,
+        peak_rss_mib: peak_rss_mib(),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
+}
+
+fn tempfile_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("vggtune-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The result as a table.
+pub fn table(r: &BenchResult) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "device: {}  (input {}×{}, width ÷{})",
+        r.device, r.input_size, r.input_size, r.width_divisor
+    );
+    let _ = writeln!(out, "{:<48} {:>12}", "measurement", "value");
+    for (batch, ips) in &r.forward {
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.2} img/s",
+            format!("VGG16 forward, batch {batch}"),
+            ips
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<48} {:>8.1} img/s",
+        "training step, light head (cached features)", r.head_step_ips
+    );
+    let _ = writeln!(
+        out,
+        "{:<48} {:>8.1} img/s",
+        "training step, torchvision dense layers", r.dense_step_ips
+    );
+    if let Some(e) = &r.end_to_end {
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.1} s",
+            format!("end to end: {} photos + {} epochs", e.photos, e.epochs),
+            e.first_run_secs
+        );
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.1} s",
+            "  of which feature extraction", e.feature_secs
+        );
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.2} s",
+            "  the same again, cache warm", e.cached_run_secs
+        );
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.0}×",
+            "  cached speed-up", e.cached_speedup
+        );
+    }
+    let _ = writeln!(out, "{:<48} {:>8.0} MiB", "peak memory", r.peak_rss_mib);
+    out
+}
