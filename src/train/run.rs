@@ -407,13 +407,47 @@ struct Context<'a> {
     preprocessing: Preprocessing,
     model_config: Vgg16Config,
     cache: Option<FeatureCache>,
+    /// Cached features kept in memory for the run (while they fit in [`MEMORY_BUDGET_BYTES`]),
+    /// so epochs after the feature pass read no files.
+    memory: std::sync::Mutex<(usize, std::collections::HashMap<String, Vec<f32>>)>,
     device: Device,
     limits: DecodeLimits,
 }
 
+/// How many bytes of cached features a run keeps in memory (the rest is read from disk).
+const MEMORY_BUDGET_BYTES: usize = 2 << 30;
+
 impl Context<'_> {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `features` in memory when the budget allows.
+    fn remember(&self, hash: &str, features: &[f32]) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = features.len() * 4;
+        if memory.0 + bytes <= MEMORY_BUDGET_BYTES && !memory.1.contains_key(hash) {
+            memory.0 += bytes;
+            memory.1.insert(hash.to_owned(), features.to_vec());
+        }
+    }
+
+    /// Appends the cached features of `hash` to `out` (memory first, then disk).
+    fn cached_features(&self, cache: &FeatureCache, hash: &str, out: &mut Vec<f32>) -> bool {
+        {
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = memory.1.get(hash) {
+                out.extend_from_slice(f);
+                return true;
+            }
+        }
+        match cache.get(hash) {
+            Some(f) => {
+                out.extend_from_slice(&f);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The input of the trainable part for a batch: cached features, or preprocessed photos run
@@ -431,8 +465,10 @@ impl Context<'_> {
             let mut values = Vec::new();
             let mut labels = Vec::new();
             for (i, s) in batch.iter().enumerate() {
-                if let Some(f) = s.hash.as_deref().and_then(|h| cache.get(h)) {
-                    values.extend(f);
+                if s.hash
+                    .as_deref()
+                    .is_some_and(|h| self.cached_features(cache, h, &mut values))
+                {
                     labels.push(i);
                 }
             }
@@ -654,6 +690,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         preprocessing,
         model_config,
         cache,
+        memory: std::sync::Mutex::new((0, std::collections::HashMap::new())),
         device: device.clone(),
         limits: DecodeLimits::default(),
     };
@@ -718,7 +755,8 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                 }
                 let hash = content_hash(&sample.path)
                     .map_err(|e| format!("{}: {e}", sample.path.display()))?;
-                if cache.get(&hash).is_some() {
+                if let Some(features) = cache.get(&hash) {
+                    ctx.remember(&hash, &features);
                     hits += 1;
                     sample.hash = Some(hash);
                 } else {
