@@ -419,50 +419,36 @@ pub fn print_evaluation(e: &Evaluation) {
 pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> {
     let classifier = load_classifier(choice, &args.model)?;
     let dataset = Dataset::scan(&args.data)?;
-    let classes = classifier.classes().to_vec();
-    let mut paths = Vec::new();
-    let mut labels = Vec::new();
-    let mut images = dataset.images.clone();
-    images.extend(dataset.explicit_valid.clone().unwrap_or_default());
-    for image in &images {
-        let name = &dataset.classes[image.label];
-        let label = classes.iter().position(|c| c == name).with_context(|| {
-            format!(
-                "{}: class '{name}' is not one of the model's classes {classes:?}",
-                args.data.display()
-            )
-        })?;
-        paths.push(image.path.clone());
-        labels.push(label);
+    let progress = args
+        .output
+        .bars()
+        .then(|| bar(0, "{bar:40} {pos}/{len} {per_sec} ETA {eta}"));
+    let result = classifier
+        .evaluate(&dataset, args.batch_size, |done, total| {
+            if let Some(p) = &progress {
+                p.set_length(total as u64);
+                p.set_position(done as u64);
+            }
+        })
+        .map_err(anyhow::Error::msg)?;
+    if let Some(p) = progress {
+        p.finish_and_clear();
     }
-    let (predictions, failed) = predict_with_bar(&classifier, &paths, args.batch_size, args.output);
-    let by_path: std::collections::HashMap<&Path, usize> = paths
-        .iter()
-        .zip(&labels)
-        .map(|(p, &l)| (p.as_path(), l))
-        .collect();
-    let probs: Vec<Vec<f32>> = predictions
-        .iter()
-        .map(|p| p.probabilities.clone())
-        .collect();
-    let truth: Vec<usize> = predictions
-        .iter()
-        .map(|p| by_path[p.path.as_path()])
-        .collect();
-    let evaluation = Evaluation::compute(&classes, &probs, &truth, 12);
+    let evaluation = &result.evaluation;
+    let failed = &result.unclassified;
     if args.output.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "evaluation": evaluation,
-                "images": predictions.iter().map(|p| &p.path).collect::<Vec<_>>(),
+                "images": result.images,
                 "unclassified": failed,
             }))?
         );
         return Ok(());
     }
-    print_evaluation(&evaluation);
-    for f in &failed {
+    print_evaluation(evaluation);
+    for f in failed {
         eprintln!("skipped {}: {}", f.path.display(), f.reason);
     }
     Ok(())

@@ -1,6 +1,10 @@
 //! The real app in egui_kittest: views, opening a dataset by typed path and by a dropped folder,
 //! a short training run with live events, dropping images to classify them, and the evaluation.
 
+mod common;
+
+use common::colour_dataset;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +12,6 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
-use image::{DynamicImage, ImageFormat, RgbImage};
 use vggtune::data::SplitConfig;
 use vggtune::device::DeviceChoice;
 use vggtune::gui::{AppOptions, VggtuneApp, View, WeightsChoice};
@@ -78,27 +81,6 @@ fn shared_train() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train")
 }
 
-fn colour_dataset(root: &Path, n: usize) {
-    let mut rng = vggtune::data::preprocess::SplitMix64(1);
-    for (class, hue) in [("blue", 2usize), ("red", 0usize)] {
-        let dir = root.join(class);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..n {
-            let img = RgbImage::from_fn(40, 40, |_, _| {
-                let mut px = [0u8; 3];
-                for (c, v) in px.iter_mut().enumerate() {
-                    let base = if c == hue { 150.0 } else { 60.0 };
-                    *v = (base + rng.next_f32() * 100.0) as u8;
-                }
-                image::Rgb(px)
-            });
-            DynamicImage::ImageRgb8(img)
-                .save_with_format(dir.join(format!("{i}.png")), ImageFormat::Png)
-                .unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_app_opens_on_the_data_view_with_every_tab() {
     let (mut harness, _f) = app();
@@ -163,7 +145,7 @@ fn a_typed_path_opens_the_kaggle_photos() {
 fn a_dropped_folder_opens_as_the_dataset_and_shows_skipped_files() {
     let (mut harness, f) = app();
     let data = f.work.path().join("photos");
-    colour_dataset(&data, 3);
+    colour_dataset(&data, 3, 1);
     std::fs::write(data.join("red/notes.txt"), "not a photo").unwrap();
     drop_files(&mut harness, std::slice::from_ref(&data));
     wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
@@ -175,7 +157,7 @@ fn a_dropped_folder_opens_as_the_dataset_and_shows_skipped_files() {
 fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     let (mut harness, f) = app();
     let data = f.work.path().join("photos");
-    colour_dataset(&data, 16);
+    colour_dataset(&data, 16, 1);
     {
         let state = harness.state_mut().state_mut();
         state.weights = WeightsChoice::Random;

@@ -10,7 +10,7 @@ mod jobs;
 mod thumbnails;
 mod views;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -655,36 +655,12 @@ impl VggtuneApp {
             let c = classifier
                 .lock()
                 .map_err(|_| "the model is unavailable".to_owned())?;
-            let classes = c.classes().to_vec();
-            let mut paths = Vec::new();
-            let mut labels = Vec::new();
-            for image in &dataset.images {
-                let name = &dataset.classes[image.label];
-                let label = classes.iter().position(|c| c == name).ok_or_else(|| {
-                    format!("the folder's class '{name}' is not one of the model's {classes:?}")
-                })?;
-                paths.push(image.path.clone());
-                labels.push(label);
-            }
-            let (predictions, _) = c.predict(&paths, 16, |_, _| {});
-            let truth: std::collections::HashMap<&Path, usize> = paths
-                .iter()
-                .zip(&labels)
-                .map(|(p, &l)| (p.as_path(), l))
-                .collect();
-            let probs: Vec<Vec<f32>> = predictions
-                .iter()
-                .map(|p| p.probabilities.clone())
-                .collect();
-            let labels: Vec<usize> = predictions
-                .iter()
-                .map(|p| truth[p.path.as_path()])
-                .collect();
+            let result = c.evaluate(&dataset, 16, |_, _| {})?;
             Ok(EvalData {
-                evaluation: Evaluation::compute(&classes, &probs, &labels, 12),
-                images: predictions.iter().map(|p| p.path.clone()).collect(),
-                labels,
-                probs,
+                evaluation: result.evaluation,
+                images: result.images,
+                labels: result.labels,
+                probs: result.probs,
             })
         }));
     }

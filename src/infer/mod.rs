@@ -122,6 +122,61 @@ impl Classifier {
     }
 }
 
+/// A model evaluated on a labelled folder.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DatasetEvaluation {
+    /// Every metric.
+    pub evaluation: crate::train::Evaluation,
+    /// The evaluated photos, in the evaluation's order.
+    pub images: Vec<PathBuf>,
+    /// Their true labels (in the model's class order).
+    pub labels: Vec<usize>,
+    /// Their predicted probabilities.
+    pub probs: Vec<Vec<f32>>,
+    /// Photos that could not be classified.
+    pub unclassified: Vec<Unclassified>,
+}
+
+impl Classifier {
+    /// Evaluates the model on every usable photo of `dataset` (its `valid/` folder included),
+    /// matching the folder's classes to the model's by name.
+    pub fn evaluate(
+        &self,
+        dataset: &crate::data::Dataset,
+        batch_size: usize,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<DatasetEvaluation, String> {
+        let classes = self.classes().to_vec();
+        let mut paths = Vec::new();
+        let mut truth = std::collections::HashMap::new();
+        let explicit = dataset.explicit_valid.iter().flatten();
+        for image in dataset.images.iter().chain(explicit) {
+            let name = &dataset.classes[image.label];
+            let label = classes.iter().position(|c| c == name).ok_or_else(|| {
+                format!(
+                    "{}: class '{name}' is not one of the model's classes {classes:?}",
+                    dataset.root.display()
+                )
+            })?;
+            truth.insert(image.path.clone(), label);
+            paths.push(image.path.clone());
+        }
+        let (predictions, unclassified) = self.predict(&paths, batch_size, progress);
+        let probs: Vec<Vec<f32>> = predictions
+            .iter()
+            .map(|p| p.probabilities.clone())
+            .collect();
+        let labels: Vec<usize> = predictions.iter().map(|p| truth[&p.path]).collect();
+        Ok(DatasetEvaluation {
+            evaluation: crate::train::Evaluation::compute(&classes, &probs, &labels, 12),
+            images: predictions.into_iter().map(|p| p.path).collect(),
+            labels,
+            probs,
+            unclassified,
+        })
+    }
+}
+
 fn reason(e: &DecodeError) -> String {
     e.to_string()
 }
