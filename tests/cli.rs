@@ -192,3 +192,30 @@ fn scan_prints_counts_and_json() {
         text(&missing)
     );
 }
+
+#[test]
+fn weights_import_copies_a_checked_file_into_the_cache_and_list_shows_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().to_str().unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/torch/vgg16_div16_zip.pth"
+    );
+    let out = vggtune(&["weights", "import", fixture], &[("VGGTUNE_CACHE_DIR", c)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("torchvision convention"),
+        "{}",
+        text(&out)
+    );
+    let out = vggtune(&["weights", "list"], &[("VGGTUNE_CACHE_DIR", c)]);
+    assert!(text(&out).contains("vgg16_div16_zip.pth"), "{}", text(&out));
+    let bad = cache.path().join("notes.pth");
+    std::fs::write(&bad, "not weights").unwrap();
+    let out = vggtune(
+        &["weights", "import", bad.to_str().unwrap()],
+        &[("VGGTUNE_CACHE_DIR", c)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("notes.pth"), "{}", text(&out));
+}

@@ -275,6 +275,39 @@ fn the_feature_cache_hits_misses_and_notices_changed_photos() {
 }
 
 #[test]
+fn training_block5_caches_the_output_of_block4_and_learns_from_there() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 12);
+    let config = TrainConfig {
+        trainable: Trainable::Block5,
+        ..tiny_config(2)
+    };
+    let first = finished(TrainingRun::run_blocking(
+        job(data.path(), config.clone(), work.path()),
+        |_| {},
+    ));
+    assert_eq!((first.cache_hits, first.cache_misses), (0, 16));
+    assert_eq!(first.history.len(), 2);
+    let second = finished(TrainingRun::run_blocking(
+        job(data.path(), config, work.path()),
+        |_| {},
+    ));
+    assert_eq!((second.cache_hits, second.cache_misses), (16, 0));
+    // Block 4's output at 32 px input and width ÷16: 32 channels of 2×2.
+    let entry = std::fs::read_dir(work.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .find(|e| e.path().extension().is_some_and(|x| x == "f32"))
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(entry.path()).unwrap().len(),
+        8 + 8 + 32 * 2 * 2 * 4 + 32
+    );
+}
+
+#[test]
 fn a_photo_broken_after_the_scan_is_skipped_and_counted() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
