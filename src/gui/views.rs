@@ -104,7 +104,8 @@ pub(crate) fn status_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
             ui.label("Training");
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.weak(format!("vggtune {}", crate::VERSION_LINE));
+            ui.weak(format!("vggtune {}", crate::VERSION))
+                .on_hover_text(format!("vggtune {}", crate::VERSION_LINE));
         });
     });
 }
