@@ -131,6 +131,7 @@ pub(crate) enum UiCommand {
     StartTraining { resume: bool },
     StopTraining,
     AddImages,
+    PasteImage,
     ClearPredictions,
     ExportCsv,
     ExportSubmission,
@@ -247,6 +248,7 @@ pub struct VggtuneApp {
     pub(crate) predictions: Vec<Prediction>,
     pub(crate) rejected: Vec<Unclassified>,
     pub(crate) predict_jobs: Vec<Job<PredictMsg>>,
+    pub(crate) paste_job: Option<Job<Result<PathBuf, String>>>,
     // Closing.
     pub(crate) confirm_close: bool,
     pub(crate) closing: bool,
@@ -320,6 +322,7 @@ impl VggtuneApp {
             predictions: Vec::new(),
             rejected: Vec::new(),
             predict_jobs: Vec::new(),
+            paste_job: None,
             confirm_close: false,
             closing: false,
             title: String::new(),
@@ -433,6 +436,10 @@ impl VggtuneApp {
                 }
             }
             UiCommand::AddImages => self.files_dialog = Some(jobs::pick_files(ctx)),
+            UiCommand::PasteImage => {
+                let dir = self.work_dir.join("pasted");
+                self.paste_job = Some(Job::once(ctx, "paste", move || paste_image(&dir)));
+            }
             UiCommand::ClearPredictions => {
                 self.predictions.clear();
                 self.rejected.clear();
@@ -765,6 +772,15 @@ impl VggtuneApp {
                 self.dialog_done(ctx, purpose, path);
             }
         }
+        if let Some(job) = &mut self.paste_job
+            && let Some(result) = job.poll().pop()
+        {
+            self.paste_job = None;
+            match result {
+                Ok(path) => self.classify(ctx, vec![path]),
+                Err(e) => self.notices.push(e),
+            }
+        }
         if let Some(job) = &mut self.files_dialog
             && let Some(result) = job.poll().pop()
         {
@@ -1035,6 +1051,14 @@ impl eframe::App for VggtuneApp {
         if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
             self.run_command(ctx, UiCommand::Quit);
         }
+        // Ctrl+V in the Predict view classifies an image on the clipboard.
+        let paste = ctx.input(|i| {
+            i.events.iter().any(|e| matches!(e, egui::Event::Paste(_)))
+                || (i.modifiers.command && i.key_pressed(egui::Key::V))
+        });
+        if paste && self.state.view == View::Predict && self.paste_job.is_none() {
+            self.run_command(ctx, UiCommand::PasteImage);
+        }
         if ctx.input(|i| i.viewport().close_requested()) && !self.model_saved && !self.closing {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
             self.confirm_close = true;
@@ -1073,6 +1097,29 @@ impl eframe::App for VggtuneApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, eframe::APP_KEY, &self.state);
     }
+}
+
+/// Saves the image on the clipboard as a PNG in `dir` and returns its path.
+fn paste_image(dir: &std::path::Path) -> Result<PathBuf, String> {
+    let mut clipboard =
+        arboard::Clipboard::new().map_err(|e| format!("The clipboard is not available: {e}"))?;
+    let image = clipboard
+        .get_image()
+        .map_err(|_| "There is no image on the clipboard.".to_owned())?;
+    let rgba = image::RgbaImage::from_raw(
+        image.width as u32,
+        image.height as u32,
+        image.bytes.into_owned(),
+    )
+    .ok_or("The clipboard's image is malformed.")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let path = dir.join(format!("pasted-{stamp}.png"));
+    rgba.save(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// Opens the window and runs until it is closed.

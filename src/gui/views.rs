@@ -741,6 +741,13 @@ pub(crate) fn predict_ui(app: &mut VggtuneApp, ui: &mut egui::Ui, commands: &mut
         {
             commands.push(UiCommand::AddImages);
         }
+        if ui
+            .add_enabled(app.paste_job.is_none(), egui::Button::new("Paste image"))
+            .on_hover_text("Classify the image on the clipboard (Ctrl+V)")
+            .clicked()
+        {
+            commands.push(UiCommand::PasteImage);
+        }
         let any = !app.predictions.is_empty();
         if ui
             .add_enabled(any, egui::Button::new("Export CSV…"))
