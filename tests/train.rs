@@ -369,6 +369,17 @@ fn a_saved_model_predicts_like_the_run_and_damaged_files_are_refused() {
     assert!(err.to_string().contains("notes.vggtune"), "{err}");
 }
 
+/// Runs the CLI and insists that it succeeded.
+fn run_ok(args: &[&str]) -> std::process::Output {
+    let out = run_cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn run_cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_vggtune"))
         .args(args)
@@ -405,7 +416,7 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     }
     let model = work.path().join("m.vggtune");
     let m = model.to_str().unwrap();
-    let out = run_cli(&[
+    let out = run_ok(&[
         "train",
         data.path().to_str().unwrap(),
         "--weights",
@@ -428,16 +439,11 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
         work.path().join("cache").to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("validation: accuracy"), "{stdout}");
 
     let csv = work.path().join("p.csv");
-    let out = run_cli(&[
+    let out = run_ok(&[
         "predict",
         m,
         test.to_str().unwrap(),
@@ -447,11 +453,6 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
         "cpu",
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let csv_text = std::fs::read_to_string(&csv).unwrap();
     assert!(
         csv_text.starts_with("path,predicted,p_cat,p_dog\n"),
@@ -460,7 +461,7 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     assert_eq!(csv_text.lines().count(), 4);
 
     let submission = work.path().join("submission.csv");
-    let out = run_cli(&[
+    let out = run_ok(&[
         "submit",
         m,
         test.to_str().unwrap(),
@@ -470,11 +471,6 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
         "cpu",
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = std::fs::read_to_string(&submission).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "id,label");
@@ -488,7 +484,7 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
         assert!((0.02..=0.98).contains(&p), "{l}");
     }
 
-    let out = run_cli(&[
+    let out = run_ok(&[
         "evaluate",
         m,
         train.to_str().unwrap(),
@@ -496,11 +492,6 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
         "cpu",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["evaluation"]["count"], 24);
 }
