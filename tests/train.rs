@@ -443,7 +443,7 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     assert!(stdout.contains("validation: accuracy"), "{stdout}");
 
     let csv = work.path().join("p.csv");
-    let out = run_ok(&[
+    run_ok(&[
         "predict",
         m,
         test.to_str().unwrap(),
@@ -461,7 +461,7 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     assert_eq!(csv_text.lines().count(), 4);
 
     let submission = work.path().join("submission.csv");
-    let out = run_ok(&[
+    run_ok(&[
         "submit",
         m,
         test.to_str().unwrap(),
