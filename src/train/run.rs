@@ -811,6 +811,18 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
     // The epochs.
     let mut evaluated = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, 0)?;
     let mut step = first_epoch * train.len().div_ceil(config.batch_size.max(1));
+    let header_at = |history: &[EpochMetrics], next_epoch: usize| {
+        header(
+            &classes,
+            preprocessing,
+            model_config,
+            &config,
+            &weights_id,
+            &weights_file,
+            history,
+            next_epoch,
+        )
+    };
     for epoch in first_epoch..config.epochs {
         let epoch_started = Instant::now();
         let lr = config
@@ -900,16 +912,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         history.push(metrics.clone());
         emit.send(TrainEvent::Epoch(metrics));
         if let Some(path) = &job.checkpoint {
-            let header = header(
-                &classes,
-                preprocessing,
-                model_config,
-                &config,
-                &weights_id,
-                &weights_file,
-                &history,
-                epoch + 1,
-            );
+            let header = header_at(&history, epoch + 1);
             bundle::save(path, &header, &model, Some(&optim)).map_err(|e| e.to_string())?;
             emit.send(TrainEvent::CheckpointSaved {
                 path: path.clone(),
@@ -919,16 +922,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
     }
 
     if let Some(out) = &job.out {
-        let header = header(
-            &classes,
-            preprocessing,
-            model_config,
-            &config,
-            &weights_id,
-            &weights_file,
-            &history,
-            config.epochs,
-        );
+        let header = header_at(&history, config.epochs);
         bundle::save(out, &header, &model.valid(), None).map_err(|e| e.to_string())?;
     }
     Ok(Outcome::Finished(Box::new(RunSummary {
