@@ -228,3 +228,42 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     harness.run_steps(2);
     harness.get_by_label_contains(&format!("{count} photos of"));
 }
+
+#[derive(Default)]
+struct MemoryStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn the_last_folder_config_and_view_are_saved_for_the_next_start() {
+    use eframe::App as _;
+    let (mut harness, f) = app();
+    let data = f.work.path().join("photos");
+    colour_dataset(&data, 2, 1);
+    drop_files(&mut harness, std::slice::from_ref(&data));
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    harness.state_mut().state_mut().train.epochs = 7;
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    let mut storage = MemoryStorage::default();
+    harness.state_mut().save(&mut storage);
+    let saved: vggtune::gui::State =
+        eframe::get_value(&storage, eframe::APP_KEY).expect("the state was saved");
+    assert_eq!(saved.data_path, data.display().to_string());
+    assert_eq!(saved.train.epochs, 7);
+    assert_eq!(saved.view, View::Train);
+}
