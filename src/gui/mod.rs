@@ -142,6 +142,7 @@ pub(crate) enum UiCommand {
     ExportSafetensors,
     DiscardAndQuit,
     CancelQuit,
+    ToggleAbout,
 }
 
 /// What a native file dialog was opened for.
@@ -252,6 +253,7 @@ pub struct VggtuneApp {
     // Closing.
     pub(crate) confirm_close: bool,
     pub(crate) closing: bool,
+    pub(crate) show_about: bool,
     title: String,
     work_dir: PathBuf,
     cache_root: Option<PathBuf>,
@@ -325,6 +327,7 @@ impl VggtuneApp {
             paste_job: None,
             confirm_close: false,
             closing: false,
+            show_about: false,
             title: String::new(),
             work_dir: options.work_dir.unwrap_or_else(default_work_dir),
             cache_root: options.cache_root,
@@ -495,6 +498,7 @@ impl VggtuneApp {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             }
             UiCommand::CancelQuit => self.confirm_close = false,
+            UiCommand::ToggleAbout => self.show_about = !self.show_about,
         }
     }
 
@@ -1088,6 +1092,9 @@ impl eframe::App for VggtuneApp {
         if self.confirm_close {
             views::confirm_close_ui(&ctx, &mut commands);
         }
+        if self.show_about {
+            views::about_ui(self, &ctx, &mut commands);
+        }
         self.drop_overlay(&ctx);
         for command in commands {
             self.run_command(&ctx, command);
@@ -1124,8 +1131,12 @@ fn paste_image(dir: &std::path::Path) -> Result<PathBuf, String> {
 
 /// Opens the window and runs until it is closed.
 pub fn run(device_choice: DeviceChoice) -> Result<(), eframe::Error> {
+    let mut viewport = egui::ViewportBuilder::default();
+    if let Ok(icon) = eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icons/vggtune-256.png")) {
+        viewport = viewport.with_icon(icon);
+    }
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
+        viewport: viewport
             .with_title(APP_NAME)
             .with_app_id(APP_NAME)
             .with_inner_size([1180.0, 780.0])

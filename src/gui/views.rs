@@ -72,6 +72,9 @@ pub(crate) fn top_bar_ui(app: &VggtuneApp, ui: &mut egui::Ui, commands: &mut Com
             }
         });
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui.button("About").clicked() {
+                commands.push(UiCommand::ToggleAbout);
+            }
             if ui
                 .button("Quit")
                 .on_hover_text("Close vggtune (Ctrl+Q)")
@@ -123,6 +126,25 @@ pub(crate) fn notices_ui(app: &mut VggtuneApp, ui: &mut egui::Ui) {
     if let Some(i) = dismiss {
         app.notices.remove(i);
     }
+}
+
+pub(crate) fn about_ui(app: &VggtuneApp, ctx: &egui::Context, commands: &mut Commands) {
+    egui::Window::new("About vggtune")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            ui.heading("vggtune");
+            ui.label("Fine-tune VGG16 on your own labelled photos.");
+            ui.label(format!("Version {}", crate::VERSION_LINE));
+            if let DeviceStatus::Ready(d) = &app.device {
+                ui.label(format!("Device: {} — {}", d.label(), d.reason));
+            }
+            ui.label("Burn 0.22 (wgpu, flex) · eframe/egui 0.37 · MIT OR Apache-2.0");
+            if ui.button("Close").clicked() {
+                commands.push(UiCommand::ToggleAbout);
+            }
+        });
 }
 
 pub(crate) fn confirm_close_ui(ctx: &egui::Context, commands: &mut Commands) {
