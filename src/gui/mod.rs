@@ -1132,7 +1132,9 @@ fn paste_image(dir: &std::path::Path) -> Result<PathBuf, String> {
 /// Opens the window and runs until it is closed.
 pub fn run(device_choice: DeviceChoice) -> Result<(), eframe::Error> {
     let mut viewport = egui::ViewportBuilder::default();
-    if let Ok(icon) = eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icons/vggtune-256.png")) {
+    if let Ok(icon) =
+        eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icons/vggtune-256.png"))
+    {
         viewport = viewport.with_icon(icon);
     }
     let options = eframe::NativeOptions {

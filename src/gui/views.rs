@@ -72,15 +72,15 @@ pub(crate) fn top_bar_ui(app: &VggtuneApp, ui: &mut egui::Ui, commands: &mut Com
             }
         });
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            if ui.button("About").clicked() {
-                commands.push(UiCommand::ToggleAbout);
-            }
             if ui
                 .button("Quit")
                 .on_hover_text("Close vggtune (Ctrl+Q)")
                 .clicked()
             {
                 commands.push(UiCommand::Quit);
+            }
+            if ui.button("About").clicked() {
+                commands.push(UiCommand::ToggleAbout);
             }
         });
     });
