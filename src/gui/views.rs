@@ -631,16 +631,21 @@ fn run_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
 }
 
 fn gallery_ui(app: &mut VggtuneApp, ui: &mut egui::Ui, items: &[(PathBuf, String)]) {
-    ui.horizontal_wrapped(|ui| {
-        for (path, caption) in items {
-            ui.vertical(|ui| {
-                app.thumbnails
-                    .show(ui, path, 96.0)
-                    .on_hover_text(path.display().to_string());
-                ui.small(caption);
-            });
-        }
-    });
+    let size = 96.0;
+    let per_row = ((ui.available_width() / (size + 10.0)).floor() as usize).max(1);
+    for row in items.chunks(per_row) {
+        ui.horizontal(|ui| {
+            for (path, caption) in row {
+                ui.vertical(|ui| {
+                    ui.set_width(size);
+                    app.thumbnails
+                        .show(ui, path, size)
+                        .on_hover_text(path.display().to_string());
+                    ui.small(caption);
+                });
+            }
+        });
+    }
 }
 
 pub(crate) fn evaluate_ui(app: &mut VggtuneApp, ui: &mut egui::Ui, commands: &mut Commands) {
