@@ -299,7 +299,14 @@ fn real_imagenet_conv_base_from_onnx_matches_onnxruntime_on_real_photos() {
     )
     .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/onnx_features.py");
-    let out = std::process::Command::new("python3")
+    let venv_python =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downloaded/venv/bin/python");
+    let python = if venv_python.is_file() {
+        venv_python
+    } else {
+        PathBuf::from("python3")
+    };
+    let out = std::process::Command::new(&python)
         .arg(&script)
         .arg(&onnx)
         .arg("functional_1/block5_pool_1/MaxPool2d:0")
