@@ -173,7 +173,7 @@ fn bar(len: u64, template: &str) -> indicatif::ProgressBar {
 }
 
 fn default_weights() -> Option<PathBuf> {
-    let path = vggtune::model::download::weights_cache_dir().join("vgg16-397923af.pth");
+    let path = vggtune::model::download::cached_vgg16_path();
     path.is_file().then_some(path)
 }
 

@@ -547,7 +547,7 @@ impl VggtuneApp {
             WeightsChoice::Random => Ok(None),
             WeightsChoice::File(p) => Ok(Some(p.clone())),
             WeightsChoice::ImageNet => {
-                let path = download::weights_cache_dir().join("vgg16-397923af.pth");
+                let path = download::cached_vgg16_path();
                 if path.is_file() {
                     Ok(Some(path))
                 } else {
@@ -797,6 +797,8 @@ impl VggtuneApp {
 
     fn poll_training(&mut self, ctx: &egui::Context) {
         let Some(run) = &self.run else { return };
+        // Asked before draining: a thread that had ended has sent everything it will send.
+        let thread_done = !run.is_running();
         let mut finished: Option<Box<RunSummary>> = None;
         for event in run.try_events() {
             let log = &mut self.log;
@@ -887,16 +889,8 @@ impl VggtuneApp {
             let (_, checkpoint) = self.run_paths();
             let _ = std::fs::remove_file(checkpoint);
         }
-        if self.run.as_ref().is_some_and(|r| !r.is_running()) && self.log.progress.is_none() {
-            // Keep the finished run's events drained; drop it once its thread is done.
-            let leftover = self
-                .run
-                .as_ref()
-                .map(TrainingRun::try_events)
-                .unwrap_or_default();
-            if leftover.is_empty() {
-                self.run = None;
-            }
+        if thread_done {
+            self.run = None;
         }
     }
 

@@ -296,7 +296,7 @@ pub(crate) fn data_ui(app: &mut VggtuneApp, ui: &mut egui::Ui, commands: &mut Co
 
 pub(crate) fn weights_ui(app: &mut VggtuneApp, ui: &mut egui::Ui, commands: &mut Commands) {
     ui.heading("Base weights");
-    let cached = crate::model::download::weights_cache_dir().join("vgg16-397923af.pth");
+    let cached = crate::model::download::cached_vgg16_path();
     ui.radio_value(
         &mut app.state.weights,
         WeightsChoice::ImageNet,

@@ -210,12 +210,17 @@ pub fn download(
     Ok(dest.to_owned())
 }
 
+/// Where the downloaded torchvision VGG16 lives in the cache (whether or not it is there yet).
+pub fn cached_vgg16_path() -> PathBuf {
+    weights_cache_dir().join("vgg16-397923af.pth")
+}
+
 /// Downloads torchvision's VGG16 into the cache, or returns the cached file.
 pub fn download_vgg16(
     progress: impl FnMut(DownloadProgress),
     cancel: &AtomicBool,
 ) -> Result<PathBuf, DownloadError> {
-    let dest = weights_cache_dir().join("vgg16-397923af.pth");
+    let dest = cached_vgg16_path();
     if dest.is_file() {
         return Ok(dest);
     }

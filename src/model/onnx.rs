@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::weights::RawTensor;
+use super::weights::{Endian, FloatKind, RawTensor, decode_floats};
 
 /// A protobuf field as read off the wire.
 #[derive(Clone, Copy, Debug)]
@@ -177,29 +177,11 @@ impl TensorProto {
         let shape: Vec<usize> = self.dims.iter().map(|&d| d.max(0) as usize).collect();
         let n: usize = shape.iter().product();
         let data: Vec<f32> = match self.data_type {
-            1 if !self.raw.is_empty() => self
-                .raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
+            1 if !self.raw.is_empty() => decode_floats(FloatKind::F32, &self.raw, Endian::Little),
             1 => self.floats.clone(),
-            10 => self
-                .raw
-                .chunks_exact(2)
-                .map(|c| burn::tensor::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            16 => self
-                .raw
-                .chunks_exact(2)
-                .map(|c| burn::tensor::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            11 if !self.raw.is_empty() => self
-                .raw
-                .chunks_exact(8)
-                .map(|c| {
-                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-                })
-                .collect(),
+            10 => decode_floats(FloatKind::F16, &self.raw, Endian::Little),
+            16 => decode_floats(FloatKind::BF16, &self.raw, Endian::Little),
+            11 if !self.raw.is_empty() => decode_floats(FloatKind::F64, &self.raw, Endian::Little),
             11 => self.doubles.iter().map(|&d| d as f32).collect(),
             other => {
                 return Err(format!(

@@ -271,16 +271,10 @@ fn read_pth(path: &Path) -> Result<HashMap<String, RawTensor>, String> {
         };
         let bytes = tensor.read().map_err(|e| e.to_string())?;
         let data = match tensor.dtype() {
-            DType::F32 => floats_from(&bytes, 4, |c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
-            DType::F64 => floats_from(&bytes, 8, |c| {
-                f64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            }),
-            DType::F16 => floats_from(&bytes, 2, |c| {
-                burn::tensor::f16::from_ne_bytes([c[0], c[1]]).to_f32()
-            }),
-            DType::BF16 => floats_from(&bytes, 2, |c| {
-                burn::tensor::bf16::from_ne_bytes([c[0], c[1]]).to_f32()
-            }),
+            DType::F32 => decode_floats(FloatKind::F32, &bytes, Endian::Native),
+            DType::F64 => decode_floats(FloatKind::F64, &bytes, Endian::Native),
+            DType::F16 => decode_floats(FloatKind::F16, &bytes, Endian::Native),
+            DType::BF16 => decode_floats(FloatKind::BF16, &bytes, Endian::Native),
             other => return Err(format!("'{name}' holds {other:?} values, not floats")),
         };
         out.insert(
@@ -304,8 +298,48 @@ fn torchvision_name(key: &str) -> Option<String> {
     Some(segments[start..].join("."))
 }
 
-fn floats_from(bytes: &[u8], size: usize, f: impl Fn(&[u8]) -> f32) -> Vec<f32> {
-    bytes.chunks_exact(size).map(f).collect()
+/// The float element types weight files hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloatKind {
+    F32,
+    F64,
+    F16,
+    BF16,
+}
+
+/// The byte order of packed floats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endian {
+    /// Little-endian (safetensors, ONNX).
+    Little,
+    /// This machine's order (what burn-store's pickle reader hands out).
+    Native,
+}
+
+/// Decodes packed floats of `kind` into f32; a trailing partial element is ignored.
+pub(crate) fn decode_floats(kind: FloatKind, bytes: &[u8], endian: Endian) -> Vec<f32> {
+    let size = match kind {
+        FloatKind::F32 => 4,
+        FloatKind::F64 => 8,
+        FloatKind::F16 | FloatKind::BF16 => 2,
+    };
+    let swap = endian == Endian::Native && cfg!(target_endian = "big");
+    bytes
+        .chunks_exact(size)
+        .map(|chunk| {
+            let mut c = [0u8; 8];
+            c[..size].copy_from_slice(chunk);
+            if swap {
+                c[..size].reverse();
+            }
+            match kind {
+                FloatKind::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                FloatKind::F64 => f64::from_le_bytes(c) as f32,
+                FloatKind::F16 => burn::tensor::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+                FloatKind::BF16 => burn::tensor::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+            }
+        })
+        .collect()
 }
 
 /// The metadata key under which vggtune's exports record the preprocessing convention.
@@ -333,16 +367,10 @@ fn read_safetensors(bytes: &[u8]) -> Result<(HashMap<String, RawTensor>, Convent
         };
         let b = view.data();
         let data = match view.dtype() {
-            Dtype::F32 => floats_from(b, 4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            Dtype::F64 => floats_from(b, 8, |c| {
-                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            }),
-            Dtype::F16 => floats_from(b, 2, |c| {
-                burn::tensor::f16::from_le_bytes([c[0], c[1]]).to_f32()
-            }),
-            Dtype::BF16 => floats_from(b, 2, |c| {
-                burn::tensor::bf16::from_le_bytes([c[0], c[1]]).to_f32()
-            }),
+            Dtype::F32 => decode_floats(FloatKind::F32, b, Endian::Little),
+            Dtype::F64 => decode_floats(FloatKind::F64, b, Endian::Little),
+            Dtype::F16 => decode_floats(FloatKind::F16, b, Endian::Little),
+            Dtype::BF16 => decode_floats(FloatKind::BF16, b, Endian::Little),
             other => return Err(format!("'{name}' holds {other:?} values, not floats")),
         };
         out.insert(

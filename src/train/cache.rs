@@ -47,9 +47,9 @@ pub fn default_cache_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("vggtune").join("features"))
 }
 
-/// SHA-256 of an image file's bytes, in hex.
-pub fn content_hash(path: &Path) -> std::io::Result<String> {
-    crate::model::weights::sha256_file(path)
+/// SHA-256 of an image file's bytes, in hex: the name of its cache entries.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// One key's entries on disk.

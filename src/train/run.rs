@@ -24,6 +24,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::cache::{CacheKey, FeatureCache, content_hash, default_cache_root};
 use super::config::{OptimizerKind, TrainConfig, Trainable};
 use super::metrics::{Evaluation, argmax};
+use crate::data::decode::decode_rgb_bytes;
 use crate::data::preprocess::SplitMix64;
 use crate::data::{
     Convention, Dataset, DecodeLimits, ImageEntry, Preprocessing, Split, decode_rgb,
@@ -753,14 +754,16 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                         checkpoint: resume_from.clone(),
                     });
                 }
-                let hash = content_hash(&sample.path)
+                // One read serves both the content hash and, on a miss, the decoding.
+                let bytes = std::fs::read(&sample.path)
                     .map_err(|e| format!("{}: {e}", sample.path.display()))?;
+                let hash = content_hash(&bytes);
                 if let Some(features) = cache.get(&hash) {
                     ctx.remember(&hash, &features);
                     hits += 1;
                     sample.hash = Some(hash);
                 } else {
-                    match decode_rgb(&sample.path, &ctx.limits) {
+                    match decode_rgb_bytes(&bytes, &sample.path, &ctx.limits) {
                         Ok(photo) => {
                             misses += 1;
                             pending.push((
