@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # A/B driver: runs vggtune bench and the references alternately (A B C A B C ...) on the same
 # machine so that its noise falls on all of them, then prints every run's JSON line.
-# usage: bash bench/ab.sh ROUNDS PYTHON   (PYTHON with torch and/or tensorflow-cpu installed)
+# usage: bash bench/ab.sh ROUNDS PYTHON [PHOTOS]
+#   PYTHON: a Python with torch and/or tensorflow-cpu (+ pillow for PHOTOS) installed.
+#   PHOTOS: a Kaggle-layout folder; adds the end-to-end run (2,000 photos, 10 head epochs) to
+#   vggtune bench and the same workflow in Keras (bench/reference.py --photos).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-2}
 python=${2:-python3}
-vggtune=${VGGTUNE_BIN:-target/debug/vggtune}
+photos=${3:-}
+vggtune=${VGGTUNE_BIN:-${CARGO_TARGET_DIR:-target}/release/vggtune}
 out=$(mktemp -d)
+json() { "$python" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$1"; }
 for r in $(seq 1 "$rounds"); do
-  "$vggtune" bench --device cpu --repeats 2 --json-out "$out/vggtune-$r.json" >/dev/null
-  echo "{\"round\": $r, \"vggtune\": $("$python" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/vggtune-$r.json")}"
+  e2e=()
+  [ -n "$photos" ] && e2e=(--photos "$photos" --photo-limit 2000 --epochs 10)
+  "$vggtune" bench --device cpu --repeats 2 "${e2e[@]}" --json-out "$out/vggtune-$r.json" >/dev/null
+  echo "{\"round\": $r, \"vggtune\": $(json "$out/vggtune-$r.json")}"
   for fw in torch keras; do
     if "$python" -c "import ${fw/keras/tensorflow}" 2>/dev/null; then
-      echo "{\"round\": $r, \"$fw\": $("$python" bench/reference.py "$fw" --repeats 2)}"
+      echo "{\"round\": $r, \"$fw\": $("$python" bench/reference.py "$fw" --repeats 2 2>/dev/null)}"
     fi
   done
+  if [ -n "$photos" ]; then
+    echo "{\"round\": $r, \"keras_end_to_end\": $("$python" bench/reference.py keras --photos "$photos" \
+      --photo-limit 2000 --epochs 10 2>/dev/null)}"
+  fi
 done

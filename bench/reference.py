@@ -1,9 +1,13 @@
 """The same work as `vggtune bench`, in PyTorch or Keras/TensorFlow on the CPU, for A/B comparison.
 
 usage: python bench/reference.py torch|keras [--batches 1,8,32] [--repeats 2] [--threads 2]
+       python bench/reference.py keras --photos DIR [--photo-limit 2000] [--epochs 10]
 Prints one JSON object: forward images/s per batch size at 224x224 (VGG16, random weights), and
 images/s of a training step of the 2017 course's light head (25088 -> 256 -> 2, Adam) on
-cached features, batch 32. Needs torch or tensorflow-cpu (pip); nothing is downloaded at run time.
+cached features, batch 32. With --photos (Keras only): the 2017 course's end-to-end workflow
+instead, as `vggtune bench --photos` times it: decode and resize the photos, compute the frozen
+VGG16 base's features with `predict` (batch 32), then fit the light head for the epochs (batch 32,
+10% held out). Needs torch or tensorflow-cpu (pip); nothing is downloaded at run time.
 """
 import argparse
 import json
@@ -78,13 +82,62 @@ def keras_bench(batches, repeats, threads):
             "head_step_ips": 32 / timed(repeats * 10, lambda: head.train_on_batch(feats, labels))}
 
 
+def keras_end_to_end(photos, limit, epochs, threads):
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    names = sorted(n for n in os.listdir(photos) if n.lower().endswith((".jpg", ".jpeg", ".png")))
+    if len(names) > limit:  # every k-th photo, as vggtune bench does
+        step = -(-len(names) // limit)
+        names = names[::step]
+    labels = np.array([0 if n.split(".")[0] == "cat" else 1 for n in names])
+    started = time.perf_counter()
+    base = tf.keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
+    feats = []
+    for i in range(0, len(names), 32):
+        batch = np.stack([
+            tf.keras.utils.img_to_array(tf.keras.utils.load_img(os.path.join(photos, n),
+                                                                target_size=(224, 224)))
+            for n in names[i:i + 32]])
+        batch = tf.keras.applications.vgg16.preprocess_input(batch)
+        feats.append(base.predict(batch, batch_size=32, verbose=0).reshape(len(batch), -1))
+    feats = np.concatenate(feats)
+    feature_secs = time.perf_counter() - started
+    head = tf.keras.Sequential([tf.keras.Input((feats.shape[1],)),
+                                tf.keras.layers.Dense(256, activation="relu"),
+                                tf.keras.layers.Dropout(0.5),
+                                tf.keras.layers.Dense(2, activation="softmax")])
+    head.compile(optimizer=tf.keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"])
+    order = np.random.default_rng(1).permutation(len(names))
+    cut = len(names) // 10
+    valid, train = order[:cut], order[cut:]
+    head.fit(feats[train], labels[train], batch_size=32, epochs=epochs, verbose=0,
+             validation_data=(feats[valid], labels[valid]))
+    return {"framework": f"keras {tf.keras.__version__} / tensorflow {tf.__version__}",
+            "threads": threads, "photos": len(names), "epochs": epochs,
+            "feature_secs": feature_secs, "end_to_end_secs": time.perf_counter() - started}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("framework", choices=["torch", "keras"])
     p.add_argument("--batches", default="1,8,32")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--photos")
+    p.add_argument("--photo-limit", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=10)
     a = p.parse_args()
+    if a.photos:
+        if a.framework != "keras":
+            p.error("--photos: the end-to-end reference is the 2017 course's Keras workflow")
+        print(json.dumps(keras_end_to_end(a.photos, a.photo_limit, a.epochs, a.threads)))
+        return
     batches = [int(b) for b in a.batches.split(",")]
     run = torch_bench if a.framework == "torch" else keras_bench
     print(json.dumps(run(batches, a.repeats, a.threads)))

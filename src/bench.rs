@@ -16,6 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::data::preprocess::SplitMix64;
 use crate::data::{Dataset, SplitConfig};
 use crate::device::{self, DeviceChoice};
+use crate::model::cpu_base::FrozenConvs;
 use crate::model::{HeadKind, Vgg16Config};
 use crate::train::{TrainConfig, TrainEvent, TrainJob, Trainable, TrainingRun};
 
@@ -40,6 +41,8 @@ pub struct BenchConfig {
     pub weights: Option<PathBuf>,
     /// Width divisor (1 = VGG16; larger for quick smoke runs).
     pub width_divisor: usize,
+    /// On the CPU, also time the forward pass through Burn's own convolutions.
+    pub compare_burn: bool,
 }
 
 impl Default for BenchConfig {
@@ -54,6 +57,7 @@ impl Default for BenchConfig {
             epochs: 10,
             weights: None,
             width_divisor: 1,
+            compare_burn: false,
         }
     }
 }
@@ -73,6 +77,10 @@ pub struct EndToEnd {
     pub cached_run_secs: f64,
     /// first / cached.
     pub cached_speedup: f64,
+    /// Second run: seconds of its feature pass (hashing the photos, reading the cache).
+    pub cached_feature_pass_secs: f64,
+    /// First run's feature pass / second run's: what the cache saves where it acts.
+    pub feature_pass_speedup: f64,
     /// Validation accuracy of the first run.
     pub valid_accuracy: f64,
 }
@@ -86,8 +94,11 @@ pub struct BenchResult {
     pub input_size: u32,
     /// Width divisor.
     pub width_divisor: usize,
-    /// (batch, images/s) of the full forward pass.
+    /// (batch, images/s) of the full forward pass, the way vggtune runs it (on the CPU: the
+    /// frozen base through `model::cpu_base`, the head through Burn).
     pub forward: Vec<(usize, f64)>,
+    /// (batch, images/s) of the same through Burn's own convolutions (CPU, when asked for).
+    pub forward_burn: Vec<(usize, f64)>,
     /// Images/s of a head-only training step on cached features (light head, batch 32).
     pub head_step_ips: f64,
     /// Images/s of a training step of torchvision's three dense layers (batch 32).
@@ -181,15 +192,26 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         dropout: 0.5,
     };
     let model = model_config.init(&device);
+    let base = FrozenConvs::new(model.clone(), 13);
     let s = config.input_size as usize;
     let mut forward = Vec::new();
+    let mut forward_burn = Vec::new();
     for &batch in &config.batches {
         progress(&format!("forward, batch {batch}"));
         let x = random_input([batch, 3, s, s], &device, batch as u64);
-        let secs = time_per_call(config.repeats, || sync(model.forward(x.clone())));
+        let secs = time_per_call(config.repeats, || {
+            sync(model.forward_head(base.forward(x.clone())))
+        });
         forward.push((batch, batch as f64 / secs));
+        if base.uses_cpu_base() && config.compare_burn {
+            progress(&format!(
+                "forward through Burn's own convolutions, batch {batch}"
+            ));
+            let secs = time_per_call(config.repeats, || sync(model.forward(x.clone())));
+            forward_burn.push((batch, batch as f64 / secs));
+        }
     }
-    drop(model);
+    drop((model, base));
     progress("training step: light head on cached features");
     let head = Vgg16Config {
         head: HeadKind::Dense256,
@@ -232,21 +254,23 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
                 checkpoint: None,
                 resume: false,
                 cache_root: Some(cache.clone()),
+                stop_after: None,
             };
-            let time_run = |job: TrainJob| -> Result<(f64, f64, f64), String> {
+            let time_run = |job: TrainJob| -> Result<(f64, f64, f64, f64), String> {
                 let started = Instant::now();
                 match TrainingRun::run_blocking(job, |_| {}) {
                     TrainEvent::Finished(summary) => Ok((
                         started.elapsed().as_secs_f64(),
                         summary.feature_secs,
+                        summary.feature_pass_secs,
                         summary.evaluation.accuracy,
                     )),
                     TrainEvent::Failed { reason } => Err(reason),
                     other => Err(format!("the run ended with {other:?}")),
                 }
             };
-            let (first, feature_secs, valid_accuracy) = time_run(job.clone())?;
-            let (cached, _, _) = time_run(job)?;
+            let (first, feature_secs, first_pass, valid_accuracy) = time_run(job.clone())?;
+            let (cached, _, cached_pass, _) = time_run(job)?;
             let _ = std::fs::remove_dir_all(&cache);
             Some(EndToEnd {
                 photos: dataset.images.len(),
@@ -255,6 +279,8 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
                 first_run_secs: first,
                 cached_run_secs: cached,
                 cached_speedup: first / cached.max(1e-9),
+                cached_feature_pass_secs: cached_pass,
+                feature_pass_speedup: first_pass / cached_pass.max(1e-9),
                 valid_accuracy,
             })
         }
@@ -265,6 +291,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         input_size: config.input_size,
         width_divisor: config.width_divisor.max(1),
         forward,
+        forward_burn,
         head_step_ips,
         dense_step_ips,
         end_to_end,
@@ -299,6 +326,14 @@ pub fn table(r: &BenchResult) -> String {
             ips
         );
     }
+    for (batch, ips) in &r.forward_burn {
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.2} img/s",
+            format!("  the same through Burn's convolutions, batch {batch}"),
+            ips
+        );
+    }
     let _ = writeln!(
         out,
         "{:<48} {:>8.1} img/s",
@@ -330,6 +365,16 @@ pub fn table(r: &BenchResult) -> String {
             out,
             "{:<48} {:>8.0}×",
             "  cached speed-up", e.cached_speedup
+        );
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.2} s",
+            "  its feature pass (hash photos, read cache)", e.cached_feature_pass_secs
+        );
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.0}×",
+            "  feature pass speed-up", e.feature_pass_speedup
         );
     }
     let _ = writeln!(out, "{:<48} {:>8.0} MiB", "peak memory", r.peak_rss_mib);

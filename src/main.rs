@@ -96,6 +96,9 @@ enum Command {
         /// Input side in pixels.
         #[arg(long, default_value_t = 224)]
         input_size: u32,
+        /// On the CPU, also time the forward pass through Burn's own convolutions.
+        #[arg(long)]
+        compare_burn: bool,
         /// Divide VGG16's widths (quick smoke runs only).
         #[arg(long, default_value_t = 1, hide = true)]
         width_divisor: usize,
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             batches,
             repeats,
             input_size,
+            compare_burn,
             width_divisor,
             json_out,
         } => bench(
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
                 epochs,
                 weights,
                 width_divisor,
+                compare_burn,
             },
             json_out,
         ),

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use burn::module::Module as _;
 use burn::tensor::{Device, Tensor, TensorData};
 use vggtune::data::{Convention, DecodeLimits, Preprocessing, ResizeMode, decode_rgb};
+use vggtune::model::cpu_base::{Algorithm, CpuConvBase};
 use vggtune::model::download::{DownloadError, download};
 use vggtune::model::weights::{RawTensor, export_safetensors, torchvision_state_dict};
 use vggtune::model::{HeadKind, Vgg16Config, WeightsError, apply_weights, read_weights};
@@ -335,16 +336,68 @@ fn real_imagenet_conv_base_from_onnx_matches_onnxruntime_on_real_photos() {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
 
+    // Both forward paths: Burn's convolutions, and the CPU base that feature extraction and
+    // prediction use on the CPU.
+    let fast = CpuConvBase::new(&model, 0..13).forward(&batch, [n, 3, s, s]);
     let x = Tensor::<4>::from_data(TensorData::new(batch, [n, 3, s, s]), &cpu());
     let ours = values(model.forward_features(x));
     let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let diff = max_abs_diff(&ours, &reference);
-    eprintln!("block-5 features: max |vggtune - onnxruntime| = {diff:e}, max |value| = {scale}");
     assert!(scale > 1.0, "real ImageNet features are not all near zero");
-    assert!(
-        diff <= 1e-4 * scale,
-        "max abs diff {diff} exceeds 1e-4 of the largest value {scale}"
-    );
+    for (path, ours) in [("Burn", ours), ("CPU base", fast)] {
+        let diff = max_abs_diff(&ours, &reference);
+        eprintln!(
+            "block-5 features ({path}): max |vggtune - onnxruntime| = {diff:e}, max |value| = {scale}"
+        );
+        assert!(
+            diff <= 1e-4 * scale,
+            "{path}: max abs diff {diff} exceeds 1e-4 of the largest value {scale}"
+        );
+    }
+}
+
+#[test]
+fn the_cpu_base_gives_what_burns_convolutions_give() {
+    // Widths ÷8, odd sizes on the way down (72 → 36 → 18 → 9 → 4 → 2), the adaptive pool
+    // growing 2×2 to 7×7, a range that stops before block 5 and one that starts inside.
+    let config = Vgg16Config {
+        width_divisor: 8,
+        ..tiny(2)
+    };
+    let model = config.init(&cpu());
+    for algorithm in [Algorithm::Winograd, Algorithm::Im2col] {
+        for (size, n, range) in [
+            (32, 3, 0..13),
+            (72, 2, 0..13),
+            (72, 2, 0..10),
+            (40, 1, 0..4),
+        ] {
+            let x = input(n, size, size as u64);
+            let dims = x.dims();
+            let expected = values(model.forward_convs(x.clone(), range.clone()));
+            let base = CpuConvBase::with_algorithm(&model, range.clone(), algorithm);
+            let got = base.forward(&values(x), dims);
+            let [c, h, w] = base.output_shape([3, size, size]);
+            assert_eq!(got.len(), n * c * h * w);
+            assert_eq!(got.len(), expected.len(), "size {size}, convs {range:?}");
+            let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let diff = max_abs_diff(&got, &expected);
+            assert!(scale > 0.0, "size {size}, convs {range:?}: all zero");
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{algorithm:?}, size {size}, convs {range:?}: max abs diff {diff} (largest {scale})"
+            );
+        }
+        // The block-5 part alone, from block 4's output (4×4 at 64 px).
+        let x = model.forward_convs(input(2, 64, 7), 0..10);
+        let dims = x.dims();
+        let expected = values(model.forward_convs(x.clone(), 10..13));
+        let got = CpuConvBase::with_algorithm(&model, 10..13, algorithm).forward(&values(x), dims);
+        let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            max_abs_diff(&got, &expected) <= 1e-5 * scale,
+            "{algorithm:?}, block 5"
+        );
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::data::{DecodeError, DecodeLimits, decode_rgb};
 use crate::model::Vgg16;
 use crate::model::bundle::{self, BundleError, BundleHeader};
+use crate::model::cpu_base::FrozenConvs;
 use crate::train::metrics::argmax;
 
 /// One image's prediction.
@@ -39,7 +40,8 @@ pub struct Unclassified {
 pub struct Classifier {
     /// What the model is (classes, preprocessing, history).
     pub header: BundleHeader,
-    model: Vgg16,
+    /// The convolution base (the fast CPU path on the CPU) and, through it, the whole model.
+    base: FrozenConvs,
     device: Device,
 }
 
@@ -49,7 +51,7 @@ impl Classifier {
         let loaded = bundle::load(path, device)?;
         Ok(Self {
             header: loaded.header,
-            model: loaded.model.valid(),
+            base: FrozenConvs::new(loaded.model.valid(), 13),
             device: device.clone(),
         })
     }
@@ -58,7 +60,7 @@ impl Classifier {
     pub fn from_model(header: BundleHeader, model: Vgg16, device: &Device) -> Self {
         Self {
             header,
-            model: model.valid(),
+            base: FrozenConvs::new(model.valid(), 13),
             device: device.clone(),
         }
     }
@@ -101,7 +103,7 @@ impl Classifier {
                     TensorData::new(values, [ok.len(), 3, s, s]),
                     &self.device,
                 );
-                let probs = softmax(self.model.forward(x), 1)
+                let probs = softmax(self.base.model().forward_head(self.base.forward(x)), 1)
                     .into_data()
                     .convert::<f32>()
                     .try_into_vec::<f32>()

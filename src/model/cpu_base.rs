@@ -1,0 +1,687 @@
+//! The frozen convolution base on the CPU, without Burn: channels-last activations, one tiled
+//! im2col + GEMM per convolution with bias and ReLU fused, max-pools on the same layout.
+//!
+//! Frozen layers need no gradients, so their forward pass can skip the tensor library. Burn's
+//! `flex` backend converts every convolution's input to channels-last and back, and runs bias,
+//! ReLU and pooling as separate passes over fresh buffers; here the activations stay
+//! channels-last from the first convolution to the last, so each layer is one GEMM over the whole
+//! sub-batch (rows = output pixels of every image in it, columns = output channels) written
+//! straight into the next layer's input. Tiles of output rows are the unit of parallel work:
+//! each thread fills its own im2col tile and runs a single-threaded GEMM on it, so the two
+//! threads never wait on each other inside a layer.
+//!
+//! [`CpuConvBase::forward`] gives what [`Vgg16::forward_convs`] gives (NCHW out), to within
+//! float rounding; a test pins that.
+
+use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+use super::vgg::{POOL_AFTER, POOLED_SIDE, Vgg16};
+
+/// Images per pass through the layers: bounds the activation buffers (at 224 px, the first
+/// layers' outputs are 12.8 MB an image) while keeping the late layers' GEMMs tall.
+const SUB_BATCH: usize = 8;
+
+/// Aim for im2col tiles of about this many floats (1 MiB of f32: in L2 beside the GEMM's
+/// packed blocks).
+const TILE_FLOATS: usize = 256 * 1024;
+
+/// How [`CpuConvBase`] computes its convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Winograd F(2×2, 3×3) for every convolution but the first (the default).
+    Winograd,
+    /// im2col + GEMM for every convolution.
+    Im2col,
+}
+
+impl Algorithm {
+    /// `VGGTUNE_CPU_CONV=im2col` picks [`Algorithm::Im2col`] (for comparisons); anything else
+    /// the default.
+    pub fn from_env() -> Self {
+        match std::env::var("VGGTUNE_CPU_CONV").as_deref() {
+            Ok("im2col") => Self::Im2col,
+            _ => Self::Winograd,
+        }
+    }
+}
+
+/// One 3×3, stride-1, padding-1 convolution, weights packed for the GEMM.
+struct PackedConv {
+    cin: usize,
+    cout: usize,
+    /// [9·cin, cout], row `(kh·3 + kw)·cin + ci` (empty when `winograd` is used).
+    weights: Vec<f32>,
+    /// The same for Winograd F(2×2, 3×3), [16, cin, cout]; `None` runs im2col + GEMM (the
+    /// first layer, whose 3 input channels make Winograd's GEMMs too thin to gain).
+    winograd: Option<Vec<f32>>,
+    bias: Vec<f32>,
+    pool_after: bool,
+}
+
+/// Convolutions `range` of a [`Vgg16`] (with their ReLUs and max-pools, and the adaptive average
+/// pool when the range ends at the last one), packed for the CPU.
+pub struct CpuConvBase {
+    convs: Vec<PackedConv>,
+    avgpool: bool,
+}
+
+impl CpuConvBase {
+    /// Packs the weights of convolutions `range` of `model` (read back from wherever they live).
+    pub fn new(model: &Vgg16, range: std::ops::Range<usize>) -> Self {
+        Self::with_algorithm(model, range, Algorithm::from_env())
+    }
+
+    /// The same with the convolution algorithm chosen.
+    pub fn with_algorithm(
+        model: &Vgg16,
+        range: std::ops::Range<usize>,
+        algorithm: Algorithm,
+    ) -> Self {
+        let end = range.end.min(model.features.len());
+        let convs = (range.start..end)
+            .map(|i| {
+                let conv = &model.features[i];
+                let [cout, cin, kh, kw] = conv.weight.shape().dims::<4>();
+                assert_eq!((kh, kw), (3, 3), "VGG16's convolutions are 3×3");
+                let w = to_host(conv.weight.val());
+                let mut weights = vec![0.0f32; 9 * cin * cout];
+                for co in 0..cout {
+                    for ci in 0..cin {
+                        for k in 0..9 {
+                            weights[(k * cin + ci) * cout + co] = w[(co * cin + ci) * 9 + k];
+                        }
+                    }
+                }
+                let bias = conv
+                    .bias
+                    .as_ref()
+                    .map_or_else(|| vec![0.0; cout], |b| to_host(b.val()));
+                let winograd = (cin >= 8 && algorithm != Algorithm::Im2col)
+                    .then(|| winograd_weights(&weights, cin, cout));
+                if winograd.is_some() {
+                    weights = Vec::new(); // not needed: keep only one copy of the layer
+                }
+                PackedConv {
+                    cin,
+                    cout,
+                    weights,
+                    winograd,
+                    bias,
+                    pool_after: POOL_AFTER.contains(&i),
+                }
+            })
+            .collect();
+        Self {
+            convs,
+            avgpool: end == model.features.len(),
+        }
+    }
+
+    /// The shape of one image's output, [C, H, W], for an input of shape `[c, h, w]`.
+    pub fn output_shape(&self, [c, h, w]: [usize; 3]) -> [usize; 3] {
+        let mut shape = [c, h, w];
+        for conv in &self.convs {
+            shape[0] = conv.cout;
+            if conv.pool_after {
+                shape[1] /= 2;
+                shape[2] /= 2;
+            }
+        }
+        if self.avgpool {
+            shape[1] = POOLED_SIDE;
+            shape[2] = POOLED_SIDE;
+        }
+        shape
+    }
+
+    /// Runs the layers on `input`, NCHW `[n, c, h, w]` flattened; returns NCHW flattened, as
+    /// [`Vgg16::forward_convs`] would.
+    pub fn forward(&self, input: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+        assert_eq!(
+            input.len(),
+            n * c * h * w,
+            "input length does not match its shape"
+        );
+        let [oc, oh, ow] = self.output_shape([c, h, w]);
+        let per_in = c * h * w;
+        let per_out = oc * oh * ow;
+        let mut out = vec![0.0f32; n * per_out];
+        // Two activation buffers, reused by every layer and sub-batch: fresh multi-megabyte
+        // allocations would cost a page fault per 4 KiB each time.
+        let (mut act, mut next) = (Vec::new(), Vec::new());
+        let mut scratch = WinogradScratch::default();
+        for (inp, dst) in input
+            .chunks(SUB_BATCH * per_in)
+            .zip(out.chunks_mut(SUB_BATCH * per_out))
+        {
+            let images = inp.len() / per_in;
+            nchw_to_nhwc(inp, [images, c, h, w], &mut act);
+            let (mut ch, mut hh, mut ww) = (c, h, w);
+            for conv in &self.convs {
+                assert_eq!(conv.cin, ch, "channel count does not match the convolution");
+                match &conv.winograd {
+                    Some(u) => {
+                        conv3x3_winograd(&act, [images, hh, ww], conv, u, &mut next, &mut scratch)
+                    }
+                    None => conv3x3_relu(&act, [images, hh, ww], conv, &mut next),
+                }
+                std::mem::swap(&mut act, &mut next);
+                ch = conv.cout;
+                if conv.pool_after {
+                    max_pool2(&act, [images, hh, ww, ch], &mut next);
+                    std::mem::swap(&mut act, &mut next);
+                    hh /= 2;
+                    ww /= 2;
+                }
+            }
+            if self.avgpool && (hh, ww) != (POOLED_SIDE, POOLED_SIDE) {
+                adaptive_avg_pool(&act, [images, hh, ww, ch], POOLED_SIDE, &mut next);
+                std::mem::swap(&mut act, &mut next);
+                hh = POOLED_SIDE;
+                ww = POOLED_SIDE;
+            }
+            nhwc_to_nchw(&act[..images * hh * ww * ch], [images, hh, ww, ch], dst);
+        }
+        out
+    }
+}
+
+fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor data")
+}
+
+/// Sizes `buf` to `len` elements; every element is overwritten by the caller, so only growth
+/// writes (zeros).
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    buf
+}
+
+fn nchw_to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut Vec<f32>) {
+    let out = sized(out, n * c * h * w);
+    let plane = h * w;
+    out.par_chunks_mut(plane * c)
+        .zip(x.par_chunks(plane * c))
+        .for_each(|(dst, src)| {
+            for p in 0..plane {
+                for ch in 0..c {
+                    dst[p * c + ch] = src[ch * plane + p];
+                }
+            }
+        });
+}
+
+fn nhwc_to_nchw(x: &[f32], [_n, h, w, c]: [usize; 4], out: &mut [f32]) {
+    let plane = h * w;
+    out.par_chunks_mut(plane * c)
+        .zip(x.par_chunks(plane * c))
+        .for_each(|(dst, src)| {
+            for p in 0..plane {
+                for ch in 0..c {
+                    dst[ch * plane + p] = src[p * c + ch];
+                }
+            }
+        });
+}
+
+/// A 3×3 convolution (stride 1, zero padding 1) + bias + ReLU on NHWC `x`, into `out` (NHWC).
+fn conv3x3_relu(x: &[f32], [n, h, w]: [usize; 3], conv: &PackedConv, out: &mut Vec<f32>) {
+    let (cin, cout) = (conv.cin, conv.cout);
+    let k = 9 * cin;
+    let rows = n * h * w;
+    let tile = (TILE_FLOATS / k).clamp(16, 4096);
+    let out = sized(out, rows * cout);
+    out.par_chunks_mut(tile * cout)
+        .enumerate()
+        .for_each_init(Vec::new, |col, (t, dst)| {
+            let first = t * tile;
+            let m = dst.len() / cout;
+            col.clear();
+            col.resize(m * k, 0.0);
+            im2col3x3(x, [h, w, cin], first, m, col);
+            // SAFETY: the pointers and strides describe `dst` ([m, cout], row-major), `col`
+            // ([m, k]) and `conv.weights` ([k, cout]), all live and of those sizes.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cout,
+                    k,
+                    dst.as_mut_ptr(),
+                    1,
+                    cout as isize,
+                    false,
+                    col.as_ptr(),
+                    1,
+                    k as isize,
+                    conv.weights.as_ptr(),
+                    1,
+                    cout as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for row in dst.chunks_exact_mut(cout) {
+                for (v, b) in row.iter_mut().zip(&conv.bias) {
+                    *v = (*v + b).max(0.0);
+                }
+            }
+        });
+}
+
+/// Fills `col` ([m, 9·cin]) with the 3×3 neighbourhoods of output rows `first..first + m`
+/// (rows run over images, then pixels row by row); outside the image stays zero.
+fn im2col3x3(x: &[f32], [h, w, cin]: [usize; 3], first: usize, m: usize, col: &mut [f32]) {
+    let k = 9 * cin;
+    for (r, dst) in col.chunks_exact_mut(k).enumerate().take(m) {
+        let row = first + r;
+        let img = row / (h * w);
+        let y = (row / w) % h;
+        let xx = row % w;
+        let base = img * h * w * cin;
+        for ky in 0..3 {
+            let iy = y as isize + ky as isize - 1;
+            for kx in 0..3 {
+                let ix = xx as isize + kx as isize - 1;
+                let d = &mut dst[(ky * 3 + kx) * cin..(ky * 3 + kx + 1) * cin];
+                if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
+                    d.fill(0.0);
+                } else {
+                    let s = base + (iy as usize * w + ix as usize) * cin;
+                    d.copy_from_slice(&x[s..s + cin]);
+                }
+            }
+        }
+    }
+}
+
+/// 2×2 max-pool, stride 2, on NHWC (an odd last row or column is dropped, as in PyTorch).
+fn max_pool2(x: &[f32], [n, h, w, c]: [usize; 4], out: &mut Vec<f32>) {
+    let (oh, ow) = (h / 2, w / 2);
+    let out = sized(out, n * oh * ow * c);
+    out.par_chunks_mut(ow * c).enumerate().for_each(|(r, dst)| {
+        let img = r / oh;
+        let y = r % oh;
+        let src = |yy: usize, xx: usize| (img * h * w + yy * w + xx) * c;
+        for xo in 0..ow {
+            let (a, b) = (src(2 * y, 2 * xo), src(2 * y, 2 * xo + 1));
+            let (cc, d) = (src(2 * y + 1, 2 * xo), src(2 * y + 1, 2 * xo + 1));
+            let o = &mut dst[xo * c..(xo + 1) * c];
+            for ch in 0..c {
+                o[ch] = x[a + ch].max(x[b + ch]).max(x[cc + ch].max(x[d + ch]));
+            }
+        }
+    });
+}
+
+/// PyTorch's adaptive average pool to `side`×`side` on NHWC: bin `i` spans
+/// `floor(i·H/side) .. ceil((i+1)·H/side)`.
+fn adaptive_avg_pool(x: &[f32], [n, h, w, c]: [usize; 4], side: usize, out: &mut Vec<f32>) {
+    let out = sized(out, n * side * side * c);
+    out.fill(0.0);
+    for img in 0..n {
+        for oy in 0..side {
+            let (y0, y1) = (oy * h / side, ((oy + 1) * h).div_ceil(side));
+            for ox in 0..side {
+                let (x0, x1) = (ox * w / side, ((ox + 1) * w).div_ceil(side));
+                let o = ((img * side + oy) * side + ox) * c;
+                let count = ((y1 - y0) * (x1 - x0)) as f32;
+                for yy in y0..y1 {
+                    for xx in x0..x1 {
+                        let s = ((img * h + yy) * w + xx) * c;
+                        for ch in 0..c {
+                            out[o + ch] += x[s + ch];
+                        }
+                    }
+                }
+                for v in &mut out[o..o + c] {
+                    *v /= count;
+                }
+            }
+        }
+    }
+}
+
+/// Convolutions `0..convs` of a model whose weights do not change, run the fastest way its
+/// device allows: [`CpuConvBase`] on the CPU, Burn's own forward pass elsewhere (or on the CPU
+/// when `VGGTUNE_CPU_CONV=burn`, for comparisons).
+#[derive(Clone)]
+pub struct FrozenConvs {
+    model: Vgg16,
+    convs: usize,
+    cpu: Option<std::sync::Arc<CpuConvBase>>,
+}
+
+impl FrozenConvs {
+    /// Wraps `model`'s first `convs` convolutions.
+    pub fn new(model: Vgg16, convs: usize) -> Self {
+        let convs = convs.min(model.features.len());
+        let on_cpu = model
+            .features
+            .first()
+            .is_some_and(|c| c.weight.device() == burn::tensor::Device::flex());
+        let burn_forced = std::env::var("VGGTUNE_CPU_CONV").is_ok_and(|v| v == "burn");
+        let cpu = (on_cpu && convs > 0 && !burn_forced)
+            .then(|| std::sync::Arc::new(CpuConvBase::new(&model, 0..convs)));
+        Self { model, convs, cpu }
+    }
+
+    /// Whether the CPU path runs (rather than Burn's).
+    pub fn uses_cpu_base(&self) -> bool {
+        self.cpu.is_some()
+    }
+
+    /// The model the convolutions belong to.
+    pub fn model(&self) -> &Vgg16 {
+        &self.model
+    }
+
+    /// The frozen part on a batch: `[n, 3, H, W]` → what `forward_convs(x, 0..convs)` gives.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let Some(cpu) = &self.cpu else {
+            return self.model.forward_convs(x, 0..self.convs);
+        };
+        let device = x.device();
+        let dims = x.dims();
+        let values = to_host(x);
+        let [c, h, w] = cpu.output_shape([dims[1], dims[2], dims[3]]);
+        let y = cpu.forward(&values, dims);
+        Tensor::from_data(
+            burn::tensor::TensorData::new(y, [dims[0], c, h, w]),
+            &device,
+        )
+    }
+
+    /// The same on host values (NCHW, flattened), giving host values: no tensor round trip on
+    /// the CPU path.
+    pub fn forward_values(&self, values: Vec<f32>, shape: [usize; 4]) -> Vec<f32> {
+        match &self.cpu {
+            Some(cpu) => cpu.forward(&values, shape),
+            None => {
+                let device = self.model.features[0].weight.device();
+                let x =
+                    Tensor::<4>::from_data(burn::tensor::TensorData::new(values, shape), &device);
+                to_host(self.model.forward_convs(x, 0..self.convs))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Winograd F(2×2, 3×3): each 4×4 input tile gives a 2×2 output tile with 16 multiplications per
+// (input channel, output channel) instead of 36, so the GEMMs do 2.25× less work. With
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1] and
+// A^T = [1 1 1 0; 0 1 -1 -1]: Y = A^T [(G g G^T) ⊙ (B^T d B)] A (Lavin & Gray, 2015). The
+// transforms use only additions and halvings, so the result differs from the direct sum by
+// float rounding alone.
+// ---------------------------------------------------------------------------------------------
+
+/// Lanes per transform step (one AVX-512 register of f32).
+const LANES: usize = 16;
+
+/// The kernel transform G g G^T of every (input, output channel) pair: [16, cin, cout].
+fn winograd_weights(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut u = vec![0.0f32; 16 * cin * cout];
+    for ci in 0..cin {
+        for co in 0..cout {
+            let g = |ky: usize, kx: usize| direct[((ky * 3 + kx) * cin + ci) * cout + co];
+            // r = G g (4×3), then U = r G^T (4×4).
+            let r: [[f32; 3]; 4] = std::array::from_fn(|i| {
+                std::array::from_fn(|kx| {
+                    let (g0, g1, g2) = (g(0, kx), g(1, kx), g(2, kx));
+                    match i {
+                        0 => g0,
+                        1 => 0.5 * (g0 + g1 + g2),
+                        2 => 0.5 * (g0 - g1 + g2),
+                        _ => g2,
+                    }
+                })
+            });
+            for (i, row) in r.iter().enumerate() {
+                let t = [
+                    row[0],
+                    0.5 * (row[0] + row[1] + row[2]),
+                    0.5 * (row[0] - row[1] + row[2]),
+                    row[2],
+                ];
+                for (j, v) in t.into_iter().enumerate() {
+                    u[((i * 4 + j) * cin + ci) * cout + co] = v;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// B^T d B on `LANES` channels at once: `d` holds the tile's 16 pixels row by row.
+#[inline(always)]
+fn input_transform(d: &[[f32; LANES]; 16]) -> [[f32; LANES]; 16] {
+    let mut v = [[0.0f32; LANES]; 16];
+    for l in 0..LANES {
+        let mut r = [[0.0f32; 4]; 4];
+        for j in 0..4 {
+            let (d0, d1, d2, d3) = (d[j][l], d[4 + j][l], d[8 + j][l], d[12 + j][l]);
+            r[0][j] = d0 - d2;
+            r[1][j] = d1 + d2;
+            r[2][j] = d2 - d1;
+            r[3][j] = d1 - d3;
+        }
+        for (i, row) in r.iter().enumerate() {
+            v[i * 4][l] = row[0] - row[2];
+            v[i * 4 + 1][l] = row[1] + row[2];
+            v[i * 4 + 2][l] = row[2] - row[1];
+            v[i * 4 + 3][l] = row[1] - row[3];
+        }
+    }
+    v
+}
+
+/// A^T m A on `LANES` channels at once: the 2×2 outputs, row by row.
+#[inline(always)]
+fn output_transform(m: &[[f32; LANES]; 16]) -> [[f32; LANES]; 4] {
+    let mut y = [[0.0f32; LANES]; 4];
+    for l in 0..LANES {
+        let mut t = [[0.0f32; 4]; 2];
+        for j in 0..4 {
+            let (m0, m1, m2, m3) = (m[j][l], m[4 + j][l], m[8 + j][l], m[12 + j][l]);
+            t[0][j] = m0 + m1 + m2;
+            t[1][j] = m1 - m2 - m3;
+        }
+        for (i, row) in t.iter().enumerate() {
+            y[i * 2][l] = row[0] + row[1] + row[2];
+            y[i * 2 + 1][l] = row[1] - row[2] - row[3];
+        }
+    }
+    y
+}
+
+/// A pointer that may cross threads: each thread writes elements no other thread touches.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: used only where every index is written by exactly one thread (see the callers).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Where tile `t` sits: (image, first output row, first output column).
+fn tile_origin(t: usize, th: usize, tw: usize) -> (usize, usize, usize) {
+    (t / (th * tw), 2 * ((t / tw) % th), 2 * (t % tw))
+}
+
+/// Transforms tiles `first..first + count` of NHWC `x` into `v` ([count, 16, cin]).
+fn winograd_inputs(
+    x: &[f32],
+    [h, w, cin]: [usize; 3],
+    [th, tw]: [usize; 2],
+    first: usize,
+    v: &mut [f32],
+    zeros: &[f32],
+) {
+    v.par_chunks_mut(16 * cin).enumerate().for_each(|(i, vt)| {
+        let (img, y0, x0) = tile_origin(first + i, th, tw);
+        let mut src: [&[f32]; 16] = [zeros; 16];
+        for (k, s) in src.iter_mut().enumerate() {
+            let (iy, ix) = ((y0 + k / 4) as isize - 1, (x0 + k % 4) as isize - 1);
+            if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                let p = ((img * h + iy as usize) * w + ix as usize) * cin;
+                *s = &x[p..p + cin];
+            }
+        }
+        with_wide_simd(|| {
+            let mut c0 = 0;
+            while c0 < cin {
+                let n = LANES.min(cin - c0);
+                let mut d = [[0.0f32; LANES]; 16];
+                for (dk, s) in d.iter_mut().zip(&src) {
+                    dk[..n].copy_from_slice(&s[c0..c0 + n]);
+                }
+                let t = input_transform(&d);
+                for (e, te) in t.iter().enumerate() {
+                    vt[e * cin + c0..e * cin + c0 + n].copy_from_slice(&te[..n]);
+                }
+                c0 += n;
+            }
+        });
+    });
+}
+
+/// Turns `m` ([count, 16, cout]) of tiles `first..` into outputs with bias and ReLU, written into
+/// NHWC `out` (outputs past an odd edge are dropped).
+fn winograd_outputs(
+    m: &[f32],
+    [h, w, cout]: [usize; 3],
+    [th, tw]: [usize; 2],
+    first: usize,
+    bias: &[f32],
+    out: SharedMut,
+) {
+    m.par_chunks(16 * cout).enumerate().for_each(|(i, mt)| {
+        let (img, y0, x0) = tile_origin(first + i, th, tw);
+        with_wide_simd(|| {
+            let mut c0 = 0;
+            while c0 < cout {
+                let n = LANES.min(cout - c0);
+                let mut d = [[0.0f32; LANES]; 16];
+                for (e, de) in d.iter_mut().enumerate() {
+                    de[..n].copy_from_slice(&mt[e * cout + c0..e * cout + c0 + n]);
+                }
+                let y = output_transform(&d);
+                for (k, yk) in y.iter().enumerate() {
+                    let (oy, ox) = (y0 + k / 2, x0 + k % 2);
+                    if oy < h && ox < w {
+                        let p = ((img * h + oy) * w + ox) * cout + c0;
+                        for l in 0..n {
+                            // SAFETY: output pixel (oy, ox) belongs to this tile alone, and
+                            // p + l < n·h·w·cout, the length of the buffer behind `out`.
+                            unsafe { *out.ptr().add(p + l) = (yk[l] + bias[c0 + l]).max(0.0) };
+                        }
+                    }
+                }
+                c0 += n;
+            }
+        });
+    });
+}
+
+/// Runs `f` compiled for AVX-512 where the CPU has it (the transforms are plain loops over
+/// `LANES` floats; this lets the compiler use 16-wide registers for them).
+#[inline(always)]
+fn with_wide_simd(f: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(f: impl FnOnce()) {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { wide(f) };
+            return;
+        }
+    }
+    f()
+}
+
+/// Scratch space for [`conv3x3_winograd`], reused across layers.
+#[derive(Default)]
+struct WinogradScratch {
+    v: Vec<f32>,
+    m: Vec<f32>,
+    zeros: Vec<f32>,
+}
+
+/// A 3×3 convolution (stride 1, padding 1) + bias + ReLU on NHWC `x` by Winograd F(2×2, 3×3),
+/// into `out` (NHWC). `u` is [`winograd_weights`] of the layer.
+fn conv3x3_winograd(
+    x: &[f32],
+    [n, h, w]: [usize; 3],
+    conv: &PackedConv,
+    u: &[f32],
+    out: &mut Vec<f32>,
+    scratch: &mut WinogradScratch,
+) {
+    let (cin, cout) = (conv.cin, conv.cout);
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let tiles = n * th * tw;
+    // A block's transformed inputs and products stay within a few MiB (L3), and its GEMMs are
+    // tall enough to run near full speed.
+    let block = (WINOGRAD_BLOCK_FLOATS / (16 * cin.max(cout))).clamp(16, tiles.max(16));
+    let out = sized(out, n * h * w * cout);
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    scratch.zeros.resize(cin, 0.0);
+    let mut first = 0;
+    while first < tiles {
+        let count = block.min(tiles - first);
+        let v = sized(&mut scratch.v, count * 16 * cin);
+        winograd_inputs(x, [h, w, cin], [th, tw], first, v, &scratch.zeros);
+        let m = sized(&mut scratch.m, count * 16 * cout);
+        let m_ptr = SharedMut(m.as_mut_ptr());
+        let v: &[f32] = v;
+        (0..16).into_par_iter().for_each(|e| {
+            // SAFETY: element e of every tile's product ([count, 16, cout], row stride
+            // 16·cout) is written by this e alone; v is [count, 16, cin] and u is
+            // [16, cin, cout], both live for the call.
+            unsafe {
+                gemm::gemm(
+                    count,
+                    cout,
+                    cin,
+                    m_ptr.ptr().add(e * cout),
+                    1,
+                    (16 * cout) as isize,
+                    false,
+                    v.as_ptr().add(e * cin),
+                    1,
+                    (16 * cin) as isize,
+                    u.as_ptr().add(e * cin * cout),
+                    1,
+                    cout as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+        winograd_outputs(m, [h, w, cout], [th, tw], first, &conv.bias, out_ptr);
+        first += count;
+    }
+}
+
+/// Floats of transformed input (or product) per Winograd block: 2 Mi floats, 8 MiB.
+const WINOGRAD_BLOCK_FLOATS: usize = 2 * 1024 * 1024;
