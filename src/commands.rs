@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// Continue from the checkpoint beside --out (MODEL.ckpt.vggtune) where it stopped.
     #[arg(long)]
     resume: bool,
+    /// Stop once this many epochs are done (counted across resumes), keeping the checkpoint:
+    /// `--resume` continues from there. For time-limited sessions.
+    #[arg(long, value_name = "EPOCHS")]
+    stop_after: Option<usize>,
     /// The feature cache's folder (default: the platform cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -240,6 +244,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         out: Some(args.out.clone()),
         resume: args.resume,
         cache_root: args.cache_dir,
+        stop_after: args.stop_after,
     };
     let bars = out.bars();
     let mut progress: Option<indicatif::ProgressBar> = None;

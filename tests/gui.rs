@@ -29,9 +29,14 @@ fn app() -> (Harness<'static, VggtuneApp>, Folders) {
         work_dir: Some(work.path().join("work")),
         cache_root: Some(work.path().join("cache")),
     };
-    let harness = Harness::builder()
+    let mut harness = Harness::builder()
         .with_size(egui::vec2(1180.0, 780.0))
         .build_eframe(move |cc| VggtuneApp::with_options(cc, options));
+    // The device probe runs on a worker with a spinner in the status bar; `Harness::run` would
+    // give up on a window that keeps repainting, so start once it has answered.
+    wait_for(&mut harness, 30, "the device probe", |a| {
+        a.compute_device().is_some()
+    });
     (harness, Folders { work })
 }
 

@@ -6,6 +6,8 @@ mod common;
 use common::colour_dataset;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use vggtune::data::{Dataset, SplitConfig};
 use vggtune::device::DeviceChoice;
@@ -44,6 +46,7 @@ fn job(root: &Path, config: TrainConfig, work: &Path) -> TrainJob {
         checkpoint: Some(work.join("model.ckpt.vggtune")),
         resume: false,
         cache_root: Some(work.join("cache")),
+        stop_after: None,
     }
 }
 
@@ -97,23 +100,50 @@ fn stop_ends_the_run_within_one_batch_and_keeps_the_last_checkpoint() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     colour_dataset(data.path(), 16, 2);
-    let run = TrainingRun::start(job(data.path(), tiny_config(1000), work.path()), || {}).unwrap();
+    // The stop is set on the worker itself, in the wake-up after the first event that follows
+    // the first checkpoint, so the events after it are exactly those the worker sent once
+    // stopped (a stop sent from this thread would land at a moment the events cannot show).
+    let stop = Arc::new(AtomicBool::new(false));
+    let armed = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stopped_at = Arc::new(AtomicUsize::new(usize::MAX));
+    let wake = {
+        let (stop, armed, sent, stopped_at) = (
+            stop.clone(),
+            armed.clone(),
+            sent.clone(),
+            stopped_at.clone(),
+        );
+        move || {
+            let n = sent.fetch_add(1, Ordering::SeqCst) + 1;
+            if armed.load(Ordering::SeqCst) && !stop.swap(true, Ordering::SeqCst) {
+                stopped_at.store(n, Ordering::SeqCst);
+            }
+        }
+    };
+    let run =
+        TrainingRun::start_with_stop(job(data.path(), tiny_config(1000), work.path()), stop, wake)
+            .unwrap();
     let mut batches_after_stop = 0;
-    let mut stop_sent = false;
+    let mut received = 0;
     let last = loop {
         let event = run.next_event().expect("the run reports until it ends");
+        received += 1;
         match &event {
-            TrainEvent::CheckpointSaved { epoch: 1, .. } => {
-                run.stop();
-                stop_sent = true;
+            TrainEvent::CheckpointSaved { epoch: 1, .. } => armed.store(true, Ordering::SeqCst),
+            TrainEvent::Batch { .. } if received > stopped_at.load(Ordering::SeqCst) => {
+                batches_after_stop += 1
             }
-            TrainEvent::Batch { .. } if stop_sent => batches_after_stop += 1,
             TrainEvent::Stopped { .. } | TrainEvent::Finished(_) | TrainEvent::Failed { .. } => {
                 break event;
             }
             _ => {}
         }
     };
+    assert!(
+        stopped_at.load(Ordering::SeqCst) < received,
+        "the stop was never set"
+    );
     assert!(
         batches_after_stop <= 1,
         "{batches_after_stop} batches after the stop"
@@ -146,25 +176,22 @@ fn a_resumed_run_gives_the_same_numbers_as_an_uninterrupted_one() {
         |_| {},
     ));
 
+    // Stopped after exactly two epochs (the Stop button's own timing is the test above; a
+    // stop sent from here on seeing epoch 2's checkpoint can arrive after epoch 3 on a fast
+    // machine).
     let parts = tempfile::tempdir().unwrap();
-    let run = TrainingRun::start(job(data.path(), tiny_config(4), parts.path()), || {}).unwrap();
-    let mut stop_sent = false;
-    loop {
-        match run.next_event().expect("events until the end") {
-            TrainEvent::CheckpointSaved { epoch: 2, .. } if !stop_sent => {
-                run.stop();
-                stop_sent = true;
-            }
-            TrainEvent::Stopped { epochs_done, .. } => {
-                assert_eq!(epochs_done, 2);
-                break;
-            }
-            TrainEvent::Finished(_) => panic!("the stop came too late"),
-            TrainEvent::Failed { reason } => panic!("{reason}"),
-            _ => {}
+    let mut first_part = job(data.path(), tiny_config(4), parts.path());
+    first_part.stop_after = Some(2);
+    match TrainingRun::run_blocking(first_part, |_| {}) {
+        TrainEvent::Stopped {
+            epochs_done,
+            checkpoint,
+        } => {
+            assert_eq!(epochs_done, 2);
+            assert!(checkpoint.is_some_and(|c| c.is_file()));
         }
+        other => panic!("expected Stopped after 2 epochs, got {other:?}"),
     }
-    drop(run);
     let mut resume = job(data.path(), tiny_config(4), parts.path());
     resume.resume = true;
     let mut first_epoch = 0;

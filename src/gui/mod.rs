@@ -600,6 +600,7 @@ impl VggtuneApp {
             checkpoint: Some(checkpoint),
             resume,
             cache_root: self.cache_root.clone(),
+            stop_after: None,
         };
         let wake = ctx.clone();
         match TrainingRun::start(job, move || wake.request_repaint()) {

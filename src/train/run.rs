@@ -31,6 +31,7 @@ use crate::data::{
 };
 use crate::device;
 use crate::model::bundle::{self, BundleHeader};
+use crate::model::cpu_base::FrozenConvs;
 use crate::model::{HeadKind, Vgg16, Vgg16Config, apply_weights, read_weights};
 
 /// Metrics of one finished epoch.
@@ -69,6 +70,9 @@ pub struct RunSummary {
     pub history: Vec<EpochMetrics>,
     /// Seconds spent computing frozen features (0 when all came from the cache).
     pub feature_secs: f64,
+    /// Seconds of the whole feature pass: hashing every photo, then computing its features or
+    /// reading them from the cache.
+    pub feature_pass_secs: f64,
     /// Images whose features came from the cache.
     pub cache_hits: usize,
     /// Images whose features were computed.
@@ -187,6 +191,10 @@ pub struct TrainJob {
     pub resume: bool,
     /// The feature cache's folder (default: the platform cache).
     pub cache_root: Option<PathBuf>,
+    /// Stop, as the Stop button does, once this many epochs (counted across resumes) are done
+    /// and checkpointed; `resume` continues later. For scripts with a time budget, and for
+    /// tests that need the stop at an exact epoch.
+    pub stop_after: Option<usize>,
 }
 
 /// A run in progress on its worker thread.
@@ -200,8 +208,17 @@ impl TrainingRun {
     /// Starts `job` on a worker thread; `wake` is called after every event (the window passes
     /// `request_repaint`).
     pub fn start(job: TrainJob, wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        Self::start_with_stop(job, Arc::new(AtomicBool::new(false)), wake)
+    }
+
+    /// [`TrainingRun::start`] with the stop flag supplied: setting it is [`TrainingRun::stop`],
+    /// also from inside `wake` (which runs on the worker, after each event is sent).
+    pub fn start_with_stop(
+        job: TrainJob,
+        stop: Arc<AtomicBool>,
+        wake: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Self> {
         let (tx, events) = channel();
-        let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
         let handle = std::thread::Builder::new()
             .name("training".into())
@@ -456,7 +473,7 @@ impl Context<'_> {
     /// (images that fail to decode are dropped, with an event).
     fn batch_input(
         &self,
-        frozen: &Vgg16,
+        frozen: &FrozenConvs,
         batch: &[&Sample],
         augment: Option<(usize, &[usize])>,
         target: &Device,
@@ -507,15 +524,17 @@ impl Context<'_> {
         if labels.is_empty() {
             return (None, labels);
         }
-        let x = Tensor::<4>::from_data(
-            TensorData::new(values, [labels.len(), 3, s, s]),
-            &self.device,
-        );
+        let n = labels.len();
         if frozen_convs == 0 {
-            return (Some(Tensor::from_data(x.into_data(), target)), labels);
+            let x = Tensor::from_data(TensorData::new(values, [n, 3, s, s]), target);
+            return (Some(x), labels);
         }
-        let y = frozen.forward_convs(x, 0..frozen_convs);
-        (Some(Tensor::from_data(y.into_data(), target)), labels)
+        let y = frozen.forward_values(values, [n, 3, s, s]);
+        let [c, h, w] = frozen_output_shape(&self.model_config, frozen_convs);
+        (
+            Some(Tensor::from_data(TensorData::new(y, [n, c, h, w]), target)),
+            labels,
+        )
     }
 }
 
@@ -656,7 +675,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         resize: config.resize,
     };
     let frozen_convs = config.trainable.frozen_convs();
-    let frozen = model.valid();
+    let frozen = FrozenConvs::new(model.valid(), frozen_convs);
     let mut model = freeze(
         model.fork(&train_device).train(),
         config.trainable,
@@ -732,8 +751,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
             }
             let n = pending.len();
             let values: Vec<f32> = pending.iter().flat_map(|p| p.3.iter().copied()).collect();
-            let x = Tensor::<4>::from_data(TensorData::new(values, [n, 3, s, s]), &device);
-            let y = to_vec(frozen.forward_convs(x, 0..frozen_convs));
+            let y = frozen.forward_values(values, [n, 3, s, s]);
             let per = y.len() / n;
             for (i, p) in pending.iter().enumerate() {
                 cache.put(&p.2, &y[i * per..(i + 1) * per]).map_err(|e| {
@@ -805,11 +823,8 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         train.retain(|s| s.hash.is_some());
         valid.retain(|s| s.hash.is_some());
     }
-    let feature_secs = if misses > 0 {
-        feature_started.elapsed().as_secs_f64()
-    } else {
-        0.0
-    };
+    let feature_pass_secs = feature_started.elapsed().as_secs_f64();
+    let feature_secs = if misses > 0 { feature_pass_secs } else { 0.0 };
 
     // The epochs.
     let mut evaluated = evaluate(&ctx, &frozen, &model.valid(), &valid, &classes, 0)?;
@@ -922,6 +937,15 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                 epoch: epoch + 1,
             });
         }
+        if job
+            .stop_after
+            .is_some_and(|n| epoch + 1 >= n && epoch + 1 < config.epochs)
+        {
+            return Ok(Outcome::Stopped {
+                epochs_done: epoch + 1,
+                checkpoint: job.checkpoint.clone().filter(|p| p.is_file()),
+            });
+        }
     }
 
     if let Some(out) = &job.out {
@@ -936,6 +960,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         valid_probs: evaluated.probs,
         history,
         feature_secs,
+        feature_pass_secs,
         cache_hits: hits,
         cache_misses: misses,
         skipped,
@@ -975,7 +1000,7 @@ fn header(
 /// The validation pass: probabilities for every validation image, then every metric.
 fn evaluate(
     ctx: &Context<'_>,
-    frozen: &Vgg16,
+    frozen: &FrozenConvs,
     model: &Vgg16,
     valid: &[Sample],
     classes: &[String],
