@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module as _;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -18,6 +18,7 @@ use crate::data::{Dataset, SplitConfig};
 use crate::device::{self, DeviceChoice};
 use crate::model::cpu_base::FrozenConvs;
 use crate::model::{HeadKind, Vgg16Config};
+use crate::train::optim::FusedAdam;
 use crate::train::{TrainConfig, TrainEvent, TrainJob, Trainable, TrainingRun};
 
 /// What to measure.
@@ -160,7 +161,8 @@ fn train_step_ips(
             *dense = dense.clone().no_grad();
         }
     }
-    let mut optim = AdamConfig::new().init();
+    // The optimizer training uses (Adam, fused on the CPU).
+    let mut optim = ModuleOptimizer::from(FusedAdam::new(0.0));
     let features: Tensor<2> =
         random_input([batch, config.feature_len(), 1, 1], &ad, 5).flatten(1, 3);
     let classes = config.num_classes;

@@ -26,3 +26,23 @@ pub const VERSION_LINE: &str = concat!(
     env!("VGGTUNE_COMMIT"),
     ")"
 );
+
+/// Tells glibc's allocator to keep freed tensor buffers for reuse instead of returning them to
+/// the kernel. By default every buffer over 128 KiB–32 MiB is a fresh `mmap` and every free an
+/// `munmap`, so each whole-tensor operation of a training step (the head's 25088 × 256 weights are
+/// 25 MiB, torchvision's dense layers 400 MiB) page-faults its output in again: measured on the
+/// CPU, a light-head step ran at ~720 img/s that way and ~1,600 img/s with this, torchvision's
+/// dense layers at ~16 and ~80 img/s (`vggtune bench`; BENCHMARKS.md). The price is that memory
+/// freed in the middle of the heap stays with the process. Call once, first thing in `main`;
+/// `VGGTUNE_MALLOC=default` leaves glibc's defaults (for comparisons).
+pub fn tune_allocator() {
+    if std::env::var("VGGTUNE_MALLOC").is_ok_and(|v| v == "default") {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's thresholds; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}

@@ -122,6 +122,7 @@ enum WeightsAction {
 }
 
 fn main() -> ExitCode {
+    vggtune::tune_allocator();
     let cli = Cli::parse();
     let Some(command) = cli.command else {
         return match vggtune::gui::run(cli.device) {

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod config;
 pub mod metrics;
+pub mod optim;
 pub mod run;
 
 pub use config::{LrSchedule, OptimizerKind, TrainConfig, Trainable};

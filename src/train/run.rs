@@ -17,13 +17,14 @@ use std::time::Instant;
 use burn::module::{Module as _, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::cache::{CacheKey, FeatureCache, content_hash, default_cache_root};
 use super::config::{OptimizerKind, TrainConfig, Trainable};
 use super::metrics::{Evaluation, argmax};
+use super::optim::FusedAdam;
 use crate::data::decode::decode_rgb_bytes;
 use crate::data::preprocess::SplitMix64;
 use crate::data::{
@@ -390,7 +391,7 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     let decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.optimizer {
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Adam => ModuleOptimizer::from(FusedAdam::new(config.weight_decay as f32)),
         OptimizerKind::Sgd => SgdConfig::new()
             .with_momentum(Some(
                 MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
