@@ -156,7 +156,7 @@ impl CpuConvBase {
             .zip(out.chunks_mut(SUB_BATCH * per_out))
         {
             let images = inp.len() / per_in;
-            nchw_to_nhwc(inp, [images, c, h, w], &mut act);
+            transpose_each(inp, sized(&mut act, inp.len()), c, h * w);
             let (mut ch, mut hh, mut ww) = (c, h, w);
             for conv in &self.convs {
                 assert_eq!(conv.cin, ch, "channel count does not match the convolution");
@@ -181,7 +181,7 @@ impl CpuConvBase {
                 hh = POOLED_SIDE;
                 ww = POOLED_SIDE;
             }
-            nhwc_to_nchw(&act[..images * hh * ww * ch], [images, hh, ww, ch], dst);
+            transpose_each(&act[..images * hh * ww * ch], dst, hh * ww, ch);
         }
         out
     }
@@ -201,28 +201,15 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf
 }
 
-fn nchw_to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut Vec<f32>) {
-    let out = sized(out, n * c * h * w);
-    let plane = h * w;
-    out.par_chunks_mut(plane * c)
-        .zip(x.par_chunks(plane * c))
-        .for_each(|(dst, src)| {
-            for p in 0..plane {
-                for ch in 0..c {
-                    dst[p * c + ch] = src[ch * plane + p];
-                }
-            }
-        });
-}
-
-fn nhwc_to_nchw(x: &[f32], [_n, h, w, c]: [usize; 4], out: &mut [f32]) {
-    let plane = h * w;
-    out.par_chunks_mut(plane * c)
-        .zip(x.par_chunks(plane * c))
-        .for_each(|(dst, src)| {
-            for p in 0..plane {
-                for ch in 0..c {
-                    dst[ch * plane + p] = src[p * c + ch];
+/// Transposes each image's `rows`×`cols` matrix in `src` into `dst` (`cols`×`rows`): NCHW →
+/// NHWC is rows = C, cols = H·W; NHWC → NCHW the other way round.
+fn transpose_each(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+    dst.par_chunks_mut(rows * cols)
+        .zip(src.par_chunks(rows * cols))
+        .for_each(|(d, s)| {
+            for c in 0..cols {
+                for r in 0..rows {
+                    d[c * rows + r] = s[r * cols + c];
                 }
             }
         });
