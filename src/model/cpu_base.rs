@@ -233,26 +233,11 @@ fn conv3x3_relu(x: &[f32], [n, h, w]: [usize; 3], conv: &PackedConv, out: &mut V
             // SAFETY: the pointers and strides describe `dst` ([m, cout], row-major), `col`
             // ([m, k]) and `conv.weights` ([k, cout]), all live and of those sizes.
             unsafe {
-                gemm::gemm(
-                    m,
-                    cout,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    cout as isize,
-                    false,
-                    col.as_ptr(),
-                    1,
-                    k as isize,
-                    conv.weights.as_ptr(),
-                    1,
-                    cout as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                matmul(
+                    [m, cout, k],
+                    (dst.as_mut_ptr(), cout),
+                    (col.as_ptr(), k),
+                    (conv.weights.as_ptr(), cout),
                 );
             }
             for row in dst.chunks_exact_mut(cout) {
@@ -261,6 +246,44 @@ fn conv3x3_relu(x: &[f32], [n, h, w]: [usize; 3], conv: &PackedConv, out: &mut V
                 }
             }
         });
+}
+
+/// `dst = lhs · rhs` for row-major `[m, k] · [k, n]` matrices given as (pointer, row stride), on
+/// the calling thread (callers run many of these in parallel).
+///
+/// # Safety
+/// Each pointer must address a live matrix of that shape and row stride, and no other thread may
+/// touch `dst`'s elements during the call.
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    (dst, dst_rs): (*mut f32, usize),
+    (lhs, lhs_rs): (*const f32, usize),
+    (rhs, rhs_rs): (*const f32, usize),
+) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs,
+            1,
+            lhs_rs as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Fills `col` ([m, 9·cin]) with the 3×3 neighbourhoods of output rows `first..first + m`
@@ -642,26 +665,11 @@ fn conv3x3_winograd(
             // 16·cout) is written by this e alone; v is [count, 16, cin] and u is
             // [16, cin, cout], both live for the call.
             unsafe {
-                gemm::gemm(
-                    count,
-                    cout,
-                    cin,
-                    m_ptr.ptr().add(e * cout),
-                    1,
-                    (16 * cout) as isize,
-                    false,
-                    v.as_ptr().add(e * cin),
-                    1,
-                    (16 * cin) as isize,
-                    u.as_ptr().add(e * cin * cout),
-                    1,
-                    cout as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                matmul(
+                    [count, cout, cin],
+                    (m_ptr.ptr().add(e * cout), 16 * cout),
+                    (v.as_ptr().add(e * cin), 16 * cin),
+                    (u.as_ptr().add(e * cin * cout), cout),
                 );
             }
         });
