@@ -194,7 +194,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         dropout: 0.5,
     };
     let model = model_config.init(&device);
-    let base = FrozenConvs::new(model.clone(), 13);
+    let base = FrozenConvs::whole_base(model.clone());
     let s = config.input_size as usize;
     let mut forward = Vec::new();
     let mut forward_burn = Vec::new();

@@ -51,7 +51,7 @@ impl Classifier {
         let loaded = bundle::load(path, device)?;
         Ok(Self {
             header: loaded.header,
-            base: FrozenConvs::new(loaded.model.valid(), 13),
+            base: FrozenConvs::whole_base(loaded.model.valid()),
             device: device.clone(),
         })
     }
@@ -60,7 +60,7 @@ impl Classifier {
     pub fn from_model(header: BundleHeader, model: Vgg16, device: &Device) -> Self {
         Self {
             header,
-            base: FrozenConvs::new(model.valid(), 13),
+            base: FrozenConvs::whole_base(model.valid()),
             device: device.clone(),
         }
     }

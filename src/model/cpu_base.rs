@@ -187,7 +187,8 @@ impl CpuConvBase {
     }
 }
 
-fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+/// A tensor's values as f32 on the host (read back from wherever the tensor lives).
+pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -381,6 +382,12 @@ impl FrozenConvs {
         let cpu = (on_cpu && convs > 0 && !burn_forced)
             .then(|| std::sync::Arc::new(CpuConvBase::new(&model, 0..convs)));
         Self { model, convs, cpu }
+    }
+
+    /// The whole convolution base of `model` (what prediction runs before the head).
+    pub fn whole_base(model: Vgg16) -> Self {
+        let convs = model.features.len();
+        Self::new(model, convs)
     }
 
     /// Whether the CPU path runs (rather than Burn's).

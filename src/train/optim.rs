@@ -14,6 +14,8 @@ use burn::optim::{
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::model::cpu_base::to_host;
+
 /// Adam (β₁ 0.9, β₂ 0.999, ε 1e-5, L2 weight decay added to the gradient: Burn's defaults and
 /// formulas), fused on the CPU.
 #[derive(Clone)]
@@ -92,13 +94,6 @@ impl Optimizer for FusedAdam {
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
         <burn::optim::Adam as Optimizer>::to_device(state, device)
     }
-}
-
-fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor data")
 }
 
 #[cfg(test)]
