@@ -96,25 +96,31 @@ pub fn save(
     let weights = store
         .get_bytes()
         .map_err(|e| fail(format!("cannot serialise the weights: {e}")))?;
-    let optim: Vec<u8> = match optimizer {
-        Some(o) => o
-            .to_record()
-            .into_bytes()
-            .map_err(|e| fail(format!("cannot serialise the optimizer: {e:?}")))?
-            .to_vec(),
-        None => Vec::new(),
+    let optim = match optimizer {
+        Some(o) => Some(
+            o.to_record()
+                .into_bytes()
+                .map_err(|e| fail(format!("cannot serialise the optimizer: {e:?}")))?,
+        ),
+        None => None,
     };
-    let mut out = Vec::with_capacity(json.len() + weights.len() + optim.len() + 40);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    for section in [&json[..], &weights[..], &optim[..]] {
-        out.extend_from_slice(&(section.len() as u64).to_le_bytes());
-        out.extend_from_slice(section);
-    }
+    let optim: &[u8] = optim.as_deref().unwrap_or_default();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
     }
-    crate::fsutil::write_atomic(path, &out).map_err(|e| fail(e.to_string()))
+    let version = FORMAT_VERSION.to_le_bytes();
+    let lengths = [json.len(), weights.len(), optim.len()].map(|n| (n as u64).to_le_bytes());
+    let parts = [
+        &MAGIC[..],
+        &version,
+        &lengths[0],
+        &json,
+        &lengths[1],
+        &weights,
+        &lengths[2],
+        optim,
+    ];
+    crate::fsutil::write_atomic_parts(path, &parts).map_err(|e| fail(e.to_string()))
 }
 
 /// Reads only a bundle's header (cheap: for menus and checks).

@@ -115,7 +115,8 @@ impl FeatureCache {
         )
     }
 
-    /// Stores the features of the image with this content hash (atomically).
+    /// Stores the features of the image with this content hash (through a temp file and a rename;
+    /// not flushed to disk: a damaged entry fails its checksum and is recomputed).
     pub fn put(&self, content_hash: &str, features: &[f32]) -> std::io::Result<()> {
         if features.len() != self.len {
             return Err(std::io::Error::new(
@@ -132,7 +133,7 @@ impl FeatureCache {
         }
         let digest = Sha256::digest(&out[body_start..]);
         out.extend_from_slice(&digest);
-        crate::fsutil::write_atomic(&self.entry(content_hash), &out)
+        crate::fsutil::write_replace(&self.entry(content_hash), &out)
     }
 }
 
