@@ -14,8 +14,6 @@ use burn::optim::{
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::model::cpu_base::to_host;
-
 /// Adam (β₁ 0.9, β₂ 0.999, ε 1e-5, L2 weight decay added to the gradient: Burn's defaults and
 /// formulas), fused on the CPU.
 #[derive(Clone)]
@@ -42,6 +40,15 @@ impl FusedAdam {
     }
 }
 
+/// A tensor's values on the host as f32 `TensorData` (its own buffer when unshared).
+fn host_data<const D: usize>(t: Tensor<D>) -> TensorData {
+    t.into_data().convert::<f32>()
+}
+
+fn f32_slice_mut(data: &mut TensorData) -> &mut [f32] {
+    data.as_mut_slice::<f32>().expect("f32 tensor data")
+}
+
 impl Optimizer for FusedAdam {
     type State<const D: usize> = AdamState<D>;
 
@@ -56,16 +63,24 @@ impl Optimizer for FusedAdam {
         if device != Device::flex() {
             return self.burn.step(lr, tensor, grad, state);
         }
+        // The values are updated in the tensors' own buffers: `into_data` hands a tensor's
+        // buffer over without a copy when nothing else holds it, and `from_data` takes it back
+        // the same way (a `Vec` round trip would copy each 25 MB buffer, as its alignment
+        // differs from the backend's).
         let dims = tensor.dims();
-        let mut p = to_host(tensor);
-        let g = to_host(grad);
+        let mut p = host_data(tensor);
+        let g = host_data(grad);
         let (time, mut m, mut v) = match state {
             Some(s) => (
                 s.momentum.time + 1,
-                to_host(s.momentum.moment_1),
-                to_host(s.momentum.moment_2),
+                host_data(s.momentum.moment_1),
+                host_data(s.momentum.moment_2),
             ),
-            None => (1, vec![0.0; p.len()], vec![0.0; p.len()]),
+            None => (
+                1,
+                TensorData::zeros::<f32, _>(dims),
+                TensorData::zeros::<f32, _>(dims),
+            ),
         };
         let (b1, b2) = (self.beta_1, self.beta_2);
         let bias2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
@@ -73,10 +88,15 @@ impl Optimizer for FusedAdam {
         let eps = self.epsilon * bias2_sqrt;
         let (lr, decay) = (lr as f32, self.weight_decay);
         const CHUNK: usize = 1 << 14;
-        p.par_chunks_mut(CHUNK)
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
+        f32_slice_mut(&mut p)
+            .par_chunks_mut(CHUNK)
+            .zip(f32_slice_mut(&mut m).par_chunks_mut(CHUNK))
+            .zip(f32_slice_mut(&mut v).par_chunks_mut(CHUNK))
+            .zip(
+                g.as_slice::<f32>()
+                    .expect("f32 tensor data")
+                    .par_chunks(CHUNK),
+            )
             .for_each(|(((p, m), v), g)| {
                 for i in 0..p.len() {
                     let gi = g[i] + decay * p[i];
@@ -85,8 +105,7 @@ impl Optimizer for FusedAdam {
                     p[i] -= lr * (m[i] * combined / (v[i].sqrt() + eps));
                 }
             });
-        let back =
-            |values: Vec<f32>| Tensor::<D>::from_data(TensorData::new(values, dims), &device);
+        let back = |data: TensorData| Tensor::<D>::from_data(data, &device);
         let state = AdamState::new(AdaptiveMomentumState::new(time, back(m), back(v)));
         (back(p), Some(state))
     }
@@ -99,6 +118,7 @@ impl Optimizer for FusedAdam {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::cpu_base::to_host;
 
     fn tensor(values: &[f32]) -> Tensor<2> {
         Tensor::from_data(
