@@ -65,6 +65,7 @@ fn a_tiny_run_learns_to_tell_colours_apart_and_reports_every_epoch() {
     let mut epochs = Vec::new();
     let mut batches = 0;
     let mut started = None;
+    let mut checkpoints = Vec::new();
     // Every layer learns here, so the gradients through all 13 convolutions are exercised too.
     let config = TrainConfig {
         trainable: Trainable::All,
@@ -79,9 +80,22 @@ fn a_tiny_run_learns_to_tell_colours_apart_and_reports_every_epoch() {
                 batches += 1;
             }
             TrainEvent::Started { train, valid, .. } => started = Some((*train, *valid)),
+            // Checkpoints are written in the background; each is reported once complete.
+            TrainEvent::CheckpointSaved { path, epoch } => {
+                assert!(
+                    epochs.len() >= *epoch,
+                    "checkpoint {epoch} before its epoch"
+                );
+                let header = bundle::read_header(path).unwrap();
+                assert!(header.next_epoch >= *epoch);
+                checkpoints.push(*epoch);
+            }
             _ => {}
         },
     ));
+    assert_eq!(checkpoints, (1..=6).collect::<Vec<_>>());
+    let last = bundle::read_header(&work.path().join("model.ckpt.vggtune")).unwrap();
+    assert_eq!(last.next_epoch, 6);
     assert_eq!(started, Some((36, 12)));
     assert_eq!(epochs.len(), 6);
     assert_eq!(batches, 6 * 36usize.div_ceil(8));
