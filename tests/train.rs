@@ -176,6 +176,33 @@ fn stop_ends_the_run_within_one_batch_and_keeps_the_last_checkpoint() {
     }
 }
 
+#[test]
+fn a_checkpoint_that_cannot_be_written_fails_the_run_and_names_the_file() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 16, 5);
+    // The checkpoint's folder would have to be made inside a file.
+    let blocker = work.path().join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let mut job = job(data.path(), tiny_config(3), work.path());
+    job.checkpoint = Some(blocker.join("model.ckpt.vggtune"));
+    let mut epochs = 0;
+    let end = TrainingRun::run_blocking(job, |e| {
+        if let TrainEvent::Epoch(_) = e {
+            epochs += 1;
+        }
+    });
+    match end {
+        TrainEvent::Failed { reason } => {
+            assert!(reason.contains("a-file"), "{reason}");
+            // The failure is noticed while the next epoch trains at the latest.
+            assert!((1..=2).contains(&epochs), "{epochs} epochs");
+        }
+        other => panic!("expected the run to fail, got {other:?}"),
+    }
+    assert!(!work.path().join("model.vggtune").exists());
+}
+
 fn history(event: TrainEvent) -> Vec<EpochMetrics> {
     finished(event).history
 }

@@ -340,7 +340,14 @@ enum Outcome {
 /// is complete, from the run's own thread.
 #[derive(Default)]
 struct CheckpointWriter {
-    pending: Option<(PathBuf, usize, std::thread::JoinHandle<Result<(), String>>)>,
+    pending: Option<PendingCheckpoint>,
+}
+
+/// A checkpoint being written: where, after which epoch, and the writing thread.
+struct PendingCheckpoint {
+    path: PathBuf,
+    epoch: usize,
+    writing: std::thread::JoinHandle<Result<(), String>>,
 }
 
 impl CheckpointWriter {
@@ -363,13 +370,21 @@ impl CheckpointWriter {
                 bundle::save(&target, &header, &model, Some(&optim)).map_err(|e| e.to_string())
             })
             .map_err(|e| format!("cannot start the checkpoint writer: {e}"))?;
-        self.pending = Some((path.to_owned(), epoch, handle));
+        self.pending = Some(PendingCheckpoint {
+            path: path.to_owned(),
+            epoch,
+            writing: handle,
+        });
         Ok(())
     }
 
     /// Reports a finished write without waiting for one in progress.
     fn poll(&mut self, emit: &Emitter) -> Result<(), String> {
-        if self.pending.as_ref().is_some_and(|p| p.2.is_finished()) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.writing.is_finished())
+        {
             self.finish(emit)?;
         }
         Ok(())
@@ -377,10 +392,15 @@ impl CheckpointWriter {
 
     /// Waits for the write in progress, if any, and reports it.
     fn finish(&mut self, emit: &Emitter) -> Result<(), String> {
-        let Some((path, epoch, handle)) = self.pending.take() else {
+        let Some(PendingCheckpoint {
+            path,
+            epoch,
+            writing,
+        }) = self.pending.take()
+        else {
             return Ok(());
         };
-        handle
+        writing
             .join()
             .map_err(|_| format!("{}: the checkpoint writer panicked", path.display()))??;
         emit.send(TrainEvent::CheckpointSaved { path, epoch });
@@ -391,8 +411,8 @@ impl CheckpointWriter {
 impl Drop for CheckpointWriter {
     fn drop(&mut self) {
         // A run that fails elsewhere still leaves a complete checkpoint file (or the old one).
-        if let Some((_, _, handle)) = self.pending.take() {
-            let _ = handle.join();
+        if let Some(pending) = self.pending.take() {
+            let _ = pending.writing.join();
         }
     }
 }
@@ -839,18 +859,19 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
     if let Some(cache) = &ctx.cache {
         let total = train.len() + valid.len();
         let mut done = 0;
-        let mut pending: Vec<(usize, bool, String, Vec<f32>)> = Vec::new();
+        // Photos not in the cache: content hash and preprocessed pixels, up to a batch.
+        let mut pending: Vec<(String, Vec<f32>)> = Vec::new();
         let s = preprocessing.input_size as usize;
-        let flush = |pending: &mut Vec<(usize, bool, String, Vec<f32>)>| -> Result<(), String> {
+        let flush = |pending: &mut Vec<(String, Vec<f32>)>| -> Result<(), String> {
             if pending.is_empty() {
                 return Ok(());
             }
             let n = pending.len();
-            let values: Vec<f32> = pending.iter().flat_map(|p| p.3.iter().copied()).collect();
+            let values: Vec<f32> = pending.iter().flat_map(|p| p.1.iter().copied()).collect();
             let y = frozen.forward_values(values, [n, 3, s, s]);
             let per = y.len() / n;
             for (i, p) in pending.iter().enumerate() {
-                cache.put(&p.2, &y[i * per..(i + 1) * per]).map_err(|e| {
+                cache.put(&p.0, &y[i * per..(i + 1) * per]).map_err(|e| {
                     format!(
                         "{}: cannot write the feature cache: {e}",
                         cache.dir().display()
@@ -861,8 +882,8 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
             Ok(())
         };
         let batch = config.batch_size.max(1);
-        for (is_train, list) in [(true, &mut train), (false, &mut valid)] {
-            for (c, chunk) in list.chunks_mut(batch).enumerate() {
+        for list in [&mut train, &mut valid] {
+            for chunk in list.chunks_mut(batch) {
                 if ctx.stopped() {
                     return Ok(Outcome::Stopped {
                         epochs_done: first_epoch,
@@ -875,7 +896,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                     .par_iter()
                     .map(|sample| look_up(cache, sample, preprocessing, &ctx.limits))
                     .collect();
-                for (j, (sample, found)) in chunk.iter_mut().zip(looked_up).enumerate() {
+                for (sample, found) in chunk.iter_mut().zip(looked_up) {
                     match found? {
                         Lookup::Hit(hash, features) => {
                             ctx.remember(&hash, &features);
@@ -884,7 +905,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                         }
                         Lookup::Miss(hash, input) => {
                             misses += 1;
-                            pending.push((c * batch + j, is_train, hash.clone(), input));
+                            pending.push((hash.clone(), input));
                             sample.hash = Some(hash);
                         }
                         Lookup::Undecodable(reason) => {
