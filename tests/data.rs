@@ -517,3 +517,36 @@ fn preprocessing_of_a_real_photo_has_the_model_input_shape() {
         assert_ne!(augmented, input);
     }
 }
+
+#[test]
+fn a_batch_decodes_on_all_cores_in_order_with_each_failure_in_its_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for i in 0..40u32 {
+        let path = tmp.path().join(format!("{i}.jpg"));
+        if i % 7 == 3 {
+            write(&path, b"not a jpeg");
+        } else {
+            write(&path, &jpeg(10 + i, 12));
+        }
+        paths.push(path);
+    }
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    // Each photo's width and the index it was prepared under, so order and pairing show.
+    let prepared = vggtune::data::decode_prepared(&refs, &DecodeLimits::default(), |i, photo| {
+        vec![photo.width() as f32, i as f32]
+    });
+    assert_eq!(prepared.len(), 40);
+    for (i, result) in prepared.iter().enumerate() {
+        match result {
+            Ok(values) => {
+                assert_ne!(i % 7, 3, "{i} decoded");
+                assert_eq!(values, &[10.0 + i as f32, i as f32]);
+            }
+            Err(e) => {
+                assert_eq!(i % 7, 3, "{i}: {e}");
+                assert!(e.to_string().contains(&format!("{i}.jpg")), "{e}");
+            }
+        }
+    }
+}

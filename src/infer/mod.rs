@@ -10,7 +10,7 @@ use burn::module::Module as _;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::data::{DecodeError, DecodeLimits, decode_rgb};
+use crate::data::{DecodeError, DecodeLimits, decode_prepared};
 use crate::model::Vgg16;
 use crate::model::bundle::{self, BundleError, BundleHeader};
 use crate::model::cpu_base::FrozenConvs;
@@ -86,10 +86,14 @@ impl Classifier {
         for chunk in paths.chunks(batch_size.max(1)) {
             let mut values = Vec::new();
             let mut ok = Vec::new();
-            for path in chunk {
-                match decode_rgb(path, &DecodeLimits::default()) {
-                    Ok(photo) => {
-                        values.extend(pre.apply(&photo, None));
+            let chunk_paths: Vec<&Path> = chunk.iter().map(PathBuf::as_path).collect();
+            let prepared = decode_prepared(&chunk_paths, &DecodeLimits::default(), |_, photo| {
+                pre.apply(photo, None)
+            });
+            for (path, photo) in chunk.iter().zip(prepared) {
+                match photo {
+                    Ok(input) => {
+                        values.extend(input);
                         ok.push(path.clone());
                     }
                     Err(e) => failed.push(Unclassified {

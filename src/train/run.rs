@@ -29,7 +29,7 @@ use super::optim::FusedAdam;
 use crate::data::decode::decode_rgb_bytes;
 use crate::data::preprocess::SplitMix64;
 use crate::data::{
-    Convention, Dataset, DecodeLimits, ImageEntry, Preprocessing, Split, decode_rgb,
+    Convention, Dataset, DecodeLimits, ImageEntry, Preprocessing, Split, decode_prepared,
 };
 use crate::device;
 use crate::model::bundle::{self, BundleHeader};
@@ -589,16 +589,21 @@ impl Context<'_> {
         let s = self.preprocessing.input_size as usize;
         let mut values = Vec::with_capacity(batch.len() * 3 * s * s);
         let mut labels = Vec::new();
-        for (i, sample) in batch.iter().enumerate() {
-            match decode_rgb(&sample.path, &self.limits) {
-                Ok(photo) => {
-                    let aug = augment.map(|(epoch, items)| {
-                        (
-                            &self.config.augmentation,
-                            derive_seed(self.config.seed, epoch, 3, items[i]),
-                        )
-                    });
-                    values.extend(self.preprocessing.apply(&photo, aug));
+        let (config, preprocessing) = (self.config, self.preprocessing);
+        let paths: Vec<&Path> = batch.iter().map(|sample| sample.path.as_path()).collect();
+        let prepared = decode_prepared(&paths, &self.limits, |i, photo| {
+            let aug = augment.map(|(epoch, items)| {
+                (
+                    &config.augmentation,
+                    derive_seed(config.seed, epoch, 3, items[i]),
+                )
+            });
+            preprocessing.apply(photo, aug)
+        });
+        for (i, (sample, input)) in batch.iter().zip(prepared).enumerate() {
+            match input {
+                Ok(input) => {
+                    values.extend(input);
                     labels.push(i);
                 }
                 Err(e) => self.emit.send(TrainEvent::Skipped {
