@@ -203,6 +203,59 @@ fn a_checkpoint_that_cannot_be_written_fails_the_run_and_names_the_file() {
     assert!(!work.path().join("model.vggtune").exists());
 }
 
+#[test]
+fn a_run_on_wgpu_learns_like_the_cpu_and_checkpoints_from_the_device() {
+    let data = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 24, 1);
+    let mut runs = Vec::new();
+    for device in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
+        let work = tempfile::tempdir().unwrap();
+        // Every layer trains, so the wgpu backward pass through the convolutions runs too.
+        let config = TrainConfig {
+            device,
+            trainable: Trainable::All,
+            ..tiny_config(6)
+        };
+        let mut checkpoints = Vec::new();
+        let mut label = String::new();
+        let summary = finished(TrainingRun::run_blocking(
+            job(data.path(), config, work.path()),
+            |e| match e {
+                TrainEvent::Started { device, .. } => label = device.clone(),
+                TrainEvent::CheckpointSaved { epoch, .. } => checkpoints.push(*epoch),
+                _ => {}
+            },
+        ));
+        eprintln!("{label}: {:?}", summary.history);
+        assert_eq!(checkpoints, [1, 2, 3, 4, 5, 6], "{label}");
+        // The checkpoint written from the device's tensors on the writer thread loads back.
+        let loaded = bundle::load(
+            &work.path().join("model.ckpt.vggtune"),
+            &vggtune::device::select(DeviceChoice::Cpu).unwrap().device,
+        )
+        .unwrap();
+        assert_eq!(loaded.header.next_epoch, 6);
+        assert!(loaded.optimizer.is_some());
+        runs.push((label, summary.history));
+    }
+    assert!(runs[0].0.starts_with("CPU"), "{}", runs[0].0);
+    assert!(runs[1].0.starts_with("GPU"), "{}", runs[1].0);
+    let last = &runs[1].1[5];
+    assert!(last.train_loss < runs[1].1[0].train_loss * 0.75, "{runs:?}");
+    assert!(last.valid_accuracy >= 0.9, "{runs:?}");
+    // The same seeds and data: the backends differ only by float rounding.
+    for (cpu, gpu) in runs[0].1.iter().zip(&runs[1].1) {
+        assert!(
+            (cpu.train_loss - gpu.train_loss).abs() < 1e-3 * cpu.train_loss.max(1.0),
+            "{runs:?}"
+        );
+        assert!(
+            (cpu.valid_accuracy - gpu.valid_accuracy).abs() < 0.1,
+            "{runs:?}"
+        );
+    }
+}
+
 fn history(event: TrainEvent) -> Vec<EpochMetrics> {
     finished(event).history
 }
