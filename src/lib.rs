@@ -27,6 +27,22 @@ pub const VERSION_LINE: &str = concat!(
     ")"
 );
 
+/// Makes Burn's implicit default device its CPU backend (`BURN_DEVICE=flex`) unless the user
+/// set one. vggtune names the device of every tensor it makes ([`device`]), but Burn's
+/// `ModuleOptimizer::load_record` puts a resumed run's optimizer state on the default device,
+/// which is wgpu when that backend is compiled in: resuming would start a GPU driver even for a
+/// CPU run (and fail where there is no adapter), and that implicit start could race the device
+/// probe, after which Burn refuses to start wgpu again. Call first thing in `main`.
+///
+/// # Safety
+/// It sets an environment variable, so no other thread may exist yet.
+pub unsafe fn pin_default_device() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller guarantees that this process has no other thread yet.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}
+
 /// Tells glibc's allocator to keep freed tensor buffers for reuse instead of returning them to
 /// the kernel. By default every buffer over 128 KiB–32 MiB is a fresh `mmap` and every free an
 /// `munmap`, so each whole-tensor operation of a training step (the head's 25088 × 256 weights are

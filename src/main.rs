@@ -122,6 +122,8 @@ enum WeightsAction {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: the first statement of `main`: no other thread exists yet.
+    unsafe { vggtune::pin_default_device() };
     vggtune::tune_allocator();
     let cli = Cli::parse();
     let Some(command) = cli.command else {

@@ -743,6 +743,12 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                 serde_json::from_value(loaded.header.history.clone()).unwrap_or_default();
             let mut optim = optimizer(&config);
             if let Some(record) = loaded.optimizer {
+                // Burn puts the restored state on its default device. Where that is still wgpu
+                // (the library used without `main`'s `pin_default_device`), start wgpu through
+                // the one probe first, so that an implicit start cannot race it.
+                if std::env::var_os("BURN_DEVICE").is_none() {
+                    let _ = device::probe_wgpu();
+                }
                 optim = optim.load_record(record);
             }
             weights_messages.push(format!("resumed from {}", path.display()));
