@@ -1,10 +1,13 @@
 """The same work as `vggtune bench`, in PyTorch or Keras/TensorFlow on the CPU, for A/B comparison.
 
 usage: python bench/reference.py torch|keras [--batches 1,8,32] [--repeats 2] [--threads 2]
+       python bench/reference.py torch --device cuda [--dense]
        python bench/reference.py keras --photos DIR [--photo-limit 2000] [--epochs 10]
 Prints one JSON object: forward images/s per batch size at 224x224 (VGG16, random weights), and
 images/s of a training step of the 2017 course's light head (25088 -> 256 -> 2, Adam) on
-cached features, batch 32. With --photos (Keras only): the 2017 course's end-to-end workflow
+cached features, batch 32; with --dense (always on CUDA), also of torchvision's dense layers
+(25088 -> 4096 -> 4096 -> 2, Adam, batch 32), as `vggtune bench` measures both. On CUDA every
+timing waits for the GPU to finish (torch.cuda.synchronize). With --photos (Keras only): the 2017 course's end-to-end workflow
 instead, as `vggtune bench --photos` times it: decode and resize the photos, compute the frozen
 VGG16 base's features with `predict` (batch 32), then fit the light head for the epochs (batch 32,
 10% held out). Needs torch or tensorflow-cpu (pip); nothing is downloaded at run time.
@@ -16,19 +19,23 @@ import time
 import numpy as np
 
 
-def timed(repeats, fn):
+def timed(repeats, fn, sync=lambda: None):
     fn()  # warm-up
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync()
     return (time.perf_counter() - start) / repeats
 
 
-def torch_bench(batches, repeats, threads):
+def torch_bench(batches, repeats, threads, device="cpu", dense=False):
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
     layers, c = [], 3
     for v in cfg:
@@ -40,23 +47,37 @@ def torch_bench(batches, repeats, threads):
     model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7), nn.Flatten(),
                           nn.Linear(25088, 4096), nn.ReLU(True), nn.Dropout(),
                           nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
-                          nn.Linear(4096, 2)).eval()
+                          nn.Linear(4096, 2)).eval().to(dev)
     forward = {}
     with torch.no_grad():
         for b in batches:
-            x = torch.randn(b, 3, 224, 224)
-            forward[b] = b / timed(repeats, lambda: model(x))
-    head = nn.Sequential(nn.Linear(25088, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 2))
-    opt = torch.optim.Adam(head.parameters(), lr=1e-4)
-    feats, labels = torch.randn(32, 25088), torch.randint(0, 2, (32,))
+            x = torch.randn(b, 3, 224, 224, device=dev)
+            forward[b] = b / timed(repeats, lambda: model(x), sync)
+    feats = torch.randn(32, 25088, device=dev)
+    labels = torch.randint(0, 2, (32,), device=dev)
 
-    def step():
-        opt.zero_grad()
-        nn.functional.cross_entropy(head(feats), labels).backward()
-        opt.step()
+    def step_ips(head, steps):
+        head = head.to(dev)
+        opt = torch.optim.Adam(head.parameters(), lr=1e-4)
 
-    return {"framework": f"pytorch {torch.__version__}", "threads": threads,
-            "forward": forward, "head_step_ips": 32 / timed(repeats * 10, step)}
+        def step():
+            opt.zero_grad()
+            nn.functional.cross_entropy(head(feats), labels).backward()
+            opt.step()
+
+        return 32 / timed(steps, step, sync)
+
+    light = nn.Sequential(nn.Linear(25088, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 2))
+    result = {"framework": f"pytorch {torch.__version__}", "threads": threads, "device": str(dev),
+              "forward": forward, "head_step_ips": step_ips(light, repeats * 10)}
+    if dev.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(dev)
+    if dense or dev.type == "cuda":
+        torchvision_head = nn.Sequential(nn.Linear(25088, 4096), nn.ReLU(True), nn.Dropout(),
+                                         nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
+                                         nn.Linear(4096, 2))
+        result["dense_step_ips"] = step_ips(torchvision_head, repeats * 5)
+    return result
 
 
 def keras_bench(batches, repeats, threads):
@@ -132,6 +153,8 @@ def main():
     p.add_argument("--photos")
     p.add_argument("--photo-limit", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--device", default="cpu", help="torch only: cpu or cuda")
+    p.add_argument("--dense", action="store_true", help="torch: also time torchvision's dense layers")
     a = p.parse_args()
     if a.photos:
         if a.framework != "keras":
@@ -139,8 +162,12 @@ def main():
         print(json.dumps(keras_end_to_end(a.photos, a.photo_limit, a.epochs, a.threads)))
         return
     batches = [int(b) for b in a.batches.split(",")]
-    run = torch_bench if a.framework == "torch" else keras_bench
-    print(json.dumps(run(batches, a.repeats, a.threads)))
+    if a.framework == "torch":
+        print(json.dumps(torch_bench(batches, a.repeats, a.threads, a.device, a.dense)))
+    else:
+        if a.device != "cpu":
+            p.error("--device: the Keras reference is tensorflow-cpu")
+        print(json.dumps(keras_bench(batches, a.repeats, a.threads)))
 
 
 if __name__ == "__main__":
