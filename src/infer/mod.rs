@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::data::{DecodeError, DecodeLimits, decode_prepared};
 use crate::model::Vgg16;
 use crate::model::bundle::{self, BundleError, BundleHeader};
-use crate::model::cpu_base::FrozenConvs;
+use crate::model::cpu_base::{FrozenConvs, to_host};
 use crate::train::metrics::argmax;
 
 /// One image's prediction.
@@ -107,11 +107,10 @@ impl Classifier {
                     TensorData::new(values, [ok.len(), 3, s, s]),
                     &self.device,
                 );
-                let probs = softmax(self.base.model().forward_head(self.base.forward(x)), 1)
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .unwrap_or_default();
+                let probs = to_host(softmax(
+                    self.base.model().forward_head(self.base.forward(x)),
+                    1,
+                ));
                 let n = self.header.classes.len();
                 for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
                     predictions.push(Prediction {

@@ -33,7 +33,7 @@ use crate::data::{
 };
 use crate::device;
 use crate::model::bundle::{self, BundleHeader};
-use crate::model::cpu_base::FrozenConvs;
+use crate::model::cpu_base::{FrozenConvs, to_host};
 use crate::model::{HeadKind, Vgg16, Vgg16Config, apply_weights, read_weights};
 
 /// Metrics of one finished epoch.
@@ -486,13 +486,6 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default()
-}
-
 fn rows(values: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
     values.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
 }
@@ -526,13 +519,13 @@ impl Context<'_> {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Keeps `features` in memory when the budget allows.
-    fn remember(&self, hash: &str, features: &[f32]) {
+    /// Keeps `features` in memory when the budget allows (taking them: no copy).
+    fn remember(&self, hash: &str, features: Vec<f32>) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = features.len() * 4;
         if memory.0 + bytes <= MEMORY_BUDGET_BYTES && !memory.1.contains_key(hash) {
             memory.0 += bytes;
-            memory.1.insert(hash.to_owned(), features.to_vec());
+            memory.1.insert(hash.to_owned(), features);
         }
     }
 
@@ -910,7 +903,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                 for (sample, found) in chunk.iter_mut().zip(looked_up) {
                     match found? {
                         Lookup::Hit(hash, features) => {
-                            ctx.remember(&hash, &features);
+                            ctx.remember(&hash, features);
                             hits += 1;
                             sample.hash = Some(hash);
                         }
@@ -1007,7 +1000,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                 .sum()
                 .neg()
                 .div_scalar(b as f32);
-            let batch_loss = f64::from(to_vec(loss.clone()).first().copied().unwrap_or(f32::NAN));
+            let batch_loss = f64::from(to_host(loss.clone()).first().copied().unwrap_or(f32::NAN));
             if !batch_loss.is_finite() {
                 return Err(format!(
                     "the loss became {batch_loss} at epoch {}: lower the learning rate (now {})",
@@ -1017,7 +1010,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
-            let predicted = rows(to_vec(logits), classes_n);
+            let predicted = rows(to_host(logits), classes_n);
             let batch_correct = predicted
                 .iter()
                 .zip(&labels)
@@ -1142,7 +1135,7 @@ fn evaluate(
         let (input, kept) = ctx.batch_input(frozen, chunk, None, &ctx.device);
         let Some(input) = input else { continue };
         let logits = forward_trainable(model, input, frozen_convs, None);
-        probs.extend(rows(to_vec(softmax(logits, 1)), classes.len()));
+        probs.extend(rows(to_host(softmax(logits, 1)), classes.len()));
         labels.extend(kept.iter().map(|&i| chunk[i].label));
         paths.extend(kept.iter().map(|&i| chunk[i].path.clone()));
         let secs = started.elapsed().as_secs_f64().max(1e-6);
