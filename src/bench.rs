@@ -184,8 +184,6 @@ fn train_step_ips(
 
 /// Runs every measurement; `progress` gets a line before each.
 pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<BenchResult, String> {
-    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
-    let device = chosen.device.clone();
     let model_config = Vgg16Config {
         num_classes: 2,
         input_size: config.input_size,
@@ -193,6 +191,15 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         head: HeadKind::Torchvision,
         dropout: 0.5,
     };
+    // Everything below must fit the GPU's binding limit; the torchvision head is the largest.
+    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
+    let chosen = match chosen.binding_limit() {
+        Some(limit) => {
+            device::fit(chosen, &model_config.gpu_needs(13, 1, limit)).map_err(|e| e.to_string())?
+        }
+        None => chosen,
+    };
+    let device = chosen.device.clone();
     let model = model_config.init(&device);
     let base = FrozenConvs::whole_base(model.clone());
     let s = config.input_size as usize;
@@ -240,7 +247,11 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
                 head: HeadKind::Dense256,
                 input_size: config.input_size,
                 width_divisor: config.width_divisor.max(1),
-                device: config.device,
+                // The device the rest of the bench ran on (`fit` may have moved it).
+                device: match chosen.backend {
+                    device::Backend::Cpu => device::DeviceChoice::Cpu,
+                    device::Backend::Wgpu => config.device,
+                },
                 split: SplitConfig {
                     valid_fraction: 0.1,
                     seed: 1,
@@ -289,7 +300,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         None => None,
     };
     Ok(BenchResult {
-        device: chosen.label(),
+        device: chosen.describe(),
         input_size: config.input_size,
         width_divisor: config.width_divisor.max(1),
         forward,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use vggtune::data::{Dataset, ResizeMode, SplitConfig};
-use vggtune::device::{self, DeviceChoice};
+use vggtune::device::DeviceChoice;
 use vggtune::infer::{self, Classifier};
 use vggtune::model::HeadKind;
 use vggtune::train::run::checkpoint_path_for;
@@ -365,7 +365,8 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn load_classifier(choice: DeviceChoice, path: &Path) -> anyhow::Result<Classifier> {
-    let chosen = device::select(choice)?;
+    let header = vggtune::model::bundle::read_header(path)?;
+    let chosen = infer::device_for(choice, &header.model)?;
     Ok(Classifier::load(path, &chosen.device)?)
 }
 

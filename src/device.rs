@@ -90,6 +90,10 @@ pub struct AdapterSummary {
     pub driver: String,
     /// True for rasterisers that run on the CPU (lavapipe, llvmpipe, SwiftShader, WARP).
     pub software: bool,
+    /// The largest buffer one shader can bind, in bytes: the device's storage-binding and
+    /// buffer-size limits, the smaller (128 MiB on lavapipe; gigabytes on most GPUs). A tensor
+    /// larger than this cannot be used on the device at all.
+    pub max_binding_bytes: u64,
 }
 
 impl AdapterSummary {
@@ -135,6 +139,26 @@ impl ComputeDevice {
         }
     }
 
+    /// The label, and why when a hardware GPU was passed over for the CPU (by [`fit`]).
+    pub fn describe(&self) -> String {
+        let passed_over = self.backend == Backend::Cpu
+            && self.choice == DeviceChoice::Auto
+            && self.adapter.as_ref().is_some_and(|a| !a.software);
+        if passed_over {
+            format!("{} ({})", self.label(), self.reason)
+        } else {
+            self.label()
+        }
+    }
+
+    /// The largest buffer a shader can bind on this device; `None` on the CPU (no such limit).
+    pub fn binding_limit(&self) -> Option<u64> {
+        match (&self.backend, &self.adapter) {
+            (Backend::Wgpu, Some(a)) => Some(a.max_binding_bytes),
+            _ => None,
+        }
+    }
+
     /// The facts `vggtune info --json` prints.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -159,6 +183,88 @@ pub enum DeviceError {
          or run with --device cpu (or {DEVICE_ENV}=cpu)"
     )]
     NoGpu(String),
+    /// The GPU was forced and the work needs a buffer larger than it can bind.
+    #[error(
+        "the GPU '{adapter}' can bind at most {} in one buffer, and {} needs {}: {}run with \
+         --device cpu (or {DEVICE_ENV}=cpu)",
+        mib(*limit), need.what, mib(need.bytes),
+        need.remedy.as_deref().map(|r| format!("{r}, or ")).unwrap_or_default()
+    )]
+    TooLarge {
+        /// The adapter's name.
+        adapter: String,
+        /// Its limit, in bytes.
+        limit: u64,
+        /// The buffer that does not fit.
+        need: BufferNeed,
+    },
+}
+
+/// One buffer a piece of work will bind on the device, e.g. a layer's weights or a batch's
+/// activations, and what would make it smaller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferNeed {
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// What it is, for the user: "the torchvision head's first dense layer (25088 × 4096)".
+    pub what: String,
+    /// What the user can change to make it fit ("use the light head (--head dense256)"), when
+    /// anything can.
+    pub remedy: Option<String>,
+}
+
+/// Bytes as MiB for messages ("392 MiB").
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Checks that every buffer in `needs` fits the chosen device's binding limit. On the CPU, and on
+/// a GPU whose limit is large enough, `chosen` comes back as it is. Otherwise `auto` moves the
+/// work to the CPU (saying why in the reason) and a forced `gpu` is an error that names the
+/// buffer, its size, the limit and what to change, instead of a wgpu validation panic mid-run.
+pub fn fit(chosen: ComputeDevice, needs: &[BufferNeed]) -> Result<ComputeDevice, DeviceError> {
+    let Some(limit) = chosen.binding_limit() else {
+        return Ok(chosen);
+    };
+    let Some(need) = needs
+        .iter()
+        .filter(|n| n.bytes > limit)
+        .max_by_key(|n| n.bytes)
+    else {
+        return Ok(chosen);
+    };
+    let adapter = chosen
+        .adapter
+        .as_ref()
+        .map_or_else(String::new, |a| a.name.clone());
+    if chosen.choice == DeviceChoice::Auto {
+        return Ok(ComputeDevice {
+            device: Device::flex(),
+            backend: Backend::Cpu,
+            reason: format!(
+                "the GPU '{adapter}' can bind at most {} in one buffer, and {} needs {}: \
+                 running on the CPU",
+                mib(limit),
+                need.what,
+                mib(need.bytes)
+            ),
+            ..chosen
+        });
+    }
+    Err(DeviceError::TooLarge {
+        adapter,
+        limit,
+        need: need.clone(),
+    })
+}
+
+/// The binding limit of `device` when it is the wgpu device the probe created; `None` for the
+/// CPU (and when wgpu never started).
+pub fn wgpu_binding_limit(device: &Device) -> Option<u64> {
+    if *device == Device::flex() {
+        return None;
+    }
+    probe_wgpu().ok().map(|(_, a)| a.max_binding_bytes)
 }
 
 /// The number of CPU threads the CPU backend can use.
@@ -257,12 +363,16 @@ pub fn probe_wgpu() -> Result<(Device, AdapterSummary), String> {
                             .copied()
                             .collect::<Vec<_>>()
                             .join(" ");
+                        let limits = setup.device.limits();
                         let summary = AdapterSummary {
                             name: info.name.clone(),
                             graphics_api: format!("{:?}", info.backend),
                             device_type,
                             driver,
                             software,
+                            max_binding_bytes: limits
+                                .max_storage_buffer_binding_size
+                                .min(limits.max_buffer_size),
                         };
                         (device, summary)
                     })
@@ -284,6 +394,7 @@ mod tests {
             device_type: "Cpu".into(),
             driver: "llvmpipe".into(),
             software: true,
+            max_binding_bytes: 128 << 20,
         }
     }
 
@@ -359,5 +470,73 @@ mod tests {
         let chosen = select_with(DeviceChoice::Cpu, || panic!("probed")).unwrap();
         assert_eq!(chosen.backend, Backend::Cpu);
         assert!(chosen.label().starts_with("CPU"));
+    }
+
+    fn head_layer() -> BufferNeed {
+        BufferNeed {
+            bytes: 25088 * 4096 * 4,
+            what: "the torchvision head's first dense layer (25088 × 4096)".into(),
+            remedy: Some("use the light head (--head dense256)".into()),
+        }
+    }
+
+    fn small() -> BufferNeed {
+        BufferNeed {
+            bytes: 25 << 20,
+            what: "something small".into(),
+            remedy: None,
+        }
+    }
+
+    fn on_software_gpu(choice: DeviceChoice) -> ComputeDevice {
+        select_with(choice, || Ok((Device::flex(), software()))).unwrap()
+    }
+
+    #[test]
+    fn a_forced_gpu_that_cannot_bind_a_buffer_is_an_error_naming_it_and_the_way_out() {
+        let err = fit(on_software_gpu(DeviceChoice::Gpu), &[small(), head_layer()]).unwrap_err();
+        assert!(matches!(err, DeviceError::TooLarge { limit, .. } if limit == 128 << 20));
+        let text = err.to_string();
+        for part in [
+            "llvmpipe",
+            "128 MiB",
+            "392 MiB",
+            "first dense layer",
+            "--head dense256",
+            "--device cpu",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn auto_moves_work_that_does_not_fit_to_the_cpu_and_says_why() {
+        // `auto` never picks a software adapter, so stand in a hardware one with a small limit.
+        let gpu = AdapterSummary {
+            name: "Small GPU".into(),
+            device_type: "IntegratedGpu".into(),
+            software: false,
+            ..software()
+        };
+        let chosen = select_with(DeviceChoice::Auto, || Ok((Device::flex(), gpu))).unwrap();
+        assert_eq!(chosen.backend, Backend::Wgpu);
+        let moved = fit(chosen, &[head_layer()]).unwrap();
+        assert_eq!(moved.backend, Backend::Cpu);
+        assert!(moved.describe().starts_with("CPU"), "{}", moved.describe());
+        assert!(moved.describe().contains("392 MiB"), "{}", moved.describe());
+        assert_eq!(moved.binding_limit(), None);
+        assert!(moved.reason.contains("Small GPU"), "{}", moved.reason);
+        assert!(moved.reason.contains("392 MiB"), "{}", moved.reason);
+        assert!(moved.reason.contains("on the CPU"), "{}", moved.reason);
+    }
+
+    #[test]
+    fn work_that_fits_keeps_its_device() {
+        let chosen = on_software_gpu(DeviceChoice::Gpu);
+        assert_eq!(chosen.binding_limit(), Some(128 << 20));
+        let kept = fit(chosen, &[small()]).unwrap();
+        assert_eq!(kept.backend, Backend::Wgpu);
+        let cpu = select_with(DeviceChoice::Cpu, || panic!("probed")).unwrap();
+        assert_eq!(fit(cpu, &[head_layer()]).unwrap().backend, Backend::Cpu);
     }
 }

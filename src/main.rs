@@ -207,6 +207,10 @@ fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
                 format!("; driver {}", adapter.driver)
             }
         );
+        println!(
+            "binds:   at most {:.0} MiB in one buffer",
+            adapter.max_binding_bytes as f64 / (1024.0 * 1024.0)
+        );
     }
     Ok(())
 }
@@ -298,7 +302,8 @@ fn imagenet(
     use vggtune::model::imagenet;
     anyhow::ensure!(!images.is_empty(), "name at least one image to classify");
     let file = vggtune::model::read_weights(weights)?;
-    let chosen = device::select(choice)?;
+    // The ImageNet model is full VGG16: its torchvision head must fit the GPU's binding limit.
+    let chosen = vggtune::infer::device_for(choice, &vggtune::model::Vgg16Config::new(1000))?;
     let model = imagenet::imagenet_model(&file, &chosen.device)?;
     let preprocessing = vggtune::data::Preprocessing {
         convention: file.convention,

@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
 fn vggtune(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vggtune"));
     cmd.args(args).env_remove("VGGTUNE_DEVICE");
@@ -168,6 +170,49 @@ fn forcing_the_gpu_where_none_exists_is_a_clear_error() {
             "{all}"
         );
     }
+}
+
+#[test]
+fn a_gpu_that_cannot_bind_the_torchvision_head_is_refused_before_any_work() {
+    let info = vggtune(&["info", "--device", "gpu", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap_or_default();
+    let Some(limit) = v["adapter"]["max_binding_bytes"].as_u64() else {
+        eprintln!("no wgpu adapter here: {}", text(&info));
+        return;
+    };
+    // The head's first layer: 25088 × 4096 floats, 392 MiB.
+    if limit >= 25088 * 4096 * 4 {
+        eprintln!("this adapter binds {limit} bytes: the head fits, nothing to refuse");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    common::colour_dataset(data.path(), 3, 1);
+    let out_model = data.path().join("m.vggtune");
+    let args = [
+        "train",
+        data.path().to_str().unwrap(),
+        "--weights",
+        "none",
+        "--head",
+        "torchvision",
+        "--device",
+        "gpu",
+        "--out",
+        out_model.to_str().unwrap(),
+    ];
+    let out = vggtune(&args, &[]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+    for part in [
+        "392 MiB",
+        "can bind at most",
+        "--head dense256",
+        "--device cpu",
+    ] {
+        assert!(all.contains(part), "{part:?} missing: {all}");
+    }
+    assert!(!out_model.exists());
 }
 
 #[test]

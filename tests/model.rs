@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use burn::module::Module as _;
 use burn::tensor::{Device, Tensor, TensorData};
 use vggtune::data::{Convention, DecodeLimits, Preprocessing, ResizeMode, decode_rgb};
-use vggtune::model::cpu_base::{Algorithm, CpuConvBase};
+use vggtune::model::cpu_base::{Algorithm, CpuConvBase, FrozenConvs};
 use vggtune::model::download::{DownloadError, download};
 use vggtune::model::weights::{RawTensor, export_safetensors, torchvision_state_dict};
 use vggtune::model::{HeadKind, Vgg16Config, WeightsError, apply_weights, read_weights};
@@ -414,6 +414,34 @@ fn the_same_forward_on_wgpu_and_on_the_cpu_agree() {
     let on_gpu = values(model_gpu.forward(x.to_device(&gpu)));
     let diff = max_abs_diff(&on_cpu, &on_gpu);
     assert!(diff < 1e-3, "cpu {on_cpu:?} vs wgpu {on_gpu:?}: {diff}");
+}
+
+#[test]
+fn frozen_convolutions_on_wgpu_split_a_batch_to_fit_the_binding_limit_and_agree() {
+    let (gpu, adapter) = vggtune::device::probe_wgpu().expect(
+        "a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers) is needed for this test",
+    );
+    let model = tiny(3).init(&cpu());
+    let x = input(5, 32, 11);
+    let on_cpu = values(FrozenConvs::whole_base(model.clone()).forward(x.clone()));
+    let base = FrozenConvs::whole_base(model.to_device(&gpu));
+    // The probe's own limit is used on the device (lavapipe: 128 MiB, all 5 images at once).
+    assert_eq!(base.images_per_pass([5, 3, 32, 32]), 5, "{adapter:?}");
+    // Per image: the first convolution's output 4 × 32 × 32 floats = 16 KiB, the largest.
+    let base = base.with_binding_limit(Some(40_000));
+    assert_eq!(base.images_per_pass([5, 3, 32, 32]), 2);
+    let split = values(base.forward(x.clone().to_device(&gpu)));
+    assert_eq!(split.len(), on_cpu.len());
+    let diff = max_abs_diff(&split, &on_cpu);
+    assert!(diff < 1e-3, "in passes of 2 on wgpu vs the CPU: {diff}");
+    let from_values = base.forward_values(values(x), [5, 3, 32, 32]);
+    assert!(max_abs_diff(&from_values, &on_cpu) < 1e-3);
+    // A limit below one image still runs one image a pass rather than none.
+    assert_eq!(
+        base.with_binding_limit(Some(1_000))
+            .images_per_pass([5, 3, 32, 32]),
+        1
+    );
 }
 
 /// A one-file HTTP server on 127.0.0.1 for the downloader, in one of several moods.

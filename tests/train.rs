@@ -482,12 +482,27 @@ fn a_saved_model_predicts_like_the_run_and_damaged_files_are_refused() {
         err.to_string().contains("cut.vggtune") && err.to_string().contains("truncated"),
         "{err}"
     );
+    // The header alone (what picks the device) reads from a copy cut after it, and not from
+    // one cut inside it.
+    assert_eq!(bundle::read_header(&cut).unwrap().classes, ["blue", "red"]);
+    let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+    std::fs::write(&cut, &bytes[..20 + header_len - 1]).unwrap();
+    let err = bundle::read_header(&cut).unwrap_err().to_string();
+    assert!(
+        err.contains("cut.vggtune") && err.contains("truncated"),
+        "{err}"
+    );
     let text = work.path().join("notes.vggtune");
     std::fs::write(&text, b"hello").unwrap();
     let err = Classifier::load(&text, &burn::tensor::Device::flex())
         .err()
         .unwrap();
     assert!(err.to_string().contains("notes.vggtune"), "{err}");
+    let err = bundle::read_header(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("notes.vggtune") && err.contains("wrong file"),
+        "{err}"
+    );
 }
 
 /// Runs the CLI and insists that it succeeded.

@@ -20,7 +20,7 @@ use crate::data::Dataset;
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
 use crate::infer::{self, Classifier, Prediction, Unclassified};
 use crate::model::download::{self, DownloadProgress};
-use crate::model::{WeightsFormat, read_weights};
+use crate::model::{WeightsFormat, bundle, read_weights};
 use crate::train::{
     EpochMetrics, Evaluation, Phase, RunSummary, TrainConfig, TrainEvent, TrainJob, TrainingRun,
 };
@@ -616,21 +616,17 @@ impl VggtuneApp {
     }
 
     fn load_model(&mut self, ctx: &egui::Context, path: PathBuf, saved: bool) {
-        let device = self.device_for_work();
+        let choice = self.state.device_choice;
         self.model_saved = saved;
         self.model_job = Some(Job::once(ctx, "load-model", move || {
-            Classifier::load(&path, &device)
+            // The chosen device (the probe is shared and answers once), unless the model's
+            // largest buffers do not fit the GPU: see `device::fit`.
+            let header = bundle::read_header(&path).map_err(|e| e.to_string())?;
+            let chosen = infer::device_for(choice, &header.model).map_err(|e| e.to_string())?;
+            Classifier::load(&path, &chosen.device)
                 .map(|c| (c, path))
                 .map_err(|e| e.to_string())
         }));
-    }
-
-    /// The device for predictions: the chosen one, or the CPU until the probe answers.
-    fn device_for_work(&self) -> burn::tensor::Device {
-        match &self.device {
-            DeviceStatus::Ready(d) => d.device.clone(),
-            _ => burn::tensor::Device::flex(),
-        }
     }
 
     fn classify(&mut self, ctx: &egui::Context, inputs: Vec<PathBuf>) {

@@ -11,9 +11,10 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{DecodeError, DecodeLimits, decode_prepared};
-use crate::model::Vgg16;
+use crate::device::{self, ComputeDevice, DeviceChoice};
 use crate::model::bundle::{self, BundleError, BundleHeader};
 use crate::model::cpu_base::{FrozenConvs, to_host};
+use crate::model::{Vgg16, Vgg16Config};
 use crate::train::metrics::argmax;
 
 /// One image's prediction.
@@ -34,6 +35,20 @@ pub struct Unclassified {
     pub path: PathBuf,
     /// Why.
     pub reason: String,
+}
+
+/// The device to predict with a model of this shape: `choice`, checked against the GPU's binding
+/// limit for the model's largest weight and one image's activations (`auto` moves to the CPU
+/// when they do not fit; a forced GPU is an error that says why).
+pub fn device_for(
+    choice: DeviceChoice,
+    model: &Vgg16Config,
+) -> Result<ComputeDevice, crate::device::DeviceError> {
+    let chosen = device::select(choice)?;
+    match chosen.binding_limit() {
+        Some(limit) => device::fit(chosen, &model.gpu_needs(13, 1, limit)),
+        None => Ok(chosen),
+    }
 }
 
 /// A loaded model, ready to predict.

@@ -123,57 +123,95 @@ pub fn save(
     crate::fsutil::write_atomic_parts(path, &parts).map_err(|e| fail(e.to_string()))
 }
 
-/// Reads only a bundle's header (cheap: for menus and checks).
+/// Reads only a bundle's header (cheap: for menus and checks). Only the header's bytes are
+/// read, so a copy truncated further on is found by [`load`], not here.
 pub fn read_header(path: &Path) -> Result<BundleHeader, BundleError> {
-    let bytes = std::fs::read(path).map_err(|e| BundleError::Io {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(|e| BundleError::Io {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    Ok(sections(path, &bytes)?.0)
+    let mut read = |n: usize| -> Result<Vec<u8>, BundleError> {
+        let mut buf = vec![0; n];
+        file.read_exact(&mut buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                damaged(path, "the file ends early (truncated copy?)")
+            }
+            _ => BundleError::Io {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            },
+        })?;
+        Ok(buf)
+    };
+    let start = read(12).map_err(|_| damaged(path, START_WRONG))?;
+    check_start(path, &start)?;
+    let len = u64::from_le_bytes(read(8)?.try_into().expect("8 bytes"));
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= MAX_HEADER_BYTES)
+        .ok_or_else(|| damaged(path, "its header is too large"))?;
+    parse_header(path, &read(len)?)
+}
+
+/// No header is this large; a length above it is damage, not a header to allocate for.
+const MAX_HEADER_BYTES: usize = 256 << 20;
+
+const START_WRONG: &str = "it does not start like one (wrong file?)";
+
+fn damaged(path: &Path, reason: &str) -> BundleError {
+    BundleError::Damaged {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Checks the magic bytes and the format version.
+fn check_start(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return Err(damaged(path, START_WRONG));
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != FORMAT_VERSION {
+        return Err(damaged(
+            path,
+            &format!("it is format version {version}; this vggtune reads version {FORMAT_VERSION}"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_header(path: &Path, json: &[u8]) -> Result<BundleHeader, BundleError> {
+    serde_json::from_slice(json)
+        .map_err(|e| damaged(path, &format!("its header is unreadable: {e}")))
 }
 
 fn sections<'a>(
     path: &Path,
     bytes: &'a [u8],
 ) -> Result<(BundleHeader, &'a [u8], &'a [u8]), BundleError> {
-    let damaged = |reason: &str| BundleError::Damaged {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if bytes.len() < 12 || &bytes[..8] != MAGIC {
-        return Err(damaged("it does not start like one (wrong file?)"));
-    }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
-        return Err(BundleError::Damaged {
-            path: path.to_owned(),
-            reason: format!(
-                "it is format version {version}; this vggtune reads version {FORMAT_VERSION}"
-            ),
-        });
-    }
+    check_start(path, bytes)?;
     let mut pos = 12;
     let mut take = || -> Result<&'a [u8], BundleError> {
-        let len_bytes = bytes
-            .get(pos..pos + 8)
-            .ok_or_else(|| damaged("the file ends early (truncated copy?)"))?;
-        let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| damaged("bad length"))?);
-        let len = usize::try_from(len).map_err(|_| damaged("a section is too large"))?;
+        let ends_early = || damaged(path, "the file ends early (truncated copy?)");
+        let len_bytes = bytes.get(pos..pos + 8).ok_or_else(ends_early)?;
+        let len = u64::from_le_bytes(
+            len_bytes
+                .try_into()
+                .map_err(|_| damaged(path, "bad length"))?,
+        );
+        let len = usize::try_from(len).map_err(|_| damaged(path, "a section is too large"))?;
         let start = pos + 8;
         let section = bytes
             .get(start..start.saturating_add(len))
-            .ok_or_else(|| damaged("the file ends early (truncated copy?)"))?;
+            .ok_or_else(ends_early)?;
         pos = start + len;
         Ok(section)
     };
     let json = take()?;
     let weights = take()?;
     let optim = take()?;
-    let header: BundleHeader = serde_json::from_slice(json).map_err(|e| BundleError::Damaged {
-        path: path.to_owned(),
-        reason: format!("its header is unreadable: {e}"),
-    })?;
-    Ok((header, weights, optim))
+    Ok((parse_header(path, json)?, weights, optim))
 }
 
 /// Reads a bundle, building its model on `device`.

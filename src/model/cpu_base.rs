@@ -363,11 +363,17 @@ fn adaptive_avg_pool(x: &[f32], [n, h, w, c]: [usize; 4], side: usize, out: &mut
 /// Convolutions `0..convs` of a model whose weights do not change, run the fastest way its
 /// device allows: [`CpuConvBase`] on the CPU, Burn's own forward pass elsewhere (or on the CPU
 /// when `VGGTUNE_CPU_CONV=burn`, for comparisons).
+///
+/// On a GPU a batch runs in as many passes as the device's binding limit needs: at 224 px each
+/// image's output of the first convolution is 12.25 MiB, so a batch of 32 is a 392 MiB buffer,
+/// more than some adapters can bind (lavapipe: 128 MiB). Images are independent here, so the
+/// passes give the same values as one.
 #[derive(Clone)]
 pub struct FrozenConvs {
     model: Vgg16,
     convs: usize,
     cpu: Option<std::sync::Arc<CpuConvBase>>,
+    binding_limit: Option<u64>,
 }
 
 impl FrozenConvs {
@@ -381,7 +387,56 @@ impl FrozenConvs {
         let burn_forced = std::env::var("VGGTUNE_CPU_CONV").is_ok_and(|v| v == "burn");
         let cpu = (on_cpu && convs > 0 && !burn_forced)
             .then(|| std::sync::Arc::new(CpuConvBase::new(&model, 0..convs)));
-        Self { model, convs, cpu }
+        let binding_limit = model
+            .features
+            .first()
+            .and_then(|c| crate::device::wgpu_binding_limit(&c.weight.device()));
+        Self {
+            model,
+            convs,
+            cpu,
+            binding_limit,
+        }
+    }
+
+    /// The same with another binding limit for Burn's path (`None`: one pass per batch).
+    pub fn with_binding_limit(mut self, limit: Option<u64>) -> Self {
+        self.binding_limit = limit;
+        self
+    }
+
+    /// How many images of `shape` ([n, 3, H, W]) one pass of Burn's path takes: all of them
+    /// without a binding limit, else as many as keep every activation within it (at least one).
+    pub fn images_per_pass(&self, shape: [usize; 4]) -> usize {
+        let Some(limit) = self.binding_limit else {
+            return shape[0].max(1);
+        };
+        let channels: Vec<usize> = self
+            .model
+            .features
+            .iter()
+            .map(|c| c.weight.dims()[0])
+            .collect();
+        let (_, conv_bytes) =
+            crate::model::vgg::largest_activation(&channels, 0..self.convs, shape[2]);
+        let input_bytes = (shape[1] * shape[2] * shape[3] * 4) as u64;
+        let per_image = conv_bytes.max(input_bytes).max(1);
+        ((limit / per_image) as usize).clamp(1, shape[0].max(1))
+    }
+
+    /// Burn's forward pass over `x`, in passes of at most [`Self::images_per_pass`] images.
+    fn burn_forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let dims = x.dims();
+        let per_pass = self.images_per_pass(dims);
+        if per_pass >= dims[0] {
+            return self.model.forward_convs(x, 0..self.convs);
+        }
+        let parts = x
+            .split(per_pass, 0)
+            .into_iter()
+            .map(|part| self.model.forward_convs(part, 0..self.convs))
+            .collect();
+        Tensor::cat(parts, 0)
     }
 
     /// The whole convolution base of `model` (what prediction runs before the head).
@@ -403,7 +458,7 @@ impl FrozenConvs {
     /// The frozen part on a batch: `[n, 3, H, W]` → what `forward_convs(x, 0..convs)` gives.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let Some(cpu) = &self.cpu else {
-            return self.model.forward_convs(x, 0..self.convs);
+            return self.burn_forward(x);
         };
         let device = x.device();
         let dims = x.dims();
@@ -425,7 +480,7 @@ impl FrozenConvs {
                 let device = self.model.features[0].weight.device();
                 let x =
                     Tensor::<4>::from_data(burn::tensor::TensorData::new(values, shape), &device);
-                to_host(self.model.forward_convs(x, 0..self.convs))
+                to_host(self.burn_forward(x))
             }
         }
     }

@@ -17,6 +17,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::preprocess::SplitMix64;
+use crate::device::BufferNeed;
 
 /// Output channels of the 13 convolutions, at full width.
 pub const CONV_CHANNELS: [usize; 13] = [
@@ -99,6 +100,63 @@ impl Vgg16Config {
         [self.conv_channels()[12], POOLED_SIDE, POOLED_SIDE]
     }
 
+    /// The buffers that decide whether work on this model fits a GPU that binds at most `limit`
+    /// bytes in one buffer: the head's first dense layer (the largest weight), one image's
+    /// largest activation in the frozen convolutions `0..frozen_convs` (which run in as many
+    /// passes as the limit needs, but one image must fit), and a batch of `batch` images'
+    /// largest activation in the convolutions that train (`frozen_convs..13`), whose batch
+    /// cannot be split.
+    pub fn gpu_needs(&self, frozen_convs: usize, batch: usize, limit: u64) -> Vec<BufferNeed> {
+        let channels = self.conv_channels();
+        let side = self.input_size as usize;
+        let hidden = self.head.hidden(self.width_divisor.max(1));
+        let first_out = hidden.first().copied().unwrap_or(self.num_classes);
+        let (name, remedy) = match self.head {
+            HeadKind::Torchvision => (
+                "the torchvision head",
+                Some("use the light head (--head dense256)".to_owned()),
+            ),
+            HeadKind::Dense256 => ("the light head", None),
+        };
+        let mut needs = vec![BufferNeed {
+            bytes: (self.feature_len() * first_out * 4) as u64,
+            what: format!(
+                "{name}'s first dense layer ({} × {first_out} weights)",
+                self.feature_len()
+            ),
+            remedy,
+        }];
+        let frozen = frozen_convs.min(13);
+        if frozen > 0 {
+            let (conv, bytes) = largest_activation(&channels, 0..frozen, side);
+            needs.push(BufferNeed {
+                bytes,
+                what: format!(
+                    "one photo's output of convolution {} at {side} px",
+                    conv + 1
+                ),
+                remedy: Some("use a smaller --input-size".to_owned()),
+            });
+        }
+        if frozen < 13 {
+            let (conv, per_image) = largest_activation(&channels, frozen..13, side);
+            let fits = (limit / per_image.max(1)) as usize;
+            needs.push(BufferNeed {
+                bytes: per_image * batch as u64,
+                what: format!(
+                    "a batch of {batch} photos' output of convolution {} (trained)",
+                    conv + 1
+                ),
+                remedy: Some(if fits == 0 {
+                    "use a smaller --input-size".to_owned()
+                } else {
+                    format!("use --batch-size {fits} or less")
+                }),
+            });
+        }
+        needs
+    }
+
     /// Builds the model with fresh (randomly initialised) weights.
     pub fn init(&self, device: &Device) -> Vgg16 {
         let channels = self.conv_channels();
@@ -130,6 +188,30 @@ impl Vgg16Config {
             .map(|w| LinearConfig::new(w[0], w[1]).init(device))
             .collect()
     }
+}
+
+/// The largest activation one image makes in convolutions `range` (0-based) of a VGG16 with
+/// these output `channels` and input side `input_side`: the convolution (0-based) and its
+/// output's size in bytes (f32). Each convolution's output is larger than the max-pool after it.
+pub fn largest_activation(
+    channels: &[usize],
+    range: std::ops::Range<usize>,
+    input_side: usize,
+) -> (usize, u64) {
+    let mut side = input_side;
+    let mut largest = (range.start, 0);
+    for (i, &c) in channels.iter().enumerate().take(range.end) {
+        if i >= range.start {
+            let bytes = (c * side * side * 4) as u64;
+            if bytes > largest.1 {
+                largest = (i, bytes);
+            }
+        }
+        if POOL_AFTER.contains(&i) {
+            side /= 2;
+        }
+    }
+    largest
 }
 
 /// VGG16: the convolution base and the classifier.
@@ -230,5 +312,55 @@ impl Vgg16 {
         self.classifier
             .last()
             .map_or(0, |l| l.weight.shape().dims::<2>()[1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAVAPIPE_LIMIT: u64 = 128 << 20;
+
+    #[test]
+    fn the_largest_activation_is_the_first_block_at_full_size_and_block_5_when_it_trains() {
+        let channels = Vgg16Config::new(2).conv_channels();
+        assert_eq!(
+            largest_activation(&channels, 0..13, 224),
+            (0, 64 * 224 * 224 * 4)
+        );
+        // Block 5 sees 224 / 16 = 14 px.
+        assert_eq!(
+            largest_activation(&channels, 10..13, 224),
+            (10, 512 * 14 * 14 * 4)
+        );
+        // Block 3 (convolutions 4..7) at 224 / 4 = 56 px.
+        assert_eq!(
+            largest_activation(&channels, 4..7, 224),
+            (4, 256 * 56 * 56 * 4)
+        );
+    }
+
+    #[test]
+    fn gpu_needs_name_the_torchvision_heads_first_layer_and_a_trained_batch() {
+        let config = Vgg16Config::new(2);
+        let head_only = config.gpu_needs(13, 32, LAVAPIPE_LIMIT);
+        assert_eq!(head_only.len(), 2, "{head_only:?}");
+        assert_eq!(head_only[0].bytes, 25088 * 4096 * 4);
+        assert!(head_only[0].what.contains("25088 × 4096"), "{head_only:?}");
+        assert!(head_only[0].remedy.as_deref().unwrap().contains("dense256"));
+        assert_eq!(head_only[1].bytes, 64 * 224 * 224 * 4);
+
+        let light = Vgg16Config {
+            head: HeadKind::Dense256,
+            ..config
+        };
+        let everything = light.gpu_needs(0, 32, LAVAPIPE_LIMIT);
+        assert_eq!(everything[0].bytes, 25088 * 256 * 4);
+        assert_eq!(everything.len(), 2, "nothing is frozen: {everything:?}");
+        let batch = &everything[1];
+        assert_eq!(batch.bytes, 32 * 64 * 224 * 224 * 4);
+        // 128 MiB holds 10 images' 12.25 MiB output of the first convolution.
+        assert_eq!(batch.remedy.as_deref(), Some("use --batch-size 10 or less"));
+        assert!(batch.what.contains("convolution 1"), "{}", batch.what);
     }
 }

@@ -694,9 +694,6 @@ fn forward_trainable(
 fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, String> {
     let config = job.config.clone();
     config.validate()?;
-    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
-    let device = chosen.device.clone();
-    let train_device = device.clone().autodiff();
     let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
     let classes = job.dataset.classes.clone();
     if classes.len() < 2 {
@@ -713,6 +710,22 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         head: config.head,
         dropout: config.dropout,
     };
+    // Before any work: a GPU that cannot bind the run's largest buffer is left for the CPU
+    // (auto) or refused with the reason (--device gpu), rather than failing mid-run.
+    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
+    let chosen = match chosen.binding_limit() {
+        Some(limit) => {
+            let needs = model_config.gpu_needs(
+                config.trainable.frozen_convs(),
+                config.batch_size.max(1),
+                limit,
+            );
+            device::fit(chosen, &needs).map_err(|e| e.to_string())?
+        }
+        None => chosen,
+    };
+    let device = chosen.device.clone();
+    let train_device = device.clone().autodiff();
 
     // The model, its optimizer and history: from the checkpoint, or fresh.
     let resume_from = job
@@ -838,7 +851,7 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         classes: classes.clone(),
         train: split.train.len(),
         valid: split.valid.len(),
-        device: chosen.label(),
+        device: chosen.describe(),
         cache: cache_note,
         first_epoch: first_epoch + 1,
         weights: weights_messages,
