@@ -265,6 +265,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
                 config: train_config,
                 out: None,
                 checkpoint: None,
+                checkpoint_interval: Default::default(),
                 resume: false,
                 cache_root: Some(cache.clone()),
                 stop_after: None,

@@ -98,6 +98,11 @@ pub struct TrainArgs {
     /// `--resume` continues from there. For time-limited sessions.
     #[arg(long, value_name = "EPOCHS")]
     stop_after: Option<usize>,
+    /// Write the checkpoint after an epoch once this many seconds of training have passed since
+    /// the last one (0: after every epoch); it is always written after the last epoch and when
+    /// the run stops.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    checkpoint_secs: f64,
     /// The feature cache's folder (default: the platform cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -241,6 +246,8 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         weights,
         config,
         checkpoint: Some(checkpoint_path_for(&args.out)),
+        checkpoint_interval: std::time::Duration::try_from_secs_f64(args.checkpoint_secs)
+            .context("--checkpoint-secs must be a number of seconds, 0 or more")?,
         out: Some(args.out.clone()),
         resume: args.resume,
         cache_root: args.cache_dir,

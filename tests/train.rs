@@ -8,6 +8,7 @@ use common::colour_dataset;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use vggtune::data::{Dataset, SplitConfig};
 use vggtune::device::DeviceChoice;
@@ -44,6 +45,8 @@ fn job(root: &Path, config: TrainConfig, work: &Path) -> TrainJob {
         config,
         out: Some(work.join("model.vggtune")),
         checkpoint: Some(work.join("model.ckpt.vggtune")),
+        // After every epoch, so tests can follow them; one test checks the default.
+        checkpoint_interval: Duration::ZERO,
         resume: false,
         cache_root: Some(work.join("cache")),
         stop_after: None,
@@ -273,27 +276,43 @@ fn a_resumed_run_gives_the_same_numbers_as_an_uninterrupted_one() {
     // Stopped after exactly two epochs (the Stop button's own timing is the test above; a
     // stop sent from here on seeing epoch 2's checkpoint can arrive after epoch 3 on a fast
     // machine).
+    // The parts keep the default checkpoint interval, far longer than these epochs: epoch 2's
+    // snapshot is written only when the run stops, and must still be epoch 2's state (epoch 3
+    // must not have trained into it) for the numbers below to agree.
     let parts = tempfile::tempdir().unwrap();
     let mut first_part = job(data.path(), tiny_config(4), parts.path());
     first_part.stop_after = Some(2);
-    match TrainingRun::run_blocking(first_part, |_| {}) {
+    first_part.checkpoint_interval = vggtune::train::run::DEFAULT_CHECKPOINT_INTERVAL;
+    let mut saved = Vec::new();
+    let saved_epoch = |saved: &mut Vec<usize>, e: &TrainEvent| {
+        if let TrainEvent::CheckpointSaved { epoch, .. } = e {
+            saved.push(*epoch);
+        }
+    };
+    match TrainingRun::run_blocking(first_part, |e| saved_epoch(&mut saved, e)) {
         TrainEvent::Stopped {
             epochs_done,
             checkpoint,
         } => {
             assert_eq!(epochs_done, 2);
-            assert!(checkpoint.is_some_and(|c| c.is_file()));
+            let checkpoint = checkpoint.expect("a checkpoint was kept");
+            assert_eq!(bundle::read_header(&checkpoint).unwrap().next_epoch, 2);
         }
         other => panic!("expected Stopped after 2 epochs, got {other:?}"),
     }
+    assert_eq!(saved, [2], "epoch 1 is not written, epoch 2 is on the stop");
     let mut resume = job(data.path(), tiny_config(4), parts.path());
     resume.resume = true;
+    resume.checkpoint_interval = vggtune::train::run::DEFAULT_CHECKPOINT_INTERVAL;
     let mut first_epoch = 0;
+    saved.clear();
     let resumed = history(TrainingRun::run_blocking(resume, |e| {
         if let TrainEvent::Started { first_epoch: f, .. } = e {
             first_epoch = *f;
         }
+        saved_epoch(&mut saved, e);
     }));
+    assert_eq!(saved, [4], "only the last epoch's checkpoint");
     assert_eq!(first_epoch, 3);
     assert_eq!(resumed.len(), 4);
     for (a, b) in uninterrupted.iter().zip(&resumed) {

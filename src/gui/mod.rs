@@ -598,6 +598,7 @@ impl VggtuneApp {
             config,
             out: Some(out),
             checkpoint: Some(checkpoint),
+            checkpoint_interval: crate::train::run::DEFAULT_CHECKPOINT_INTERVAL,
             resume,
             cache_root: self.cache_root.clone(),
             stop_after: None,
