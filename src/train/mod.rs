@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod host_head;
 pub mod metrics;
 pub mod optim;
 pub mod run;

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::cache::{CacheKey, FeatureCache, content_hash, default_cache_root};
 use super::config::{OptimizerKind, TrainConfig, Trainable};
+use super::host_head;
 use super::metrics::{Evaluation, argmax};
 use super::optim::FusedAdam;
 use crate::data::decode::decode_rgb_bytes;
@@ -620,6 +621,23 @@ impl Context<'_> {
         }
     }
 
+    /// The batch's cached features on the host, `[kept, features]`, and the positions in `batch`
+    /// of the images they belong to; `None` when the run has no cache.
+    fn cached_batch(&self, batch: &[&Sample]) -> Option<(Vec<f32>, Vec<usize>)> {
+        let cache = self.cache.as_ref()?;
+        let mut values = Vec::new();
+        let mut kept = Vec::new();
+        for (i, s) in batch.iter().enumerate() {
+            if s.hash
+                .as_deref()
+                .is_some_and(|h| self.cached_features(cache, h, &mut values))
+            {
+                kept.push(i);
+            }
+        }
+        Some((values, kept))
+    }
+
     /// The input of the trainable part for a batch: cached features, or preprocessed photos run
     /// through the frozen convolutions, and the positions in `batch` of the images it holds
     /// (images that fail to decode are dropped, with an event).
@@ -631,17 +649,7 @@ impl Context<'_> {
         target: &Device,
     ) -> (Option<Tensor<4>>, Vec<usize>) {
         let frozen_convs = self.config.trainable.frozen_convs();
-        if let Some(cache) = &self.cache {
-            let mut values = Vec::new();
-            let mut labels = Vec::new();
-            for (i, s) in batch.iter().enumerate() {
-                if s.hash
-                    .as_deref()
-                    .is_some_and(|h| self.cached_features(cache, h, &mut values))
-                {
-                    labels.push(i);
-                }
-            }
+        if let Some((values, labels)) = self.cached_batch(batch) {
             if labels.is_empty() {
                 return (None, labels);
             }
@@ -1046,6 +1054,13 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
             next_epoch,
         )
     };
+    // The light head on cached features trains by hand on the CPU (same arithmetic, same
+    // optimizer and checkpoints, a third of the time: see `host_head`).
+    let host_step = device == Device::flex()
+        && ctx.cache.is_some()
+        && frozen_convs == 13
+        && config.optimizer == OptimizerKind::Adam
+        && host_head::handles(&model);
     for epoch in first_epoch..config.epochs {
         let epoch_started = Instant::now();
         let lr = config
@@ -1069,24 +1084,44 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
             }
             writer.poll(emit)?;
             let batch: Vec<&Sample> = chunk.iter().map(|&i| &train[i]).collect();
-            let augment = config.augment.then_some((epoch, chunk));
-            let (input, kept) = ctx.batch_input(&frozen, &batch, augment, &train_device);
-            let Some(input) = input else { continue };
-            let labels: Vec<usize> = kept.iter().map(|&i| batch[i].label).collect();
-            let b = labels.len();
-            let logits = forward_trainable(&model, input, frozen_convs, Some(&mut dropout_rng));
             let classes_n = classes.len();
-            let mut one_hot = vec![0.0f32; b * classes_n];
-            for (i, &l) in labels.iter().enumerate() {
-                one_hot[i * classes_n + l] = 1.0;
-            }
-            let one_hot =
-                Tensor::<2>::from_data(TensorData::new(one_hot, [b, classes_n]), &train_device);
-            let loss = (log_softmax(logits.clone(), 1) * one_hot)
-                .sum()
-                .neg()
-                .div_scalar(b as f32);
-            let batch_loss = f64::from(to_host(loss.clone()).first().copied().unwrap_or(f32::NAN));
+            let (labels, batch_loss, logits) = if host_step {
+                let Some((x, kept)) = ctx.cached_batch(&batch) else {
+                    unreachable!("the host step runs only with the cache")
+                };
+                if kept.is_empty() {
+                    continue;
+                }
+                let labels: Vec<usize> = kept.iter().map(|&i| batch[i].label).collect();
+                let (next, out) =
+                    host_head::step(model, &mut optim, lr, &x, &labels, &mut dropout_rng);
+                model = next;
+                (labels, out.loss, out.logits)
+            } else {
+                let augment = config.augment.then_some((epoch, chunk));
+                let (input, kept) = ctx.batch_input(&frozen, &batch, augment, &train_device);
+                let Some(input) = input else { continue };
+                let labels: Vec<usize> = kept.iter().map(|&i| batch[i].label).collect();
+                let b = labels.len();
+                let logits = forward_trainable(&model, input, frozen_convs, Some(&mut dropout_rng));
+                let mut one_hot = vec![0.0f32; b * classes_n];
+                for (i, &l) in labels.iter().enumerate() {
+                    one_hot[i * classes_n + l] = 1.0;
+                }
+                let one_hot =
+                    Tensor::<2>::from_data(TensorData::new(one_hot, [b, classes_n]), &train_device);
+                let loss = (log_softmax(logits.clone(), 1) * one_hot)
+                    .sum()
+                    .neg()
+                    .div_scalar(b as f32);
+                let batch_loss =
+                    f64::from(to_host(loss.clone()).first().copied().unwrap_or(f32::NAN));
+                if batch_loss.is_finite() {
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
+                    model = optim.step(lr, model, grads);
+                }
+                (labels, batch_loss, to_host(logits))
+            };
             if !batch_loss.is_finite() {
                 return Err(format!(
                     "the loss became {batch_loss} at epoch {}: lower the learning rate (now {})",
@@ -1094,9 +1129,8 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
                     config.learning_rate
                 ));
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            let predicted = rows(to_host(logits), classes_n);
+            let b = labels.len();
+            let predicted = rows(logits, classes_n);
             let batch_correct = predicted
                 .iter()
                 .zip(&labels)
