@@ -181,6 +181,27 @@ impl Columns {
 mod simd {
     use super::Columns;
 
+    /// Rows of the first layer fetched ahead of their use: each is used by a few entries only,
+    /// too few for the out-of-order core to hide the wait for memory.
+    const AHEAD: usize = 4;
+
+    #[inline(always)]
+    fn prefetch_row(w: &[f32], start: usize, width: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let row = &w[start..start + width];
+            for line in row.chunks(16) {
+                // SAFETY: a prefetch is a hint; the address is inside `w`.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch(
+                        line.as_ptr().cast::<i8>(),
+                        std::arch::x86_64::_MM_HINT_T0,
+                    );
+                }
+            }
+        }
+    }
+
     /// `y += v · x`.
     #[inline(always)]
     fn axpy(v: f32, x: &[f32], y: &mut [f32]) {
@@ -197,7 +218,9 @@ mod simd {
         out: &mut [f32],
         features: std::ops::Range<usize>,
     ) {
+        let end = features.end;
         for i in features {
+            prefetch_row(w, (i + AHEAD).min(end.max(1) - 1) * width, width);
             let row = &w[i * width..(i + 1) * width];
             for (b, v) in c.entries(i) {
                 axpy(v, row, &mut out[b * width..(b + 1) * width]);
@@ -205,12 +228,17 @@ mod simd {
         }
     }
 
+    /// Each row is summed in a scratch row that stays in L1 and then written once, rather than
+    /// read and written back for every entry.
     #[inline(always)]
     fn transposed_block_any(c: &Columns, d: &[f32], width: usize, rows: &mut [f32], first: usize) {
+        let mut acc = vec![0.0f32; width];
         for (r, row) in rows.chunks_exact_mut(width).enumerate() {
+            acc.fill(0.0);
             for (b, v) in c.entries(first + r) {
-                axpy(v, &d[b * width..(b + 1) * width], row);
+                axpy(v, &d[b * width..(b + 1) * width], &mut acc);
             }
+            row.copy_from_slice(&acc);
         }
     }
 

@@ -1187,11 +1187,12 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         }
     }
 
-    writer.flush(emit)?;
+    // The model is saved while the last checkpoint is still being written on its thread.
     if let Some(out) = &job.out {
         let header = header_at(&history, config.epochs);
         bundle::save(out, &header, &model.valid(), None).map_err(|e| e.to_string())?;
     }
+    writer.flush(emit)?;
     Ok(Outcome::Finished(Box::new(RunSummary {
         epochs: config.epochs,
         evaluation: evaluated.evaluation,
