@@ -256,10 +256,35 @@ fn conv3x3_relu(x: &[f32], [n, h, w]: [usize; 3], conv: &PackedConv, out: &mut V
 /// Each pointer must address a live matrix of that shape and row stride, and no other thread may
 /// touch `dst`'s elements during the call.
 unsafe fn matmul(
-    [m, n, k]: [usize; 3],
+    shape: [usize; 3],
     (dst, dst_rs): (*mut f32, usize),
     (lhs, lhs_rs): (*const f32, usize),
     (rhs, rhs_rs): (*const f32, usize),
+) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        strided_matmul(
+            shape,
+            (dst, dst_rs, 1),
+            (lhs, lhs_rs, 1),
+            (rhs, rhs_rs, 1),
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `dst = lhs · rhs` for `[m, k] · [k, n]` matrices given as (pointer, row stride, column
+/// stride), through `gemm`'s AVX-512 kernels where the CPU has them.
+///
+/// # Safety
+/// Each pointer must address a live matrix of that shape and strides, and no other thread may
+/// touch `dst`'s elements during the call.
+pub(crate) unsafe fn strided_matmul(
+    [m, n, k]: [usize; 3],
+    (dst, dst_rs, dst_cs): (*mut f32, usize, usize),
+    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+    parallelism: gemm::Parallelism,
 ) {
     // SAFETY: forwarded from the caller's contract.
     unsafe {
@@ -268,21 +293,21 @@ unsafe fn matmul(
             n,
             k,
             dst,
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             false,
             lhs,
-            1,
+            lhs_cs as isize,
             lhs_rs as isize,
             rhs,
-            1,
+            rhs_cs as isize,
             rhs_rs as isize,
             0.0,
             1.0,
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use crate::data::preprocess::SplitMix64;
 use crate::model::Vgg16;
+use crate::model::cpu_base::strided_matmul;
 
 /// What one step reports.
 pub struct StepOutput {
@@ -53,25 +54,11 @@ fn matmul(
     // SAFETY: the assertions above keep every element the strides address inside its slice, and
     // `dst` is borrowed mutably, so no one else touches it during the call.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dst_cs as isize,
-            dst_rs as isize,
-            false,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
+        strided_matmul(
+            [m, n, k],
+            (dst.as_mut_ptr(), dst_rs, dst_cs),
+            (lhs.as_ptr(), lhs_rs, lhs_cs),
+            (rhs.as_ptr(), rhs_rs, rhs_cs),
             gemm::Parallelism::Rayon(rayon::current_num_threads()),
         );
     }
