@@ -583,18 +583,18 @@ mod tests {
 
     #[test]
     fn the_hand_written_step_is_the_autodiff_step() {
-        let config = Vgg16Config {
-            num_classes: 3,
-            input_size: 32,
-            width_divisor: 16,
-            head: HeadKind::Dense256,
-            dropout: 0.5,
-        };
         let device = Device::flex().autodiff();
-        let (batch, len) = (12, config.feature_len());
-        let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % 3).collect();
-        // Sparse inputs take the column kernels, dense ones `gemm`.
-        for zeros in [86, 0] {
+        // Sparse inputs take the column kernels, dense ones `gemm`; with and without dropout.
+        for (zeros, dropout) in [(86, 0.5), (0, 0.5), (86, 0.0)] {
+            let config = Vgg16Config {
+                num_classes: 3,
+                input_size: 32,
+                width_divisor: 16,
+                head: HeadKind::Dense256,
+                dropout,
+            };
+            let (batch, len) = (12, config.feature_len());
+            let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % 3).collect();
             let start = config.init(&device).train();
             assert_eq!(start.classifier.len(), 2);
             let initial = head(&start);
