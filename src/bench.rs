@@ -280,6 +280,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
                 out: None,
                 checkpoint: None,
                 checkpoint_interval: Default::default(),
+                final_checkpoint: false,
                 resume: false,
                 cache_root: Some(cache.clone()),
                 stop_after: None,

@@ -248,6 +248,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         checkpoint: Some(checkpoint_path_for(&args.out)),
         checkpoint_interval: std::time::Duration::try_from_secs_f64(args.checkpoint_secs)
             .context("--checkpoint-secs must be a number of seconds, 0 or more")?,
+        final_checkpoint: true,
         out: Some(args.out.clone()),
         resume: args.resume,
         cache_root: args.cache_dir,

@@ -47,6 +47,7 @@ fn job(root: &Path, config: TrainConfig, work: &Path) -> TrainJob {
         checkpoint: Some(work.join("model.ckpt.vggtune")),
         // After every epoch, so tests can follow them; one test checks the default.
         checkpoint_interval: Duration::ZERO,
+        final_checkpoint: true,
         resume: false,
         cache_root: Some(work.join("cache")),
         stop_after: None,
@@ -109,6 +110,26 @@ fn a_tiny_run_learns_to_tell_colours_apart_and_reports_every_epoch() {
         summary.evaluation.accuracy
     );
     assert_eq!(summary.evaluation.count, 12);
+    assert!(work.path().join("model.vggtune").is_file());
+}
+
+#[test]
+fn a_run_told_not_to_keep_a_final_checkpoint_writes_none_after_its_last_epoch() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 6);
+    let mut job = job(data.path(), tiny_config(3), work.path());
+    job.final_checkpoint = false;
+    let mut saved = Vec::new();
+    finished(TrainingRun::run_blocking(job, |e| {
+        if let TrainEvent::CheckpointSaved { epoch, .. } = e {
+            saved.push(*epoch);
+        }
+    }));
+    // Every epoch but the last (the interval is zero here), as the window deletes it anyway.
+    assert_eq!(saved, [1, 2]);
+    let checkpoint = bundle::read_header(&work.path().join("model.ckpt.vggtune")).unwrap();
+    assert_eq!(checkpoint.next_epoch, 2);
     assert!(work.path().join("model.vggtune").is_file());
 }
 

@@ -599,6 +599,8 @@ impl VggtuneApp {
             out: Some(out),
             checkpoint: Some(checkpoint),
             checkpoint_interval: crate::train::run::DEFAULT_CHECKPOINT_INTERVAL,
+            // A finished run's checkpoint is deleted (below), so it is not written.
+            final_checkpoint: false,
             resume,
             cache_root: self.cache_root.clone(),
             stop_after: None,

@@ -193,6 +193,10 @@ pub struct TrainJob {
     pub checkpoint: Option<PathBuf>,
     /// See `checkpoint`; [`Duration::ZERO`] writes it after every epoch.
     pub checkpoint_interval: Duration,
+    /// Whether the checkpoint is written after the last epoch too (the CLI keeps it, for a
+    /// `--resume` with more epochs; the window deletes a finished run's). Without it, the last
+    /// epoch's snapshot is written only if saving the model fails.
+    pub final_checkpoint: bool,
     /// Continue from `checkpoint` when it exists.
     pub resume: bool,
     /// The feature cache's folder (default: the platform cache).
@@ -398,19 +402,43 @@ impl CheckpointWriter {
         epoch: usize,
         last: bool,
     ) -> Result<(), String> {
-        let snapshot = Snapshot {
+        self.keep(path, header, model, optim, epoch);
+        if last || self.since.elapsed() >= self.interval {
+            self.write_kept(emit)?;
+        }
+        Ok(())
+    }
+
+    /// Starts writing the kept snapshot, if any.
+    fn write_kept(&mut self, emit: &Emitter) -> Result<(), String> {
+        match self.deferred.take() {
+            Some(snapshot) => self.write(emit, snapshot),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the snapshot after `epoch` without writing it: [`Self::flush`] or a failed run
+    /// writes it, [`Self::discard`] drops it.
+    fn keep(
+        &mut self,
+        path: &Path,
+        header: BundleHeader,
+        model: &Vgg16,
+        optim: &ModuleOptimizer,
+        epoch: usize,
+    ) {
+        self.deferred = Some(Snapshot {
             path: path.to_owned(),
             header,
             model: model.clone(),
             optim: optim.clone(),
             epoch,
-        };
-        if last || self.since.elapsed() >= self.interval {
-            self.write(emit, snapshot)
-        } else {
-            self.deferred = Some(snapshot);
-            Ok(())
-        }
+        });
+    }
+
+    /// Drops the snapshot waiting to be written, if any.
+    fn discard(&mut self) {
+        self.deferred = None;
     }
 
     /// Starts writing `snapshot` after the previous write is done.
@@ -454,9 +482,7 @@ impl CheckpointWriter {
 
     /// Writes the snapshot still waiting for its turn, if any, and waits for every write.
     fn flush(&mut self, emit: &Emitter) -> Result<(), String> {
-        if let Some(snapshot) = self.deferred.take() {
-            self.write(emit, snapshot)?;
-        }
+        self.write_kept(emit)?;
         self.finish(emit)
     }
 
@@ -1201,7 +1227,11 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
         if let Some(path) = &job.checkpoint {
             let header = header_at(&history, epoch + 1);
             let last = epoch + 1 == config.epochs;
-            writer.epoch_done(emit, path, header, &model, &optim, epoch + 1, last)?;
+            if last && !job.final_checkpoint {
+                writer.keep(path, header, &model, &optim, epoch + 1);
+            } else {
+                writer.epoch_done(emit, path, header, &model, &optim, epoch + 1, last)?;
+            }
         }
         if job
             .stop_after
@@ -1219,6 +1249,10 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
     if let Some(out) = &job.out {
         let header = header_at(&history, config.epochs);
         bundle::save(out, &header, &model.valid(), None).map_err(|e| e.to_string())?;
+    }
+    if !job.final_checkpoint {
+        // The model is safe on disk: the snapshot kept for a failed save is not needed.
+        writer.discard();
     }
     writer.flush(emit)?;
     Ok(Outcome::Finished(Box::new(RunSummary {
