@@ -206,13 +206,9 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         dropout: 0.5,
     };
     // Everything below must fit the GPU's binding limit; the torchvision head is the largest.
-    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
-    let chosen = match chosen.binding_limit() {
-        Some(limit) => {
-            device::fit(chosen, &model_config.gpu_needs(13, 1, limit)).map_err(|e| e.to_string())?
-        }
-        None => chosen,
-    };
+    let chosen =
+        device::select_fitting(config.device, |limit| model_config.gpu_needs(13, 1, limit))
+            .map_err(|e| e.to_string())?;
     let device = chosen.device.clone();
     let model = model_config.init(&device);
     let base = FrozenConvs::whole_base(model.clone());

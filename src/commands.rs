@@ -373,9 +373,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn load_classifier(choice: DeviceChoice, path: &Path) -> anyhow::Result<Classifier> {
-    let header = vggtune::model::bundle::read_header(path)?;
-    let chosen = infer::device_for(choice, &header.model)?;
-    Ok(Classifier::load(path, &chosen.device)?)
+    Ok(Classifier::load_for(path, choice)?)
 }
 
 fn predict_with_bar(

@@ -258,6 +258,19 @@ pub fn fit(chosen: ComputeDevice, needs: &[BufferNeed]) -> Result<ComputeDevice,
     })
 }
 
+/// [`select`] for work whose buffers `needs(limit)` lists for a GPU binding at most `limit`
+/// bytes in one buffer, then [`fit`]: the device that work can run on.
+pub fn select_fitting(
+    choice: DeviceChoice,
+    needs: impl FnOnce(u64) -> Vec<BufferNeed>,
+) -> Result<ComputeDevice, DeviceError> {
+    let chosen = select(choice)?;
+    match chosen.binding_limit() {
+        Some(limit) => fit(chosen, &needs(limit)),
+        None => Ok(chosen),
+    }
+}
+
 /// The binding limit of `device` when it is the wgpu device the probe created; `None` for the
 /// CPU (and when wgpu never started).
 pub fn wgpu_binding_limit(device: &Device) -> Option<u64> {

@@ -20,7 +20,7 @@ use crate::data::Dataset;
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
 use crate::infer::{self, Classifier, Prediction, Unclassified};
 use crate::model::download::{self, DownloadProgress};
-use crate::model::{WeightsFormat, bundle, read_weights};
+use crate::model::{WeightsFormat, read_weights};
 use crate::train::{
     EpochMetrics, Evaluation, Phase, RunSummary, TrainConfig, TrainEvent, TrainJob, TrainingRun,
 };
@@ -624,9 +624,7 @@ impl VggtuneApp {
         self.model_job = Some(Job::once(ctx, "load-model", move || {
             // The chosen device (the probe is shared and answers once), unless the model's
             // largest buffers do not fit the GPU: see `device::fit`.
-            let header = bundle::read_header(&path).map_err(|e| e.to_string())?;
-            let chosen = infer::device_for(choice, &header.model).map_err(|e| e.to_string())?;
-            Classifier::load(&path, &chosen.device)
+            Classifier::load_for(&path, choice)
                 .map(|c| (c, path))
                 .map_err(|e| e.to_string())
         }));

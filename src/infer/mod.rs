@@ -11,7 +11,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{DecodeError, DecodeLimits, decode_prepared};
-use crate::device::{self, ComputeDevice, DeviceChoice};
+use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
 use crate::model::bundle::{self, BundleError, BundleHeader};
 use crate::model::cpu_base::{FrozenConvs, to_host};
 use crate::model::{Vgg16, Vgg16Config};
@@ -40,15 +40,19 @@ pub struct Unclassified {
 /// The device to predict with a model of this shape: `choice`, checked against the GPU's binding
 /// limit for the model's largest weight and one image's activations (`auto` moves to the CPU
 /// when they do not fit; a forced GPU is an error that says why).
-pub fn device_for(
-    choice: DeviceChoice,
-    model: &Vgg16Config,
-) -> Result<ComputeDevice, crate::device::DeviceError> {
-    let chosen = device::select(choice)?;
-    match chosen.binding_limit() {
-        Some(limit) => device::fit(chosen, &model.gpu_needs(13, 1, limit)),
-        None => Ok(chosen),
-    }
+pub fn device_for(choice: DeviceChoice, model: &Vgg16Config) -> Result<ComputeDevice, DeviceError> {
+    device::select_fitting(choice, |limit| model.gpu_needs(13, 1, limit))
+}
+
+/// Why a saved model could not be loaded for predictions.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The device.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 /// A loaded model, ready to predict.
@@ -69,6 +73,14 @@ impl Classifier {
             base: FrozenConvs::whole_base(loaded.model.valid()),
             device: device.clone(),
         })
+    }
+
+    /// Loads a saved model onto the device `choice` gives for it ([`device_for`]: its header is
+    /// read first, so a model too large for the GPU goes to the CPU or is refused with why).
+    pub fn load_for(path: &Path, choice: DeviceChoice) -> Result<Self, LoadError> {
+        let header = bundle::read_header(path)?;
+        let chosen = device_for(choice, &header.model)?;
+        Ok(Self::load(path, &chosen.device)?)
     }
 
     /// Wraps a model already in memory (the window's freshly trained one).

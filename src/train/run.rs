@@ -444,7 +444,6 @@ impl CheckpointWriter {
     /// Starts writing `snapshot` after the previous write is done.
     fn write(&mut self, emit: &Emitter, snapshot: Snapshot) -> Result<(), String> {
         self.finish(emit)?;
-        self.deferred = None;
         self.since = Instant::now();
         let Snapshot {
             path,
@@ -839,18 +838,14 @@ fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, Stri
     };
     // Before any work: a GPU that cannot bind the run's largest buffer is left for the CPU
     // (auto) or refused with the reason (--device gpu), rather than failing mid-run.
-    let chosen = device::select(config.device).map_err(|e| e.to_string())?;
-    let chosen = match chosen.binding_limit() {
-        Some(limit) => {
-            let needs = model_config.gpu_needs(
-                config.trainable.frozen_convs(),
-                config.batch_size.max(1),
-                limit,
-            );
-            device::fit(chosen, &needs).map_err(|e| e.to_string())?
-        }
-        None => chosen,
-    };
+    let chosen = device::select_fitting(config.device, |limit| {
+        model_config.gpu_needs(
+            config.trainable.frozen_convs(),
+            config.batch_size.max(1),
+            limit,
+        )
+    })
+    .map_err(|e| e.to_string())?;
     let device = chosen.device.clone();
     let train_device = device.clone().autodiff();
 
