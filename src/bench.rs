@@ -13,11 +13,11 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::data::preprocess::SplitMix64;
 use crate::data::{Dataset, SplitConfig};
 use crate::device::{self, DeviceChoice};
 use crate::model::cpu_base::FrozenConvs;
 use crate::model::{HeadKind, Vgg16Config};
+use crate::rng::SplitMix64;
 use crate::train::host_head;
 use crate::train::optim::FusedAdam;
 use crate::train::{TrainConfig, TrainEvent, TrainJob, Trainable, TrainingRun};
@@ -177,7 +177,7 @@ fn train_step_ips(
         // The step training takes on the CPU for the light head (`train::host_head`). These
         // features are dense; the pooled features of real photos are mostly zero, which that
         // step exploits (the end-to-end rows with real weights show it).
-        let x = crate::model::cpu_base::to_host(features);
+        let x = crate::model::host::to_host(features);
         let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
         let mut slot = Some(model);
         let secs = time_per_call(repeats, || {
@@ -288,7 +288,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
                         started.elapsed().as_secs_f64(),
                         summary.feature_secs,
                         summary.feature_pass_secs,
-                        summary.evaluation.accuracy,
+                        summary.validation.evaluation.accuracy,
                     )),
                     TrainEvent::Failed { reason } => Err(reason),
                     other => Err(format!("the run ended with {other:?}")),

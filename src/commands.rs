@@ -11,11 +11,11 @@ use vggtune::data::{Dataset, ResizeMode, SplitConfig};
 use vggtune::device::DeviceChoice;
 use vggtune::infer::{self, Classifier};
 use vggtune::model::HeadKind;
-use vggtune::train::run::checkpoint_path_for;
 use vggtune::train::{
     Evaluation, LrSchedule, OptimizerKind, TrainConfig, TrainEvent, TrainJob, Trainable,
     TrainingRun,
 };
+use vggtune::train::{checkpoint_path_for, log};
 
 /// How results are printed.
 #[derive(Args, Debug, Clone, Copy)]
@@ -163,7 +163,7 @@ pub struct SubmitArgs {
     #[arg(long, default_value = "submission.csv")]
     out: PathBuf,
     /// Clip P(dog) to [clip, 1 − clip]: a confident mistake costs less log loss.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = vggtune::infer::KAGGLE_CLIP)]
     clip: f64,
     /// Photos per batch.
     #[arg(long, default_value_t = 32)]
@@ -205,7 +205,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
              or --weights none to start from random weights",
         )?),
     };
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         trainable: args.trainable,
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -221,9 +221,8 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         augment: args.augment,
         split: SplitConfig {
             valid_fraction: args.valid_fraction,
-            seed: args.seed,
+            ..SplitConfig::default()
         },
-        seed: args.seed,
         device: choice,
         head: args.head,
         input_size: args.input_size,
@@ -235,6 +234,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         width_divisor: args.width_divisor.max(1),
         ..TrainConfig::default()
     };
+    config.set_seed(args.seed);
     let out = args.output;
     for problem in &dataset.problems {
         if !out.quiet && !out.json {
@@ -268,24 +268,9 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
             return;
         }
         match event {
-            TrainEvent::Started {
-                classes,
-                train,
-                valid,
-                device,
-                cache,
-                first_epoch,
-                weights,
-            } if !out.quiet => {
-                eprintln!("classes: {}", classes.join(", "));
-                eprintln!("images:  {train} training, {valid} validation");
-                eprintln!("device:  {device}");
-                eprintln!("cache:   {cache}");
-                for w in weights {
-                    eprintln!("weights: {w}");
-                }
-                if *first_epoch > 1 {
-                    eprintln!("resuming at epoch {first_epoch}");
+            TrainEvent::Started { .. } if !out.quiet => {
+                for line in log::started_lines(event) {
+                    eprintln!("{line}");
                 }
             }
             TrainEvent::Progress {
@@ -302,11 +287,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
                     )
                 });
                 p.set_length(*total as u64);
-                p.set_message(match phase {
-                    vggtune::train::Phase::Features => "features".to_owned(),
-                    vggtune::train::Phase::Training => format!("epoch {epoch}"),
-                    vggtune::train::Phase::Validating => "validating".to_owned(),
-                });
+                p.set_message(log::phase_label(*phase, *epoch));
                 p.set_position(*done as u64);
                 if done == total {
                     p.finish_and_clear();
@@ -317,15 +298,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
                 if let Some(p) = progress.take() {
                     p.finish_and_clear();
                 }
-                eprintln!(
-                    "epoch {:>3}: train loss {:.4} acc {:.2}% | valid loss {:.4} acc {:.2}% | {:.1} s",
-                    m.epoch,
-                    m.train_loss,
-                    100.0 * m.train_accuracy,
-                    m.valid_loss,
-                    100.0 * m.valid_accuracy,
-                    m.secs
-                );
+                eprintln!("{}", log::epoch_line(m));
             }
             TrainEvent::Skipped { path, reason } if !out.quiet => {
                 eprintln!("skipped {}: {reason}", path.display());
@@ -347,9 +320,9 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
                 }
                 println!(
                     "validation: accuracy {:.2}%, log loss {:.4} ({} images)",
-                    100.0 * summary.evaluation.accuracy,
-                    summary.evaluation.log_loss,
-                    summary.evaluation.count
+                    100.0 * summary.validation.evaluation.accuracy,
+                    summary.validation.evaluation.log_loss,
+                    summary.validation.evaluation.count
                 );
                 println!("saved {}", args.out.display());
             }
@@ -446,14 +419,14 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    let evaluation = &result.evaluation;
+    let evaluation = &result.evaluated.evaluation;
     let failed = &result.unclassified;
     if args.output.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "evaluation": evaluation,
-                "images": result.images,
+                "images": result.evaluated.images,
                 "unclassified": failed,
             }))?
         );

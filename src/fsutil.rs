@@ -22,13 +22,37 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_parts(path, &[bytes], false)
 }
 
+/// Writes whatever `write` produces to `path` atomically, streamed through a buffer: for files
+/// assembled from large pieces that are never joined in memory (an ONNX export's weights).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    write_with(path, true, |file| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut out)?;
+        out.flush()
+    })
+}
+
 fn write_parts(path: &Path, parts: &[&[u8]], durable: bool) -> std::io::Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+    write_with(path, durable, |file| {
         for part in parts {
             file.write_all(part)?;
         }
+        Ok(())
+    })
+}
+
+fn write_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        write(&mut file)?;
         if durable {
             file.sync_all()?;
         }
@@ -39,6 +63,33 @@ fn write_parts(path: &Path, parts: &[&[u8]], durable: bool) -> std::io::Result<(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// vggtune's own folders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppDir {
+    /// What can be made again: downloaded weights, the feature cache (`VGGTUNE_CACHE_DIR`).
+    Cache,
+    /// The window's last run: its model and checkpoint (`VGGTUNE_DATA_DIR`).
+    Data,
+}
+
+/// Where one of vggtune's folders is: the environment variable when set, else the platform's
+/// folder (`~/.cache/vggtune`, `~/.local/share/vggtune` on Linux), else one in the temp folder.
+pub fn app_dir(which: AppDir) -> PathBuf {
+    let variable = match which {
+        AppDir::Cache => "VGGTUNE_CACHE_DIR",
+        AppDir::Data => "VGGTUNE_DATA_DIR",
+    };
+    if let Some(dir) = std::env::var_os(variable) {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("", "", "vggtune")
+        .map(|d| match which {
+            AppDir::Cache => d.cache_dir().to_owned(),
+            AppDir::Data => d.data_dir().to_owned(),
+        })
+        .unwrap_or_else(|| std::env::temp_dir().join("vggtune"))
 }
 
 /// The temporary name used while writing `path`: `.NAME.tmp-PID` in the same folder.

@@ -10,8 +10,11 @@ pub mod device;
 pub mod fsutil;
 pub mod gui;
 pub mod infer;
+pub mod limits;
 pub mod model;
+pub mod rng;
 pub mod train;
+pub mod tuning;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -65,13 +65,17 @@ enum Command {
     Predict(commands::PredictArgs),
     /// Write a Kaggle Dogs vs. Cats submission (id,label with label = P(dog)).
     Submit(commands::SubmitArgs),
-    /// Export a saved model's weights as .safetensors with torchvision's key names.
+    /// Export a saved model: ONNX (the whole classifier, for onnxruntime, OpenCV, browsers) or
+    /// .safetensors with torchvision's key names (for PyTorch).
     Export {
         /// The saved model (.vggtune).
         model: PathBuf,
-        /// The .safetensors file to write.
+        /// The file to write (.onnx or .safetensors).
         #[arg(long)]
         out: PathBuf,
+        /// onnx or safetensors (default: from --out's extension).
+        #[arg(long)]
+        format: Option<vggtune::model::export::ExportFormat>,
     },
     /// Measure forward, training and end-to-end speed and memory on the chosen device.
     Bench {
@@ -125,6 +129,8 @@ fn main() -> ExitCode {
     // SAFETY: the first statement of `main`: no other thread exists yet.
     unsafe { vggtune::pin_default_device() };
     vggtune::tune_allocator();
+    // The comparison switches are read once, before any work (vggtune::tuning).
+    let _ = vggtune::tuning::current();
     let cli = Cli::parse();
     let Some(command) = cli.command else {
         return match vggtune::gui::run(cli.device) {
@@ -145,7 +151,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate(cli.device, args),
         Command::Predict(args) => commands::predict(cli.device, args),
         Command::Submit(args) => commands::submit(cli.device, args),
-        Command::Export { model, out } => export(&model, &out),
+        Command::Export { model, out, format } => export(&model, &out, format),
         Command::Bench {
             photos,
             photo_limit,
@@ -329,19 +335,19 @@ fn imagenet(
     Ok(())
 }
 
-fn export(model: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
-    let loaded = vggtune::model::bundle::load(model, &burn::tensor::Device::flex())?;
-    vggtune::model::weights::export_safetensors(
-        &loaded.model,
-        loaded.header.preprocessing.convention,
-        out,
-    )?;
-    println!(
-        "wrote {} ({} classes: {}; torchvision key names)",
-        out.display(),
-        loaded.header.classes.len(),
-        loaded.header.classes.join(", ")
-    );
+fn export(
+    model: &std::path::Path,
+    out: &std::path::Path,
+    format: Option<vggtune::model::export::ExportFormat>,
+) -> anyhow::Result<()> {
+    use vggtune::model::export::{ExportFormat, export_model};
+    let format = format.or_else(|| ExportFormat::for_path(out)).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: say which format with --format onnx or --format safetensors (or name the file .onnx or .safetensors)",
+            out.display()
+        )
+    })?;
+    println!("{}", export_model(model, format, out)?);
     Ok(())
 }
 

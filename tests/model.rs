@@ -1,5 +1,7 @@
 //! VGG16 in Burn: the module, weight import/export, the download, and proof against onnxruntime.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,8 +10,10 @@ use std::sync::atomic::AtomicBool;
 use burn::module::Module as _;
 use burn::tensor::{Device, Tensor, TensorData};
 use vggtune::data::{Convention, DecodeLimits, Preprocessing, ResizeMode, decode_rgb};
+use vggtune::model::bundle::{self, BundleHeader};
 use vggtune::model::cpu_base::{Algorithm, CpuConvBase, FrozenConvs};
 use vggtune::model::download::{DownloadError, download};
+use vggtune::model::export::{ExportFormat, export_model};
 use vggtune::model::weights::{RawTensor, export_safetensors, torchvision_state_dict};
 use vggtune::model::{HeadKind, Vgg16Config, WeightsError, apply_weights, read_weights};
 
@@ -28,7 +32,7 @@ fn tiny(classes: usize) -> Vgg16Config {
 }
 
 fn input(n: usize, size: usize, seed: u64) -> Tensor<4> {
-    let mut rng = vggtune::data::preprocess::SplitMix64(seed);
+    let mut rng = vggtune::rng::SplitMix64(seed);
     let values: Vec<f32> = (0..n * 3 * size * size)
         .map(|_| rng.next_f32() * 2.0 - 1.0)
         .collect();
@@ -300,14 +304,7 @@ fn real_imagenet_conv_base_from_onnx_matches_onnxruntime_on_real_photos() {
     )
     .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/onnx_features.py");
-    let venv_python =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downloaded/venv/bin/python");
-    let python = if venv_python.is_file() {
-        venv_python
-    } else {
-        PathBuf::from("python3")
-    };
-    let out = std::process::Command::new(&python)
+    let out = std::process::Command::new(common::reference_python())
         .arg(&script)
         .arg(&onnx)
         .arg("functional_1/block5_pool_1/MaxPool2d:0")
@@ -514,7 +511,7 @@ fn serve(
 }
 
 fn payload() -> (Vec<u8>, String) {
-    let mut rng = vggtune::data::preprocess::SplitMix64(5);
+    let mut rng = vggtune::rng::SplitMix64(5);
     let body: Vec<u8> = (0..3_000_000).map(|_| rng.next_u64() as u8).collect();
     let path = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(path.path(), &body).unwrap();
@@ -672,4 +669,84 @@ fn pth_and_safetensors_written_by_pytorch_give_pytorchs_logits() {
             "{name}: logits {logits:?} vs PyTorch {expected:?} ({diff})"
         );
     }
+}
+
+#[test]
+fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxruntime_runs_alike() {
+    // The largest model vggtune makes: 138 M parameters, torchvision's head and preprocessing
+    // (here with the centre crop). It is written as one file, under protobuf's 2 GB limit.
+    let config = Vgg16Config::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = dir.path().join("big.vggtune");
+    let preprocessing = Preprocessing {
+        resize: ResizeMode::ShorterSideCenterCrop,
+        ..Preprocessing::torchvision()
+    };
+    let header = BundleHeader {
+        format_version: bundle::FORMAT_VERSION,
+        vggtune_version: vggtune::VERSION.to_owned(),
+        classes: vec!["cat".into(), "dog".into()],
+        preprocessing,
+        model: config,
+        trained: "all".into(),
+        base_weights_sha256: "random".into(),
+        base_weights_file: None,
+        train_config: serde_json::Value::Null,
+        history: serde_json::Value::Null,
+        next_epoch: 0,
+    };
+    let model = config.init(&cpu());
+    let weight_bytes = 4 * model.num_params() as u64;
+    bundle::save(&model_path, &header, &model, None).unwrap();
+    drop(model);
+    let onnx = dir.path().join("big.onnx");
+    let said = export_model(&model_path, ExportFormat::Onnx, &onnx).unwrap();
+    assert!(said.contains("2 classes: cat, dog"), "{said}");
+    let size = std::fs::metadata(&onnx).unwrap().len();
+    eprintln!("full-size ONNX export: {size} bytes");
+    assert!(
+        size > weight_bytes && size < weight_bytes + 100_000 && size < (1 << 31) - 1,
+        "{size} bytes: one file holds all weights, under 2 GB"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 2,
+        "no external data files and no temp file left"
+    );
+
+    let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train");
+    let photos: Vec<PathBuf> = ["cat.7.jpg", "dog.8.jpg", "dog.9.jpg"]
+        .iter()
+        .map(|n| train.join(n))
+        .collect();
+    let classifier = vggtune::infer::Classifier::load(&model_path, &cpu()).unwrap();
+    let (predictions, failed) = classifier.predict(&photos, 3, |_, _| {});
+    assert!(failed.is_empty());
+    let ours: Vec<f32> = predictions
+        .iter()
+        .flat_map(|p| p.probabilities.clone())
+        .collect();
+    let (theirs, info) = common::onnxruntime_outputs(&onnx, &photos, &preprocessing);
+    let diff = max_abs_diff(&ours, &theirs);
+    eprintln!("ONNX export, torchvision head: max |vggtune - onnxruntime| = {diff:e}");
+    assert!(diff <= 1e-4, "vggtune {ours:?} vs onnxruntime {theirs:?}");
+    assert_eq!(
+        info["input"]["shape"],
+        serde_json::json!(["batch", 3, 224, 224])
+    );
+    assert_eq!(info["result_shape"], serde_json::json!([3, 2]));
+    assert!(
+        info["metadata"]["resize"]
+            .as_str()
+            .unwrap()
+            .contains("shorter side is 256 pixels"),
+        "{info}"
+    );
+
+    // A model file that is not one is refused with its name; nothing is written.
+    let not_a_model = dir.path().join("notes.vggtune");
+    std::fs::write(&not_a_model, b"hello").unwrap();
+    let out = dir.path().join("never.onnx");
+    let err = export_model(&not_a_model, ExportFormat::Onnx, &out).unwrap_err();
+    assert!(err.to_string().contains("notes.vggtune"), "{err}");
+    assert!(!out.exists());
 }

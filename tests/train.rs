@@ -105,11 +105,11 @@ fn a_tiny_run_learns_to_tell_colours_apart_and_reports_every_epoch() {
     assert_eq!(batches, 6 * 36usize.div_ceil(8));
     assert!(epochs[5].train_loss < epochs[0].train_loss, "{epochs:?}");
     assert!(
-        summary.evaluation.accuracy >= 0.9,
+        summary.validation.evaluation.accuracy >= 0.9,
         "validation accuracy {}",
-        summary.evaluation.accuracy
+        summary.validation.evaluation.accuracy
     );
-    assert_eq!(summary.evaluation.count, 12);
+    assert_eq!(summary.validation.evaluation.count, 12);
     assert!(work.path().join("model.vggtune").is_file());
 }
 
@@ -303,7 +303,7 @@ fn a_resumed_run_gives_the_same_numbers_as_an_uninterrupted_one() {
     let parts = tempfile::tempdir().unwrap();
     let mut first_part = job(data.path(), tiny_config(4), parts.path());
     first_part.stop_after = Some(2);
-    first_part.checkpoint_interval = vggtune::train::run::DEFAULT_CHECKPOINT_INTERVAL;
+    first_part.checkpoint_interval = vggtune::train::DEFAULT_CHECKPOINT_INTERVAL;
     let mut saved = Vec::new();
     let saved_epoch = |saved: &mut Vec<usize>, e: &TrainEvent| {
         if let TrainEvent::CheckpointSaved { epoch, .. } = e {
@@ -324,7 +324,7 @@ fn a_resumed_run_gives_the_same_numbers_as_an_uninterrupted_one() {
     assert_eq!(saved, [2], "epoch 1 is not written, epoch 2 is on the stop");
     let mut resume = job(data.path(), tiny_config(4), parts.path());
     resume.resume = true;
-    resume.checkpoint_interval = vggtune::train::run::DEFAULT_CHECKPOINT_INTERVAL;
+    resume.checkpoint_interval = vggtune::train::DEFAULT_CHECKPOINT_INTERVAL;
     let mut first_epoch = 0;
     saved.clear();
     let resumed = history(TrainingRun::run_blocking(resume, |e| {
@@ -353,6 +353,55 @@ fn a_resumed_run_gives_the_same_numbers_as_an_uninterrupted_one() {
             b.valid_loss
         );
         assert_eq!(a.valid_accuracy, b.valid_accuracy);
+    }
+}
+
+#[test]
+fn resuming_with_a_setting_that_changes_the_models_shape_is_refused_and_keeps_the_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 5);
+    let work = tempfile::tempdir().unwrap();
+    let mut first = job(data.path(), tiny_config(3), work.path());
+    first.stop_after = Some(1);
+    let checkpoint = match TrainingRun::run_blocking(first, |_| {}) {
+        TrainEvent::Stopped { checkpoint, .. } => checkpoint.expect("a checkpoint"),
+        other => panic!("expected a stop, got {other:?}"),
+    };
+    let before = std::fs::read(&checkpoint).unwrap();
+    for (change, named) in [
+        (
+            (|c: &mut TrainConfig| c.head = HeadKind::Torchvision) as fn(&mut TrainConfig),
+            "head dense256, this run asks for torchvision",
+        ),
+        (
+            |c| c.input_size = 64,
+            "input size 32 px, this run asks for 64 px",
+        ),
+        (
+            |c| c.width_divisor = 8,
+            "width divisor 16, this run asks for 8",
+        ),
+    ] {
+        let mut config = tiny_config(3);
+        change(&mut config);
+        let mut resume = job(data.path(), config, work.path());
+        resume.resume = true;
+        match TrainingRun::run_blocking(resume, |_| {}) {
+            TrainEvent::Failed { reason } => {
+                assert!(reason.contains(named), "{reason}");
+                assert!(reason.contains("model.ckpt.vggtune"), "{reason}");
+            }
+            other => panic!("a resume with another shape must fail, got {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read(&checkpoint).unwrap(),
+            before,
+            "the checkpoint is kept"
+        );
+        assert!(
+            !work.path().join("model.vggtune").exists(),
+            "no broken model is written"
+        );
     }
 }
 
@@ -497,20 +546,21 @@ fn a_saved_model_predicts_like_the_run_and_damaged_files_are_refused() {
     let model_path = work.path().join("model.vggtune");
     let classifier = Classifier::load(&model_path, &burn::tensor::Device::flex()).unwrap();
     assert_eq!(classifier.classes(), ["blue", "red"]);
-    let (predictions, failed) = classifier.predict(&summary.valid_images, 4, |_, _| {});
+    let (predictions, failed) = classifier.predict(&summary.validation.images, 4, |_, _| {});
     assert!(failed.is_empty());
     let probs: Vec<Vec<f32>> = predictions
         .iter()
         .map(|p| p.probabilities.clone())
         .collect();
     let labels: Vec<usize> = summary
-        .valid_images
+        .validation
+        .images
         .iter()
         .map(|p| usize::from(p.parent().unwrap().ends_with("red")))
         .collect();
     let again = vggtune::train::Evaluation::compute(classifier.classes(), &probs, &labels, 12);
-    assert_eq!(again.accuracy, summary.evaluation.accuracy);
-    assert!((again.log_loss - summary.evaluation.log_loss).abs() < 1e-5);
+    assert_eq!(again.accuracy, summary.validation.evaluation.accuracy);
+    assert!((again.log_loss - summary.validation.evaluation.log_loss).abs() < 1e-5);
 
     let bytes = std::fs::read(&model_path).unwrap();
     let cut = work.path().join("cut.vggtune");
@@ -714,13 +764,13 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
     let summary = finished(TrainingRun::run_blocking(job, |_| {}));
     eprintln!(
         "real conv base, 48 training photos at 112 px: validation accuracy {:.3}, log loss {:.3}",
-        summary.evaluation.accuracy, summary.evaluation.log_loss
+        summary.validation.evaluation.accuracy, summary.validation.evaluation.log_loss
     );
-    assert_eq!(summary.evaluation.count, 12);
+    assert_eq!(summary.validation.evaluation.count, 12);
     assert!(
-        summary.evaluation.accuracy >= 0.75,
+        summary.validation.evaluation.accuracy >= 0.75,
         "accuracy {}",
-        summary.evaluation.accuracy
+        summary.validation.evaluation.accuracy
     );
     let header = bundle::read_header(&work.path().join("model.vggtune")).unwrap();
     assert_eq!(
@@ -729,4 +779,72 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
     );
     assert_eq!(header.classes, ["cat", "dog"]);
     let _ = infer::has_image_extension(Path::new("x.jpg"));
+
+    // Exported to ONNX, the trained model (Caffe weights: BGR folded into the first kernel;
+    // 112 px: block 5 is 3×3, pooled to 7×7 by the graph's pooling matrices) gives in
+    // onnxruntime what vggtune predicts, for a batch size it was never told.
+    let model_path = work.path().join("model.vggtune");
+    let onnx = work.path().join("cats-dogs.onnx");
+    let out = run_ok(&[
+        "export",
+        model_path.to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("cats-dogs.onnx") && said.contains("ONNX opset 13"),
+        "{said}"
+    );
+    let photos: Vec<PathBuf> = [
+        "cat.101.jpg",
+        "dog.102.jpg",
+        "cat.103.jpg",
+        "dog.104.jpg",
+        "dog.105.jpg",
+    ]
+    .iter()
+    .map(|name| source.join(name))
+    .collect();
+    let classifier = Classifier::load(&model_path, &burn::tensor::Device::flex()).unwrap();
+    let (predictions, failed) = classifier.predict(&photos, 2, |_, _| {});
+    assert!(failed.is_empty());
+    let ours: Vec<f32> = predictions
+        .iter()
+        .flat_map(|p| p.probabilities.clone())
+        .collect();
+    let (theirs, info) =
+        common::onnxruntime_outputs(&onnx, &photos, &classifier.header.preprocessing);
+    let diff = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("ONNX export, light head: max |vggtune - onnxruntime| = {diff:e}; {info}");
+    assert_eq!(ours.len(), theirs.len());
+    assert!(diff <= 1e-4, "vggtune {ours:?} vs onnxruntime {theirs:?}");
+    assert!(
+        ours.iter().any(|&p| p > 0.7),
+        "a trained model is sure of some photo: {ours:?}"
+    );
+    assert_eq!(info["opset"], serde_json::json!([13]));
+    assert_eq!(
+        info["input"]["shape"],
+        serde_json::json!(["batch", 3, 112, 112])
+    );
+    assert_eq!(info["output"]["name"], "probabilities");
+    assert_eq!(info["result_shape"], serde_json::json!([5, 2]));
+    let metadata = &info["metadata"];
+    assert_eq!(metadata["classes"], r#"["cat","dog"]"#);
+    assert!(
+        metadata["resize"].as_str().unwrap().contains("112×112"),
+        "{metadata}"
+    );
+    assert!(
+        metadata["vggtune_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(vggtune::VERSION),
+        "{metadata}"
+    );
 }

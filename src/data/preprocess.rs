@@ -9,6 +9,8 @@
 use image::RgbImage;
 use image::imageops::FilterType;
 
+use crate::rng::SplitMix64;
+
 /// How pixel values are prepared for a given set of weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,8 +38,21 @@ impl Convention {
         }
     }
 
+    /// The same normalisation written as `(pixel − mean[c]) / scale[c]` for 8-bit RGB channel `c`
+    /// (pixel values 0–255), for graphs that take raw pixels (the ONNX export).
+    pub fn pixel_mean_and_scale(self) -> ([f32; 3], [f32; 3]) {
+        let channels = [0, 1, 2];
+        match self {
+            Self::Torchvision => (
+                channels.map(|c| 255.0 * Self::TORCH_MEAN[c]),
+                channels.map(|c| 255.0 * Self::TORCH_STD[c]),
+            ),
+            Self::Caffe => (channels.map(|c| Self::CAFFE_MEAN_BGR[2 - c]), [1.0; 3]),
+        }
+    }
+
     /// The RGB channel that goes into input plane `plane` (BGR for Caffe).
-    fn source_channel(self, plane: usize) -> usize {
+    pub fn source_channel(self, plane: usize) -> usize {
         match self {
             Self::Torchvision => plane,
             Self::Caffe => 2 - plane,
@@ -55,6 +70,26 @@ pub enum ResizeMode {
     /// torchvision's evaluation recipe: resize the shorter side to `size × 256/224`, then take
     /// the centre square.
     ShorterSideCenterCrop,
+}
+
+impl ResizeMode {
+    /// How a photo becomes the `size`×`size` input, in words for people using an exported model.
+    pub fn describe(self, size: u32) -> String {
+        match self {
+            Self::Squash => format!(
+                "stretch the whole photo to {size}×{size} pixels (bilinear), ignoring its aspect ratio"
+            ),
+            Self::ShorterSideCenterCrop => format!(
+                "resize the photo so its shorter side is {} pixels (bilinear), then take the centre {size}×{size} square",
+                Self::shorter_side(size)
+            ),
+        }
+    }
+
+    /// The shorter side a photo is resized to before the centre crop (torchvision's 256 for 224).
+    fn shorter_side(size: u32) -> u32 {
+        (f64::from(size) * 256.0 / 224.0).round() as u32
+    }
 }
 
 /// Everything about how inputs are prepared; stored with every model.
@@ -98,7 +133,7 @@ impl Preprocessing {
             ResizeMode::Squash => image::imageops::resize(image, s, s, FilterType::Triangle),
             ResizeMode::ShorterSideCenterCrop => {
                 let (w, h) = image.dimensions();
-                let target = (f64::from(s) * 256.0 / 224.0).round() as u32;
+                let target = ResizeMode::shorter_side(s);
                 let scale = f64::from(target) / f64::from(w.min(h).max(1));
                 let nw = ((f64::from(w) * scale).round() as u32).max(s);
                 let nh = ((f64::from(h) * scale).round() as u32).max(s);
@@ -202,29 +237,6 @@ fn sample_clamped(image: &RgbImage, x: f32, y: f32) -> image::Rgb<u8> {
         out[i] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
     }
     image::Rgb(out)
-}
-
-/// A small, portable random generator: the same seed gives the same numbers on any machine.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// What the state advances by with each draw: `n` draws can be skipped by adding `n` times it.
-    pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(Self::GAMMA);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A float in [0, 1).
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
 }
 
 #[cfg(test)]

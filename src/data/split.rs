@@ -52,7 +52,7 @@ pub enum SplitError {
 impl Split {
     /// Splits `dataset`: its explicit `valid/` folder when it has one, else a seeded split.
     pub fn of(dataset: &Dataset, config: &SplitConfig) -> Result<Self, SplitError> {
-        if !(0.0..=0.9).contains(&config.valid_fraction) || config.valid_fraction.is_nan() {
+        if !crate::limits::VALID_FRACTION.contains(&config.valid_fraction) {
             return Err(SplitError::BadFraction(config.valid_fraction));
         }
         if let Some(valid) = &dataset.explicit_valid {

@@ -20,9 +20,11 @@ use crate::data::Dataset;
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
 use crate::infer::{self, Classifier, Prediction, Unclassified};
 use crate::model::download::{self, DownloadProgress};
+use crate::model::export::ExportFormat;
 use crate::model::{WeightsFormat, read_weights};
+use crate::train::metrics::EvaluatedImages;
 use crate::train::{
-    EpochMetrics, Evaluation, Phase, RunSummary, TrainConfig, TrainEvent, TrainJob, TrainingRun,
+    EpochMetrics, Evaluation, RunSummary, TrainConfig, TrainJob, TrainLog, TrainingRun,
 };
 use jobs::Job;
 pub use thumbnails::Thumbnails;
@@ -139,7 +141,7 @@ pub(crate) enum UiCommand {
     NewModel,
     OpenModel,
     SaveModel,
-    ExportSafetensors,
+    Export(ExportFormat),
     DiscardAndQuit,
     CancelQuit,
     ToggleAbout,
@@ -152,7 +154,7 @@ pub(crate) enum DialogPurpose {
     ImportWeights,
     OpenModel,
     SaveModel,
-    ExportSafetensors,
+    Export(ExportFormat),
     ExportCsv,
     ExportSubmission,
 }
@@ -171,31 +173,6 @@ pub(crate) struct WeightsInfo {
 pub(crate) enum DownloadMsg {
     Progress(DownloadProgress),
     Done(Result<PathBuf, String>),
-}
-
-/// The training run and everything its events said.
-#[derive(Default)]
-pub(crate) struct TrainLog {
-    pub classes: Vec<String>,
-    pub info: Vec<String>,
-    pub steps_per_epoch: usize,
-    pub total_epochs: usize,
-    pub batch_loss: Vec<[f64; 2]>,
-    pub batch_accuracy: Vec<[f64; 2]>,
-    pub epochs: Vec<EpochMetrics>,
-    pub progress: Option<(Phase, usize, usize, usize, f64, f64)>,
-    pub skipped: Vec<(PathBuf, String)>,
-    pub outcome: Option<String>,
-    pub failed: Option<String>,
-}
-
-/// An evaluation with the per-image numbers behind it (for confusion-matrix clicks).
-#[derive(Clone, Debug)]
-pub(crate) struct EvalData {
-    pub evaluation: Evaluation,
-    pub images: Vec<PathBuf>,
-    pub labels: Vec<usize>,
-    pub probs: Vec<Vec<f32>>,
 }
 
 pub(crate) enum PredictMsg {
@@ -242,14 +219,15 @@ pub struct VggtuneApp {
     pub(crate) model_path: Option<PathBuf>,
     pub(crate) model_saved: bool,
     pub(crate) model_job: Option<Job<Result<(Classifier, PathBuf), String>>>,
-    pub(crate) evaluation: Option<EvalData>,
-    pub(crate) eval_job: Option<Job<Result<EvalData, String>>>,
+    pub(crate) evaluation: Option<EvaluatedImages>,
+    pub(crate) eval_job: Option<Job<Result<EvaluatedImages, String>>>,
     pub(crate) selected_cell: Option<(usize, usize)>,
     // Predictions.
     pub(crate) predictions: Vec<Prediction>,
     pub(crate) rejected: Vec<Unclassified>,
     pub(crate) predict_jobs: Vec<Job<PredictMsg>>,
     pub(crate) paste_job: Option<Job<Result<PathBuf, String>>>,
+    pub(crate) export_job: Option<Job<Result<String, String>>>,
     // Closing.
     pub(crate) confirm_close: bool,
     pub(crate) closing: bool,
@@ -260,12 +238,7 @@ pub struct VggtuneApp {
 }
 
 fn default_work_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("VGGTUNE_DATA_DIR") {
-        return PathBuf::from(dir);
-    }
-    directories::ProjectDirs::from("", "", "vggtune")
-        .map(|d| d.data_dir().to_owned())
-        .unwrap_or_else(|| std::env::temp_dir().join("vggtune"))
+    crate::fsutil::app_dir(crate::fsutil::AppDir::Data)
 }
 
 impl VggtuneApp {
@@ -325,6 +298,7 @@ impl VggtuneApp {
             rejected: Vec::new(),
             predict_jobs: Vec::new(),
             paste_job: None,
+            export_job: None,
             confirm_close: false,
             closing: false,
             show_about: false,
@@ -480,15 +454,11 @@ impl VggtuneApp {
                     jobs::save_file(ctx, "model.vggtune".into(), "vggtune model", &["vggtune"]),
                 ));
             }
-            UiCommand::ExportSafetensors => {
+            UiCommand::Export(format) => {
+                let ext = format.extension();
                 self.dialog = Some((
-                    DialogPurpose::ExportSafetensors,
-                    jobs::save_file(
-                        ctx,
-                        "model.safetensors".into(),
-                        "safetensors",
-                        &["safetensors"],
-                    ),
+                    DialogPurpose::Export(format),
+                    jobs::save_file(ctx, format!("model.{ext}"), ext, format.extensions()),
                 ));
             }
             UiCommand::DiscardAndQuit => {
@@ -598,7 +568,7 @@ impl VggtuneApp {
             config,
             out: Some(out),
             checkpoint: Some(checkpoint),
-            checkpoint_interval: crate::train::run::DEFAULT_CHECKPOINT_INTERVAL,
+            checkpoint_interval: crate::train::DEFAULT_CHECKPOINT_INTERVAL,
             // A finished run's checkpoint is deleted (below), so it is not written.
             final_checkpoint: false,
             resume,
@@ -608,10 +578,7 @@ impl VggtuneApp {
         let wake = ctx.clone();
         match TrainingRun::start(job, move || wake.request_repaint()) {
             Ok(run) => {
-                self.log = TrainLog {
-                    total_epochs: self.state.train.epochs,
-                    ..TrainLog::default()
-                };
+                self.log = TrainLog::new(self.state.train.epochs, self.state.train.batch_size);
                 self.run = Some(run);
             }
             Err(e) => self.notices.push(format!("Could not start training: {e}")),
@@ -664,13 +631,7 @@ impl VggtuneApp {
             let c = classifier
                 .lock()
                 .map_err(|_| "the model is unavailable".to_owned())?;
-            let result = c.evaluate(&dataset, 16, |_, _| {})?;
-            Ok(EvalData {
-                evaluation: result.evaluation,
-                images: result.images,
-                labels: result.labels,
-                probs: result.probs,
-            })
+            Ok(c.evaluate(&dataset, 16, |_, _| {})?.evaluated)
         }));
     }
 
@@ -783,6 +744,15 @@ impl VggtuneApp {
                 Err(e) => self.notices.push(e),
             }
         }
+        if let Some(job) = &mut self.export_job
+            && let Some(result) = job.poll().pop()
+        {
+            self.export_job = None;
+            match result {
+                Ok(done) => self.notices.push(format!("Exported: {done}")),
+                Err(e) => self.notices.push(format!("Export failed: {e}")),
+            }
+        }
         if let Some(job) = &mut self.files_dialog
             && let Some(result) = job.poll().pop()
         {
@@ -799,88 +769,17 @@ impl VggtuneApp {
         let thread_done = !run.is_running();
         let mut finished: Option<Box<RunSummary>> = None;
         for event in run.try_events() {
-            let log = &mut self.log;
-            match event {
-                TrainEvent::Started {
-                    classes,
-                    train,
-                    valid,
-                    device,
-                    cache,
-                    first_epoch,
-                    weights,
-                } => {
-                    log.steps_per_epoch = train.div_ceil(self.state.train.batch_size.max(1)).max(1);
-                    log.info = vec![
-                        format!("{train} training and {valid} validation photos"),
-                        format!("device: {device}"),
-                        format!("feature cache: {cache}"),
-                    ];
-                    log.info.extend(weights);
-                    if first_epoch > 1 {
-                        log.info.push(format!("resumed at epoch {first_epoch}"));
-                    }
-                    log.classes = classes;
-                }
-                TrainEvent::Progress {
-                    phase,
-                    epoch,
-                    done,
-                    total,
-                    images_per_sec,
-                    eta_secs,
-                } => {
-                    log.progress = Some((phase, epoch, done, total, images_per_sec, eta_secs));
-                }
-                TrainEvent::Batch {
-                    step,
-                    loss,
-                    accuracy,
-                    ..
-                } => {
-                    let x = step as f64 / log.steps_per_epoch.max(1) as f64;
-                    log.batch_loss.push([x, loss]);
-                    log.batch_accuracy.push([x, accuracy]);
-                }
-                TrainEvent::Epoch(m) => log.epochs.push(m),
-                TrainEvent::CheckpointSaved { .. } => {}
-                TrainEvent::Skipped { path, reason } => log.skipped.push((path, reason)),
-                TrainEvent::Finished(summary) => finished = Some(summary),
-                TrainEvent::Stopped {
-                    epochs_done,
-                    checkpoint,
-                } => {
-                    log.outcome = Some(format!(
-                        "Stopped after {epochs_done} epoch(s).{}",
-                        if checkpoint.is_some() {
-                            " Resume continues from the last checkpoint."
-                        } else {
-                            ""
-                        }
-                    ));
-                    log.progress = None;
-                }
-                TrainEvent::Failed { reason } => {
-                    log.failed = Some(reason);
-                    log.progress = None;
-                }
+            if let Some(summary) = self.log.apply(event) {
+                finished = Some(summary);
             }
         }
         if let Some(summary) = finished {
-            self.log.outcome = Some(format!(
-                "Finished: validation accuracy {:.1}%, log loss {:.4}",
-                100.0 * summary.evaluation.accuracy,
-                summary.evaluation.log_loss
-            ));
-            self.log.progress = None;
-            self.evaluation = Some(EvalData {
-                evaluation: summary.evaluation.clone(),
-                images: summary.valid_images.clone(),
-                labels: summary.valid_labels.clone(),
-                probs: summary.valid_probs.clone(),
-            });
+            let RunSummary {
+                validation, model, ..
+            } = *summary;
+            self.evaluation = Some(validation);
             self.selected_cell = None;
-            if let Some(model) = summary.model.clone() {
+            if let Some(model) = model {
                 self.load_model(ctx, model, false);
             }
             // The run is over: its checkpoint is not needed for a resume any more.
@@ -912,21 +811,13 @@ impl VggtuneApp {
                 }
                 None => self.notices.push("There is no model to save yet.".into()),
             },
-            DialogPurpose::ExportSafetensors => match &self.model_path {
+            DialogPurpose::Export(format) => match &self.model_path {
                 Some(from) => {
-                    let result = crate::model::bundle::load(from, &burn::tensor::Device::flex())
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| {
-                            crate::model::weights::export_safetensors(
-                                &b.model,
-                                b.header.preprocessing.convention,
-                                &path,
-                            )
+                    let from = from.clone();
+                    self.export_job = Some(Job::once(ctx, "export", move || {
+                        crate::model::export::export_model(&from, format, &path)
                             .map_err(|e| e.to_string())
-                        });
-                    if let Err(e) = result {
-                        self.notices.push(e);
-                    }
+                    }));
                 }
                 None => self.notices.push("There is no model to export yet.".into()),
             },
@@ -936,8 +827,9 @@ impl VggtuneApp {
                 }
             }
             DialogPurpose::ExportSubmission => {
-                let result = infer::kaggle_rows(&self.model_classes, &self.predictions, 0.02)
-                    .and_then(|rows| infer::write_submission(&path, &rows));
+                let result =
+                    infer::kaggle_rows(&self.model_classes, &self.predictions, infer::KAGGLE_CLIP)
+                        .and_then(|rows| infer::write_submission(&path, &rows));
                 if let Err(e) = result {
                     self.notices.push(e.to_string());
                 }

@@ -8,25 +8,15 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::{DeviceStatus, UiCommand, VggtuneApp, View, WeightsChoice};
 use crate::data::{Convention, Layout};
+use crate::infer;
+use crate::limits;
 use crate::model::HeadKind;
+use crate::model::export::ExportFormat;
+use crate::train::log::duration_text;
 use crate::train::metrics::GalleryItem;
-use crate::train::{OptimizerKind, Phase, Trainable};
+use crate::train::{OptimizerKind, Trainable};
 
 type Commands = Vec<UiCommand>;
-
-fn secs_text(secs: f64) -> String {
-    if !secs.is_finite() {
-        return "–".into();
-    }
-    let s = secs.round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
 
 pub(crate) fn top_bar_ui(app: &VggtuneApp, ui: &mut egui::Ui, commands: &mut Commands) {
     ui.horizontal(|ui| {
@@ -62,13 +52,19 @@ pub(crate) fn top_bar_ui(app: &VggtuneApp, ui: &mut egui::Ui, commands: &mut Com
                 commands.push(UiCommand::SaveModel);
                 ui.close();
             }
-            if ui
-                .add_enabled(has_model, egui::Button::new("Export safetensors…"))
-                .on_hover_text("The weights with torchvision's key names, for PyTorch")
-                .clicked()
-            {
-                commands.push(UiCommand::ExportSafetensors);
-                ui.close();
+            for format in ExportFormat::ALL {
+                let label = match format {
+                    ExportFormat::Onnx => "Export ONNX…",
+                    ExportFormat::Safetensors => "Export safetensors…",
+                };
+                if ui
+                    .add_enabled(has_model, egui::Button::new(label))
+                    .on_hover_text(format.description())
+                    .clicked()
+                {
+                    commands.push(UiCommand::Export(format));
+                    ui.close();
+                }
             }
         });
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -105,6 +101,11 @@ pub(crate) fn status_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
             ui.separator();
             ui.spinner();
             ui.label("Training");
+        }
+        if app.export_job.is_some() {
+            ui.separator();
+            ui.spinner();
+            ui.label("Exporting the model");
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             ui.weak(format!("vggtune {}", crate::VERSION))
@@ -320,7 +321,7 @@ pub(crate) fn weights_ui(app: &mut VggtuneApp, ui: &mut egui::Ui, commands: &mut
                 p.bytes as f64 / 1e6,
                 p.total.unwrap_or(0) as f64 / 1e6,
                 p.bytes_per_sec / 1e6,
-                secs_text(eta)
+                duration_text(eta)
             ));
             if ui
                 .button("Cancel")
@@ -463,15 +464,15 @@ fn config_ui(app: &mut VggtuneApp, ui: &mut egui::Ui) {
             .labelled_by(label.id);
         ui.end_row();
         let label = ui.label("Epochs");
-        ui.add(egui::DragValue::new(&mut c.epochs).range(1..=1000)).labelled_by(label.id);
+        ui.add(egui::DragValue::new(&mut c.epochs).range(limits::EPOCHS)).labelled_by(label.id);
         ui.end_row();
         let label = ui.label("Batch size");
-        ui.add(egui::DragValue::new(&mut c.batch_size).range(1..=512)).labelled_by(label.id);
+        ui.add(egui::DragValue::new(&mut c.batch_size).range(limits::BATCH_SIZE)).labelled_by(label.id);
         ui.end_row();
         let label = ui.label("Learning rate");
         ui.add(
             egui::DragValue::new(&mut c.learning_rate)
-                .range(1e-7..=1.0)
+                .range(limits::LEARNING_RATE)
                 .speed(1e-5)
                 .custom_formatter(|v, _| format!("{v:.1e}"))
                 .custom_parser(|s| s.trim().parse().ok()),
@@ -494,17 +495,19 @@ fn config_ui(app: &mut VggtuneApp, ui: &mut egui::Ui) {
         ui.end_row();
         let label = ui.label("Validation");
         let mut percent = c.split.valid_fraction * 100.0;
-        if ui.add(egui::Slider::new(&mut percent, 0.0..=50.0).suffix("%")).labelled_by(label.id).changed() {
+        let percents = limits::VALID_FRACTION.start() * 100.0..=limits::VALID_FRACTION.end() * 100.0;
+        if ui.add(egui::Slider::new(&mut percent, percents).suffix("%")).labelled_by(label.id).changed() {
             c.split.valid_fraction = percent / 100.0;
         }
         ui.end_row();
         let label = ui.label("Seed");
-        if ui.add(egui::DragValue::new(&mut c.seed)).labelled_by(label.id).changed() {
-            c.split.seed = c.seed;
+        let mut seed = c.seed;
+        if ui.add(egui::DragValue::new(&mut seed)).labelled_by(label.id).changed() {
+            c.set_seed(seed);
         }
         ui.end_row();
         let label = ui.label("Input size");
-        ui.add(egui::DragValue::new(&mut c.input_size).range(32..=512).suffix(" px")).labelled_by(label.id);
+        ui.add(egui::DragValue::new(&mut c.input_size).range(limits::INPUT_SIZE).suffix(" px")).labelled_by(label.id);
         ui.end_row();
         let label = ui.label("Device");
         egui::ComboBox::from_id_salt("device")
@@ -528,18 +531,8 @@ fn run_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
     for line in &log.info {
         ui.label(line);
     }
-    if let Some((phase, epoch, done, total, rate, eta)) = log.progress {
-        let name = match phase {
-            Phase::Features => "Computing frozen features".to_owned(),
-            Phase::Training => format!("Epoch {epoch} of {}", log.total_epochs),
-            Phase::Validating => "Validating".to_owned(),
-        };
-        ui.add(
-            egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!(
-                "{name}: {done}/{total} — {rate:.1} images/s — {} left",
-                secs_text(eta)
-            )),
-        );
+    if let (Some(p), Some(line)) = (log.progress, log.progress_line()) {
+        ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(line));
         let epochs_done = log.epochs.len() as f32;
         ui.add(
             egui::ProgressBar::new(epochs_done / log.total_epochs.max(1) as f32).text(format!(
@@ -784,7 +777,11 @@ pub(crate) fn predict_ui(app: &mut VggtuneApp, ui: &mut egui::Ui, commands: &mut
         }
         if ui
             .add_enabled(any, egui::Button::new("Kaggle submission…"))
-            .on_hover_text("id,label with label = P(dog), clipped to [0.02, 0.98]")
+            .on_hover_text(format!(
+                "id,label with label = P(dog), clipped to [{}, {}]",
+                infer::KAGGLE_CLIP,
+                1.0 - infer::KAGGLE_CLIP
+            ))
             .clicked()
         {
             commands.push(UiCommand::ExportSubmission);

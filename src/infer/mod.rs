@@ -12,9 +12,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{DecodeError, DecodeLimits, decode_prepared};
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
+use crate::model::Vgg16Config;
 use crate::model::bundle::{self, BundleError, BundleHeader};
-use crate::model::cpu_base::{FrozenConvs, to_host};
-use crate::model::{Vgg16, Vgg16Config};
+use crate::model::cpu_base::FrozenConvs;
+use crate::model::host::to_host;
 use crate::train::metrics::argmax;
 
 /// One image's prediction.
@@ -83,15 +84,6 @@ impl Classifier {
         Ok(Self::load(path, &chosen.device)?)
     }
 
-    /// Wraps a model already in memory (the window's freshly trained one).
-    pub fn from_model(header: BundleHeader, model: Vgg16, device: &Device) -> Self {
-        Self {
-            header,
-            base: FrozenConvs::whole_base(model.valid()),
-            device: device.clone(),
-        }
-    }
-
     /// The class names.
     pub fn classes(&self) -> &[String] {
         &self.header.classes
@@ -157,14 +149,9 @@ impl Classifier {
 /// A model evaluated on a labelled folder.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DatasetEvaluation {
-    /// Every metric.
-    pub evaluation: crate::train::Evaluation,
-    /// The evaluated photos, in the evaluation's order.
-    pub images: Vec<PathBuf>,
-    /// Their true labels (in the model's class order).
-    pub labels: Vec<usize>,
-    /// Their predicted probabilities.
-    pub probs: Vec<Vec<f32>>,
+    /// The metrics and the per-photo numbers behind them.
+    #[serde(flatten)]
+    pub evaluated: crate::train::metrics::EvaluatedImages,
     /// Photos that could not be classified.
     pub unclassified: Vec<Unclassified>,
 }
@@ -199,11 +186,9 @@ impl Classifier {
             .map(|p| p.probabilities.clone())
             .collect();
         let labels: Vec<usize> = predictions.iter().map(|p| truth[&p.path]).collect();
+        let images = predictions.into_iter().map(|p| p.path).collect();
         Ok(DatasetEvaluation {
-            evaluation: crate::train::Evaluation::compute(&classes, &probs, &labels, 12),
-            images: predictions.into_iter().map(|p| p.path).collect(),
-            labels,
-            probs,
+            evaluated: crate::train::metrics::EvaluatedImages::new(&classes, images, labels, probs),
             unclassified,
         })
     }
@@ -315,6 +300,10 @@ pub enum SubmissionError {
         reason: String,
     },
 }
+
+/// The default clip of a Kaggle submission: P(dog) is written within [0.02, 0.98], so one
+/// confident mistake costs at most −ln(0.02) ≈ 3.9 of log loss instead of up to 34.5.
+pub const KAGGLE_CLIP: f64 = 0.02;
 
 /// The rows of a Kaggle Dogs vs. Cats submission: (id, P(dog) clipped to [clip, 1 − clip]),
 /// sorted by id.

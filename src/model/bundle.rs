@@ -182,8 +182,48 @@ fn check_start(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
 }
 
 fn parse_header(path: &Path, json: &[u8]) -> Result<BundleHeader, BundleError> {
-    serde_json::from_slice(json)
-        .map_err(|e| damaged(path, &format!("its header is unreadable: {e}")))
+    let header: BundleHeader = serde_json::from_slice(json)
+        .map_err(|e| damaged(path, &format!("its header is unreadable: {e}")))?;
+    check_header(&header).map_err(|reason| damaged(path, &reason))?;
+    Ok(header)
+}
+
+/// Checks a header's values against [`crate::limits`] before anything is built from them: a
+/// damaged or crafted file must not make vggtune allocate for a 60000-pixel input or divide
+/// by a zero width.
+fn check_header(header: &BundleHeader) -> Result<(), String> {
+    use crate::limits::{self, check};
+    let model = &header.model;
+    check("its class count", header.classes.len(), &limits::CLASSES)?;
+    if header.classes.len() != model.num_classes {
+        return Err(format!(
+            "{} class names for a model with {} outputs",
+            header.classes.len(),
+            model.num_classes
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for name in &header.classes {
+        if name.trim().is_empty() {
+            return Err("a class name is empty".into());
+        }
+        if !seen.insert(name) {
+            return Err(format!("the class name '{name}' appears twice"));
+        }
+    }
+    check("its input size", model.input_size, &limits::INPUT_SIZE)?;
+    if header.preprocessing.input_size != model.input_size {
+        return Err(format!(
+            "its preprocessing is for {} px but its network for {} px",
+            header.preprocessing.input_size, model.input_size
+        ));
+    }
+    check(
+        "its width divisor",
+        model.width_divisor,
+        &limits::WIDTH_DIVISOR,
+    )?;
+    check("its dropout", model.dropout, &limits::DROPOUT)
 }
 
 fn sections<'a>(
@@ -225,13 +265,6 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
         path: path.to_owned(),
         reason,
     };
-    if header.classes.len() != header.model.num_classes || header.classes.is_empty() {
-        return Err(damaged(format!(
-            "{} class names for a model with {} outputs",
-            header.classes.len(),
-            header.model.num_classes
-        )));
-    }
     let mut model = header.model.init(device);
     let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(weights.to_vec())));
     let result = model
@@ -257,4 +290,74 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
         model,
         optimizer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> BundleHeader {
+        BundleHeader {
+            format_version: FORMAT_VERSION,
+            vggtune_version: crate::VERSION.to_owned(),
+            classes: vec!["cat".into(), "dog".into()],
+            preprocessing: Preprocessing::caffe(),
+            model: Vgg16Config {
+                num_classes: 2,
+                ..Vgg16Config::new(2)
+            },
+            trained: "head".into(),
+            base_weights_sha256: String::new(),
+            base_weights_file: None,
+            train_config: serde_json::Value::Null,
+            history: serde_json::Value::Null,
+            next_epoch: 0,
+        }
+    }
+
+    fn refused(change: impl FnOnce(&mut BundleHeader)) -> String {
+        let mut h = header();
+        change(&mut h);
+        let json = serde_json::to_vec(&h).unwrap();
+        parse_header(Path::new("m.vggtune"), &json)
+            .err()
+            .expect("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn header_values_outside_the_limits_are_damage_named_with_the_file() {
+        assert!(parse_header(Path::new("m"), &serde_json::to_vec(&header()).unwrap()).is_ok());
+        let zero = refused(|h| {
+            h.model.input_size = 0;
+            h.preprocessing.input_size = 0;
+        });
+        assert!(
+            zero.contains("m.vggtune") && zero.contains("input size 0"),
+            "{zero}"
+        );
+        let huge = refused(|h| {
+            h.model.input_size = 60000;
+            h.preprocessing.input_size = 60000;
+        });
+        assert!(huge.contains("input size 60000"), "{huge}");
+        let mismatch = refused(|h| h.preprocessing.input_size = 112);
+        assert!(mismatch.contains("112 px"), "{mismatch}");
+        let twice = refused(|h| h.classes = vec!["cat".into(), "cat".into()]);
+        assert!(twice.contains("'cat' appears twice"), "{twice}");
+        let empty = refused(|h| h.classes = vec!["cat".into(), " ".into()]);
+        assert!(empty.contains("empty"), "{empty}");
+        let one = refused(|h| {
+            h.classes = vec!["cat".into()];
+            h.model.num_classes = 1;
+        });
+        assert!(one.contains("class count 1"), "{one}");
+        let outputs = refused(|h| h.model.num_classes = 3);
+        assert!(
+            outputs.contains("2 class names for a model with 3 outputs"),
+            "{outputs}"
+        );
+        let divisor = refused(|h| h.model.width_divisor = 0);
+        assert!(divisor.contains("width divisor 0"), "{divisor}");
+    }
 }

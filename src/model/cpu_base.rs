@@ -16,6 +16,7 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::host::{strided_matmul, to_host};
 use super::vgg::{POOL_AFTER, POOLED_SIDE, Vgg16};
 
 /// Images per pass through the layers: bounds the activation buffers (at 224 px, the first
@@ -36,11 +37,10 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// `VGGTUNE_CPU_CONV=im2col` picks [`Algorithm::Im2col`] (for comparisons); anything else
-    /// the default.
+    /// The algorithm [`crate::tuning`] asks for (`VGGTUNE_CPU_CONV=im2col`, for comparisons).
     pub fn from_env() -> Self {
-        match std::env::var("VGGTUNE_CPU_CONV").as_deref() {
-            Ok("im2col") => Self::Im2col,
+        match crate::tuning::current().cpu_conv {
+            crate::tuning::CpuConv::Im2col => Self::Im2col,
             _ => Self::Winograd,
         }
     }
@@ -187,14 +187,6 @@ impl CpuConvBase {
     }
 }
 
-/// A tensor's values as f32 on the host (read back from wherever the tensor lives).
-pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor data")
-}
-
 /// Sizes `buf` to `len` elements; every element is overwritten by the caller, so only growth
 /// writes (zeros).
 fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -269,45 +261,6 @@ unsafe fn matmul(
             (lhs, lhs_rs, 1),
             (rhs, rhs_rs, 1),
             gemm::Parallelism::None,
-        );
-    }
-}
-
-/// `dst = lhs · rhs` for `[m, k] · [k, n]` matrices given as (pointer, row stride, column
-/// stride), through `gemm`'s AVX-512 kernels where the CPU has them.
-///
-/// # Safety
-/// Each pointer must address a live matrix of that shape and strides, and no other thread may
-/// touch `dst`'s elements during the call.
-pub(crate) unsafe fn strided_matmul(
-    [m, n, k]: [usize; 3],
-    (dst, dst_rs, dst_cs): (*mut f32, usize, usize),
-    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
-    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
-    parallelism: gemm::Parallelism,
-) {
-    // SAFETY: forwarded from the caller's contract.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            false,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
         );
     }
 }
@@ -409,7 +362,7 @@ impl FrozenConvs {
             .features
             .first()
             .is_some_and(|c| c.weight.device() == burn::tensor::Device::flex());
-        let burn_forced = std::env::var("VGGTUNE_CPU_CONV").is_ok_and(|v| v == "burn");
+        let burn_forced = crate::tuning::current().cpu_conv == crate::tuning::CpuConv::Burn;
         let cpu = (on_cpu && convs > 0 && !burn_forced)
             .then(|| std::sync::Arc::new(CpuConvBase::new(&model, 0..convs)));
         let binding_limit = model

@@ -76,12 +76,7 @@ pub enum DownloadError {
 
 /// The folder vggtune keeps downloaded and imported weights in.
 pub fn weights_cache_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("VGGTUNE_CACHE_DIR") {
-        return PathBuf::from(dir).join("weights");
-    }
-    directories::ProjectDirs::from("", "", "vggtune")
-        .map(|d| d.cache_dir().join("weights"))
-        .unwrap_or_else(|| std::env::temp_dir().join("vggtune").join("weights"))
+    crate::fsutil::app_dir(crate::fsutil::AppDir::Cache).join("weights")
 }
 
 /// Downloads `url` to `dest`, resuming `dest.part` when it exists, checking the SHA-256 prefix.

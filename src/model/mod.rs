@@ -7,8 +7,11 @@
 pub mod bundle;
 pub mod cpu_base;
 pub mod download;
+pub mod export;
+pub mod host;
 pub mod imagenet;
 pub mod onnx;
+pub mod onnx_export;
 pub mod vgg;
 pub mod weights;
 

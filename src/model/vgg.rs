@@ -16,8 +16,8 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::data::preprocess::SplitMix64;
 use crate::device::BufferNeed;
+use crate::rng::SplitMix64;
 
 /// Output channels of the 13 convolutions, at full width.
 pub const CONV_CHANNELS: [usize; 13] = [
@@ -214,6 +214,22 @@ pub fn largest_activation(
     largest
 }
 
+/// A dropout keep-mask of `len` values, each 1/keep (kept) or 0 (dropped with probability
+/// `prob`), drawn from `rng` in order: the one mask of Burn's training forward and of the
+/// hand-written host step (`train::host_head`), so both drop the same units for the same seed.
+pub fn dropout_mask(len: usize, prob: f64, rng: &mut SplitMix64) -> Vec<f32> {
+    let keep = 1.0 - prob as f32;
+    (0..len)
+        .map(|_| {
+            if rng.next_f32() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// VGG16: the convolution base and the classifier.
 #[derive(Module, Debug)]
 pub struct Vgg16 {
@@ -272,16 +288,7 @@ impl Vgg16 {
                 return x;
             }
             let dims = x.dims();
-            let keep = 1.0 - prob as f32;
-            let mask: Vec<f32> = (0..dims[0] * dims[1])
-                .map(|_| {
-                    if rng.next_f32() < keep {
-                        1.0 / keep
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
+            let mask = dropout_mask(dims[0] * dims[1], prob, rng);
             let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
             x * mask
         })

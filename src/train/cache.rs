@@ -39,12 +39,7 @@ impl CacheKey {
 
 /// The folder all feature caches live in.
 pub fn default_cache_root() -> PathBuf {
-    if let Ok(dir) = std::env::var("VGGTUNE_CACHE_DIR") {
-        return PathBuf::from(dir).join("features");
-    }
-    directories::ProjectDirs::from("", "", "vggtune")
-        .map(|d| d.cache_dir().join("features"))
-        .unwrap_or_else(|| std::env::temp_dir().join("vggtune").join("features"))
+    crate::fsutil::app_dir(crate::fsutil::AppDir::Cache).join("features")
 }
 
 /// SHA-256 of an image file's bytes, in hex: the name of its cache entries.

@@ -181,36 +181,29 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks the values a user can type; the message says which one is wrong and why.
+    /// Checks the values a user can type against [`crate::limits`]; the message says which one is
+    /// wrong and why.
     pub fn validate(&self) -> Result<(), String> {
-        if self.epochs == 0 {
-            return Err("epochs must be at least 1".into());
-        }
-        if self.batch_size == 0 {
-            return Err("batch size must be at least 1".into());
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(format!(
-                "learning rate {} must be a positive number",
-                self.learning_rate
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "dropout {} must be from 0 to below 1",
-                self.dropout
-            ));
-        }
-        if self.input_size < 32 {
-            return Err(format!(
-                "input size {} is below VGG16's minimum of 32 pixels",
-                self.input_size
-            ));
-        }
-        if self.weight_decay < 0.0 {
-            return Err("weight decay cannot be negative".into());
-        }
+        use crate::limits::{self, check};
+        check("epochs", self.epochs, &limits::EPOCHS)?;
+        check("batch size", self.batch_size, &limits::BATCH_SIZE)?;
+        check("learning rate", self.learning_rate, &limits::LEARNING_RATE)?;
+        check("dropout", self.dropout, &limits::DROPOUT)?;
+        check("weight decay", self.weight_decay, &limits::WEIGHT_DECAY)?;
+        check(
+            "validation fraction",
+            self.split.valid_fraction,
+            &limits::VALID_FRACTION,
+        )?;
+        check("input size", self.input_size, &limits::INPUT_SIZE)?;
+        check("width divisor", self.width_divisor, &limits::WIDTH_DIVISOR)?;
         Ok(())
+    }
+
+    /// Sets the run's seed, which also seeds the validation split (one seed a user sets).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+        self.split.seed = seed;
     }
 
     /// True when the frozen part's outputs can be cached: something is frozen and no

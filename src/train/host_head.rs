@@ -19,9 +19,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use rayon::prelude::*;
 
-use crate::data::preprocess::SplitMix64;
 use crate::model::Vgg16;
-use crate::model::cpu_base::strided_matmul;
+use crate::model::host::strided_matmul;
+use crate::model::vgg::dropout_mask;
+use crate::rng::SplitMix64;
 
 /// What one step reports.
 pub struct StepOutput {
@@ -372,7 +373,7 @@ impl<const D: usize> Taken<D> {
 pub fn handles(model: &Vgg16) -> bool {
     model.classifier.len() == 2
         && model.classifier.iter().all(|l| l.bias.is_some())
-        && std::env::var("VGGTUNE_HOST_HEAD").map_or(true, |v| v != "off")
+        && crate::tuning::current().host_head
 }
 
 /// One training step of the light head on the cached features `x` (`[batch, features]`
@@ -422,19 +423,8 @@ pub fn step(
             *z += b;
         }
     }
-    // The keep-mask scaled by 1/keep, drawn in the order `Vgg16::forward_head_train` draws it.
-    let mask: Option<Vec<f32>> = (dropout > 0.0).then(|| {
-        let keep = 1.0 - dropout as f32;
-        (0..batch * hidden)
-            .map(|_| {
-                if rng.next_f32() < keep {
-                    1.0 / keep
-                } else {
-                    0.0
-                }
-            })
-            .collect()
-    });
+    // The keep-mask `Vgg16::forward_head_train` draws.
+    let mask = (dropout > 0.0).then(|| dropout_mask(batch * hidden, dropout, rng));
     let d1: Vec<f32> = z1
         .iter()
         .enumerate()
@@ -550,10 +540,9 @@ pub fn step(
 #[cfg(test)]
 mod tests {
     use burn::module::Module as _;
-    use burn::tensor::activation::log_softmax;
 
     use super::*;
-    use crate::model::cpu_base::to_host;
+    use crate::model::host::to_host;
     use crate::model::{HeadKind, Vgg16Config};
     use crate::train::optim::FusedAdam;
 
@@ -611,15 +600,7 @@ mod tests {
 
                 let input = Tensor::<2>::from_data(TensorData::new(x, [batch, len]), &device);
                 let logits = by_burn.forward_head_train(input, &mut rng_b);
-                let mut one_hot = vec![0.0f32; batch * 3];
-                for (i, &l) in labels.iter().enumerate() {
-                    one_hot[i * 3 + l] = 1.0;
-                }
-                let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [batch, 3]), &device);
-                let loss = (log_softmax(logits.clone(), 1) * one_hot)
-                    .sum()
-                    .neg()
-                    .div_scalar(batch as f32);
+                let loss = crate::train::stepper::cross_entropy(logits.clone(), &labels);
                 let burn_loss = f64::from(to_host(loss.clone())[0]);
                 let burn_logits = to_host(logits);
                 let grads = GradientsParams::from_grads(loss.backward(), &by_burn);

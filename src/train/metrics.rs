@@ -48,6 +48,40 @@ pub struct Galleries {
     pub confident_right: Vec<GalleryItem>,
 }
 
+/// An evaluation with the per-photo numbers behind it: what a run's validation, `vggtune
+/// evaluate` and the window's Evaluate view (confusion-matrix cells, galleries) all use.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EvaluatedImages {
+    /// Every metric.
+    pub evaluation: Evaluation,
+    /// The evaluated photos, in the evaluation's order.
+    pub images: Vec<std::path::PathBuf>,
+    /// Their true classes.
+    pub labels: Vec<usize>,
+    /// Their predicted probabilities.
+    pub probs: Vec<Vec<f32>>,
+}
+
+impl EvaluatedImages {
+    /// Measures `probs` against `labels` for `images`.
+    pub fn new(
+        classes: &[String],
+        images: Vec<std::path::PathBuf>,
+        labels: Vec<usize>,
+        probs: Vec<Vec<f32>>,
+    ) -> Self {
+        Self {
+            evaluation: Evaluation::compute(classes, &probs, &labels, GALLERY_SIZE),
+            images,
+            labels,
+            probs,
+        }
+    }
+}
+
+/// How many photos each gallery of an evaluation holds.
+pub const GALLERY_SIZE: usize = 12;
+
 /// Everything one evaluation pass measures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {

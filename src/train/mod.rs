@@ -1,16 +1,33 @@
 //! Fine-tuning: the run's configuration, the loop on a worker thread with its events,
 //! checkpoints and resume, the feature cache, and the metrics of an evaluation pass.
 //!
+//! Rooms: `config` (settings and their limits), `events` (what a run reports), `worker` (the
+//! thread, stop, panics), `start` (fresh, from weights, or resumed: which settings a checkpoint
+//! fixes), `features` (the feature pass and where a batch's input comes from), `stepper` (the
+//! hand-written host step or autodiff, one cross-entropy), `checkpoint` (the writer thread),
+//! `run` (the orchestration, top to bottom), `log` (events as the lines and curves people
+//! see, for the CLI and the window alike), plus `cache`, `host_head`, `optim` and `metrics`.
+//!
 //! Knows nothing of egui: the window and the CLI both drive a [`TrainingRun`] and read its
 //! [`TrainEvent`]s.
 
 pub mod cache;
+pub mod checkpoint;
 pub mod config;
+pub mod events;
+mod features;
 pub mod host_head;
+pub mod log;
 pub mod metrics;
 pub mod optim;
-pub mod run;
+mod run;
+mod start;
+mod stepper;
+pub mod worker;
 
+pub use checkpoint::{DEFAULT_CHECKPOINT_INTERVAL, checkpoint_path_for};
 pub use config::{LrSchedule, OptimizerKind, TrainConfig, Trainable};
+pub use events::{EpochMetrics, Phase, RunSummary, TrainEvent};
+pub use log::TrainLog;
 pub use metrics::Evaluation;
-pub use run::{EpochMetrics, Phase, RunSummary, TrainEvent, TrainJob, TrainingRun};
+pub use worker::{TrainJob, TrainingRun};

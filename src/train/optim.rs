@@ -118,7 +118,7 @@ impl Optimizer for FusedAdam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::cpu_base::to_host;
+    use crate::model::host::to_host;
 
     fn tensor(values: &[f32]) -> Tensor<2> {
         Tensor::from_data(

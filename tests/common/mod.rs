@@ -6,8 +6,9 @@ use image::{DynamicImage, ImageFormat, RgbImage};
 
 /// Writes `n` 40×40 PNG photos per class: "red" ones are reddish noise, "blue" ones bluish, so a
 /// tiny network can learn to tell them apart in a few epochs.
+#[allow(dead_code)]
 pub fn colour_dataset(root: &Path, n: usize, seed: u64) {
-    let mut rng = vggtune::data::preprocess::SplitMix64(seed);
+    let mut rng = vggtune::rng::SplitMix64(seed);
     for (class, hue) in [("blue", 2usize), ("red", 0usize)] {
         let dir = root.join(class);
         std::fs::create_dir_all(&dir).unwrap();
@@ -25,4 +26,66 @@ pub fn colour_dataset(root: &Path, n: usize, seed: u64) {
                 .unwrap();
         }
     }
+}
+
+/// The Python that runs the reference implementations: the fixtures' virtual environment
+/// (`tests/fetch-fixtures.sh`), or `python3`.
+#[allow(dead_code)]
+pub fn reference_python() -> std::path::PathBuf {
+    let venv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downloaded/venv/bin/python");
+    if venv.is_file() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// Runs an exported ONNX model on `photos` in onnxruntime (`tests/reference/onnx_classify.py`,
+/// after `onnx.checker`): each photo is decoded and made square by vggtune's own resize, then
+/// handed over as RGB pixels 0–255, which is what the export takes. Returns the model's
+/// output (row-major) and the script's description of the file.
+#[allow(dead_code)]
+pub fn onnxruntime_outputs(
+    onnx: &Path,
+    photos: &[std::path::PathBuf],
+    preprocessing: &vggtune::data::Preprocessing,
+) -> (Vec<f32>, serde_json::Value) {
+    let size = preprocessing.input_size as usize;
+    let mut pixels = Vec::new();
+    for photo in photos {
+        let image =
+            vggtune::data::decode_rgb(photo, &vggtune::data::DecodeLimits::default()).unwrap();
+        let square = preprocessing.resize(&image);
+        for c in 0..3 {
+            pixels.extend(square.pixels().map(|p| f32::from(p[c])));
+        }
+    }
+    assert_eq!(pixels.len(), photos.len() * 3 * size * size);
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("pixels.bin"), dir.path().join("out.bin"));
+    let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input, bytes).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/onnx_classify.py");
+    let out = std::process::Command::new(reference_python())
+        .arg(script)
+        .arg(onnx)
+        .arg(&input)
+        .arg(photos.len().to_string())
+        .arg(size.to_string())
+        .arg(&output)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "onnxruntime rejected the export (run `bash tests/fetch-fixtures.sh` first): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let values = std::fs::read(&output)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (values, info)
 }

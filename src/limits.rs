@@ -1,0 +1,42 @@
+//! The range every number a user sets, or a model file states, may take: one table, used by
+//! `TrainConfig::validate` (so by the CLI's flags and every run), by the validation split, by the
+//! window's controls, and by `bundle::load`.
+
+use std::ops::RangeInclusive;
+
+/// Passes over the training photos.
+pub const EPOCHS: RangeInclusive<usize> = 1..=1000;
+/// Photos per step.
+pub const BATCH_SIZE: RangeInclusive<usize> = 1..=1024;
+/// The learning rate.
+pub const LEARNING_RATE: RangeInclusive<f64> = 1e-7..=1.0;
+/// Dropout between dense layers.
+pub const DROPOUT: RangeInclusive<f64> = 0.0..=0.95;
+/// L2 weight decay.
+pub const WEIGHT_DECAY: RangeInclusive<f64> = 0.0..=1.0;
+/// The share of photos kept for validation.
+pub const VALID_FRACTION: RangeInclusive<f64> = 0.0..=0.9;
+/// The input's side in pixels: 32 is VGG16's smallest (five 2×2 pools); at 1024 a batch's
+/// first activation is already 256 MiB a photo.
+pub const INPUT_SIZE: RangeInclusive<u32> = 32..=1024;
+/// The divisor of every width (1 is VGG16; tests use 8 or 16).
+pub const WIDTH_DIVISOR: RangeInclusive<usize> = 1..=64;
+/// Classes a model predicts.
+pub const CLASSES: RangeInclusive<usize> = 2..=10_000;
+
+/// Checks `value` against `range`; the message names the setting and the range.
+pub fn check<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    range: &RangeInclusive<T>,
+) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} {value} is out of range: it must be from {} to {}",
+            range.start(),
+            range.end()
+        ))
+    }
+}

@@ -1,0 +1,485 @@
+//! Writing a trained classifier as one ONNX file (opset 13) that runs wherever ONNX does:
+//! onnxruntime (Python, C++, C#, Java, the browser's onnxruntime-web, phones), OpenCV's `dnn`.
+//!
+//! The graph, with the batch size left dynamic:
+//! `image` (float32, RGB, NCHW, [batch, 3, S, S], pixel values 0–255, the photo already made
+//! square as the `resize` metadata says) → the weights' pixel normalisation (`Sub`, `Div`) →
+//! 13 × (`Conv` 3×3, `Relu`) with a 2×2 `MaxPool` after each block → the adaptive average pool
+//! to 7×7 (two `MatMul`s with constant pooling matrices, when block 5's output is not already
+//! 7×7) → `Flatten` → one `Gemm` per dense layer (`Relu` between) → `Softmax` →
+//! `probabilities` [batch, classes]. Dropout is training only and is not in the graph. Caffe
+//! weights' BGR order is folded into the first convolution's kernel, so every export takes RGB.
+//! Class names, the vggtune version and the preprocessing go into `metadata_props`.
+//!
+//! Written by hand: Burn reads ONNX (burn-import, onnx-ir) but writes none, and the dozen
+//! messages VGG16 needs do not warrant a protobuf code generator in the build. Weights are
+//! streamed into the file, never joined in memory. Every export is a single file: the largest
+//! (full-width VGG16 with torchvision's head, 138 M parameters) is 553 MB, well under protobuf's
+//! 2 GB message limit, and the writer refuses anything that would pass it rather than write a
+//! file no reader can open.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use super::bundle::BundleHeader;
+use super::vgg::{POOL_AFTER, POOLED_SIDE, TORCHVISION_CONV_INDICES, Vgg16};
+use super::weights::{RawTensor, torchvision_state_dict};
+
+/// The ONNX operator set the export uses (onnxruntime 1.6 and later, OpenCV 4.5 and later).
+pub const OPSET: i64 = 13;
+/// The IR version that goes with [`OPSET`].
+const IR_VERSION: i64 = 7;
+/// protobuf's hard limit on one message: no reader parses a larger single-file model.
+const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
+/// The graph's input and output names.
+pub const INPUT_NAME: &str = "image";
+/// See [`INPUT_NAME`].
+pub const OUTPUT_NAME: &str = "probabilities";
+
+// ONNX's enum values.
+const FLOAT: i64 = 1;
+const ATTR_INT: i64 = 2;
+const ATTR_INTS: i64 = 7;
+
+/// A protobuf message being written: fields appended in any order (protobuf allows it).
+#[derive(Default)]
+struct Message(Vec<u8>);
+
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8 & 0x7F) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+impl Message {
+    fn tag(&mut self, field: u64, wire: u64) {
+        put_varint(&mut self.0, (field << 3) | wire);
+    }
+
+    fn int(&mut self, field: u64, value: i64) -> &mut Self {
+        self.tag(field, 0);
+        put_varint(&mut self.0, value as u64);
+        self
+    }
+
+    fn bytes(&mut self, field: u64, bytes: &[u8]) -> &mut Self {
+        self.tag(field, 2);
+        put_varint(&mut self.0, bytes.len() as u64);
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    fn string(&mut self, field: u64, text: &str) -> &mut Self {
+        self.bytes(field, text.as_bytes())
+    }
+
+    fn message(&mut self, field: u64, inner: &Message) -> &mut Self {
+        self.bytes(field, &inner.0)
+    }
+
+    /// The start of a length-delimited field whose `len` bytes the caller writes next.
+    fn open(&mut self, field: u64, len: u64) {
+        self.tag(field, 2);
+        put_varint(&mut self.0, len);
+    }
+}
+
+/// A node attribute.
+enum Attr<'a> {
+    Int(&'a str, i64),
+    Ints(&'a str, &'a [i64]),
+}
+
+/// A piece of the graph message: encoded fields, or an initializer's floats (streamed).
+enum Piece<'a> {
+    Encoded(Vec<u8>),
+    Floats(Cow<'a, [f32]>),
+}
+
+impl Piece<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Self::Encoded(b) => b.len() as u64,
+            Self::Floats(f) => 4 * f.len() as u64,
+        }
+    }
+}
+
+/// The graph as it is built: nodes and initializers in order.
+#[derive(Default)]
+struct Graph<'a> {
+    pieces: Vec<Piece<'a>>,
+    nodes: usize,
+}
+
+impl<'a> Graph<'a> {
+    /// Adds a node computing `output` from `inputs`; returns `output`'s name.
+    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: &[Attr]) -> String {
+        let mut node = Message::default();
+        for input in inputs {
+            node.string(1, input);
+        }
+        node.string(2, output)
+            .string(3, &format!("{op}_{}", self.nodes))
+            .string(4, op);
+        for attr in attrs {
+            let mut a = Message::default();
+            match *attr {
+                Attr::Int(name, value) => {
+                    a.string(1, name).int(20, ATTR_INT).int(3, value);
+                }
+                Attr::Ints(name, values) => {
+                    a.string(1, name).int(20, ATTR_INTS);
+                    for &v in values {
+                        a.int(8, v);
+                    }
+                }
+            }
+            node.message(5, &a);
+        }
+        self.nodes += 1;
+        let mut field = Message::default();
+        field.message(1, &node);
+        self.pieces.push(Piece::Encoded(field.0));
+        output.to_owned()
+    }
+
+    /// Adds a float initializer named `name`; returns the name.
+    fn initializer(&mut self, name: &str, dims: &[usize], data: Cow<'a, [f32]>) -> String {
+        let mut header = Message::default();
+        for &d in dims {
+            header.int(1, d as i64);
+        }
+        header.int(2, FLOAT).string(8, name);
+        let data_len = 4 * data.len() as u64;
+        header.open(9, data_len);
+        let mut field = Message::default();
+        field.open(5, header.0.len() as u64 + data_len);
+        field.0.extend_from_slice(&header.0);
+        self.pieces.push(Piece::Encoded(field.0));
+        self.pieces.push(Piece::Floats(data));
+        name.to_owned()
+    }
+
+    fn value_info(&mut self, field: u64, name: &str, dims: &[Dim]) {
+        let mut shape = Message::default();
+        for dim in dims {
+            let mut d = Message::default();
+            match dim {
+                Dim::Fixed(n) => d.int(1, *n as i64),
+                Dim::Named(s) => d.string(2, s),
+            };
+            shape.message(1, &d);
+        }
+        let mut tensor = Message::default();
+        tensor.int(1, FLOAT).message(2, &shape);
+        let mut ty = Message::default();
+        ty.message(1, &tensor);
+        let mut info = Message::default();
+        info.string(1, name).message(2, &ty);
+        let mut out = Message::default();
+        out.message(field, &info);
+        self.pieces.push(Piece::Encoded(out.0));
+    }
+}
+
+enum Dim {
+    Fixed(usize),
+    Named(&'static str),
+}
+
+/// The matrix [out, input] of an adaptive average pool from `input` cells to `out` (Burn's and
+/// PyTorch's windows: cells floor(i·in/out) up to ceil((i+1)·in/out)).
+fn adaptive_pool_matrix(input: usize, out: usize) -> Vec<f32> {
+    let mut m = vec![0.0f32; out * input];
+    for i in 0..out {
+        let start = i * input / out;
+        let end = ((i + 1) * input).div_ceil(out);
+        for j in start..end {
+            m[i * input + j] = 1.0 / (end - start) as f32;
+        }
+    }
+    m
+}
+
+/// The side of block 5's output for an input of `input_size` pixels (five 2×2 max-pools,
+/// rounding down).
+fn block5_side(input_size: u32) -> usize {
+    (input_size as usize) >> POOL_AFTER.len()
+}
+
+/// What each `metadata_props` entry says: the class names (a JSON list), the input and output,
+/// how to make a photo square, the preprocessing (JSON, as in the model file) and the version.
+fn metadata(header: &BundleHeader) -> Vec<(&'static str, String)> {
+    let size = header.preprocessing.input_size;
+    vec![
+        (
+            "classes",
+            serde_json::to_string(&header.classes).unwrap_or_default(),
+        ),
+        (
+            "input",
+            format!(
+                "{INPUT_NAME}: float32 [batch, 3, {size}, {size}], RGB planes (NCHW), pixel values 0-255; the model normalises them itself"
+            ),
+        ),
+        ("resize", header.preprocessing.resize.describe(size)),
+        (
+            "output",
+            format!(
+                "{OUTPUT_NAME}: float32 [batch, classes], softmax over the classes in the order of 'classes'"
+            ),
+        ),
+        (
+            "preprocessing",
+            serde_json::to_string(&header.preprocessing).unwrap_or_default(),
+        ),
+        ("vggtune_version", crate::VERSION_LINE.to_owned()),
+    ]
+}
+
+/// Builds the graph of `model`'s inference (weights taken from `tensors`, in torchvision's names).
+fn build_graph<'a>(
+    header: &BundleHeader,
+    tensors: &'a mut [(String, RawTensor)],
+) -> Result<Graph<'a>, String> {
+    let size = header.preprocessing.input_size;
+    let side = block5_side(size);
+    if side == 0 {
+        return Err(format!(
+            "an input of {size} px is too small for VGG16's five pools (32 px at least)"
+        ));
+    }
+    let convention = header.preprocessing.convention;
+    // Fold the channel order (BGR for Caffe weights) into the first kernel, so the graph takes RGB.
+    if let Some((name, first)) = tensors.first_mut()
+        && name == "features.0.weight"
+        && let [out, 3, kh, kw] = first.shape[..]
+    {
+        let cell = kh * kw;
+        let mut data = vec![0.0f32; first.data.len()];
+        for o in 0..out {
+            for plane in 0..3 {
+                let rgb = convention.source_channel(plane);
+                let (src, dst) = ((o * 3 + plane) * cell, (o * 3 + rgb) * cell);
+                data[dst..dst + cell].copy_from_slice(&first.data[src..src + cell]);
+            }
+        }
+        first.data = data;
+    }
+    let tensors: &'a [(String, RawTensor)] = tensors;
+    let dense_count = tensors
+        .iter()
+        .filter(|(name, _)| name.starts_with("classifier.") && name.ends_with(".weight"))
+        .count();
+    let mut graph = Graph::default();
+    let (mean, scale) = convention.pixel_mean_and_scale();
+    let mean = graph.initializer("preprocess.mean", &[1, 3, 1, 1], Cow::Owned(mean.to_vec()));
+    let scale = graph.initializer(
+        "preprocess.scale",
+        &[1, 3, 1, 1],
+        Cow::Owned(scale.to_vec()),
+    );
+    let centred = graph.node("Sub", &[INPUT_NAME, &mean], "preprocess.centred", &[]);
+    let mut x = graph.node("Div", &[&centred, &scale], "preprocess.normalised", &[]);
+
+    let mut params = tensors.iter().peekable();
+    let mut take = |prefix: &str| {
+        params
+            .next_if(|(name, _)| name.starts_with(prefix))
+            .map(|(name, t)| (name.as_str(), t))
+    };
+    for (i, idx) in TORCHVISION_CONV_INDICES.iter().enumerate() {
+        let conv = format!("features.{idx}");
+        let (w_name, w) =
+            take(&format!("{conv}.weight")).ok_or("the model has fewer than 13 convolutions")?;
+        let weight = graph.initializer(w_name, &w.shape, Cow::Borrowed(&w.data));
+        let mut inputs = vec![x.clone(), weight];
+        if let Some((b_name, b)) = take(&format!("{conv}.bias")) {
+            inputs.push(graph.initializer(b_name, &b.shape, Cow::Borrowed(&b.data)));
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let y = graph.node(
+            "Conv",
+            &inputs,
+            &format!("{conv}.out"),
+            &[
+                Attr::Ints("kernel_shape", &[3, 3]),
+                Attr::Ints("pads", &[1, 1, 1, 1]),
+                Attr::Ints("strides", &[1, 1]),
+            ],
+        );
+        x = graph.node("Relu", &[&y], &format!("{conv}.relu"), &[]);
+        if POOL_AFTER.contains(&i) {
+            x = graph.node(
+                "MaxPool",
+                &[&x],
+                &format!("{conv}.pool"),
+                &[
+                    Attr::Ints("kernel_shape", &[2, 2]),
+                    Attr::Ints("strides", &[2, 2]),
+                ],
+            );
+        }
+    }
+    if side != POOLED_SIDE {
+        let pool = adaptive_pool_matrix(side, POOLED_SIDE);
+        let mut transposed = vec![0.0f32; pool.len()];
+        for (i, row) in pool.chunks_exact(side).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                transposed[j * POOLED_SIDE + i] = v;
+            }
+        }
+        let cols = graph.initializer("avgpool.cols", &[side, POOLED_SIDE], Cow::Owned(transposed));
+        let rows = graph.initializer("avgpool.rows", &[POOLED_SIDE, side], Cow::Owned(pool));
+        let half = graph.node("MatMul", &[&x, &cols], "avgpool.half", &[]);
+        x = graph.node("MatMul", &[&rows, &half], "avgpool.out", &[]);
+    }
+    x = graph.node("Flatten", &[&x], "flatten", &[Attr::Int("axis", 1)]);
+    for j in 0..dense_count {
+        let name = format!("classifier.{}", 3 * j);
+        let (w_name, w) =
+            take(&format!("{name}.weight")).ok_or("the model's head has a gap in its layers")?;
+        let mut inputs = vec![
+            x.clone(),
+            graph.initializer(w_name, &w.shape, Cow::Borrowed(&w.data)),
+        ];
+        if let Some((b_name, b)) = take(&format!("{name}.bias")) {
+            inputs.push(graph.initializer(b_name, &b.shape, Cow::Borrowed(&b.data)));
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        x = graph.node(
+            "Gemm",
+            &inputs,
+            &format!("{name}.out"),
+            &[Attr::Int("transB", 1)],
+        );
+        if j + 1 < dense_count {
+            x = graph.node("Relu", &[&x], &format!("{name}.relu"), &[]);
+        }
+    }
+    if params.peek().is_some() {
+        return Err("the model holds more layers than VGG16 has".to_owned());
+    }
+    graph.node("Softmax", &[&x], OUTPUT_NAME, &[Attr::Int("axis", 1)]);
+    let s = size as usize;
+    graph.value_info(
+        11,
+        INPUT_NAME,
+        &[
+            Dim::Named("batch"),
+            Dim::Fixed(3),
+            Dim::Fixed(s),
+            Dim::Fixed(s),
+        ],
+    );
+    graph.value_info(
+        12,
+        OUTPUT_NAME,
+        &[Dim::Named("batch"), Dim::Fixed(header.classes.len())],
+    );
+    Ok(graph)
+}
+
+/// Writes `model` (described by `header`) to `path` as an ONNX model, atomically.
+pub fn export_onnx(model: &Vgg16, header: &BundleHeader, path: &Path) -> Result<(), String> {
+    let mut tensors = torchvision_state_dict(model)?;
+    let graph = build_graph(header, &mut tensors)?;
+    let mut graph_head = Message::default();
+    graph_head.string(2, "vggtune").string(
+        10,
+        &format!(
+            "VGG16 fine-tuned by vggtune for {}",
+            header.classes.join(", ")
+        ),
+    );
+    let graph_len = graph_head.0.len() as u64 + graph.pieces.iter().map(Piece::len).sum::<u64>();
+
+    let mut model_head = Message::default();
+    model_head
+        .int(1, IR_VERSION)
+        .string(2, "vggtune")
+        .string(3, crate::VERSION)
+        .string(
+            6,
+            "VGG16 classifier; input and preprocessing are described in metadata_props",
+        );
+    let mut opset = Message::default();
+    opset.string(1, "").int(2, OPSET);
+    model_head.message(8, &opset);
+    model_head.open(7, graph_len);
+    let mut model_tail = Message::default();
+    for (key, value) in metadata(header) {
+        let mut entry = Message::default();
+        entry.string(1, key).string(2, &value);
+        model_tail.message(14, &entry);
+    }
+    let total = model_head.0.len() as u64 + graph_len + model_tail.0.len() as u64;
+    if total > PROTOBUF_LIMIT {
+        return Err(format!(
+            "the model would be {total} bytes, past protobuf's 2 GB limit for one ONNX file"
+        ));
+    }
+    crate::fsutil::write_atomic_with(path, |out| {
+        out.write_all(&model_head.0)?;
+        out.write_all(&graph_head.0)?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        for piece in &graph.pieces {
+            match piece {
+                Piece::Encoded(bytes) => out.write_all(bytes)?,
+                Piece::Floats(values) => {
+                    for chunk in values.chunks(1 << 14) {
+                        buf.clear();
+                        buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+                        out.write_all(&buf)?;
+                    }
+                }
+            }
+        }
+        out.write_all(&model_tail.0)
+    })
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_pool_windows_match_pytorchs() {
+        // 7 → 7 is the identity; 1 → 7 copies; 3 → 7 overlaps (windows [0,1),[0,1),[0,2),[1,2),...).
+        let id = adaptive_pool_matrix(7, 7);
+        for i in 0..7 {
+            for j in 0..7 {
+                assert_eq!(id[i * 7 + j], f32::from(u8::from(i == j)));
+            }
+        }
+        assert_eq!(adaptive_pool_matrix(1, 7), vec![1.0; 7]);
+        let m = adaptive_pool_matrix(3, 7);
+        assert_eq!(&m[6..9], &[0.5, 0.5, 0.0]);
+        assert_eq!(&m[18..21], &[0.0, 0.0, 1.0]);
+        for row in m.chunks(3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn varints_are_protobufs() {
+        let mut buf = Vec::new();
+        put_varint(&mut buf, 300);
+        assert_eq!(buf, [0xAC, 0x02]);
+        buf.clear();
+        put_varint(&mut buf, u64::MAX);
+        assert_eq!(buf.len(), 10);
+    }
+
+    #[test]
+    fn block5_sees_the_input_halved_five_times() {
+        assert_eq!(block5_side(224), 7);
+        assert_eq!(block5_side(112), 3);
+        assert_eq!(block5_side(32), 1);
+        assert_eq!(block5_side(31), 0);
+    }
+}

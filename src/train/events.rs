@@ -1,0 +1,140 @@
+//! What a training run reports: its events, the metrics of an epoch and the summary of a
+//! finished run. Serialisable, so the CLI can print them as JSON and the window draw them.
+
+use std::path::PathBuf;
+
+use super::metrics::EvaluatedImages;
+
+/// Metrics of one finished epoch.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (with dropout on).
+    pub train_accuracy: f64,
+    /// Validation log loss.
+    pub valid_loss: f64,
+    /// Validation accuracy.
+    pub valid_accuracy: f64,
+    /// The learning rate used.
+    pub learning_rate: f64,
+    /// Wall time of the epoch (training and validation).
+    pub secs: f64,
+}
+
+/// What a run did, when it finished.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunSummary {
+    /// Epochs trained in total (including any before a resume).
+    pub epochs: usize,
+    /// The last validation pass, photo by photo.
+    pub validation: EvaluatedImages,
+    /// Per-epoch metrics.
+    pub history: Vec<EpochMetrics>,
+    /// Seconds spent computing frozen features (0 when all came from the cache).
+    pub feature_secs: f64,
+    /// Seconds of the whole feature pass: hashing every photo, then computing its features or
+    /// reading them from the cache.
+    pub feature_pass_secs: f64,
+    /// Images whose features came from the cache.
+    pub cache_hits: usize,
+    /// Images whose features were computed.
+    pub cache_misses: usize,
+    /// Images skipped because they could not be decoded.
+    pub skipped: usize,
+    /// Where the model was saved, if it was.
+    pub model: Option<PathBuf>,
+}
+
+/// The phases a progress bar can show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Computing (or reading) the frozen part's outputs.
+    Features,
+    /// Training an epoch.
+    Training,
+    /// Evaluating on the validation images.
+    Validating,
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum TrainEvent {
+    /// The run started.
+    Started {
+        /// Class names.
+        classes: Vec<String>,
+        /// Training images.
+        train: usize,
+        /// Validation images.
+        valid: usize,
+        /// The device, in words.
+        device: String,
+        /// Whether frozen features are cached (and why not, when not).
+        cache: String,
+        /// The epoch (1-based) this run starts at; above 1 after a resume.
+        first_epoch: usize,
+        /// What the weights import said.
+        weights: Vec<String>,
+    },
+    /// Progress within a phase.
+    Progress {
+        /// The phase.
+        phase: Phase,
+        /// 1-based epoch (0 for the feature pass).
+        epoch: usize,
+        /// Images done in this phase.
+        done: usize,
+        /// Images in this phase.
+        total: usize,
+        /// Throughput so far in this phase.
+        images_per_sec: f64,
+        /// Estimated seconds left in this phase.
+        eta_secs: f64,
+    },
+    /// One optimizer step.
+    Batch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Step number over the whole run.
+        step: usize,
+        /// The batch's loss.
+        loss: f64,
+        /// The batch's accuracy.
+        accuracy: f64,
+    },
+    /// An epoch finished.
+    Epoch(EpochMetrics),
+    /// A checkpoint was written.
+    CheckpointSaved {
+        /// Where.
+        path: PathBuf,
+        /// After which epoch (1-based).
+        epoch: usize,
+    },
+    /// An image was left out because it could not be decoded.
+    Skipped {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The run finished.
+    Finished(Box<RunSummary>),
+    /// The run was stopped by the user.
+    Stopped {
+        /// Epochs completed.
+        epochs_done: usize,
+        /// The last good checkpoint.
+        checkpoint: Option<PathBuf>,
+    },
+    /// The run failed.
+    Failed {
+        /// Why, in words.
+        reason: String,
+    },
+}

@@ -1,0 +1,364 @@
+//! Where a batch's input comes from: the feature pass that fills the cache with the frozen
+//! convolutions' output for every photo (reading, hashing and decoding on all cores), the
+//! features kept in memory for the epochs, and photos decoded, augmented and run through the
+//! frozen convolutions when nothing is cached.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::cache::{FeatureCache, content_hash};
+use super::config::TrainConfig;
+use super::events::{Phase, TrainEvent};
+use super::run::{AUGMENT_STREAM, derive_seed};
+use super::worker::Emitter;
+use crate::data::decode::decode_rgb_bytes;
+use crate::data::{DecodeLimits, ImageEntry, Preprocessing, decode_prepared};
+use crate::model::Vgg16Config;
+use crate::model::cpu_base::FrozenConvs;
+
+/// One usable image of the run, with where its frozen features are.
+pub(super) struct Sample {
+    pub path: PathBuf,
+    pub label: usize,
+    pub hash: Option<String>,
+}
+
+/// What every batch of a run needs: its settings, the frozen convolutions, the feature cache
+/// (with the features kept in memory), and the way to report and to notice a stop.
+pub(super) struct Context<'a> {
+    pub emit: &'a Emitter,
+    pub stop: &'a AtomicBool,
+    pub config: &'a TrainConfig,
+    pub preprocessing: Preprocessing,
+    pub model_config: Vgg16Config,
+    /// The convolutions that do not train, in front of the trainable part.
+    pub frozen: FrozenConvs,
+    pub cache: Option<FeatureCache>,
+    /// Cached features kept in memory for the run (while they fit in [`MEMORY_BUDGET_BYTES`]),
+    /// so epochs after the feature pass read no files.
+    pub memory: std::sync::Mutex<(usize, std::collections::HashMap<String, Vec<f32>>)>,
+    pub device: Device,
+    pub limits: DecodeLimits,
+}
+
+/// How many bytes of cached features a run keeps in memory (the rest is read from disk).
+const MEMORY_BUDGET_BYTES: usize = 2 << 30;
+
+impl Context<'_> {
+    /// Reports `done` of `total` images of a phase (epoch 1-based, 0 for the feature pass) that
+    /// began at `started`.
+    pub fn progress(
+        &self,
+        phase: Phase,
+        epoch: usize,
+        done: usize,
+        total: usize,
+        started: Instant,
+    ) {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        self.emit.send(TrainEvent::Progress {
+            phase,
+            epoch,
+            done,
+            total,
+            images_per_sec: rate,
+            eta_secs: total.saturating_sub(done) as f64 / rate.max(1e-9),
+        });
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `features` in memory when the budget allows (taking them: no copy).
+    fn remember(&self, hash: &str, features: Vec<f32>) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = features.len() * 4;
+        if memory.0 + bytes <= MEMORY_BUDGET_BYTES && !memory.1.contains_key(hash) {
+            memory.0 += bytes;
+            memory.1.insert(hash.to_owned(), features);
+        }
+    }
+
+    /// Appends the cached features of `hash` to `out` (memory first, then disk).
+    fn cached_features(&self, cache: &FeatureCache, hash: &str, out: &mut Vec<f32>) -> bool {
+        {
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = memory.1.get(hash) {
+                out.extend_from_slice(f);
+                return true;
+            }
+        }
+        match cache.get(hash) {
+            Some(f) => {
+                out.extend_from_slice(&f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The batch's cached features on the host, `[kept, features]`, and the positions in `batch`
+    /// of the images they belong to; `None` when the run has no cache.
+    pub fn cached_batch(&self, batch: &[&Sample]) -> Option<(Vec<f32>, Vec<usize>)> {
+        let cache = self.cache.as_ref()?;
+        let mut values = Vec::new();
+        let mut kept = Vec::new();
+        for (i, s) in batch.iter().enumerate() {
+            if s.hash
+                .as_deref()
+                .is_some_and(|h| self.cached_features(cache, h, &mut values))
+            {
+                kept.push(i);
+            }
+        }
+        Some((values, kept))
+    }
+
+    /// The input of the trainable part for a batch: cached features, or preprocessed photos run
+    /// through the frozen convolutions, and the positions in `batch` of the images it holds
+    /// (images that fail to decode are dropped, with an event).
+    pub fn batch_input(
+        &self,
+        batch: &[&Sample],
+        augment: Option<(usize, &[usize])>,
+        target: &Device,
+    ) -> (Option<Tensor<4>>, Vec<usize>) {
+        let frozen_convs = self.config.trainable.frozen_convs();
+        if let Some((values, labels)) = self.cached_batch(batch) {
+            if labels.is_empty() {
+                return (None, labels);
+            }
+            let shape = frozen_output_shape(&self.model_config, frozen_convs);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(values, [labels.len(), shape[0], shape[1], shape[2]]),
+                target,
+            );
+            return (Some(x), labels);
+        }
+        let s = self.preprocessing.input_size as usize;
+        let mut values = Vec::with_capacity(batch.len() * 3 * s * s);
+        let mut labels = Vec::new();
+        let (config, preprocessing) = (self.config, self.preprocessing);
+        let paths: Vec<&Path> = batch.iter().map(|sample| sample.path.as_path()).collect();
+        let prepared = decode_prepared(&paths, &self.limits, |i, photo| {
+            let aug = augment.map(|(epoch, items)| {
+                (
+                    &config.augmentation,
+                    derive_seed(config.seed, epoch, AUGMENT_STREAM, items[i]),
+                )
+            });
+            preprocessing.apply(photo, aug)
+        });
+        for (i, (sample, input)) in batch.iter().zip(prepared).enumerate() {
+            match input {
+                Ok(input) => {
+                    values.extend(input);
+                    labels.push(i);
+                }
+                Err(e) => self.emit.send(TrainEvent::Skipped {
+                    path: sample.path.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        if labels.is_empty() {
+            return (None, labels);
+        }
+        let n = labels.len();
+        if frozen_convs == 0 {
+            let x = Tensor::from_data(TensorData::new(values, [n, 3, s, s]), target);
+            return (Some(x), labels);
+        }
+        let y = self.frozen.forward_values(values, [n, 3, s, s]);
+        let [c, h, w] = frozen_output_shape(&self.model_config, frozen_convs);
+        (
+            Some(Tensor::from_data(TensorData::new(y, [n, c, h, w]), target)),
+            labels,
+        )
+    }
+}
+
+/// What the feature pass found for one photo.
+enum Lookup {
+    /// Its content hash and cached features.
+    Hit(String, Vec<f32>),
+    /// Its content hash and its preprocessed pixels, for the frozen convolutions.
+    Miss(String, Vec<f32>),
+    /// Why it cannot be decoded (the photo is skipped).
+    Undecodable(String),
+}
+
+/// Reads a photo once for both its content hash and, on a cache miss, its decoding. An unreadable
+/// file fails the run (as before any epoch); an undecodable one is skipped.
+fn look_up(
+    cache: &FeatureCache,
+    sample: &Sample,
+    preprocessing: Preprocessing,
+    limits: &DecodeLimits,
+) -> Result<Lookup, String> {
+    let bytes =
+        std::fs::read(&sample.path).map_err(|e| format!("{}: {e}", sample.path.display()))?;
+    let hash = content_hash(&bytes);
+    if let Some(features) = cache.get(&hash) {
+        return Ok(Lookup::Hit(hash, features));
+    }
+    Ok(match decode_rgb_bytes(&bytes, &sample.path, limits) {
+        Ok(photo) => Lookup::Miss(hash, preprocessing.apply(&photo, None)),
+        Err(e) => Lookup::Undecodable(e.to_string()),
+    })
+}
+
+/// The shape of the frozen part's output for one image.
+pub(super) fn frozen_output_shape(config: &Vgg16Config, frozen_convs: usize) -> [usize; 3] {
+    if frozen_convs >= 13 {
+        return config.feature_shape();
+    }
+    let channels = config.conv_channels();
+    let mut side = config.input_size as usize;
+    for i in 0..frozen_convs {
+        if crate::model::vgg::POOL_AFTER.contains(&i) {
+            side /= 2;
+        }
+    }
+    let c = if frozen_convs == 0 {
+        3
+    } else {
+        channels[frozen_convs - 1]
+    };
+    [c, side, side]
+}
+
+/// The run's images as samples, features not yet looked up.
+pub(super) fn samples_of(entries: &[ImageEntry]) -> Vec<Sample> {
+    entries
+        .iter()
+        .map(|e| Sample {
+            path: e.path.clone(),
+            label: e.label,
+            hash: None,
+        })
+        .collect()
+}
+
+/// What the feature pass did.
+pub(super) struct FeaturePass {
+    /// Images whose features came from the cache.
+    pub hits: usize,
+    /// Images whose features were computed.
+    pub misses: usize,
+    /// Images left out because they could not be decoded.
+    pub skipped: usize,
+    /// Seconds of the whole pass.
+    pub secs: f64,
+}
+
+/// Every image's frozen output, from the cache or computed once and cached; images that cannot
+/// be decoded are reported and dropped from `train` and `valid`. `None` when the run was
+/// stopped; without a cache there is nothing to do.
+pub(super) fn feature_pass(
+    ctx: &Context<'_>,
+    train: &mut Vec<Sample>,
+    valid: &mut Vec<Sample>,
+) -> Result<Option<FeaturePass>, String> {
+    let started = Instant::now();
+    let mut pass = FeaturePass {
+        hits: 0,
+        misses: 0,
+        skipped: 0,
+        secs: 0.0,
+    };
+    let Some(cache) = &ctx.cache else {
+        return Ok(Some(pass));
+    };
+    let total = train.len() + valid.len();
+    let batch = ctx.config.batch_size.max(1);
+    // Photos not in the cache: content hash and preprocessed pixels, up to a batch.
+    let mut pending: Vec<(String, Vec<f32>)> = Vec::new();
+    for list in [&mut *train, &mut *valid] {
+        for chunk in list.chunks_mut(batch) {
+            if ctx.stopped() {
+                return Ok(None);
+            }
+            look_up_chunk(ctx, cache, chunk, &mut pending, &mut pass)?;
+            if pending.len() >= batch {
+                compute_features(ctx, cache, &mut pending)?;
+            }
+            let done = pass.hits + pass.misses + pass.skipped;
+            ctx.progress(Phase::Features, 0, done, total, started);
+        }
+        compute_features(ctx, cache, &mut pending)?;
+    }
+    train.retain(|s| s.hash.is_some());
+    valid.retain(|s| s.hash.is_some());
+    pass.secs = started.elapsed().as_secs_f64();
+    Ok(Some(pass))
+}
+
+/// Reads, hashes, looks up and (on a miss) decodes a chunk of photos on all cores; misses join
+/// `pending` for the frozen convolutions.
+fn look_up_chunk(
+    ctx: &Context<'_>,
+    cache: &FeatureCache,
+    chunk: &mut [Sample],
+    pending: &mut Vec<(String, Vec<f32>)>,
+    pass: &mut FeaturePass,
+) -> Result<(), String> {
+    let (preprocessing, limits) = (ctx.preprocessing, &ctx.limits);
+    let looked_up: Vec<Result<Lookup, String>> = chunk
+        .par_iter()
+        .map(|sample| look_up(cache, sample, preprocessing, limits))
+        .collect();
+    for (sample, found) in chunk.iter_mut().zip(looked_up) {
+        match found? {
+            Lookup::Hit(hash, features) => {
+                ctx.remember(&hash, features);
+                pass.hits += 1;
+                sample.hash = Some(hash);
+            }
+            Lookup::Miss(hash, input) => {
+                pass.misses += 1;
+                pending.push((hash.clone(), input));
+                sample.hash = Some(hash);
+            }
+            Lookup::Undecodable(reason) => {
+                pass.skipped += 1;
+                ctx.emit.send(TrainEvent::Skipped {
+                    path: sample.path.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the frozen convolutions on the pending photos and writes their features to the cache.
+fn compute_features(
+    ctx: &Context<'_>,
+    cache: &FeatureCache,
+    pending: &mut Vec<(String, Vec<f32>)>,
+) -> Result<(), String> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let n = pending.len();
+    let s = ctx.preprocessing.input_size as usize;
+    let values: Vec<f32> = pending.iter().flat_map(|p| p.1.iter().copied()).collect();
+    let y = ctx.frozen.forward_values(values, [n, 3, s, s]);
+    let per = y.len() / n;
+    for (i, p) in pending.iter().enumerate() {
+        cache.put(&p.0, &y[i * per..(i + 1) * per]).map_err(|e| {
+            format!(
+                "{}: cannot write the feature cache: {e}",
+                cache.dir().display()
+            )
+        })?;
+    }
+    pending.clear();
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! The switches that change how vggtune computes, not what: for A/B comparisons and benchmarks
+//! (BENCHMARKS.md). They are read from the environment here and nowhere else, once per process,
+//! the first time anything asks (`main` asks first thing).
+//!
+//! - `VGGTUNE_CPU_CONV`: `im2col` runs the CPU convolution base with im2col + GEMM everywhere,
+//!   `burn` uses Burn's convolutions instead of the CPU base; anything else, Winograd.
+//! - `VGGTUNE_HOST_HEAD=off`: the light head trains through Burn's autodiff instead of the
+//!   hand-written host step.
+
+use std::sync::OnceLock;
+
+/// How the frozen convolutions run on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuConv {
+    /// The CPU base with Winograd F(2×2, 3×3) (the default).
+    Winograd,
+    /// The CPU base with im2col + GEMM for every convolution.
+    Im2col,
+    /// Burn's own convolutions.
+    Burn,
+}
+
+/// The switches in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// How the frozen convolutions run on the CPU.
+    pub cpu_conv: CpuConv,
+    /// Whether the light head may train through the hand-written host step.
+    pub host_head: bool,
+}
+
+impl Tuning {
+    /// The switches the environment sets.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).unwrap_or_default();
+        Self {
+            cpu_conv: match var("VGGTUNE_CPU_CONV").as_str() {
+                "im2col" => CpuConv::Im2col,
+                "burn" => CpuConv::Burn,
+                _ => CpuConv::Winograd,
+            },
+            host_head: var("VGGTUNE_HOST_HEAD") != "off",
+        }
+    }
+}
+
+/// The switches of this process, read from the environment the first time they are asked for.
+pub fn current() -> Tuning {
+    static TUNING: OnceLock<Tuning> = OnceLock::new();
+    *TUNING.get_or_init(Tuning::from_env)
+}
