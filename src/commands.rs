@@ -186,6 +186,43 @@ fn default_weights() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+impl TrainArgs {
+    /// The run's configuration from the flags.
+    fn config(&self, choice: DeviceChoice) -> TrainConfig {
+        let mut config = TrainConfig {
+            trainable: self.trainable,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: self.optimizer,
+            learning_rate: self.lr,
+            schedule: if self.cosine {
+                LrSchedule::Cosine
+            } else {
+                LrSchedule::Constant
+            },
+            weight_decay: self.weight_decay,
+            dropout: self.dropout,
+            augment: self.augment,
+            split: SplitConfig {
+                valid_fraction: self.valid_fraction,
+                ..SplitConfig::default()
+            },
+            device: choice,
+            head: self.head,
+            input_size: self.input_size,
+            resize: if self.center_crop {
+                ResizeMode::ShorterSideCenterCrop
+            } else {
+                ResizeMode::Squash
+            },
+            width_divisor: self.width_divisor.max(1),
+            ..TrainConfig::default()
+        };
+        config.set_seed(self.seed);
+        config
+    }
+}
+
 /// Trains and saves a model.
 pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
     let dataset = Dataset::scan(&args.data)?;
@@ -205,36 +242,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
              or --weights none to start from random weights",
         )?),
     };
-    let mut config = TrainConfig {
-        trainable: args.trainable,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        optimizer: args.optimizer,
-        learning_rate: args.lr,
-        schedule: if args.cosine {
-            LrSchedule::Cosine
-        } else {
-            LrSchedule::Constant
-        },
-        weight_decay: args.weight_decay,
-        dropout: args.dropout,
-        augment: args.augment,
-        split: SplitConfig {
-            valid_fraction: args.valid_fraction,
-            ..SplitConfig::default()
-        },
-        device: choice,
-        head: args.head,
-        input_size: args.input_size,
-        resize: if args.center_crop {
-            ResizeMode::ShorterSideCenterCrop
-        } else {
-            ResizeMode::Squash
-        },
-        width_divisor: args.width_divisor.max(1),
-        ..TrainConfig::default()
-    };
-    config.set_seed(args.seed);
+    let config = args.config(choice);
     let out = args.output;
     for problem in &dataset.problems {
         if !out.quiet && !out.json {
@@ -256,59 +264,73 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
     };
     let bars = out.bars();
     let mut progress: Option<indicatif::ProgressBar> = None;
-    let last = TrainingRun::run_blocking(job, |event| {
-        if out.json {
-            if !matches!(
-                event,
-                TrainEvent::Progress { .. } | TrainEvent::Batch { .. }
-            ) || !out.quiet
-            {
-                println!("{}", serde_json::to_string(event).unwrap_or_default());
-            }
-            return;
-        }
-        match event {
-            TrainEvent::Started { .. } if !out.quiet => {
-                for line in log::started_lines(event) {
-                    eprintln!("{line}");
-                }
-            }
-            TrainEvent::Progress {
-                phase,
-                epoch,
-                done,
-                total,
-                ..
-            } if bars => {
-                let p = progress.get_or_insert_with(|| {
-                    bar(
-                        *total as u64,
-                        "{msg:>12} {bar:40} {pos}/{len} {per_sec} ETA {eta}",
-                    )
-                });
-                p.set_length(*total as u64);
-                p.set_message(log::phase_label(*phase, *epoch));
-                p.set_position(*done as u64);
-                if done == total {
-                    p.finish_and_clear();
-                    progress = None;
-                }
-            }
-            TrainEvent::Epoch(m) if !out.quiet => {
-                if let Some(p) = progress.take() {
-                    p.finish_and_clear();
-                }
-                eprintln!("{}", log::epoch_line(m));
-            }
-            TrainEvent::Skipped { path, reason } if !out.quiet => {
-                eprintln!("skipped {}: {reason}", path.display());
-            }
-            _ => {}
-        }
-    });
+    let last =
+        TrainingRun::run_blocking(job, |event| print_event(&out, bars, &mut progress, event));
     if let Some(p) = progress {
         p.finish_and_clear();
     }
+    report(last, &out, &args.out)
+}
+
+/// Prints one training event: JSON lines with --json, else text and progress bars.
+fn print_event(
+    out: &Output,
+    bars: bool,
+    progress: &mut Option<indicatif::ProgressBar>,
+    event: &TrainEvent,
+) {
+    if out.json {
+        if !matches!(
+            event,
+            TrainEvent::Progress { .. } | TrainEvent::Batch { .. }
+        ) || !out.quiet
+        {
+            println!("{}", serde_json::to_string(event).unwrap_or_default());
+        }
+        return;
+    }
+    match event {
+        TrainEvent::Started { .. } if !out.quiet => {
+            for line in log::started_lines(event) {
+                eprintln!("{line}");
+            }
+        }
+        TrainEvent::Progress {
+            phase,
+            epoch,
+            done,
+            total,
+            ..
+        } if bars => {
+            let p = progress.get_or_insert_with(|| {
+                bar(
+                    *total as u64,
+                    "{msg:>12} {bar:40} {pos}/{len} {per_sec} ETA {eta}",
+                )
+            });
+            p.set_length(*total as u64);
+            p.set_message(log::phase_label(*phase, *epoch));
+            p.set_position(*done as u64);
+            if done == total {
+                p.finish_and_clear();
+                *progress = None;
+            }
+        }
+        TrainEvent::Epoch(m) if !out.quiet => {
+            if let Some(p) = progress.take() {
+                p.finish_and_clear();
+            }
+            eprintln!("{}", log::epoch_line(m));
+        }
+        TrainEvent::Skipped { path, reason } if !out.quiet => {
+            eprintln!("skipped {}: {reason}", path.display());
+        }
+        _ => {}
+    }
+}
+
+/// What a run's last event means for the user, and the exit code.
+fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
     match last {
         TrainEvent::Finished(summary) => {
             if !out.json {
@@ -324,7 +346,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
                     summary.validation.evaluation.log_loss,
                     summary.validation.evaluation.count
                 );
-                println!("saved {}", args.out.display());
+                println!("saved {}", model.display());
             }
             Ok(())
         }

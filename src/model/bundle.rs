@@ -320,8 +320,7 @@ mod tests {
         change(&mut h);
         let json = serde_json::to_vec(&h).unwrap();
         parse_header(Path::new("m.vggtune"), &json)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
     }
 

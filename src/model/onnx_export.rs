@@ -24,6 +24,7 @@ use std::path::Path;
 use super::bundle::BundleHeader;
 use super::vgg::{POOL_AFTER, POOLED_SIDE, TORCHVISION_CONV_INDICES, Vgg16};
 use super::weights::{RawTensor, torchvision_state_dict};
+use crate::data::Convention;
 
 /// The ONNX operator set the export uses (onnxruntime 1.6 and later, OpenCV 4.5 and later).
 pub const OPSET: i64 = 13;
@@ -240,20 +241,35 @@ fn metadata(header: &BundleHeader) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Builds the graph of `model`'s inference (weights taken from `tensors`, in torchvision's names).
-fn build_graph<'a>(
-    header: &BundleHeader,
-    tensors: &'a mut [(String, RawTensor)],
-) -> Result<Graph<'a>, String> {
-    let size = header.preprocessing.input_size;
-    let side = block5_side(size);
-    if side == 0 {
-        return Err(format!(
-            "an input of {size} px is too small for VGG16's five pools (32 px at least)"
-        ));
+/// The model's tensors in torchvision's order, taken one by one by name.
+struct Params<'a>(std::iter::Peekable<std::slice::Iter<'a, (String, RawTensor)>>);
+
+impl<'a> Params<'a> {
+    /// The next tensor when it is `name`, as an initializer of `graph`.
+    fn take(&mut self, graph: &mut Graph<'a>, name: &str) -> Option<String> {
+        let (name, t) = self.0.next_if(|(n, _)| n == name)?;
+        Some(graph.initializer(name, &t.shape, Cow::Borrowed(&t.data)))
     }
-    let convention = header.preprocessing.convention;
-    // Fold the channel order (BGR for Caffe weights) into the first kernel, so the graph takes RGB.
+
+    /// A layer's weight (required) and bias (when it has one), after `x` in an input list.
+    fn layer(
+        &mut self,
+        graph: &mut Graph<'a>,
+        x: &str,
+        layer: &str,
+    ) -> Result<Vec<String>, String> {
+        let weight = self
+            .take(graph, &format!("{layer}.weight"))
+            .ok_or_else(|| format!("the model has no {layer}.weight where VGG16 has one"))?;
+        let mut inputs = vec![x.to_owned(), weight];
+        inputs.extend(self.take(graph, &format!("{layer}.bias")));
+        Ok(inputs)
+    }
+}
+
+/// Folds the weights' channel order (BGR for Caffe weights) into the first kernel, so the graph
+/// takes RGB whatever the weights want.
+fn fold_channel_order(tensors: &mut [(String, RawTensor)], convention: Convention) {
     if let Some((name, first)) = tensors.first_mut()
         && name == "features.0.weight"
         && let [out, 3, kh, kw] = first.shape[..]
@@ -269,37 +285,27 @@ fn build_graph<'a>(
         }
         first.data = data;
     }
-    let tensors: &'a [(String, RawTensor)] = tensors;
-    let dense_count = tensors
-        .iter()
-        .filter(|(name, _)| name.starts_with("classifier.") && name.ends_with(".weight"))
-        .count();
-    let mut graph = Graph::default();
-    let (mean, scale) = convention.pixel_mean_and_scale();
-    let mean = graph.initializer("preprocess.mean", &[1, 3, 1, 1], Cow::Owned(mean.to_vec()));
-    let scale = graph.initializer(
-        "preprocess.scale",
-        &[1, 3, 1, 1],
-        Cow::Owned(scale.to_vec()),
-    );
-    let centred = graph.node("Sub", &[INPUT_NAME, &mean], "preprocess.centred", &[]);
-    let mut x = graph.node("Div", &[&centred, &scale], "preprocess.normalised", &[]);
+}
 
-    let mut params = tensors.iter().peekable();
-    let mut take = |prefix: &str| {
-        params
-            .next_if(|(name, _)| name.starts_with(prefix))
-            .map(|(name, t)| (name.as_str(), t))
-    };
+/// Pixels 0–255 → the weights' normalisation: `(x − mean) / scale` per channel.
+fn normalise(graph: &mut Graph<'_>, convention: Convention) -> String {
+    let (mean, scale) = convention.pixel_mean_and_scale();
+    let shape = [1, 3, 1, 1];
+    let mean = graph.initializer("preprocess.mean", &shape, Cow::Owned(mean.to_vec()));
+    let scale = graph.initializer("preprocess.scale", &shape, Cow::Owned(scale.to_vec()));
+    let centred = graph.node("Sub", &[INPUT_NAME, &mean], "preprocess.centred", &[]);
+    graph.node("Div", &[&centred, &scale], "preprocess.normalised", &[])
+}
+
+/// The 13 convolutions with their ReLUs and the max-pools after each block.
+fn conv_base<'a>(
+    graph: &mut Graph<'a>,
+    params: &mut Params<'a>,
+    mut x: String,
+) -> Result<String, String> {
     for (i, idx) in TORCHVISION_CONV_INDICES.iter().enumerate() {
         let conv = format!("features.{idx}");
-        let (w_name, w) =
-            take(&format!("{conv}.weight")).ok_or("the model has fewer than 13 convolutions")?;
-        let weight = graph.initializer(w_name, &w.shape, Cow::Borrowed(&w.data));
-        let mut inputs = vec![x.clone(), weight];
-        if let Some((b_name, b)) = take(&format!("{conv}.bias")) {
-            inputs.push(graph.initializer(b_name, &b.shape, Cow::Borrowed(&b.data)));
-        }
+        let inputs = params.layer(graph, &x, &conv)?;
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let y = graph.node(
             "Conv",
@@ -324,62 +330,91 @@ fn build_graph<'a>(
             );
         }
     }
-    if side != POOLED_SIDE {
-        let pool = adaptive_pool_matrix(side, POOLED_SIDE);
-        let mut transposed = vec![0.0f32; pool.len()];
-        for (i, row) in pool.chunks_exact(side).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                transposed[j * POOLED_SIDE + i] = v;
-            }
-        }
-        let cols = graph.initializer("avgpool.cols", &[side, POOLED_SIDE], Cow::Owned(transposed));
-        let rows = graph.initializer("avgpool.rows", &[POOLED_SIDE, side], Cow::Owned(pool));
-        let half = graph.node("MatMul", &[&x, &cols], "avgpool.half", &[]);
-        x = graph.node("MatMul", &[&rows, &half], "avgpool.out", &[]);
+    Ok(x)
+}
+
+/// The adaptive average pool from `side`×`side` to 7×7 as `rows · x · colsᵀ` (nothing when
+/// `side` is 7).
+fn adaptive_pool(graph: &mut Graph<'_>, x: String, side: usize) -> String {
+    if side == POOLED_SIDE {
+        return x;
     }
-    x = graph.node("Flatten", &[&x], "flatten", &[Attr::Int("axis", 1)]);
-    for j in 0..dense_count {
-        let name = format!("classifier.{}", 3 * j);
-        let (w_name, w) =
-            take(&format!("{name}.weight")).ok_or("the model's head has a gap in its layers")?;
-        let mut inputs = vec![
-            x.clone(),
-            graph.initializer(w_name, &w.shape, Cow::Borrowed(&w.data)),
-        ];
-        if let Some((b_name, b)) = take(&format!("{name}.bias")) {
-            inputs.push(graph.initializer(b_name, &b.shape, Cow::Borrowed(&b.data)));
+    let pool = adaptive_pool_matrix(side, POOLED_SIDE);
+    let mut transposed = vec![0.0f32; pool.len()];
+    for (i, row) in pool.chunks_exact(side).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            transposed[j * POOLED_SIDE + i] = v;
         }
+    }
+    let cols = graph.initializer("avgpool.cols", &[side, POOLED_SIDE], Cow::Owned(transposed));
+    let rows = graph.initializer("avgpool.rows", &[POOLED_SIDE, side], Cow::Owned(pool));
+    let half = graph.node("MatMul", &[&x, &cols], "avgpool.half", &[]);
+    graph.node("MatMul", &[&rows, &half], "avgpool.out", &[])
+}
+
+/// Flatten, then one Gemm per dense layer (ReLU between), then softmax.
+fn head<'a>(
+    graph: &mut Graph<'a>,
+    params: &mut Params<'a>,
+    x: String,
+    dense_count: usize,
+) -> Result<(), String> {
+    let mut x = graph.node("Flatten", &[&x], "flatten", &[Attr::Int("axis", 1)]);
+    for j in 0..dense_count {
+        let dense = format!("classifier.{}", 3 * j);
+        let inputs = params.layer(graph, &x, &dense)?;
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         x = graph.node(
             "Gemm",
             &inputs,
-            &format!("{name}.out"),
+            &format!("{dense}.out"),
             &[Attr::Int("transB", 1)],
         );
         if j + 1 < dense_count {
-            x = graph.node("Relu", &[&x], &format!("{name}.relu"), &[]);
+            x = graph.node("Relu", &[&x], &format!("{dense}.relu"), &[]);
         }
     }
-    if params.peek().is_some() {
-        return Err("the model holds more layers than VGG16 has".to_owned());
-    }
     graph.node("Softmax", &[&x], OUTPUT_NAME, &[Attr::Int("axis", 1)]);
+    Ok(())
+}
+
+/// Builds the graph of `model`'s inference (weights taken from `tensors`, in torchvision's names).
+fn build_graph<'a>(
+    header: &BundleHeader,
+    tensors: &'a mut [(String, RawTensor)],
+) -> Result<Graph<'a>, String> {
+    let size = header.preprocessing.input_size;
+    let side = block5_side(size);
+    if side == 0 {
+        return Err(format!(
+            "an input of {size} px is too small for VGG16's five pools (32 px at least)"
+        ));
+    }
+    let convention = header.preprocessing.convention;
+    fold_channel_order(tensors, convention);
+    let tensors: &'a [(String, RawTensor)] = tensors;
+    let dense_count = tensors
+        .iter()
+        .filter(|(name, _)| name.starts_with("classifier.") && name.ends_with(".weight"))
+        .count();
+    let mut graph = Graph::default();
+    let mut params = Params(tensors.iter().peekable());
+    let x = normalise(&mut graph, convention);
+    let x = conv_base(&mut graph, &mut params, x)?;
+    let x = adaptive_pool(&mut graph, x, side);
+    head(&mut graph, &mut params, x, dense_count)?;
+    if let Some((name, _)) = params.0.peek() {
+        return Err(format!("the model holds {name}, which VGG16 does not have"));
+    }
     let s = size as usize;
+    let batch = Dim::Named("batch");
     graph.value_info(
         11,
         INPUT_NAME,
-        &[
-            Dim::Named("batch"),
-            Dim::Fixed(3),
-            Dim::Fixed(s),
-            Dim::Fixed(s),
-        ],
+        &[batch, Dim::Fixed(3), Dim::Fixed(s), Dim::Fixed(s)],
     );
-    graph.value_info(
-        12,
-        OUTPUT_NAME,
-        &[Dim::Named("batch"), Dim::Fixed(header.classes.len())],
-    );
+    let classes = Dim::Fixed(header.classes.len());
+    graph.value_info(12, OUTPUT_NAME, &[Dim::Named("batch"), classes]);
     Ok(graph)
 }
 

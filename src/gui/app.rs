@@ -1,0 +1,497 @@
+//! The app: what the views share, one panel per view, and the one place ([`VggtuneApp`]'s
+//! `run_command`) where a view's action reaches another view's state.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use super::data::DataPanel;
+use super::evaluate::EvaluatePanel;
+use super::jobs::{self, Job};
+use super::model::ModelPanel;
+use super::predict::PredictPanel;
+use super::train::TrainPanel;
+use super::weights::WeightsPanel;
+use super::{
+    APP_NAME, AppOptions, Commands, DeviceStatus, DialogPurpose, Shared, State, Thumbnails,
+    UiCommand, View, WeightsChoice, chrome,
+};
+use crate::data::Dataset;
+use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
+use crate::infer::{self, Prediction, Unclassified};
+use crate::train::{EpochMetrics, Evaluation};
+
+/// The eframe application.
+pub struct VggtuneApp {
+    pub(super) shared: Shared,
+    pub(super) data: DataPanel,
+    pub(super) weights: WeightsPanel,
+    pub(super) train: TrainPanel,
+    pub(super) evaluate: EvaluatePanel,
+    pub(super) predict: PredictPanel,
+    pub(super) model: ModelPanel,
+    confirm_close: bool,
+    closing: bool,
+    show_about: bool,
+    title: String,
+}
+
+impl VggtuneApp {
+    /// Builds the app, restoring the persisted [`State`] and probing the device on a worker.
+    pub fn new(cc: &eframe::CreationContext<'_>, device_choice: DeviceChoice) -> Self {
+        Self::with_options(
+            cc,
+            AppOptions {
+                device_choice,
+                ..AppOptions::default()
+            },
+        )
+    }
+
+    /// Builds the app with explicit options.
+    pub fn with_options(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
+        let mut state: State = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+            .unwrap_or_default();
+        if options.device_choice != DeviceChoice::Auto {
+            state.device_choice = options.device_choice;
+        }
+        let ctx = &cc.egui_ctx;
+        let choice = state.device_choice;
+        let device = DeviceStatus::Probing(Job::once(ctx, "device-probe", move || {
+            device::select(choice)
+        }));
+        let mut app = Self {
+            data: DataPanel::new(state.data_path.clone()),
+            shared: Shared {
+                state,
+                device,
+                thumbnails: Thumbnails::new(ctx, 2),
+                notices: Vec::new(),
+                dialog: None,
+                work_dir: options
+                    .work_dir
+                    .unwrap_or_else(|| crate::fsutil::app_dir(crate::fsutil::AppDir::Data)),
+                cache_root: options.cache_root,
+            },
+            weights: WeightsPanel::default(),
+            train: TrainPanel::default(),
+            evaluate: EvaluatePanel::default(),
+            predict: PredictPanel::default(),
+            model: ModelPanel::default(),
+            confirm_close: false,
+            closing: false,
+            show_about: false,
+            title: String::new(),
+        };
+        // Pick up where the user left off: the last folder and the last model.
+        let state = &app.shared.state;
+        let last_folder = Some(PathBuf::from(&state.data_path))
+            .filter(|p| !state.data_path.is_empty() && p.is_dir());
+        let last_model = state.last_model.clone().filter(|p| p.is_file());
+        let weights_file = match &state.weights {
+            WeightsChoice::File(path) => Some(path.clone()),
+            _ => None,
+        };
+        if let Some(path) = last_folder {
+            app.data.open(ctx, &mut app.shared, path);
+        }
+        if let Some(model) = last_model {
+            app.model.load(ctx, &app.shared, model, true);
+        }
+        if let Some(path) = weights_file {
+            app.weights.read_info(ctx, path);
+        }
+        app
+    }
+
+    /// The view being shown.
+    pub fn view(&self) -> View {
+        self.shared.state.view
+    }
+
+    /// The persisted state (tests change the training configuration through it).
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.shared.state
+    }
+
+    /// The chosen compute device, once the worker has chosen one.
+    pub fn compute_device(&self) -> Option<&ComputeDevice> {
+        match &self.shared.device {
+            DeviceStatus::Ready(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The open dataset.
+    pub fn dataset(&self) -> Option<&Dataset> {
+        self.data.dataset.as_deref()
+    }
+
+    /// Per-epoch metrics of the current or last run.
+    pub fn epochs(&self) -> &[EpochMetrics] {
+        &self.train.log.epochs
+    }
+
+    /// True while a training run is going.
+    pub fn is_training(&self) -> bool {
+        self.train.is_training()
+    }
+
+    /// True when a model is loaded and ready to predict.
+    pub fn has_model(&self) -> bool {
+        self.model.classifier.is_some()
+    }
+
+    /// The predictions shown in the Predict view.
+    pub fn predictions(&self) -> &[Prediction] {
+        &self.predict.predictions
+    }
+
+    /// Files that could not be classified, with why.
+    pub fn rejected(&self) -> &[Unclassified] {
+        &self.predict.rejected
+    }
+
+    /// The evaluation shown in the Evaluate view.
+    pub fn evaluation(&self) -> Option<&Evaluation> {
+        self.evaluate.evaluation.as_ref().map(|e| &e.evaluation)
+    }
+
+    /// True while any background work that the user waits for is going.
+    pub fn is_busy(&self) -> bool {
+        self.data.is_busy()
+            || self.is_training()
+            || self.model.activity().is_some()
+            || self.evaluate.is_busy()
+            || self.predict.is_busy()
+            || self.weights.is_busy()
+    }
+
+    /// True when a checkpoint of an unfinished run exists.
+    pub fn can_resume(&self) -> bool {
+        self.train.can_resume(&self.shared)
+    }
+
+    /// The window title (tests read it).
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    fn open_dialog(&mut self, purpose: DialogPurpose, job: Job<Option<PathBuf>>) {
+        self.shared.dialog = Some((purpose, job));
+    }
+
+    pub(super) fn run_command(&mut self, ctx: &egui::Context, command: UiCommand) {
+        let shared = &mut self.shared;
+        match command {
+            UiCommand::Show(view) => shared.state.view = view,
+            UiCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            UiCommand::OpenDataset(path) => self.data.open(ctx, shared, path),
+            UiCommand::ChooseDataFolder => {
+                self.open_dialog(DialogPurpose::DataFolder, jobs::pick_folder(ctx));
+            }
+            UiCommand::ImportWeights => self.open_dialog(
+                DialogPurpose::ImportWeights,
+                jobs::pick_file(ctx, "VGG16 weights", &["pth", "pt", "safetensors", "onnx"]),
+            ),
+            UiCommand::DownloadWeights => self.weights.start_download(ctx),
+            UiCommand::CancelDownload => self.weights.cancel_download(),
+            UiCommand::StartTraining { resume } => self.start_training(ctx, resume),
+            UiCommand::StopTraining => self.train.stop(),
+            UiCommand::AddImages => self.predict.choose_files(ctx),
+            UiCommand::PasteImage => self.predict.paste(ctx, shared),
+            UiCommand::ClearPredictions => self.predict.clear(),
+            UiCommand::ExportCsv => self.open_dialog(
+                DialogPurpose::ExportCsv,
+                jobs::save_file(ctx, "predictions.csv".into(), "CSV", &["csv"]),
+            ),
+            UiCommand::ExportSubmission => self.open_dialog(
+                DialogPurpose::ExportSubmission,
+                jobs::save_file(ctx, "submission.csv".into(), "CSV", &["csv"]),
+            ),
+            UiCommand::EvaluateDataset => self.evaluate_dataset(ctx),
+            UiCommand::NewModel => {
+                self.model.forget(shared);
+                self.evaluate.clear();
+            }
+            UiCommand::OpenModel => self.open_dialog(
+                DialogPurpose::OpenModel,
+                jobs::pick_file(ctx, "vggtune model", &["vggtune"]),
+            ),
+            UiCommand::SaveModel => self.open_dialog(
+                DialogPurpose::SaveModel,
+                jobs::save_file(ctx, "model.vggtune".into(), "vggtune model", &["vggtune"]),
+            ),
+            UiCommand::Export(format) => {
+                let ext = format.extension();
+                self.open_dialog(
+                    DialogPurpose::Export(format),
+                    jobs::save_file(ctx, format!("model.{ext}"), ext, format.extensions()),
+                );
+            }
+            UiCommand::DiscardAndQuit => {
+                self.model.saved = true;
+                self.confirm_close = false;
+                self.closing = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            UiCommand::CancelQuit => self.confirm_close = false,
+            UiCommand::ToggleAbout => self.show_about = !self.show_about,
+        }
+    }
+
+    fn start_training(&mut self, ctx: &egui::Context, resume: bool) {
+        let Some(dataset) = self.data.dataset.clone() else {
+            self.shared
+                .notices
+                .push("Open a photo folder first (Data view).".into());
+            return;
+        };
+        match WeightsPanel::for_run(&self.shared.state.weights) {
+            Ok(weights) => self
+                .train
+                .start(ctx, &mut self.shared, &dataset, weights, resume),
+            Err(e) => self.shared.notices.push(e),
+        }
+    }
+
+    fn evaluate_dataset(&mut self, ctx: &egui::Context) {
+        match (self.model.classifier.clone(), self.data.dataset.clone()) {
+            (Some(classifier), Some(dataset)) => self.evaluate.start(ctx, classifier, dataset),
+            _ => self
+                .shared
+                .notices
+                .push("Open a photo folder and a model first.".into()),
+        }
+    }
+
+    fn classify(&mut self, ctx: &egui::Context, inputs: Vec<PathBuf>) {
+        let classifier = self.model.classifier.clone();
+        self.predict
+            .classify(ctx, &mut self.shared, classifier, inputs);
+    }
+
+    /// Applies what the workers sent since the last frame.
+    fn poll_workers(&mut self, ctx: &egui::Context) {
+        let shared = &mut self.shared;
+        shared.thumbnails.poll(ctx);
+        if let DeviceStatus::Probing(job) = &mut shared.device {
+            if let Some(result) = job.poll().pop() {
+                shared.device = match result {
+                    Ok(d) => DeviceStatus::Ready(Box::new(d)),
+                    Err(e) => DeviceStatus::Failed(e),
+                };
+            } else if job.is_finished() {
+                shared.device =
+                    DeviceStatus::Failed(DeviceError::NoGpu("the device probe stopped".into()));
+            }
+        }
+        self.data.poll();
+        self.weights.poll(shared);
+        if let Some(finished) = self.train.poll(shared) {
+            self.evaluate.show(finished.validation);
+            if let Some(model) = finished.model {
+                self.model.load(ctx, shared, model, false);
+            }
+        }
+        self.model.poll(shared);
+        self.evaluate.poll(shared);
+        let to_classify = self.predict.poll(shared);
+        if !to_classify.is_empty() {
+            self.classify(ctx, to_classify);
+        }
+        if let Some((purpose, job)) = &mut self.shared.dialog
+            && let Some(result) = job.poll().pop()
+        {
+            let purpose = *purpose;
+            self.shared.dialog = None;
+            if let Some(path) = result {
+                self.dialog_done(ctx, purpose, path);
+            }
+        } else if self
+            .shared
+            .dialog
+            .as_ref()
+            .is_some_and(|(_, job)| job.is_finished())
+        {
+            self.shared.dialog = None;
+        }
+    }
+
+    fn dialog_done(&mut self, ctx: &egui::Context, purpose: DialogPurpose, path: PathBuf) {
+        let shared = &mut self.shared;
+        match purpose {
+            DialogPurpose::DataFolder => self.data.open(ctx, shared, path),
+            DialogPurpose::ImportWeights => self.weights.read_info(ctx, path),
+            DialogPurpose::OpenModel => self.model.load(ctx, shared, path, true),
+            DialogPurpose::SaveModel => self.model.save_as(ctx, shared, path),
+            DialogPurpose::Export(format) => self.model.export(ctx, shared, format, path),
+            DialogPurpose::ExportCsv => {
+                let written = infer::write_csv(&path, &self.model.classes, self.predictions());
+                if let Err(e) = written {
+                    self.shared.notices.push(format!("{}: {e}", path.display()));
+                }
+            }
+            DialogPurpose::ExportSubmission => {
+                let result =
+                    infer::kaggle_rows(&self.model.classes, self.predictions(), infer::KAGGLE_CLIP)
+                        .and_then(|rows| infer::write_submission(&path, &rows));
+                if let Err(e) = result {
+                    self.shared.notices.push(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// What a drop does now, in words (for the hover overlay).
+    fn drop_action(&self, paths: &[PathBuf]) -> String {
+        let folders = paths.iter().filter(|p| p.is_dir()).count();
+        if self.opens_dataset_on_drop(paths) {
+            "Drop to open this folder as the photo dataset".into()
+        } else if self.has_model() {
+            format!(
+                "Drop to classify {} with the current model",
+                if folders > 0 {
+                    "these files and folders"
+                } else {
+                    "these images"
+                }
+            )
+        } else {
+            "Drop a photo folder to open it; train or open a model to classify images".into()
+        }
+    }
+
+    fn opens_dataset_on_drop(&self, paths: &[PathBuf]) -> bool {
+        paths.len() == 1
+            && paths[0].is_dir()
+            && (self.shared.state.view == View::Data || !self.has_model())
+    }
+
+    fn handle_drops(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        if self.opens_dataset_on_drop(&dropped) {
+            self.shared.state.view = View::Data;
+            self.data.open(ctx, &mut self.shared, dropped[0].clone());
+        } else {
+            self.classify(ctx, dropped);
+        }
+    }
+
+    fn drop_overlay(&self, ctx: &egui::Context) {
+        let hovered: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .hovered_files
+                .iter()
+                .filter_map(|f| f.path.clone())
+                .collect()
+        });
+        let any_hover = ctx.input(|i| !i.raw.hovered_files.is_empty());
+        if !any_hover {
+            return;
+        }
+        let text = self.drop_action(&hovered);
+        let painter = ctx.layer_painter(egui::LayerId::new(
+            egui::Order::Foreground,
+            egui::Id::unique("drop-overlay"),
+        ));
+        let rect = ctx.content_rect();
+        painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(180));
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            text,
+            egui::FontId::proportional(22.0),
+            egui::Color32::WHITE,
+        );
+    }
+
+    fn update_title(&mut self, ctx: &egui::Context) {
+        let title = format!("{APP_NAME} — {}", self.model.title());
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+
+    fn view_ui(&mut self, ui: &mut egui::Ui, commands: &mut Commands) {
+        let shared = &mut self.shared;
+        match shared.state.view {
+            View::Data => self.data.ui(ui, shared, commands),
+            View::Weights => self.weights.ui(ui, shared, commands),
+            View::Train => {
+                let dataset = self.data.dataset.as_deref();
+                self.train.ui(ui, shared, dataset, commands);
+            }
+            View::Evaluate => {
+                let can_start = self.model.classifier.is_some() && self.data.dataset.is_some();
+                self.evaluate.ui(ui, shared, can_start, commands);
+            }
+            View::Predict => self.predict.ui(ui, shared, &self.model, commands),
+        }
+    }
+}
+
+impl eframe::App for VggtuneApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.poll_workers(ctx);
+        self.handle_drops(ctx);
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
+            self.run_command(ctx, UiCommand::Quit);
+        }
+        // Ctrl+V in the Predict view classifies an image on the clipboard.
+        let paste = ctx.input(|i| {
+            i.events.iter().any(|e| matches!(e, egui::Event::Paste(_)))
+                || (i.modifiers.command && i.key_pressed(egui::Key::V))
+        });
+        if paste && self.shared.state.view == View::Predict {
+            self.run_command(ctx, UiCommand::PasteImage);
+        }
+        if ctx.input(|i| i.viewport().close_requested()) && !self.model.saved && !self.closing {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.confirm_close = true;
+        }
+        self.update_title(ctx);
+        if self.is_busy() {
+            // Progress and ETA move with time, not only with events.
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        let mut commands = Vec::new();
+        egui::Panel::top("tabs").show(ui, |ui| chrome::top_bar_ui(self, ui, &mut commands));
+        egui::Panel::bottom("status").show(ui, |ui| chrome::status_ui(self, ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            chrome::notices_ui(&mut self.shared, ui);
+            self.view_ui(ui, &mut commands);
+        });
+        if self.confirm_close {
+            chrome::confirm_close_ui(&ctx, &mut commands);
+        }
+        if self.show_about {
+            chrome::about_ui(&self.shared, &ctx, &mut commands);
+        }
+        self.drop_overlay(&ctx);
+        for command in commands {
+            self.run_command(&ctx, command);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.shared.state);
+    }
+}

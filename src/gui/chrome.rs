@@ -1,0 +1,176 @@
+//! The window's frame around the views: tabs and the Model menu, the status bar with every
+//! running job, notices, the About box and the question before an unsaved model is lost.
+
+use eframe::egui;
+
+use super::{Commands, DeviceStatus, Shared, UiCommand, VggtuneApp, View};
+use crate::model::export::ExportFormat;
+
+/// The tabs, the Model menu, About and Quit.
+pub(crate) fn top_bar_ui(app: &VggtuneApp, ui: &mut egui::Ui, commands: &mut Commands) {
+    ui.horizontal(|ui| {
+        ui.heading(super::APP_NAME);
+        ui.separator();
+        for view in View::ALL {
+            if ui
+                .selectable_label(app.shared.state.view == view, view.title())
+                .clicked()
+            {
+                commands.push(UiCommand::Show(view));
+            }
+        }
+        ui.separator();
+        ui.menu_button("Model", |ui| {
+            if ui
+                .button("New")
+                .on_hover_text("Forget the current model")
+                .clicked()
+            {
+                commands.push(UiCommand::NewModel);
+                ui.close();
+            }
+            if ui.button("Open model…").clicked() {
+                commands.push(UiCommand::OpenModel);
+                ui.close();
+            }
+            let has_model = app.model.path.is_some();
+            if ui
+                .add_enabled(has_model, egui::Button::new("Save model…"))
+                .clicked()
+            {
+                commands.push(UiCommand::SaveModel);
+                ui.close();
+            }
+            for format in ExportFormat::ALL {
+                let label = match format {
+                    ExportFormat::Onnx => "Export ONNX…",
+                    ExportFormat::Safetensors => "Export safetensors…",
+                };
+                if ui
+                    .add_enabled(has_model, egui::Button::new(label))
+                    .on_hover_text(format.description())
+                    .clicked()
+                {
+                    commands.push(UiCommand::Export(format));
+                    ui.close();
+                }
+            }
+        });
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui
+                .button("Quit")
+                .on_hover_text("Close vggtune (Ctrl+Q)")
+                .clicked()
+            {
+                commands.push(UiCommand::Quit);
+            }
+            if ui.button("About").clicked() {
+                commands.push(UiCommand::ToggleAbout);
+            }
+        });
+    });
+}
+
+/// The status bar: the device, and every job that runs, from any view.
+pub(crate) fn status_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        match &app.shared.device {
+            DeviceStatus::Probing(_) => {
+                ui.spinner();
+                ui.label("Looking for a GPU…");
+            }
+            DeviceStatus::Ready(d) => {
+                ui.label(format!("Device: {}", d.label()))
+                    .on_hover_text(&d.reason);
+            }
+            DeviceStatus::Failed(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Device: {e}"));
+            }
+        }
+        if app.is_training() {
+            ui.separator();
+            ui.spinner();
+            ui.label("Training");
+        }
+        for (busy, what) in [
+            (app.data.is_busy(), "Scanning the folder"),
+            (app.weights.is_busy(), "Working on the weights"),
+            (app.evaluate.is_busy(), "Evaluating"),
+            (app.predict.is_busy(), "Classifying"),
+        ] {
+            if busy {
+                ui.separator();
+                ui.spinner();
+                ui.label(what);
+            }
+        }
+        if let Some(what) = app.model.activity() {
+            ui.separator();
+            ui.spinner();
+            ui.label(what);
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.weak(format!("vggtune {}", crate::VERSION))
+                .on_hover_text(format!("vggtune {}", crate::VERSION_LINE));
+        });
+    });
+}
+
+/// The notices above the view, each with a button that dismisses it.
+pub(crate) fn notices_ui(shared: &mut Shared, ui: &mut egui::Ui) {
+    let mut dismiss = None;
+    for (i, notice) in shared.notices.iter().enumerate() {
+        ui.horizontal(|ui| {
+            ui.colored_label(ui.visuals().warn_fg_color, notice);
+            if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+                dismiss = Some(i);
+            }
+        });
+    }
+    if let Some(i) = dismiss {
+        shared.notices.remove(i);
+    }
+}
+
+/// The About box.
+pub(crate) fn about_ui(shared: &Shared, ctx: &egui::Context, commands: &mut Commands) {
+    egui::Window::new("About vggtune")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            ui.heading("vggtune");
+            ui.label("Fine-tune VGG16 on your own labelled photos.");
+            ui.label(format!("Version {}", crate::VERSION_LINE));
+            if let DeviceStatus::Ready(d) = &shared.device {
+                ui.label(format!("Device: {} — {}", d.label(), d.reason));
+            }
+            ui.label("Burn 0.22 (wgpu, flex) · eframe/egui 0.37 · MIT OR Apache-2.0");
+            if ui.button("Close").clicked() {
+                commands.push(UiCommand::ToggleAbout);
+            }
+        });
+}
+
+/// Asks before an unsaved model is lost.
+pub(crate) fn confirm_close_ui(ctx: &egui::Context, commands: &mut Commands) {
+    egui::Window::new("Unsaved model")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            ui.label("The model you trained has not been saved. Quit anyway?");
+            ui.horizontal(|ui| {
+                if ui.button("Save model…").clicked() {
+                    commands.push(UiCommand::CancelQuit);
+                    commands.push(UiCommand::SaveModel);
+                }
+                if ui.button("Discard and quit").clicked() {
+                    commands.push(UiCommand::DiscardAndQuit);
+                }
+                if ui.button("Cancel").clicked() {
+                    commands.push(UiCommand::CancelQuit);
+                }
+            });
+        });
+}

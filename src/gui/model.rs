@@ -1,0 +1,174 @@
+//! The Model menu's state: the model in use (trained here or opened), whether it is saved, and
+//! the jobs that load, save and export it. Every model-sized file is read and written on a
+//! worker, never on the UI thread.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use eframe::egui;
+
+use super::Shared;
+use super::jobs::Job;
+use crate::infer::Classifier;
+use crate::model::export::{ExportFormat, export_model};
+
+/// The model in use and the work on its file.
+pub(crate) struct ModelPanel {
+    /// The loaded model, shared with prediction and evaluation workers.
+    pub classifier: Option<Arc<Mutex<Classifier>>>,
+    /// Its class names.
+    pub classes: Vec<String>,
+    /// Its file.
+    pub path: Option<PathBuf>,
+    /// False for a trained model not yet saved under a name of the user's.
+    pub saved: bool,
+    load_job: Option<Job<Result<(Classifier, PathBuf), String>>>,
+    save_job: Option<Job<Result<PathBuf, String>>>,
+    export_job: Option<Job<Result<String, String>>>,
+}
+
+impl Default for ModelPanel {
+    fn default() -> Self {
+        Self {
+            classifier: None,
+            classes: Vec::new(),
+            path: None,
+            saved: true,
+            load_job: None,
+            save_job: None,
+            export_job: None,
+        }
+    }
+}
+
+impl ModelPanel {
+    /// Loads the model at `path` on a worker; `saved` is false for a run's fresh model.
+    pub fn load(&mut self, ctx: &egui::Context, shared: &Shared, path: PathBuf, saved: bool) {
+        let choice = shared.state.device_choice;
+        self.saved = saved;
+        self.load_job = Some(Job::once(ctx, "load-model", move || {
+            // The chosen device (the probe is shared and answers once), unless the model's
+            // largest buffers do not fit the GPU: see `device::fit`.
+            Classifier::load_for(&path, choice)
+                .map(|c| (c, path))
+                .map_err(|e| e.to_string())
+        }));
+    }
+
+    /// Forgets the model.
+    pub fn forget(&mut self, shared: &mut Shared) {
+        self.classifier = None;
+        self.classes.clear();
+        self.path = None;
+        self.saved = true;
+        shared.state.last_model = None;
+    }
+
+    /// Copies the model's file to `to` on a worker (atomically).
+    pub fn save_as(&mut self, ctx: &egui::Context, shared: &mut Shared, to: PathBuf) {
+        let Some(from) = self.path.clone() else {
+            shared.notices.push("There is no model to save yet.".into());
+            return;
+        };
+        self.save_job = Some(Job::once(ctx, "save-model", move || {
+            std::fs::read(&from)
+                .and_then(|bytes| crate::fsutil::write_atomic(&to, &bytes))
+                .map(|()| to.clone())
+                .map_err(|e| format!("{}: could not save: {e}", to.display()))
+        }));
+    }
+
+    /// Exports the model's file to `to` in `format` on a worker.
+    pub fn export(
+        &mut self,
+        ctx: &egui::Context,
+        shared: &mut Shared,
+        format: ExportFormat,
+        to: PathBuf,
+    ) {
+        let Some(from) = self.path.clone() else {
+            shared
+                .notices
+                .push("There is no model to export yet.".into());
+            return;
+        };
+        self.export_job = Some(Job::once(ctx, "export", move || {
+            export_model(&from, format, &to).map_err(|e| e.to_string())
+        }));
+    }
+
+    /// True while the model loads.
+    pub fn is_loading(&self) -> bool {
+        self.load_job.is_some()
+    }
+
+    /// What runs on the model's file now, in words, for the status bar.
+    pub fn activity(&self) -> Option<&'static str> {
+        if self.load_job.is_some() {
+            Some("Loading the model")
+        } else if self.save_job.is_some() {
+            Some("Saving the model")
+        } else if self.export_job.is_some() {
+            Some("Exporting the model")
+        } else {
+            None
+        }
+    }
+
+    /// Takes in what the workers finished.
+    pub fn poll(&mut self, shared: &mut Shared) {
+        if let Some(job) = &mut self.load_job
+            && let Some(result) = job.poll_finished()
+        {
+            self.load_job = None;
+            match result {
+                Ok((classifier, path)) => {
+                    self.classes = classifier.classes().to_vec();
+                    self.classifier = Some(Arc::new(Mutex::new(classifier)));
+                    if self.saved {
+                        shared.state.last_model = Some(path.clone());
+                    }
+                    self.path = Some(path);
+                }
+                Err(e) => shared
+                    .notices
+                    .push(format!("Could not open the model: {e}")),
+            }
+        }
+        if let Some(job) = &mut self.save_job
+            && let Some(result) = job.poll_finished()
+        {
+            self.save_job = None;
+            match result {
+                Ok(path) => {
+                    shared.notices.push(format!("Saved {}", path.display()));
+                    self.path = Some(path.clone());
+                    self.saved = true;
+                    shared.state.last_model = Some(path);
+                }
+                Err(e) => shared.notices.push(e),
+            }
+        }
+        if let Some(job) = &mut self.export_job
+            && let Some(result) = job.poll_finished()
+        {
+            self.export_job = None;
+            match result {
+                Ok(done) => shared.notices.push(format!("Exported: {done}")),
+                Err(e) => shared.notices.push(format!("Export failed: {e}")),
+            }
+        }
+    }
+
+    /// The window title's part for the model: its file name, "unsaved model*" or "no model".
+    pub fn title(&self) -> String {
+        match &self.path {
+            Some(p) if self.saved => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Some(_) => "unsaved model*".to_owned(),
+            None => "no model".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The Predict view: photos dropped on the window, pasted, or chosen, classified on workers while
+//! training goes on; every file that could not be classified says why; CSV and Kaggle export.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use eframe::egui;
+
+use super::jobs::{self, Job};
+use super::model::ModelPanel;
+use super::{Commands, Shared, UiCommand};
+use crate::infer::{self, Classifier, Prediction, Unclassified};
+
+/// One batch of results from a prediction worker.
+struct PredictBatch(Vec<Prediction>, Vec<Unclassified>);
+
+/// The Predict view's state: the predictions and the work that makes them.
+#[derive(Default)]
+pub(crate) struct PredictPanel {
+    /// The predictions, in the order they came.
+    pub predictions: Vec<Prediction>,
+    /// Files that could not be classified, with why.
+    pub rejected: Vec<Unclassified>,
+    jobs: Vec<Job<PredictBatch>>,
+    paste_job: Option<Job<Result<PathBuf, String>>>,
+    files_dialog: Option<Job<Option<Vec<PathBuf>>>>,
+}
+
+impl PredictPanel {
+    /// Classifies the images among `inputs` (folders are walked) with `classifier`, on a worker.
+    pub fn classify(
+        &mut self,
+        ctx: &egui::Context,
+        shared: &mut Shared,
+        classifier: Option<Arc<Mutex<Classifier>>>,
+        inputs: Vec<PathBuf>,
+    ) {
+        let (paths, rejected) = infer::collect_images(&inputs);
+        self.rejected.extend(rejected);
+        shared.state.view = super::View::Predict;
+        let Some(classifier) = classifier else {
+            shared
+                .notices
+                .push("Train or open a model first; then drop images to classify them.".into());
+            return;
+        };
+        if paths.is_empty() {
+            return;
+        }
+        self.jobs.push(Job::spawn(ctx, "predict", move |r| {
+            for chunk in paths.chunks(8) {
+                let (p, f) = match classifier.lock() {
+                    Ok(c) => c.predict(chunk, 8, |_, _| {}),
+                    Err(_) => return,
+                };
+                r.send(PredictBatch(p, f));
+            }
+        }));
+    }
+
+    /// Saves the clipboard's image and classifies it (Ctrl+V, or the button).
+    pub fn paste(&mut self, ctx: &egui::Context, shared: &Shared) {
+        if self.paste_job.is_none() {
+            let dir = shared.work_dir.join("pasted");
+            self.paste_job = Some(Job::once(ctx, "paste", move || paste_image(&dir)));
+        }
+    }
+
+    /// Asks for image files in a dialog.
+    pub fn choose_files(&mut self, ctx: &egui::Context) {
+        self.files_dialog = Some(jobs::pick_files(ctx));
+    }
+
+    /// Forgets every prediction.
+    pub fn clear(&mut self) {
+        self.predictions.clear();
+        self.rejected.clear();
+    }
+
+    /// True while predictions are being made.
+    pub fn is_busy(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
+    /// Takes in the workers' results; returns files a dialog or the clipboard gave, to classify.
+    pub fn poll(&mut self, shared: &mut Shared) -> Vec<PathBuf> {
+        for job in &mut self.jobs {
+            for PredictBatch(p, f) in job.poll() {
+                self.predictions.extend(p);
+                self.rejected.extend(f);
+            }
+            if let Some(why) = job.failure() {
+                shared.notices.push(format!("Prediction stopped: {why}"));
+            }
+        }
+        self.jobs.retain(|j| !j.is_finished());
+        let mut to_classify = Vec::new();
+        if let Some(job) = &mut self.paste_job
+            && let Some(result) = job.poll_finished()
+        {
+            self.paste_job = None;
+            match result {
+                Ok(path) => to_classify.push(path),
+                Err(e) => shared.notices.push(e),
+            }
+        }
+        if let Some(job) = &mut self.files_dialog
+            && let Some(result) = job.poll().pop()
+        {
+            self.files_dialog = None;
+            to_classify.extend(result.into_iter().flatten());
+        }
+        if self.files_dialog.as_ref().is_some_and(Job::is_finished) {
+            self.files_dialog = None;
+        }
+        to_classify
+    }
+
+    /// The Predict view; `model` says which model classifies.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        model: &ModelPanel,
+        commands: &mut Commands,
+    ) {
+        self.toolbar_ui(ui, commands);
+        match (&model.classifier, model.is_loading()) {
+            (_, true) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Loading the model…");
+                });
+            }
+            (Some(_), false) => {
+                ui.label(format!(
+                    "Model: {} — drop image files or folders anywhere on the window to classify them.",
+                    model.classes.join(" / ")
+                ));
+            }
+            (None, false) => {
+                ui.label("Train or open a model (Model menu) first; then drop images here.");
+            }
+        }
+        if !self.rejected.is_empty() {
+            egui::CollapsingHeader::new(format!("Not classified ({})", self.rejected.len()))
+                .id_salt("rejected")
+                .default_open(true)
+                .show(ui, |ui| {
+                    for r in &self.rejected {
+                        ui.colored_label(
+                            ui.visuals().warn_fg_color,
+                            format!("{}: {}", r.path.display(), r.reason),
+                        );
+                    }
+                });
+        }
+        let classes = &model.classes;
+        let predictions = &self.predictions;
+        let thumbnails = &mut shared.thumbnails;
+        egui::ScrollArea::vertical()
+            .id_salt("predictions")
+            .auto_shrink([false, false])
+            .show_rows(ui, 104.0, predictions.len(), |ui, range| {
+                for p in &predictions[range] {
+                    ui.horizontal(|ui| {
+                        thumbnails.show(ui, &p.path, 96.0);
+                        ui.vertical(|ui| {
+                            ui.strong(format!(
+                                "{} — {}",
+                                classes.get(p.class).map_or("?", String::as_str),
+                                p.path
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default()
+                            ));
+                            for (c, v) in classes.iter().zip(&p.probabilities) {
+                                ui.add(
+                                    egui::ProgressBar::new(*v)
+                                        .desired_width(260.0)
+                                        .text(format!("{c}: {:.1}%", 100.0 * v)),
+                                );
+                            }
+                        });
+                    });
+                }
+            });
+    }
+
+    /// Add images, Paste, Export CSV, Kaggle submission, Clear.
+    fn toolbar_ui(&self, ui: &mut egui::Ui, commands: &mut Commands) {
+        ui.horizontal(|ui| {
+            ui.heading("Predict");
+            if ui
+                .add_enabled(
+                    self.files_dialog.is_none(),
+                    egui::Button::new("Add images…"),
+                )
+                .clicked()
+            {
+                commands.push(UiCommand::AddImages);
+            }
+            if ui
+                .add_enabled(self.paste_job.is_none(), egui::Button::new("Paste image"))
+                .on_hover_text("Classify the image on the clipboard (Ctrl+V)")
+                .clicked()
+            {
+                commands.push(UiCommand::PasteImage);
+            }
+            let any = !self.predictions.is_empty();
+            if ui
+                .add_enabled(any, egui::Button::new("Export CSV…"))
+                .clicked()
+            {
+                commands.push(UiCommand::ExportCsv);
+            }
+            if ui
+                .add_enabled(any, egui::Button::new("Kaggle submission…"))
+                .on_hover_text(format!(
+                    "id,label with label = P(dog), clipped to [{}, {}]",
+                    infer::KAGGLE_CLIP,
+                    1.0 - infer::KAGGLE_CLIP
+                ))
+                .clicked()
+            {
+                commands.push(UiCommand::ExportSubmission);
+            }
+            if ui
+                .add_enabled(any || !self.rejected.is_empty(), egui::Button::new("Clear"))
+                .clicked()
+            {
+                commands.push(UiCommand::ClearPredictions);
+            }
+            if !self.jobs.is_empty() {
+                ui.spinner();
+            }
+        });
+    }
+}
+
+/// Saves the image on the clipboard as a PNG in `dir` and returns its path.
+fn paste_image(dir: &std::path::Path) -> Result<PathBuf, String> {
+    let mut clipboard =
+        arboard::Clipboard::new().map_err(|e| format!("The clipboard is not available: {e}"))?;
+    let image = clipboard
+        .get_image()
+        .map_err(|_| "There is no image on the clipboard.".to_owned())?;
+    let rgba = image::RgbaImage::from_raw(
+        image.width as u32,
+        image.height as u32,
+        image.bytes.into_owned(),
+    )
+    .ok_or("The clipboard's image is malformed.")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let path = dir.join(format!("pasted-{stamp}.png"));
+    rgba.save(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,356 @@
+//! The Train view: what trains and how, Start / Stop / Resume, and the run's progress and live
+//! loss and accuracy charts. The run itself lives on its worker ([`TrainingRun`]); this panel
+//! keeps its [`TrainLog`].
+
+use std::path::PathBuf;
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+use super::{Commands, DeviceStatus, Shared, UiCommand};
+use crate::data::Dataset;
+use crate::limits;
+use crate::model::HeadKind;
+use crate::train::metrics::EvaluatedImages;
+use crate::train::{OptimizerKind, RunSummary, TrainJob, TrainLog, Trainable, TrainingRun};
+
+/// What a finished run hands to the other views.
+pub(crate) struct Finished {
+    /// Its validation pass, for the Evaluate view.
+    pub validation: EvaluatedImages,
+    /// The saved model, to load.
+    pub model: Option<PathBuf>,
+}
+
+/// The Train view's state: the run and what its events said.
+#[derive(Default)]
+pub(crate) struct TrainPanel {
+    run: Option<TrainingRun>,
+    /// The current or last run's log.
+    pub log: TrainLog,
+}
+
+impl TrainPanel {
+    /// True while a run goes on.
+    pub fn is_training(&self) -> bool {
+        self.run.as_ref().is_some_and(TrainingRun::is_running)
+    }
+
+    /// The window's run's model and checkpoint files.
+    fn run_paths(shared: &Shared) -> (PathBuf, PathBuf) {
+        (
+            shared.work_dir.join("last-run.vggtune"),
+            shared.work_dir.join("last-run.ckpt.vggtune"),
+        )
+    }
+
+    /// True when a checkpoint of an unfinished run exists.
+    pub fn can_resume(&self, shared: &Shared) -> bool {
+        let (_, checkpoint) = Self::run_paths(shared);
+        checkpoint.is_file() && !self.is_training()
+    }
+
+    /// Starts a run on `dataset` from `weights` (resuming the last checkpoint when `resume`).
+    pub fn start(
+        &mut self,
+        ctx: &egui::Context,
+        shared: &mut Shared,
+        dataset: &Dataset,
+        weights: Option<PathBuf>,
+        resume: bool,
+    ) {
+        if self.is_training() {
+            return;
+        }
+        let (out, checkpoint) = Self::run_paths(shared);
+        let mut config = shared.state.train.clone();
+        config.device = shared.state.device_choice;
+        let job = TrainJob {
+            dataset: dataset.clone(),
+            weights,
+            config,
+            out: Some(out),
+            checkpoint: Some(checkpoint),
+            checkpoint_interval: crate::train::DEFAULT_CHECKPOINT_INTERVAL,
+            // A finished run's checkpoint is deleted (below), so it is not written.
+            final_checkpoint: false,
+            resume,
+            cache_root: shared.cache_root.clone(),
+            stop_after: None,
+        };
+        let wake = ctx.clone();
+        match TrainingRun::start(job, move || wake.request_repaint()) {
+            Ok(run) => {
+                let train = &shared.state.train;
+                self.log = TrainLog::new(train.epochs, train.batch_size);
+                self.run = Some(run);
+            }
+            Err(e) => shared
+                .notices
+                .push(format!("Could not start training: {e}")),
+        }
+    }
+
+    /// Asks the run to stop after its current batch.
+    pub fn stop(&mut self) {
+        if let Some(run) = &self.run {
+            run.stop();
+            self.log.outcome = Some("Stopping after this batch…".into());
+        }
+    }
+
+    /// Takes in the run's events; what a finished run hands on.
+    pub fn poll(&mut self, shared: &Shared) -> Option<Finished> {
+        let run = self.run.as_ref()?;
+        // Asked before draining: a thread that had ended has sent everything it will send.
+        let thread_done = !run.is_running();
+        let mut finished: Option<Box<RunSummary>> = None;
+        for event in run.try_events() {
+            if let Some(summary) = self.log.apply(event) {
+                finished = Some(summary);
+            }
+        }
+        if thread_done {
+            self.run = None;
+        }
+        let RunSummary {
+            validation, model, ..
+        } = *finished?;
+        // The run is over: its checkpoint is not needed for a resume any more.
+        let (_, checkpoint) = Self::run_paths(shared);
+        let _ = std::fs::remove_file(checkpoint);
+        Some(Finished { validation, model })
+    }
+
+    /// The Train view; `dataset` is the open folder.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        dataset: Option<&Dataset>,
+        commands: &mut Commands,
+    ) {
+        let running = self.is_training();
+        let can_resume = self.can_resume(shared);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(300.0);
+                ui.heading("Settings");
+                ui.add_enabled_ui(!running, |ui| config_ui(shared, ui));
+                ui.add_space(8.0);
+                ui.horizontal(|ui| {
+                    let ready = dataset.is_some_and(Dataset::trainable);
+                    if ui
+                        .add_enabled(!running && ready, egui::Button::new("Start"))
+                        .on_disabled_hover_text(
+                            "Open a photo folder with at least two classes first",
+                        )
+                        .clicked()
+                    {
+                        commands.push(UiCommand::StartTraining { resume: false });
+                    }
+                    if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
+                        commands.push(UiCommand::StopTraining);
+                    }
+                    if ui
+                        .add_enabled(can_resume && ready, egui::Button::new("Resume"))
+                        .on_hover_text("Continue the stopped run from its last checkpoint")
+                        .clicked()
+                    {
+                        commands.push(UiCommand::StartTraining { resume: true });
+                    }
+                });
+            });
+            ui.separator();
+            ui.vertical(|ui| run_ui(&self.log, ui));
+        });
+    }
+}
+
+fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
+    let c = &mut shared.state.train;
+    egui::Grid::new("train-config").num_columns(2).show(ui, |ui| {
+        let label = ui.label("What trains").on_hover_text("Frozen layers' outputs are cached, so later epochs cost little");
+        egui::ComboBox::from_id_salt("trainable")
+            .selected_text(format!("{:?}", c.trainable))
+            .show_ui(ui, |ui| {
+                for t in Trainable::ALL {
+                    ui.selectable_value(&mut c.trainable, t, format!("{t:?}")).on_hover_text(t.describe());
+                }
+            })
+            .response
+            .labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("Head");
+        egui::ComboBox::from_id_salt("head")
+            .selected_text(match c.head {
+                HeadKind::Dense256 => "light (256 units)",
+                HeadKind::Torchvision => "torchvision (4096×2)",
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut c.head, HeadKind::Dense256, "light (256 units)")
+                    .on_hover_text("The 2017 course's head: fast, 97%+ on Dogs vs. Cats");
+                ui.selectable_value(&mut c.head, HeadKind::Torchvision, "torchvision (4096×2)")
+                    .on_hover_text("Keeps ImageNet's dense layers when the weights have them");
+            })
+            .response
+            .labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("Epochs");
+        ui.add(egui::DragValue::new(&mut c.epochs).range(limits::EPOCHS)).labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("Batch size");
+        ui.add(egui::DragValue::new(&mut c.batch_size).range(limits::BATCH_SIZE)).labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("Learning rate");
+        ui.add(
+            egui::DragValue::new(&mut c.learning_rate)
+                .range(limits::LEARNING_RATE)
+                .speed(1e-5)
+                .custom_formatter(|v, _| format!("{v:.1e}"))
+                .custom_parser(|s| s.trim().parse().ok()),
+        )
+        .labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("Optimizer");
+        egui::ComboBox::from_id_salt("optimizer")
+            .selected_text(format!("{:?}", c.optimizer))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut c.optimizer, OptimizerKind::Adam, "Adam");
+                ui.selectable_value(&mut c.optimizer, OptimizerKind::Sgd, "SGD (momentum 0.9)");
+            })
+            .response
+            .labelled_by(label.id);
+        ui.end_row();
+        ui.label("Augmentation");
+        ui.checkbox(&mut c.augment, "flip, rotate, shift, zoom")
+            .on_hover_text("Varies the photos each epoch; turns the feature cache off, so every epoch costs a full pass");
+        ui.end_row();
+        let label = ui.label("Validation");
+        let mut percent = c.split.valid_fraction * 100.0;
+        let percents = limits::VALID_FRACTION.start() * 100.0..=limits::VALID_FRACTION.end() * 100.0;
+        if ui.add(egui::Slider::new(&mut percent, percents).suffix("%")).labelled_by(label.id).changed() {
+            c.split.valid_fraction = percent / 100.0;
+        }
+        ui.end_row();
+        let label = ui.label("Seed");
+        let mut seed = c.seed;
+        if ui.add(egui::DragValue::new(&mut seed)).labelled_by(label.id).changed() {
+            c.set_seed(seed);
+        }
+        ui.end_row();
+        let label = ui.label("Input size");
+        ui.add(egui::DragValue::new(&mut c.input_size).range(limits::INPUT_SIZE).suffix(" px")).labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("Device");
+        egui::ComboBox::from_id_salt("device")
+            .selected_text(shared.state.device_choice.to_string())
+            .show_ui(ui, |ui| {
+                for d in crate::device::DeviceChoice::ALL {
+                    ui.selectable_value(&mut shared.state.device_choice, d, d.to_string());
+                }
+            })
+            .response
+            .labelled_by(label.id);
+        ui.end_row();
+    });
+    if let DeviceStatus::Ready(d) = &shared.device {
+        ui.weak(d.label());
+    }
+}
+
+fn run_ui(log: &TrainLog, ui: &mut egui::Ui) {
+    for line in &log.info {
+        ui.label(line);
+    }
+    if let (Some(p), Some(line)) = (log.progress, log.progress_line()) {
+        ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(line));
+        let epochs_done = log.epochs.len() as f32;
+        ui.add(
+            egui::ProgressBar::new(epochs_done / log.total_epochs.max(1) as f32).text(format!(
+                "Run: {} of {} epochs",
+                log.epochs.len(),
+                log.total_epochs
+            )),
+        );
+    }
+    if let Some(outcome) = &log.outcome {
+        ui.label(outcome);
+    }
+    if let Some(failed) = &log.failed {
+        ui.colored_label(
+            ui.visuals().error_fg_color,
+            format!("Training failed: {failed}"),
+        );
+    }
+    if !log.skipped.is_empty() {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!(
+                "{} photos could not be read and were skipped",
+                log.skipped.len()
+            ),
+        );
+    }
+    let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
+    let epoch_points = |f: fn(&crate::train::EpochMetrics) -> f64| -> Vec<[f64; 2]> {
+        log.epochs.iter().map(|m| [m.epoch as f64, f(m)]).collect()
+    };
+    Plot::new("loss-chart")
+        .legend(Legend::default())
+        .height(height)
+        .x_axis_label("epoch")
+        .y_axis_label("loss")
+        .include_y(0.0)
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            plot.line(
+                Line::new("train (batch)", PlotPoints::from(log.batch_loss.clone())).width(1.0),
+            );
+            plot.line(
+                Line::new(
+                    "train (epoch)",
+                    PlotPoints::from(epoch_points(|m| m.train_loss)),
+                )
+                .width(2.5),
+            );
+            plot.line(
+                Line::new(
+                    "validation",
+                    PlotPoints::from(epoch_points(|m| m.valid_loss)),
+                )
+                .width(2.5),
+            );
+        });
+    Plot::new("accuracy-chart")
+        .legend(Legend::default())
+        .height(height)
+        .x_axis_label("epoch")
+        .y_axis_label("accuracy")
+        .include_y(0.0)
+        .include_y(1.0)
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            plot.line(
+                Line::new(
+                    "train (batch)",
+                    PlotPoints::from(log.batch_accuracy.clone()),
+                )
+                .width(1.0),
+            );
+            plot.line(
+                Line::new(
+                    "train (epoch)",
+                    PlotPoints::from(epoch_points(|m| m.train_accuracy)),
+                )
+                .width(2.5),
+            );
+            plot.line(
+                Line::new(
+                    "validation",
+                    PlotPoints::from(epoch_points(|m| m.valid_accuracy)),
+                )
+                .width(2.5),
+            );
+        });
+}
