@@ -806,22 +806,13 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
     .iter()
     .map(|name| source.join(name))
     .collect();
-    let classifier = Classifier::load(&model_path, &burn::tensor::Device::flex()).unwrap();
-    let (predictions, failed) = classifier.predict(&photos, 2, |_, _| {});
-    assert!(failed.is_empty());
-    let ours: Vec<f32> = predictions
-        .iter()
-        .flat_map(|p| p.probabilities.clone())
-        .collect();
-    let (theirs, info) =
-        common::onnxruntime_outputs(&onnx, &photos, &classifier.header.preprocessing);
+    let (ours, theirs, info) = common::vggtune_and_onnxruntime(&model_path, &onnx, &photos, 2);
     let diff = ours
         .iter()
         .zip(&theirs)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     eprintln!("ONNX export, light head: max |vggtune - onnxruntime| = {diff:e}; {info}");
-    assert_eq!(ours.len(), theirs.len());
     assert!(diff <= 1e-4, "vggtune {ours:?} vs onnxruntime {theirs:?}");
     assert!(
         ours.iter().any(|&p| p > 0.7),

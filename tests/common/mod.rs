@@ -89,3 +89,26 @@ pub fn onnxruntime_outputs(
         .collect();
     (values, info)
 }
+
+/// A saved model's probabilities for `photos` by vggtune (the CPU, batches of `batch`) and by
+/// onnxruntime from its ONNX export ([`onnxruntime_outputs`]), row-major, and the script's
+/// description of the file.
+#[allow(dead_code)]
+pub fn vggtune_and_onnxruntime(
+    model: &Path,
+    onnx: &Path,
+    photos: &[std::path::PathBuf],
+    batch: usize,
+) -> (Vec<f32>, Vec<f32>, serde_json::Value) {
+    let classifier =
+        vggtune::infer::Classifier::load(model, &burn::tensor::Device::flex()).unwrap();
+    let (predictions, failed) = classifier.predict(photos, batch, |_, _| {});
+    assert!(failed.is_empty(), "{failed:?}");
+    let ours: Vec<f32> = predictions
+        .iter()
+        .flat_map(|p| p.probabilities.clone())
+        .collect();
+    let (theirs, info) = onnxruntime_outputs(onnx, photos, &classifier.header.preprocessing);
+    assert_eq!(ours.len(), theirs.len(), "{info}");
+    (ours, theirs, info)
+}
