@@ -446,11 +446,8 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
     if args.output.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "evaluation": evaluation,
-                "images": result.evaluated.images,
-                "unclassified": failed,
-            }))?
+            // Paths that are not UTF-8 are written lossily (fsutil::lossy), never a panic.
+            serde_json::to_string_pretty(&result)?
         );
         return Ok(());
     }
@@ -518,7 +515,7 @@ pub fn submit(choice: DeviceChoice, args: SubmitArgs) -> anyhow::Result<()> {
     if args.output.json {
         println!(
             "{}",
-            serde_json::json!({"out": args.out, "rows": rows.len(), "unclassified": failed.len() + rejected.len()})
+            serde_json::json!({"out": args.out.to_string_lossy(), "rows": rows.len(), "unclassified": failed.len() + rejected.len()})
         );
     } else {
         println!("wrote {} rows to {}", rows.len(), args.out.display());

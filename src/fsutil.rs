@@ -50,6 +50,10 @@ fn write_with(
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let tmp = temp_path(path);
+    if durable {
+        // Not for cache entries: a folder of 25,000 would be listed for each one.
+        remove_stale_temps(path);
+    }
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         write(&mut file)?;
@@ -63,6 +67,33 @@ fn write_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writing paths into JSON: a path that is not valid UTF-8 (possible on Linux) is written
+/// lossily, with U+FFFD where its bytes are not text, instead of failing the whole output
+/// (serde's own `PathBuf` serialisation is an error there). For `#[serde(serialize_with)]`.
+pub mod lossy {
+    use std::path::{Path, PathBuf};
+
+    use serde::Serializer;
+
+    /// One path.
+    pub fn path<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&path.to_string_lossy())
+    }
+
+    /// An optional path.
+    pub fn option<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match path {
+            Some(p) => s.serialize_some(&p.to_string_lossy()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A list of paths.
+    pub fn list<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
+    }
 }
 
 /// vggtune's own folders.
@@ -90,6 +121,49 @@ pub fn app_dir(which: AppDir) -> PathBuf {
             AppDir::Data => d.data_dir().to_owned(),
         })
         .unwrap_or_else(|| std::env::temp_dir().join("vggtune"))
+}
+
+/// Removes the temporary files that saves of `path` by processes that are gone left behind (a
+/// save killed halfway): `.NAME.tmp-PID` beside it, for a PID that no longer runs. Where that
+/// cannot be known (not Linux), only those untouched for a day.
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && process_is_gone(pid, &entry) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn process_is_gone(pid: u32, entry: &std::fs::DirEntry) -> bool {
+    if cfg!(target_os = "linux") {
+        return !Path::new(&format!("/proc/{pid}")).exists();
+    }
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600))
 }
 
 /// The temporary name used while writing `path`: `.NAME.tmp-PID` in the same folder.
@@ -121,6 +195,21 @@ mod tests {
         write_replace(&path, b"entry").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"entry");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_save_removes_what_a_killed_save_of_the_same_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.vggtune");
+        // PIDs above the kernel's limit (4194304) never run.
+        let stale = dir.path().join(".model.vggtune.tmp-4294967");
+        let other = dir.path().join(".other.vggtune.tmp-4294967");
+        std::fs::write(&stale, b"half a model").unwrap();
+        std::fs::write(&other, b"another file's").unwrap();
+        write_atomic(&path, b"model").unwrap();
+        assert!(!stale.exists(), "the killed save's temp file is gone");
+        assert!(other.exists(), "another file's temp file is left alone");
+        assert_eq!(std::fs::read(&path).unwrap(), b"model");
     }
 
     #[test]

@@ -749,3 +749,98 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
     assert!(err.to_string().contains("notes.vggtune"), "{err}");
     assert!(!out.exists());
 }
+
+/// A protobuf field: key and length-delimited bytes.
+fn pb_bytes(field: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = pb_varint((field << 3) | 2);
+    out.extend(pb_varint(bytes.len() as u64));
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn pb_varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
+#[test]
+fn a_crafted_onnx_whose_dimensions_overflow_is_refused_with_its_name() {
+    // An initializer of dims [2^62 + 1, 4] (their product wraps to 4 in 64 bits) with 16 bytes,
+    // used by a MatMul.
+    let mut tensor = Vec::new();
+    for d in [(1u64 << 62) + 1, 4] {
+        tensor.extend(pb_varint(1 << 3));
+        tensor.extend(pb_varint(d));
+    }
+    tensor.extend(pb_varint(2 << 3));
+    tensor.extend(pb_varint(1));
+    tensor.extend(pb_bytes(8, b"W"));
+    tensor.extend(pb_bytes(9, &[0u8; 16]));
+    let mut node = pb_bytes(1, b"x");
+    node.extend(pb_bytes(1, b"W"));
+    node.extend(pb_bytes(2, b"y"));
+    node.extend(pb_bytes(4, b"MatMul"));
+    let mut graph = pb_bytes(1, &node);
+    graph.extend(pb_bytes(5, &tensor));
+    let mut model = pb_varint(1 << 3);
+    model.extend(pb_varint(7));
+    model.extend(pb_bytes(7, &graph));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crafted.onnx");
+    std::fs::write(&path, model).unwrap();
+    let err = read_weights(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("crafted.onnx") && err.contains("larger than any tensor of VGG16"),
+        "{err}"
+    );
+}
+
+#[test]
+fn weights_import_refuses_a_file_without_a_vgg16_base_and_copies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let head_only = dir.path().join("head-only.safetensors");
+    write_safetensors(
+        &head_only,
+        &[(
+            "classifier.6.weight".to_owned(),
+            RawTensor::new("classifier.6.weight", vec![2, 3], vec![0.5; 6]).unwrap(),
+        )],
+    );
+    let err = vggtune::model::download::import_into_cache(&head_only, &cache)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("head-only.safetensors") && err.contains("features.0.weight"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&cache).map_or(true, |mut d| d.next().is_none()),
+        "nothing is copied into the cache"
+    );
+    // The same with a base whose block 3 has the wrong width.
+    let file = read_weights(&torch_fixture("vgg16_div16.safetensors")).unwrap();
+    let mut tensors: Vec<(String, RawTensor)> = file.tensors.into_iter().collect();
+    for (name, t) in &mut tensors {
+        if name == "features.10.weight" {
+            *t = RawTensor::new(name, vec![16, 8, 3, 1], vec![0.0; 384]).unwrap();
+        }
+    }
+    let bent = dir.path().join("bent.safetensors");
+    write_safetensors(&bent, &tensors);
+    let err = vggtune::model::download::import_into_cache(&bent, &cache)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("features.10.weight"), "{err}");
+    // A real (divided) VGG16 base is taken.
+    let ok = vggtune::model::download::import_into_cache(
+        &torch_fixture("vgg16_div16.safetensors"),
+        &cache,
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}

@@ -720,6 +720,25 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["evaluation"]["count"], 24);
+
+    // A file name that is not UTF-8 (Linux allows any bytes): the JSON is still written, the
+    // name lossily.
+    use std::os::unix::ffi::OsStrExt as _;
+    let odd = work.path().join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+    std::fs::copy(work.path().join("gen/red/3.png"), odd.join(name)).unwrap();
+    let out = run_ok(&[
+        "predict",
+        m,
+        odd.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = v["predictions"][0]["path"].as_str().unwrap();
+    assert!(path.ends_with("caf\u{FFFD}.png"), "{path}");
 }
 
 fn onnx_fixture() -> PathBuf {

@@ -55,6 +55,7 @@ impl Default for ScanOptions {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ImageEntry {
     /// Where the file is.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
     /// The path relative to the scanned folder, with `/` separators: the same on any machine.
     pub rel: String,
@@ -138,6 +139,7 @@ impl fmt::Display for SkipReason {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
     /// The file.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
     /// Why.
     pub reason: SkipReason,
@@ -248,8 +250,10 @@ pub enum ScanError {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Dataset {
     /// The folder that was scanned.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub root: PathBuf,
     /// The folder the training images came from (`root`, or `root/train`).
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub train_dir: PathBuf,
     /// How that folder is organised.
     pub layout: Layout,
@@ -260,6 +264,7 @@ pub struct Dataset {
     /// Images of an explicit `valid/` folder, used instead of a random split.
     pub explicit_valid: Option<Vec<ImageEntry>>,
     /// An unlabelled `test/` folder beside `train/`, for predictions and submissions.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub test_dir: Option<PathBuf>,
     /// Every file that was left out, with why.
     pub skipped: Vec<Skipped>,

@@ -22,6 +22,7 @@ use crate::train::metrics::argmax;
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Prediction {
     /// The image.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
     /// Probability per class, in the model's class order.
     pub probabilities: Vec<f32>,
@@ -33,6 +34,7 @@ pub struct Prediction {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Unclassified {
     /// The file.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
     /// Why.
     pub reason: String,

@@ -262,6 +262,7 @@ pub fn list_cached(dir: &Path) -> Vec<CachedWeights> {
 /// Copies a local weights file into the cache (after checking it reads as VGG16 weights).
 pub fn import_into_cache(file: &Path, dir: &Path) -> Result<PathBuf, super::weights::WeightsError> {
     let weights = super::weights::read_weights(file)?;
+    super::weights::check_vgg16_base(&weights)?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

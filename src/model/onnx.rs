@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::weights::{Endian, FloatKind, RawTensor, decode_floats};
+use super::weights::{Endian, FloatKind, RawTensor, checked_len, decode_floats};
 
 /// A protobuf field as read off the wire.
 #[derive(Clone, Copy, Debug)]
@@ -174,8 +174,18 @@ impl TensorProto {
                 self.name
             ));
         }
-        let shape: Vec<usize> = self.dims.iter().map(|&d| d.max(0) as usize).collect();
-        let n: usize = shape.iter().product();
+        let shape = self
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| {
+                format!(
+                    "initializer '{}' has a negative dimension {:?}",
+                    self.name, self.dims
+                )
+            })?;
+        let n = checked_len(&self.name, &shape)?;
         let data: Vec<f32> = match self.data_type {
             1 if !self.raw.is_empty() => decode_floats(FloatKind::F32, &self.raw, Endian::Little),
             1 => self.floats.clone(),
@@ -198,7 +208,7 @@ impl TensorProto {
                 shape
             ));
         }
-        Ok(RawTensor { shape, data })
+        RawTensor::new(&self.name, shape, data)
     }
 }
 

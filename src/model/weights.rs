@@ -27,7 +27,61 @@ pub struct RawTensor {
     pub data: Vec<f32>,
 }
 
+/// The most values one tensor of a weights file may hold: VGG16's largest, torchvision's first
+/// dense layer (25088 × 4096). A larger one is refused before anything is allocated for it.
+pub const MAX_TENSOR_VALUES: usize = 25088 * 4096;
+
+/// The most values a weights file's tensors may hold together: the whole of VGG16 with
+/// ImageNet's 1000-way classifier.
+pub const MAX_FILE_VALUES: usize = 138_357_544;
+
+/// The number of values a tensor of `shape` holds, checked: an overflowing product or one
+/// past [`MAX_TENSOR_VALUES`] is an error naming the tensor.
+pub fn checked_len(name: &str, shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_TENSOR_VALUES)
+        .ok_or_else(|| {
+            format!(
+                "'{name}' has shape {shape:?}, larger than any tensor of VGG16 (damaged or not VGG16?)"
+            )
+        })
+}
+
+/// Counts a file's values as its tensors are read, and refuses the one that takes the total
+/// past [`MAX_FILE_VALUES`] before it is allocated.
+#[derive(Debug, Default)]
+pub(crate) struct ValueBudget(usize);
+
+impl ValueBudget {
+    /// Checks `shape` and adds its values; the tensor's length.
+    pub(crate) fn take(&mut self, name: &str, shape: &[usize]) -> Result<usize, String> {
+        let n = checked_len(name, shape)?;
+        self.0 = self
+            .0
+            .checked_add(n)
+            .filter(|&total| total <= MAX_FILE_VALUES)
+            .ok_or_else(|| {
+                format!("the file holds more values than VGG16 has (at '{name}'): not a VGG16 file")
+            })?;
+        Ok(n)
+    }
+}
+
 impl RawTensor {
+    /// A tensor named `name` from its shape and values, which must agree.
+    pub fn new(name: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<Self, String> {
+        let n = checked_len(name, &shape)?;
+        if data.len() != n {
+            return Err(format!(
+                "'{name}' holds {} values but its shape {shape:?} needs {n} (truncated or damaged file?)",
+                data.len()
+            ));
+        }
+        Ok(Self { shape, data })
+    }
+
     /// The tensor with its axes reordered: output axis `i` is input axis `perm[i]`.
     pub fn permuted(self, perm: &[i64]) -> Result<Self, String> {
         let rank = self.shape.len();
@@ -265,10 +319,14 @@ fn read_pth(path: &Path) -> Result<HashMap<String, RawTensor>, String> {
     let reader =
         PytorchReader::new(path).map_err(|e| format!("not a readable PyTorch file: {e}"))?;
     let mut out = HashMap::new();
+    let mut budget = ValueBudget::default();
     for (name, tensor) in reader.into_tensors() {
         let Some(name) = torchvision_name(&name) else {
             continue;
         };
+        // The shape is checked before the read allocates for it (a zip entry can inflate far
+        // past the file's size).
+        budget.take(&name, tensor.shape())?;
         let bytes = tensor.read().map_err(|e| e.to_string())?;
         let data = match tensor.dtype() {
             DType::F32 => decode_floats(FloatKind::F32, &bytes, Endian::Native),
@@ -277,13 +335,8 @@ fn read_pth(path: &Path) -> Result<HashMap<String, RawTensor>, String> {
             DType::BF16 => decode_floats(FloatKind::BF16, &bytes, Endian::Native),
             other => return Err(format!("'{name}' holds {other:?} values, not floats")),
         };
-        out.insert(
-            name,
-            RawTensor {
-                shape: tensor.shape().to_vec(),
-                data,
-            },
-        );
+        let raw = RawTensor::new(&name, tensor.shape().to_vec(), data)?;
+        out.insert(name, raw);
     }
     Ok(out)
 }
@@ -361,10 +414,12 @@ fn read_safetensors(bytes: &[u8]) -> Result<(HashMap<String, RawTensor>, Convent
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| format!("not a readable safetensors file: {e}"))?;
     let mut out = HashMap::new();
+    let mut budget = ValueBudget::default();
     for (name, view) in file.tensors() {
         let Some(name) = torchvision_name(&name) else {
             continue;
         };
+        budget.take(&name, view.shape())?;
         let b = view.data();
         let data = match view.dtype() {
             Dtype::F32 => decode_floats(FloatKind::F32, b, Endian::Little),
@@ -373,13 +428,8 @@ fn read_safetensors(bytes: &[u8]) -> Result<(HashMap<String, RawTensor>, Convent
             Dtype::BF16 => decode_floats(FloatKind::BF16, b, Endian::Little),
             other => return Err(format!("'{name}' holds {other:?} values, not floats")),
         };
-        out.insert(
-            name,
-            RawTensor {
-                shape: view.shape().to_vec(),
-                data,
-            },
-        );
+        let raw = RawTensor::new(&name, view.shape().to_vec(), data)?;
+        out.insert(name, raw);
     }
     Ok((out, convention))
 }
@@ -414,6 +464,72 @@ fn to_tensor<const D: usize>(raw: &RawTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(raw.data.clone(), raw.shape.clone()), device)
 }
 
+/// The tensor `key` of `weights`, which must have shape `expected`.
+fn tensor<'a>(
+    weights: &'a WeightsFile,
+    key: &str,
+    expected: &[usize],
+) -> Result<&'a RawTensor, WeightsError> {
+    let t = weights
+        .tensors
+        .get(key)
+        .ok_or_else(|| WeightsError::MissingKey {
+            path: weights.path.clone(),
+            key: key.to_owned(),
+        })?;
+    if t.shape != expected {
+        return Err(WeightsError::Shape {
+            path: weights.path.clone(),
+            key: key.to_owned(),
+            expected: expected.to_vec(),
+            found: t.shape.clone(),
+        });
+    }
+    Ok(t)
+}
+
+/// The 13 convolutions' weights and biases for a model of `config`'s widths, each checked.
+fn conv_base<'a>(
+    weights: &'a WeightsFile,
+    config: &Vgg16Config,
+) -> Result<Vec<(&'a RawTensor, &'a RawTensor)>, WeightsError> {
+    let mut convs = Vec::with_capacity(13);
+    let mut in_channels = 3;
+    for (i, &out) in config.conv_channels().iter().enumerate() {
+        let idx = TORCHVISION_CONV_INDICES[i];
+        let w = tensor(
+            weights,
+            &format!("features.{idx}.weight"),
+            &[out, in_channels, 3, 3],
+        )?;
+        let b = tensor(weights, &format!("features.{idx}.bias"), &[out])?;
+        convs.push((w, b));
+        in_channels = out;
+    }
+    Ok(convs)
+}
+
+/// Checks that `weights` hold a whole VGG16 convolution base (at VGG16's widths, or all divided
+/// by one divisor, as vggtune's small test models are), as training will need it: what `weights
+/// import` checks before it copies a file into the cache.
+pub fn check_vgg16_base(weights: &WeightsFile) -> Result<(), WeightsError> {
+    // A divided width shows in the first layer's outputs; anything else is checked at VGG16's
+    // own widths, so the error names what is missing or wrong.
+    let divisor = match weights
+        .tensors
+        .get("features.0.weight")
+        .map(|t| t.shape.as_slice())
+    {
+        Some(&[out, 3, 3, 3]) if out > 0 && 64 % out == 0 => 64 / out,
+        _ => 1,
+    };
+    let config = Vgg16Config {
+        width_divisor: divisor,
+        ..Vgg16Config::new(2)
+    };
+    conv_base(weights, &config).map(|_| ())
+}
+
 /// Puts `weights` into `model`: the 13 convolutions must all be there with the right shapes; each
 /// dense layer is loaded when the file has it with the right shape, and starts fresh otherwise.
 pub fn apply_weights(
@@ -423,35 +539,8 @@ pub fn apply_weights(
     device: &Device,
 ) -> Result<ImportReport, WeightsError> {
     let path = &weights.path;
-    let get = |key: &str, expected: &[usize]| -> Result<&RawTensor, WeightsError> {
-        let t = weights
-            .tensors
-            .get(key)
-            .ok_or_else(|| WeightsError::MissingKey {
-                path: path.clone(),
-                key: key.to_owned(),
-            })?;
-        if t.shape != expected {
-            return Err(WeightsError::Shape {
-                path: path.clone(),
-                key: key.to_owned(),
-                expected: expected.to_vec(),
-                found: t.shape.clone(),
-            });
-        }
-        Ok(t)
-    };
     // Check everything before changing anything, so a bad file leaves the model as it was.
-    let channels = config.conv_channels();
-    let mut convs = Vec::with_capacity(13);
-    let mut in_channels = 3;
-    for (i, &out) in channels.iter().enumerate() {
-        let idx = TORCHVISION_CONV_INDICES[i];
-        let w = get(&format!("features.{idx}.weight"), &[out, in_channels, 3, 3])?;
-        let b = get(&format!("features.{idx}.bias"), &[out])?;
-        convs.push((w, b));
-        in_channels = out;
-    }
+    let convs = conv_base(weights, config)?;
     for (conv, (w, b)) in model.features.iter_mut().zip(convs) {
         conv.weight = Param::from_tensor(to_tensor::<4>(w, device));
         conv.bias = Some(Param::from_tensor(to_tensor::<1>(b, device)));
@@ -587,6 +676,32 @@ pub fn export_safetensors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_from_a_file_are_checked_before_anything_is_allocated() {
+        // A product that wraps past 2^64 (it wrapped to 4 and indexed out of bounds before).
+        let err = checked_len("w", &[(1 << 62) + 1, 4]).unwrap_err();
+        assert!(
+            err.contains("'w'") && err.contains("larger than any tensor"),
+            "{err}"
+        );
+        assert_eq!(checked_len("w", &[25088, 4096]), Ok(MAX_TENSOR_VALUES));
+        assert!(checked_len("w", &[25088, 4097]).is_err());
+        // A tensor whose values do not fill its shape.
+        let err = RawTensor::new("b", vec![2, 3], vec![0.0; 5]).unwrap_err();
+        assert!(
+            err.contains("holds 5 values") && err.contains("needs 6"),
+            "{err}"
+        );
+        // Many tensors of allowed size that add up past the whole model.
+        let mut budget = ValueBudget::default();
+        assert!(budget.take("a", &[25088, 4096]).is_ok());
+        let err = budget.take("b", &[25088, 4096]).unwrap_err();
+        assert!(
+            err.contains("more values than VGG16") && err.contains("'b'"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn permutation_moves_axes() {

@@ -45,6 +45,7 @@ pub struct RunSummary {
     /// Images skipped because they could not be decoded.
     pub skipped: usize,
     /// Where the model was saved, if it was.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub model: Option<PathBuf>,
 }
 
@@ -112,6 +113,7 @@ pub enum TrainEvent {
     /// A checkpoint was written.
     CheckpointSaved {
         /// Where.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         path: PathBuf,
         /// After which epoch (1-based).
         epoch: usize,
@@ -119,6 +121,7 @@ pub enum TrainEvent {
     /// An image was left out because it could not be decoded.
     Skipped {
         /// The image.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         path: PathBuf,
         /// Why.
         reason: String,
@@ -130,6 +133,7 @@ pub enum TrainEvent {
         /// Epochs completed.
         epochs_done: usize,
         /// The last good checkpoint.
+        #[serde(serialize_with = "crate::fsutil::lossy::option")]
         checkpoint: Option<PathBuf>,
     },
     /// The run failed.

@@ -55,6 +55,7 @@ pub struct EvaluatedImages {
     /// Every metric.
     pub evaluation: Evaluation,
     /// The evaluated photos, in the evaluation's order.
+    #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub images: Vec<std::path::PathBuf>,
     /// Their true classes.
     pub labels: Vec<usize>,
