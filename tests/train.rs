@@ -563,6 +563,28 @@ fn a_saved_model_predicts_like_the_run_and_damaged_files_are_refused() {
     assert!((again.log_loss - summary.validation.evaluation.log_loss).abs() < 1e-5);
 
     let bytes = std::fs::read(&model_path).unwrap();
+    // One flipped byte in the weights: refused, not a model that predicts nonsense.
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    let damaged = work.path().join("flipped.vggtune");
+    std::fs::write(&damaged, &flipped).unwrap();
+    let err = Classifier::load(&damaged, &burn::tensor::Device::flex())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("flipped.vggtune") && err.contains("checksum does not match"),
+        "{err}"
+    );
+    // A version-1 file (before checksums) still loads, and predicts the same.
+    let mut old = bytes[..bytes.len() - 32].to_vec();
+    old[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let old_path = work.path().join("version1.vggtune");
+    std::fs::write(&old_path, &old).unwrap();
+    let old_model = Classifier::load(&old_path, &burn::tensor::Device::flex()).unwrap();
+    let (again, _) = old_model.predict(&summary.validation.images[..2], 2, |_, _| {});
+    assert_eq!(again[0].probabilities, predictions[0].probabilities);
     let cut = work.path().join("cut.vggtune");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = Classifier::load(&cut, &burn::tensor::Device::flex())

@@ -5,19 +5,26 @@
 //! Layout: the magic `VGGTUNE\0`, a little-endian u32 format version, then three sections, each
 //! a little-endian u64 length and its bytes: the JSON header, the weights (Burn's burnpack, which
 //! keeps parameter ids so an optimizer state can be matched on resume), and the optimizer record
-//! (empty in a finished model). Written to a temporary file and renamed.
+//! (empty in a finished model); since version 2, the SHA-256 of all the bytes before it, so a
+//! damaged copy is refused instead of predicting nonsense. Written to a temporary file and
+//! renamed.
 
 use std::path::{Path, PathBuf};
 
 use burn::store::{BurnpackStore, ModuleSnapshot as _};
 use burn::tensor::{Bytes, Device};
+use sha2::{Digest as _, Sha256};
 
 use super::vgg::{Vgg16, Vgg16Config};
 use crate::data::Preprocessing;
 
 const MAGIC: &[u8; 8] = b"VGGTUNE\0";
-/// The bundle format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The bundle format this build writes: 2 adds a SHA-256 of everything before it at the end,
+/// checked on load. Version 1 files (no checksum) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The length of the checksum that ends a version-2 file.
+const CHECKSUM_BYTES: usize = 32;
 
 /// Everything about a model except its weights.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -110,7 +117,7 @@ pub fn save(
     }
     let version = FORMAT_VERSION.to_le_bytes();
     let lengths = [json.len(), weights.len(), optim.len()].map(|n| (n as u64).to_le_bytes());
-    let parts = [
+    let mut parts = vec![
         &MAGIC[..],
         &version,
         &lengths[0],
@@ -120,6 +127,12 @@ pub fn save(
         &lengths[2],
         optim,
     ];
+    let mut hasher = Sha256::new();
+    for part in &parts {
+        hasher.update(part);
+    }
+    let checksum: [u8; CHECKSUM_BYTES] = hasher.finalize().into();
+    parts.push(&checksum);
     crate::fsutil::write_atomic_parts(path, &parts).map_err(|e| fail(e.to_string()))
 }
 
@@ -166,19 +179,21 @@ fn damaged(path: &Path, reason: &str) -> BundleError {
     }
 }
 
-/// Checks the magic bytes and the format version.
-fn check_start(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+/// Checks the magic bytes and the format version; returns the version.
+fn check_start(path: &Path, bytes: &[u8]) -> Result<u32, BundleError> {
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(damaged(path, START_WRONG));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(damaged(
             path,
-            &format!("it is format version {version}; this vggtune reads version {FORMAT_VERSION}"),
+            &format!(
+                "it is format version {version}; this vggtune reads versions 1 to {FORMAT_VERSION}"
+            ),
         ));
     }
-    Ok(())
+    Ok(version)
 }
 
 fn parse_header(path: &Path, json: &[u8]) -> Result<BundleHeader, BundleError> {
@@ -230,7 +245,7 @@ fn sections<'a>(
     path: &Path,
     bytes: &'a [u8],
 ) -> Result<(BundleHeader, &'a [u8], &'a [u8]), BundleError> {
-    check_start(path, bytes)?;
+    let version = check_start(path, bytes)?;
     let mut pos = 12;
     let mut take = || -> Result<&'a [u8], BundleError> {
         let ends_early = || damaged(path, "the file ends early (truncated copy?)");
@@ -251,6 +266,18 @@ fn sections<'a>(
     let json = take()?;
     let weights = take()?;
     let optim = take()?;
+    if version >= 2 {
+        // The checksum follows the last section and ends the file.
+        let stored = bytes.get(pos..).filter(|s| s.len() == CHECKSUM_BYTES);
+        let matches = stored.is_some_and(|stored| Sha256::digest(&bytes[..pos])[..] == *stored);
+        if !matches {
+            return Err(damaged(
+                path,
+                "the model file is damaged: its checksum does not match its contents (a changed \
+                 or corrupted copy; use the original file)",
+            ));
+        }
+    }
     Ok((parse_header(path, json)?, weights, optim))
 }
 
