@@ -12,6 +12,8 @@ pub mod gui;
 pub mod infer;
 pub mod limits;
 pub mod model;
+#[cfg(test)]
+mod mutation_tests;
 pub mod rng;
 pub mod train;
 pub mod tuning;

@@ -287,7 +287,24 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    let (header, weights, optim) = sections(path, &bytes)?;
+    load_bytes(path, &bytes, device)
+}
+
+/// For the mutation tests: a bundle's bytes through everything [`load`] does (on the CPU),
+/// with the checksum first made to match when `repair`, so the header and weights are reached.
+#[cfg(test)]
+pub(crate) fn parse_bytes(path: &Path, bytes: &[u8], repair: bool) -> Result<(), BundleError> {
+    let mut bytes = bytes.to_vec();
+    if repair && bytes.len() >= CHECKSUM_BYTES {
+        let end = bytes.len() - CHECKSUM_BYTES;
+        let digest = Sha256::digest(&bytes[..end]);
+        bytes[end..].copy_from_slice(&digest);
+    }
+    load_bytes(path, &bytes, &Device::flex()).map(|_| ())
+}
+
+fn load_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<LoadedBundle, BundleError> {
+    let (header, weights, optim) = sections(path, bytes)?;
     let damaged = |reason: String| BundleError::Damaged {
         path: path.to_owned(),
         reason,

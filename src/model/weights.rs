@@ -398,7 +398,9 @@ pub(crate) fn decode_floats(kind: FloatKind, bytes: &[u8], endian: Endian) -> Ve
 /// The metadata key under which vggtune's exports record the preprocessing convention.
 pub const CONVENTION_METADATA_KEY: &str = "vggtune.convention";
 
-fn read_safetensors(bytes: &[u8]) -> Result<(HashMap<String, RawTensor>, Convention), String> {
+pub(crate) fn read_safetensors(
+    bytes: &[u8],
+) -> Result<(HashMap<String, RawTensor>, Convention), String> {
     use safetensors::{Dtype, SafeTensors};
     let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| format!("not a readable safetensors file: {e}"))?;

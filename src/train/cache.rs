@@ -90,7 +90,7 @@ impl FeatureCache {
         }
     }
 
-    fn decode(&self, bytes: &[u8]) -> Option<Vec<f32>> {
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Option<Vec<f32>> {
         let body_len = self.len * 4;
         if bytes.len() != 8 + 8 + body_len + 32 || &bytes[..8] != MAGIC {
             return None;
