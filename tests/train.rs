@@ -761,6 +761,72 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let path = v["predictions"][0]["path"].as_str().unwrap();
     assert!(path.ends_with("caf\u{FFFD}.png"), "{path}");
+
+    // Every file of a dropped folder gets a prediction or a reason: a truncated JPEG is not
+    // classified, and loops, dangling links, FIFOs and text files are named with why.
+    let mixed = work.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    let photo = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train/cat.1.jpg"),
+    )
+    .unwrap();
+    std::fs::write(mixed.join("whole.jpg"), &photo).unwrap();
+    std::fs::write(mixed.join("half.jpg"), &photo[..photo.len() / 2]).unwrap();
+    std::fs::write(mixed.join("readme.txt"), "notes").unwrap();
+    std::os::unix::fs::symlink(&mixed, mixed.join("loop")).unwrap();
+    std::os::unix::fs::symlink(mixed.join("gone.jpg"), mixed.join("dangling.jpg")).unwrap();
+    let fifo = mixed.join("pipe.jpg");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = run_ok(&[
+        "predict",
+        m,
+        mixed.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let predicted: Vec<&str> = v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(predicted.len(), 1, "{v}");
+    assert!(predicted[0].ends_with("whole.jpg"), "{v}");
+    let reasons: std::collections::HashMap<String, String> = v["unclassified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let name = Path::new(u["path"].as_str().unwrap())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, u["reason"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    for (name, says) in [
+        ("half.jpg", "truncated"),
+        ("readme.txt", "not an image"),
+        ("loop", "symbolic link loop"),
+        ("dangling.jpg", "broken symbolic link"),
+        ("pipe.jpg", "not a regular file"),
+    ] {
+        let reason = reasons.get(name).map_or("(not listed)", String::as_str);
+        assert!(reason.contains(says), "{name}: {reason}; all: {reasons:?}");
+    }
+    // A FIFO named directly says what it is.
+    let out = run_cli(&["predict", m, fifo.to_str().unwrap(), "--device", "cpu"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn onnx_fixture() -> PathBuf {

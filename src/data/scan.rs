@@ -91,6 +91,8 @@ pub enum SkipReason {
     SymlinkLoop,
     /// A symbolic link whose target does not exist.
     BrokenLink,
+    /// Not a regular file: a FIFO, a socket or a device.
+    NotAFile,
     /// In the flat layout, the name has no `label.` prefix (e.g. `123.jpg`).
     Unlabeled,
     /// A file lying outside every class folder in the folders-as-labels layout.
@@ -120,6 +122,7 @@ impl fmt::Display for SkipReason {
             Self::PermissionDenied => write!(f, "permission denied: vggtune may not read it"),
             Self::SymlinkLoop => write!(f, "symbolic link loop: it leads back to a parent folder"),
             Self::BrokenLink => write!(f, "broken symbolic link: its target does not exist"),
+            Self::NotAFile => write!(f, "not a regular file (a FIFO, socket or device)"),
             Self::Unlabeled => write!(
                 f,
                 "no label in the name: the flat layout needs names like cat.1.jpg"
@@ -496,7 +499,29 @@ fn list_dir(dir: &Path) -> Result<Listing, ScanError> {
     Ok(listing)
 }
 
-fn io_reason(e: &std::io::Error) -> SkipReason {
+/// Why a folder walk could not go on at an entry.
+pub fn walk_error_reason(e: &walkdir::Error) -> SkipReason {
+    if e.loop_ancestor().is_some() {
+        SkipReason::SymlinkLoop
+    } else if let Some(io) = e.io_error() {
+        io_reason(io)
+    } else {
+        SkipReason::Io(e.to_string())
+    }
+}
+
+/// Checks one file as the scan checks every photo (empty, not an image, unreadable header,
+/// truncated, too many pixels, permission, links): what predictions and evaluations of loose
+/// files and folders use, so every photo either gets a result or a reason.
+pub fn check_image(path: &Path, limits: &DecodeLimits) -> Result<(), SkipReason> {
+    let root = path.parent().unwrap_or(path);
+    check_file(root, path.to_owned(), 0, limits)
+        .map(|_| ())
+        .map_err(|s| s.reason)
+}
+
+/// The reason a path cannot be read, from the error the OS gave.
+pub fn io_reason(e: &std::io::Error) -> SkipReason {
     match e.kind() {
         std::io::ErrorKind::PermissionDenied => SkipReason::PermissionDenied,
         std::io::ErrorKind::NotFound => SkipReason::BrokenLink,
@@ -587,17 +612,11 @@ fn walk_class(
                 skipped.push(Skipped::new(e.into_path(), SkipReason::Hidden));
             }
             Ok(e) if e.file_type().is_file() => files.push((e.into_path(), class.to_owned())),
-            Ok(_) => {}
+            Ok(e) if e.file_type().is_dir() => {}
+            Ok(e) => skipped.push(Skipped::new(e.into_path(), SkipReason::NotAFile)),
             Err(e) => {
                 let path = e.path().map(Path::to_owned).unwrap_or_default();
-                let reason = if e.loop_ancestor().is_some() {
-                    SkipReason::SymlinkLoop
-                } else if let Some(io) = e.io_error() {
-                    io_reason(io)
-                } else {
-                    SkipReason::Io(e.to_string())
-                };
-                skipped.push(Skipped::new(path, reason));
+                skipped.push(Skipped::new(path, walk_error_reason(&e)));
             }
         }
     }

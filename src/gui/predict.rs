@@ -35,8 +35,6 @@ impl PredictPanel {
         classifier: Option<Arc<Mutex<Classifier>>>,
         inputs: Vec<PathBuf>,
     ) {
-        let (paths, rejected) = infer::collect_images(&inputs);
-        self.rejected.extend(rejected);
         shared.state.view = super::View::Predict;
         let Some(classifier) = classifier else {
             shared
@@ -44,10 +42,10 @@ impl PredictPanel {
                 .push("Train or open a model first; then drop images to classify them.".into());
             return;
         };
-        if paths.is_empty() {
-            return;
-        }
         self.jobs.push(Job::spawn(ctx, "predict", move |r| {
+            // Walking folders and checking every file is work for this thread, not the UI's.
+            let (paths, rejected) = infer::collect_images(&inputs);
+            r.send(PredictBatch(Vec::new(), rejected));
             for chunk in paths.chunks(8) {
                 let (p, f) = match classifier.lock() {
                     Ok(c) => c.predict(chunk, 8, |_, _| {}),

@@ -10,6 +10,9 @@ use burn::module::Module as _;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use rayon::prelude::*;
+
+use crate::data::scan::{self, SkipReason};
 use crate::data::{DecodeError, DecodeLimits, decode_prepared};
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
 use crate::model::Vgg16Config;
@@ -200,39 +203,65 @@ fn reason(e: &DecodeError) -> String {
     e.to_string()
 }
 
-/// The image files among `inputs`: files as given, folders walked (sorted); files that are not
-/// images by extension are returned apart with a reason.
+/// The images among `inputs` that can be classified, and every other file with why: files as
+/// given, folders walked in name order (links followed). Each candidate is checked as the scan
+/// checks training photos (empty, not an image, unreadable or truncated, too many pixels,
+/// permission, link loops and broken links, FIFOs and devices), on all cores, so every file
+/// either gets a prediction or a reason, never silence.
 pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unclassified>) {
-    let mut images = Vec::new();
+    let mut candidates = Vec::new();
     let mut rejected = Vec::new();
+    let mut reject = |path: PathBuf, reason: &dyn std::fmt::Display| {
+        rejected.push(Unclassified {
+            reason: reason.to_string(),
+            path,
+        });
+    };
     for input in inputs {
-        if input.is_dir() {
-            let mut found: Vec<PathBuf> = walkdir::WalkDir::new(input)
-                .follow_links(true)
-                .into_iter()
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file())
-                .map(walkdir::DirEntry::into_path)
-                .collect();
-            found.sort();
-            for p in found {
-                if has_image_extension(&p) {
-                    images.push(p);
-                } else {
-                    rejected.push(Unclassified {
-                        reason: "not an image (by its extension)".into(),
-                        path: p,
-                    });
+        match std::fs::metadata(input) {
+            Ok(m) if m.is_dir() => {
+                let walk = walkdir::WalkDir::new(input)
+                    .follow_links(true)
+                    .sort_by_file_name();
+                for entry in walk {
+                    match entry {
+                        Ok(e) if e.file_type().is_dir() => {}
+                        Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
+                            candidates.push(e.into_path());
+                        }
+                        Ok(e) if e.file_type().is_file() => {
+                            reject(e.into_path(), &SkipReason::NotAnImage);
+                        }
+                        Ok(e) => reject(e.into_path(), &SkipReason::NotAFile),
+                        Err(e) => {
+                            let path = e.path().map_or_else(|| input.clone(), Path::to_owned);
+                            reject(path, &scan::walk_error_reason(&e));
+                        }
+                    }
                 }
             }
-        } else if input.is_file() {
-            // A file named explicitly is tried whatever its extension: decoding decides.
-            images.push(input.clone());
-        } else {
-            rejected.push(Unclassified {
-                path: input.clone(),
-                reason: "no such file or folder".into(),
-            });
+            // A file named explicitly is tried whatever its extension: its content decides.
+            Ok(m) if m.is_file() => candidates.push(input.clone()),
+            Ok(_) => reject(input.clone(), &SkipReason::NotAFile),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && input.is_symlink() => {
+                reject(input.clone(), &SkipReason::BrokenLink);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                reject(input.clone(), &"no such file or folder");
+            }
+            Err(e) => reject(input.clone(), &scan::io_reason(&e)),
+        }
+    }
+    let limits = DecodeLimits::default();
+    let checked: Vec<Result<(), SkipReason>> = candidates
+        .par_iter()
+        .map(|p| scan::check_image(p, &limits))
+        .collect();
+    let mut images = Vec::with_capacity(candidates.len());
+    for (path, check) in candidates.into_iter().zip(checked) {
+        match check {
+            Ok(()) => images.push(path),
+            Err(reason) => reject(path, &reason),
         }
     }
     (images, rejected)
