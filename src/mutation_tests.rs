@@ -267,3 +267,16 @@ fn mutated_cache_entries_and_image_headers_never_panic_nor_allocate_past_a_cap()
         .expect("png");
     fuzz("png", &png, 600, cap, decode);
 }
+
+#[test]
+fn mutated_pth_files_zip_and_legacy_never_panic_nor_allocate_past_a_cap() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch");
+    for name in ["vgg16_div16_zip.pth", "vgg16_div16_legacy.pth"] {
+        let valid = std::fs::read(fixtures.join(name)).expect("a torch-written fixture");
+        let path = dir.path().join(name);
+        fuzz(name, &valid, 300, SMALL_CAP, |b| {
+            std::fs::write(&path, b).is_ok() && crate::model::read_weights(&path).is_ok()
+        });
+    }
+}

@@ -844,3 +844,39 @@ fn weights_import_refuses_a_file_without_a_vgg16_base_and_copies_nothing() {
     );
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[test]
+fn a_pth_whose_tensor_claims_more_than_vgg16_holds_is_refused_before_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/craft_pth.py");
+    for (file, dims, says) in [
+        // 2^40 floats (4 TiB) in one tensor: burn-store's reader refuses past 10 GiB itself;
+        // the next one, one float past VGG16's largest layer, is vggtune's own check.
+        (
+            "bomb.pth",
+            vec!["1099511627776"],
+            "above the 10737418240 byte limit",
+        ),
+        (
+            "big.pth",
+            vec!["25088", "4097"],
+            "larger than any tensor of VGG16",
+        ),
+    ] {
+        let path = dir.path().join(file);
+        let made = std::process::Command::new(common::reference_python())
+            .arg(&script)
+            .arg(&path)
+            .arg("features.0.weight")
+            .args(&dims)
+            .output()
+            .expect("python runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let err = read_weights(&path).unwrap_err().to_string();
+        assert!(err.contains(file) && err.contains(says), "{err}");
+    }
+}
