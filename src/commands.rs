@@ -125,8 +125,12 @@ fn parse_head(s: &str) -> Result<HeadKind, String> {
 pub struct EvaluateArgs {
     /// The saved model (.vggtune).
     model: PathBuf,
-    /// A labelled photo folder (every usable photo in it is evaluated).
+    /// A labelled photo folder (every usable photo in it is evaluated). Its class folders are
+    /// matched to the model's classes by name, loosely (case, spaces, plurals: cats/ is cat).
     data: PathBuf,
+    /// Names a folder class as one of the model's, when the names differ more (repeatable).
+    #[arg(long = "class-map", value_name = "FOLDER=MODEL")]
+    class_map: Vec<infer::ClassMapping>,
     /// Photos per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -430,13 +434,20 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
         .output
         .bars()
         .then(|| bar(0, "{bar:40} {pos}/{len} {per_sec} ETA {eta}"));
+    let never = std::sync::atomic::AtomicBool::new(false);
     let result = classifier
-        .evaluate(&dataset, args.batch_size, |done, total| {
-            if let Some(p) = &progress {
-                p.set_length(total as u64);
-                p.set_position(done as u64);
-            }
-        })
+        .evaluate(
+            &dataset,
+            args.batch_size,
+            &args.class_map,
+            |done, total| {
+                if let Some(p) = &progress {
+                    p.set_length(total as u64);
+                    p.set_position(done as u64);
+                }
+            },
+            &never,
+        )
         .map_err(anyhow::Error::msg)?;
     if let Some(p) = progress {
         p.finish_and_clear();
@@ -450,6 +461,10 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
             serde_json::to_string_pretty(&result)?
         );
         return Ok(());
+    }
+    println!("folder: {}", result.folder.display());
+    for line in &result.matched {
+        println!("classes: {line}");
     }
     print_evaluation(evaluation);
     for f in failed {

@@ -232,6 +232,60 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
         .click();
     harness.run_steps(2);
     harness.get_by_label_contains(&format!("{count} photos of"));
+
+    // Evaluate any folder: its own path field; "Blue " and "reds" are the model's blue and red.
+    let holdout = f.work.path().join("holdout");
+    colour_dataset(&holdout, 5, 9);
+    std::fs::rename(holdout.join("blue"), holdout.join("Blue ")).unwrap();
+    std::fs::rename(holdout.join("red"), holdout.join("reds")).unwrap();
+    let field = harness.get_by_role(egui::accesskit::Role::TextInput);
+    field.focus();
+    field.type_text(holdout.to_str().unwrap());
+    harness.run_steps(2);
+    harness.get_by_label("Evaluate folder").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 60, "the folder's evaluation", |a| {
+        a.evaluation().is_some_and(|e| e.count == 10)
+    });
+    harness.get_by_label_contains(&format!("Folder: {}", holdout.display()));
+    harness.get_by_label_contains("'reds' is the model's 'red'");
+
+    // Export ONNX without a native dialog: the path is typed into the prompt.
+    harness.get_by_label("Predict").click();
+    harness.run_steps(2);
+    harness.get_by_label("Model").click();
+    harness.run_steps(2);
+    harness.get_by_label("Export ONNX…").click();
+    harness.run_steps(3);
+    harness.get_by_label_contains("Export ONNX to");
+    let onnx = f.work.path().join("typed.onnx");
+    let field = harness.get_by_role(egui::accesskit::Role::TextInput);
+    field.focus();
+    harness.run_steps(1);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.run_steps(1);
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .type_text(onnx.to_str().unwrap());
+    harness.run_steps(2);
+    harness.get_by_label("Export").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 60, "the export", |_| onnx.is_file());
+    wait_for(&mut harness, 10, "its notice", |a| !a.is_busy());
+    harness.get_by_label_contains("Exported: wrote");
+}
+
+#[test]
+fn a_weights_file_dropped_anywhere_is_imported() {
+    let (mut harness, _f) = app();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch/vgg16_div16_zip.pth");
+    drop_files(&mut harness, std::slice::from_ref(&fixture));
+    assert_eq!(harness.state().view(), View::Weights);
+    wait_for(&mut harness, 30, "the import", |a| {
+        a.state_weights() == &WeightsChoice::File(fixture.clone())
+    });
+    harness.get_by_label_contains("torchvision (RGB, mean/std)");
 }
 
 #[derive(Default)]

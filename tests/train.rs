@@ -743,6 +743,44 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["evaluation"]["count"], 24);
 
+    // Any folder: cats/ and dogs/ are the model's cat and dog (and the output says so); a
+    // class named otherwise is an error naming it, until mapped with --class-map.
+    let holdout = work.path().join("holdout");
+    for (from, to) in [("gen/blue", "Cats"), ("gen/red", "kitten-or-dog")] {
+        std::fs::create_dir_all(holdout.join(to)).unwrap();
+        for i in 0..3 {
+            std::fs::copy(
+                work.path().join(format!("{from}/{i}.png")),
+                holdout.join(format!("{to}/{i}.png")),
+            )
+            .unwrap();
+        }
+    }
+    let h = holdout.to_str().unwrap();
+    let out = run_cli(&["evaluate", m, h, "--device", "cpu"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("'kitten-or-dog'") && said.contains("--class-map"),
+        "{said}"
+    );
+    let out = run_ok(&[
+        "evaluate",
+        m,
+        h,
+        "--class-map",
+        "kitten-or-dog=dog",
+        "--device",
+        "cpu",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("'Cats' is the model's 'cat'"), "{said}");
+    assert!(
+        said.contains("'kitten-or-dog' is the model's 'dog' (as mapped)"),
+        "{said}"
+    );
+    assert!(said.contains("holdout"), "{said}");
+
     // A file name that is not UTF-8 (Linux allows any bytes): the JSON is still written, the
     // name lossily.
     use std::os::unix::ffi::OsStrExt as _;

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use eframe::egui;
 
 use super::data::DataPanel;
-use super::evaluate::EvaluatePanel;
-use super::jobs::{self, Job};
+use super::evaluate::{EvalSource, EvaluatePanel};
+use super::jobs::Job;
 use super::model::ModelPanel;
 use super::predict::PredictPanel;
+use super::prompt::{OpenDialog, PathPrompt};
 use super::train::TrainPanel;
 use super::weights::WeightsPanel;
 use super::{
@@ -31,6 +32,8 @@ pub struct VggtuneApp {
     pub(super) predict: PredictPanel,
     pub(super) model: ModelPanel,
     confirm_close: bool,
+    /// Quit once the model is saved (the unsaved-model question's Save).
+    quit_after_save: bool,
     closing: bool,
     show_about: bool,
     title: String,
@@ -70,6 +73,7 @@ impl VggtuneApp {
                 thumbnails: Thumbnails::new(ctx, 2),
                 notices: Vec::new(),
                 dialog: None,
+                prompt: None,
                 work_dir: options
                     .work_dir
                     .unwrap_or_else(|| crate::fsutil::app_dir(crate::fsutil::AppDir::Data)),
@@ -81,6 +85,7 @@ impl VggtuneApp {
             predict: PredictPanel::default(),
             model: ModelPanel::default(),
             confirm_close: false,
+            quit_after_save: false,
             closing: false,
             show_about: false,
             title: String::new(),
@@ -114,6 +119,11 @@ impl VggtuneApp {
     /// The persisted state (tests change the training configuration through it).
     pub fn state_mut(&mut self) -> &mut State {
         &mut self.shared.state
+    }
+
+    /// The base weights a run would start from.
+    pub fn state_weights(&self) -> &WeightsChoice {
+        &self.shared.state.weights
     }
 
     /// The chosen compute device, once the worker has chosen one.
@@ -179,8 +189,15 @@ impl VggtuneApp {
         &self.title
     }
 
-    fn open_dialog(&mut self, purpose: DialogPurpose, job: Job<Option<PathBuf>>) {
-        self.shared.dialog = Some((purpose, job));
+    /// Asks for a path for `purpose` (a path field, with Browse… for the native dialog).
+    fn ask(&mut self, purpose: DialogPurpose) {
+        let folder = self
+            .model
+            .path
+            .as_ref()
+            .filter(|_| self.model.saved)
+            .and_then(|p| p.parent().map(PathBuf::from));
+        self.shared.prompt = Some(PathPrompt::new(purpose, folder));
     }
 
     pub(super) fn run_command(&mut self, ctx: &egui::Context, command: UiCommand) {
@@ -190,12 +207,12 @@ impl VggtuneApp {
             UiCommand::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
             UiCommand::OpenDataset(path) => self.data.open(ctx, shared, path),
             UiCommand::ChooseDataFolder => {
-                self.open_dialog(DialogPurpose::DataFolder, jobs::pick_folder(ctx));
+                shared.dialog = Some(OpenDialog::open(ctx, DialogPurpose::DataFolder, None));
             }
-            UiCommand::ImportWeights => self.open_dialog(
-                DialogPurpose::ImportWeights,
-                jobs::pick_file(ctx, "VGG16 weights", &["pth", "pt", "safetensors", "onnx"]),
-            ),
+            UiCommand::ChooseEvaluateFolder => {
+                shared.dialog = Some(OpenDialog::open(ctx, DialogPurpose::EvaluateFolder, None));
+            }
+            UiCommand::ImportWeights => self.ask(DialogPurpose::ImportWeights),
             UiCommand::DownloadWeights => self.weights.start_download(ctx),
             UiCommand::CancelDownload => self.weights.cancel_download(),
             UiCommand::StartTraining { resume } => self.start_training(ctx, resume),
@@ -203,33 +220,38 @@ impl VggtuneApp {
             UiCommand::AddImages => self.predict.choose_files(ctx),
             UiCommand::PasteImage => self.predict.paste(ctx, shared),
             UiCommand::ClearPredictions => self.predict.clear(),
-            UiCommand::ExportCsv => self.open_dialog(
-                DialogPurpose::ExportCsv,
-                jobs::save_file(ctx, "predictions.csv".into(), "CSV", &["csv"]),
-            ),
-            UiCommand::ExportSubmission => self.open_dialog(
-                DialogPurpose::ExportSubmission,
-                jobs::save_file(ctx, "submission.csv".into(), "CSV", &["csv"]),
-            ),
+            UiCommand::ExportCsv => self.ask(DialogPurpose::ExportCsv),
+            UiCommand::ExportSubmission => self.ask(DialogPurpose::ExportSubmission),
             UiCommand::EvaluateDataset => self.evaluate_dataset(ctx),
+            UiCommand::EvaluateFolder(path) => self.evaluate_folder(ctx, path),
             UiCommand::NewModel => {
                 self.model.forget(shared);
                 self.evaluate.clear();
             }
-            UiCommand::OpenModel => self.open_dialog(
-                DialogPurpose::OpenModel,
-                jobs::pick_file(ctx, "vggtune model", &["vggtune"]),
-            ),
-            UiCommand::SaveModel => self.open_dialog(
-                DialogPurpose::SaveModel,
-                jobs::save_file(ctx, "model.vggtune".into(), "vggtune model", &["vggtune"]),
-            ),
-            UiCommand::Export(format) => {
-                let ext = format.extension();
-                self.open_dialog(
-                    DialogPurpose::Export(format),
-                    jobs::save_file(ctx, format!("model.{ext}"), ext, format.extensions()),
-                );
+            UiCommand::OpenModel => self.ask(DialogPurpose::OpenModel),
+            UiCommand::SaveModel => self.ask(DialogPurpose::SaveModel),
+            UiCommand::Export(format) => self.ask(DialogPurpose::Export(format)),
+            UiCommand::PromptOk => {
+                if let Some(prompt) = shared.prompt.take() {
+                    let path = PathBuf::from(prompt.text.trim());
+                    self.dialog_done(ctx, prompt.purpose, path);
+                }
+            }
+            UiCommand::PromptBrowse => {
+                if let Some(prompt) = &mut shared.prompt {
+                    prompt.message = None;
+                    let suggested = Some(PathBuf::from(prompt.text.trim()));
+                    shared.dialog = Some(OpenDialog::open(ctx, prompt.purpose, suggested));
+                }
+            }
+            UiCommand::PromptCancel => {
+                shared.prompt = None;
+                self.quit_after_save = false;
+            }
+            UiCommand::SaveAndQuit => {
+                self.confirm_close = false;
+                self.quit_after_save = true;
+                self.ask(DialogPurpose::SaveModel);
             }
             UiCommand::DiscardAndQuit => {
                 self.model.saved = true;
@@ -259,11 +281,28 @@ impl VggtuneApp {
 
     fn evaluate_dataset(&mut self, ctx: &egui::Context) {
         match (self.model.classifier.clone(), self.data.dataset.clone()) {
-            (Some(classifier), Some(dataset)) => self.evaluate.start(ctx, classifier, dataset),
+            (Some(classifier), Some(dataset)) => {
+                self.evaluate
+                    .start(ctx, classifier, EvalSource::Open(dataset));
+            }
             _ => self
                 .shared
                 .notices
                 .push("Open a photo folder and a model first.".into()),
+        }
+    }
+
+    fn evaluate_folder(&mut self, ctx: &egui::Context, folder: PathBuf) {
+        self.shared.state.view = View::Evaluate;
+        match self.model.classifier.clone() {
+            Some(classifier) => {
+                self.evaluate
+                    .start(ctx, classifier, EvalSource::Folder(folder));
+            }
+            None => self
+                .shared
+                .notices
+                .push("Train or open a model first; then evaluate it on a folder.".into()),
         }
     }
 
@@ -302,21 +341,32 @@ impl VggtuneApp {
         if !to_classify.is_empty() {
             self.classify(ctx, to_classify);
         }
-        if let Some((purpose, job)) = &mut self.shared.dialog
-            && let Some(result) = job.poll().pop()
-        {
-            let purpose = *purpose;
-            self.shared.dialog = None;
-            if let Some(path) = result {
+        self.poll_dialog(ctx);
+        if self.quit_after_save && self.model.saved && self.model.activity().is_none() {
+            self.quit_after_save = false;
+            self.closing = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+
+    /// Acts on the native dialog's answer: a chosen path is used at once; a dialog that could
+    /// not open says so in the prompt (or as a notice).
+    fn poll_dialog(&mut self, ctx: &egui::Context) {
+        let Some(dialog) = &mut self.shared.dialog else {
+            return;
+        };
+        let Some(answer) = dialog.poll() else { return };
+        let purpose = dialog.purpose;
+        self.shared.dialog = None;
+        let prompt = self.shared.prompt.as_mut().filter(|p| p.purpose == purpose);
+        match (answer, prompt) {
+            (Ok(Some(path)), _) => {
+                self.shared.prompt = None;
                 self.dialog_done(ctx, purpose, path);
             }
-        } else if self
-            .shared
-            .dialog
-            .as_ref()
-            .is_some_and(|(_, job)| job.is_finished())
-        {
-            self.shared.dialog = None;
+            (Ok(None), _) => {}
+            (Err(why), Some(prompt)) => prompt.message = Some(why),
+            (Err(why), None) => self.shared.notices.push(why),
         }
     }
 
@@ -324,6 +374,7 @@ impl VggtuneApp {
         let shared = &mut self.shared;
         match purpose {
             DialogPurpose::DataFolder => self.data.open(ctx, shared, path),
+            DialogPurpose::EvaluateFolder => self.evaluate_folder(ctx, path),
             DialogPurpose::ImportWeights => self.weights.read_info(ctx, path),
             DialogPurpose::OpenModel => self.model.load(ctx, shared, path, true),
             DialogPurpose::SaveModel => self.model.save_as(ctx, shared, path),
@@ -348,7 +399,11 @@ impl VggtuneApp {
     /// What a drop does now, in words (for the hover overlay).
     fn drop_action(&self, paths: &[PathBuf]) -> String {
         let folders = paths.iter().filter(|p| p.is_dir()).count();
-        if self.opens_dataset_on_drop(paths) {
+        if is_weights_file(paths) {
+            "Drop to import these VGG16 weights".into()
+        } else if self.evaluates_on_drop(paths) {
+            "Drop to evaluate the model on this folder".into()
+        } else if self.opens_dataset_on_drop(paths) {
             "Drop to open this folder as the photo dataset".into()
         } else if self.has_model() {
             format!(
@@ -362,6 +417,13 @@ impl VggtuneApp {
         } else {
             "Drop a photo folder to open it; train or open a model to classify images".into()
         }
+    }
+
+    fn evaluates_on_drop(&self, paths: &[PathBuf]) -> bool {
+        paths.len() == 1
+            && paths[0].is_dir()
+            && self.shared.state.view == View::Evaluate
+            && self.has_model()
     }
 
     fn opens_dataset_on_drop(&self, paths: &[PathBuf]) -> bool {
@@ -382,7 +444,12 @@ impl VggtuneApp {
         if dropped.is_empty() {
             return;
         }
-        if self.opens_dataset_on_drop(&dropped) {
+        if is_weights_file(&dropped) {
+            self.shared.state.view = View::Weights;
+            self.weights.read_info(ctx, dropped[0].clone());
+        } else if self.evaluates_on_drop(&dropped) {
+            self.evaluate_folder(ctx, dropped[0].clone());
+        } else if self.opens_dataset_on_drop(&dropped) {
             self.shared.state.view = View::Data;
             self.data.open(ctx, &mut self.shared, dropped[0].clone());
         } else {
@@ -436,12 +503,22 @@ impl VggtuneApp {
                 self.train.ui(ui, shared, dataset, commands);
             }
             View::Evaluate => {
-                let can_start = self.model.classifier.is_some() && self.data.dataset.is_some();
-                self.evaluate.ui(ui, shared, can_start, commands);
+                let can_start = (self.model.classifier.is_some(), self.data.dataset.is_some());
+                let classes = &self.model.classes;
+                self.evaluate.ui(ui, shared, can_start, classes, commands);
             }
             View::Predict => self.predict.ui(ui, shared, &self.model, commands),
         }
     }
+}
+
+/// True when `paths` is one weights file (by its extension): a drop offers it as an import.
+fn is_weights_file(paths: &[PathBuf]) -> bool {
+    let [path] = paths else { return false };
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    path.is_file() && matches!(ext.as_deref(), Some("pth" | "pt" | "safetensors" | "onnx"))
 }
 
 impl eframe::App for VggtuneApp {
@@ -484,6 +561,10 @@ impl eframe::App for VggtuneApp {
         }
         if self.show_about {
             chrome::about_ui(&self.shared, &ctx, &mut commands);
+        }
+        let browsing = self.shared.dialog.is_some();
+        if let Some(prompt) = &mut self.shared.prompt {
+            prompt.ui(&ctx, browsing, &mut commands);
         }
         self.drop_overlay(&ctx);
         for command in commands {

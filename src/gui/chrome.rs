@@ -122,7 +122,7 @@ pub(crate) fn notices_ui(shared: &mut Shared, ui: &mut egui::Ui) {
     for (i, notice) in shared.notices.iter().enumerate() {
         ui.horizontal(|ui| {
             ui.colored_label(ui.visuals().warn_fg_color, notice);
-            if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+            if ui.small_button("×").on_hover_text("Dismiss").clicked() {
                 dismiss = Some(i);
             }
         });
@@ -162,8 +162,7 @@ pub(crate) fn confirm_close_ui(ctx: &egui::Context, commands: &mut Commands) {
             ui.label("The model you trained has not been saved. Quit anyway?");
             ui.horizontal(|ui| {
                 if ui.button("Save model…").clicked() {
-                    commands.push(UiCommand::CancelQuit);
-                    commands.push(UiCommand::SaveModel);
+                    commands.push(UiCommand::SaveAndQuit);
                 }
                 if ui.button("Discard and quit").clicked() {
                     commands.push(UiCommand::DiscardAndQuit);

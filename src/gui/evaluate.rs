@@ -3,101 +3,325 @@
 //! right photos. Evaluations run on a worker.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use eframe::egui;
 
-use super::jobs::Job;
+use super::jobs::{Job, Reporter};
 use super::{Commands, Shared, Thumbnails, UiCommand};
 use crate::data::Dataset;
-use crate::infer::Classifier;
+use crate::infer::{ClassMapping, Classifier, DatasetEvaluation, match_classes};
+use crate::train::log::duration_text;
 use crate::train::metrics::{EvaluatedImages, Evaluation, GalleryItem};
 
-/// The Evaluate view's state: the evaluation shown and the one being made.
+/// What is evaluated: a folder to scan, or the Data view's open folder.
+pub(crate) enum EvalSource {
+    Folder(PathBuf),
+    Open(Arc<Dataset>),
+}
+
+/// What the evaluation worker says.
+enum EvalMsg {
+    Progress(usize, usize),
+    /// The folder's classes match none of the model's: the user maps them by hand.
+    NeedsMapping {
+        why: String,
+        folder: PathBuf,
+        classes: Vec<String>,
+    },
+    Done(Result<DatasetEvaluation, String>),
+}
+
+/// Folder classes the model does not know, and the model class the user picked for each.
+struct Mapping {
+    folder: PathBuf,
+    why: String,
+    choices: Vec<(String, Option<usize>)>,
+}
+
+/// An evaluation running on its worker.
+struct Running {
+    job: Job<EvalMsg>,
+    cancel: Arc<AtomicBool>,
+    started: Instant,
+    done: usize,
+    total: usize,
+}
+
+/// The Evaluate view's state: the evaluation shown, where it came from, and the one being made.
 #[derive(Default)]
 pub(crate) struct EvaluatePanel {
     /// The evaluation shown.
     pub evaluation: Option<EvaluatedImages>,
-    job: Option<Job<Result<EvaluatedImages, String>>>,
+    /// What was evaluated, in words, and how classes were matched.
+    about: Vec<String>,
+    /// Photos of the evaluated folder that could not be classified, with why.
+    unclassified: Vec<crate::infer::Unclassified>,
+    running: Option<Running>,
+    mapping: Option<Mapping>,
+    folder_edit: String,
     selected_cell: Option<(usize, usize)>,
 }
 
 impl EvaluatePanel {
-    /// Shows `evaluation` (a finished run's validation pass).
+    /// Shows a finished run's validation pass.
     pub fn show(&mut self, evaluation: EvaluatedImages) {
         self.evaluation = Some(evaluation);
+        self.about = vec!["The last run's validation photos".into()];
+        self.unclassified.clear();
         self.selected_cell = None;
     }
 
     /// Forgets the evaluation (a new model).
     pub fn clear(&mut self) {
         self.evaluation = None;
+        self.about.clear();
+        self.unclassified.clear();
         self.selected_cell = None;
     }
 
-    /// Evaluates `classifier` on every photo of `dataset`, on a worker.
+    /// Evaluates `classifier` on `source`, on a worker, with `mapping` for folder classes the
+    /// model names otherwise.
     pub fn start(
         &mut self,
         ctx: &egui::Context,
         classifier: Arc<Mutex<Classifier>>,
-        dataset: Arc<Dataset>,
+        source: EvalSource,
     ) {
-        self.job = Some(Job::once(ctx, "evaluate", move || {
-            let c = classifier
-                .lock()
-                .map_err(|_| "the model is unavailable".to_owned())?;
-            Ok(c.evaluate(&dataset, 16, |_, _| {})?.evaluated)
-        }));
+        if let EvalSource::Folder(folder) = &source {
+            self.folder_edit = folder.display().to_string();
+        }
+        let mapping: Vec<ClassMapping> = self
+            .mapping
+            .take()
+            .map(|m| {
+                m.choices
+                    .into_iter()
+                    .filter_map(|(folder, choice)| Some((folder, choice?)))
+                    .filter_map(|(folder, i)| {
+                        let c = classifier.lock().ok()?;
+                        Some(ClassMapping {
+                            folder,
+                            model: c.classes().get(i)?.clone(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let job = Job::spawn(ctx, "evaluate", move |r| {
+            let result = evaluate(r, &classifier, source, &mapping, &flag);
+            if let Some(result) = result {
+                r.send(EvalMsg::Done(result));
+            }
+        });
+        self.running = Some(Running {
+            job,
+            cancel,
+            started: Instant::now(),
+            done: 0,
+            total: 0,
+        });
     }
 
     /// True while an evaluation runs.
     pub fn is_busy(&self) -> bool {
-        self.job.is_some()
+        self.running.is_some()
     }
 
-    /// Takes in a finished evaluation.
+    /// Takes in what the worker said.
     pub fn poll(&mut self, shared: &mut Shared) {
-        if let Some(job) = &mut self.job
-            && let Some(result) = job.poll_finished()
-        {
-            self.job = None;
-            match result {
-                Ok(e) => self.show(e),
-                Err(e) => shared.notices.push(format!("Evaluation failed: {e}")),
+        let Some(running) = &mut self.running else {
+            return;
+        };
+        let mut finished = None;
+        for msg in running.job.poll() {
+            match msg {
+                EvalMsg::Progress(done, total) => (running.done, running.total) = (done, total),
+                EvalMsg::NeedsMapping {
+                    why,
+                    folder,
+                    classes,
+                } => {
+                    let choices = classes.into_iter().map(|c| (c, None)).collect();
+                    self.mapping = Some(Mapping {
+                        folder,
+                        why,
+                        choices,
+                    });
+                    finished = Some(None);
+                }
+                EvalMsg::Done(result) => finished = Some(Some(result)),
             }
+        }
+        if finished.is_none()
+            && let Some(why) = running.job.ended_without_result()
+        {
+            finished = Some(Some(Err(why)));
+        }
+        let Some(finished) = finished else { return };
+        self.running = None;
+        match finished {
+            Some(Ok(result)) => {
+                let mut about = vec![format!("Folder: {}", result.folder.display())];
+                about.extend(result.matched);
+                if result.cancelled {
+                    about.push("Cancelled: only the photos reached so far are counted.".into());
+                }
+                self.evaluation = Some(result.evaluated);
+                self.about = about;
+                self.unclassified = result.unclassified;
+                self.selected_cell = None;
+            }
+            Some(Err(e)) => shared.notices.push(format!("Evaluation failed: {e}")),
+            None => {}
         }
     }
 
-    /// The Evaluate view; `can_start` when a model and a folder are open.
-    pub fn ui(
+    /// The folder field, its buttons, the open folder's button, and the progress with Cancel.
+    fn controls_ui(
         &mut self,
         ui: &mut egui::Ui,
-        shared: &mut Shared,
-        can_start: bool,
+        shared: &Shared,
+        can_start: (bool, bool),
         commands: &mut Commands,
     ) {
-        let Self {
-            evaluation,
-            job,
-            selected_cell,
-        } = self;
+        let (has_model, has_open_folder) = can_start;
+        let idle = self.running.is_none() && has_model;
         ui.horizontal(|ui| {
-            ui.heading("Evaluation");
-            let can = can_start && job.is_none();
+            ui.label("Folder:");
+            let edit = ui.add(
+                egui::TextEdit::singleline(&mut self.folder_edit)
+                    .hint_text("a labelled photo folder to test on (or drop one here)")
+                    .desired_width(ui.available_width() - 400.0),
+            );
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let typed = !self.folder_edit.trim().is_empty();
             if ui
-                .add_enabled(can, egui::Button::new("Evaluate on the open folder"))
-                .on_hover_text("Runs the current model on every photo of the open folder")
+                .add_enabled(idle && typed, egui::Button::new("Evaluate folder"))
+                .on_disabled_hover_text("Train or open a model, and give a folder")
+                .clicked()
+                || (enter && idle && typed)
+            {
+                let folder = PathBuf::from(self.folder_edit.trim());
+                commands.push(UiCommand::EvaluateFolder(folder));
+            }
+            if ui
+                .add_enabled(
+                    idle && shared.dialog.is_none(),
+                    egui::Button::new("Choose folder…"),
+                )
+                .clicked()
+            {
+                commands.push(UiCommand::ChooseEvaluateFolder);
+            }
+            if ui
+                .add_enabled(
+                    idle && has_open_folder,
+                    egui::Button::new("The Data folder"),
+                )
+                .on_hover_text("Evaluate on every photo of the folder open in the Data view")
+                .on_disabled_hover_text("Open a folder in the Data view, and a model")
                 .clicked()
             {
                 commands.push(UiCommand::EvaluateDataset);
             }
-            if job.is_some() {
-                ui.spinner();
+        });
+        if let Some(r) = &self.running {
+            ui.horizontal(|ui| {
+                let secs = r.started.elapsed().as_secs_f64().max(1e-3);
+                let rate = r.done as f64 / secs;
+                let eta = r.total.saturating_sub(r.done) as f64 / rate.max(1e-9);
+                let text = if r.total == 0 {
+                    "Reading the folder…".to_owned()
+                } else {
+                    format!(
+                        "Evaluating: {} of {} photos — {rate:.1} photos/s — {} left",
+                        r.done,
+                        r.total,
+                        duration_text(eta)
+                    )
+                };
+                let fraction = r.done as f32 / r.total.max(1) as f32;
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .text(text)
+                        .desired_width(520.0),
+                );
+                if ui.button("Cancel").clicked() {
+                    r.cancel.store(true, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+
+    /// Choices for folder classes the model does not name, and a button to evaluate with them.
+    fn mapping_ui(&mut self, ui: &mut egui::Ui, model_classes: &[String], commands: &mut Commands) {
+        let Some(mapping) = &mut self.mapping else {
+            return;
+        };
+        ui.colored_label(ui.visuals().warn_fg_color, &mapping.why);
+        ui.label("Which of the model's classes is each of the folder's?");
+        egui::Grid::new("class-mapping").show(ui, |ui| {
+            for (folder_class, choice) in &mut mapping.choices {
+                ui.label(folder_class.as_str());
+                let shown = choice
+                    .and_then(|i| model_classes.get(i))
+                    .map_or("(as named)", String::as_str);
+                egui::ComboBox::from_id_salt(("map", folder_class.as_str()))
+                    .selected_text(shown)
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(choice, None, "(as named)");
+                        for (i, c) in model_classes.iter().enumerate() {
+                            ui.selectable_value(choice, Some(i), c);
+                        }
+                    });
+                ui.end_row();
             }
         });
+        if ui.button("Evaluate with this mapping").clicked() {
+            commands.push(UiCommand::EvaluateFolder(mapping.folder.clone()));
+        }
+    }
+
+    /// The Evaluate view: `can_start` is (a model is loaded, a Data folder is open).
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        can_start: (bool, bool),
+        model_classes: &[String],
+        commands: &mut Commands,
+    ) {
+        ui.heading("Evaluation");
+        self.controls_ui(ui, shared, can_start, commands);
+        self.mapping_ui(ui, model_classes, commands);
+        let Self {
+            evaluation,
+            about,
+            unclassified,
+            selected_cell,
+            ..
+        } = self;
+        for line in about.iter() {
+            ui.weak(line);
+        }
+        if !unclassified.is_empty() {
+            egui::CollapsingHeader::new(format!("Not evaluated ({})", unclassified.len()))
+                .id_salt("not-evaluated")
+                .show(ui, |ui| {
+                    for u in unclassified.iter() {
+                        ui.label(format!("{}: {}", u.path.display(), u.reason));
+                    }
+                });
+        }
         let Some(data) = evaluation.as_ref() else {
             ui.label(
-                "Train a model (its validation photos are evaluated) or evaluate a model on a folder.",
+                "Train a model (its validation photos are evaluated here), or evaluate a model on \
+                 a labelled folder: its class folders are matched to the model's classes by name.",
             );
             return;
         };
@@ -247,4 +471,42 @@ fn gallery_ui(thumbnails: &mut Thumbnails, ui: &mut egui::Ui, items: &[(PathBuf,
             }
         });
     }
+}
+
+/// The worker's part: scan the folder (unless it is the open one), match its classes, evaluate
+/// with progress. `None` when the user must map classes first (the message is sent).
+fn evaluate(
+    r: &Reporter<EvalMsg>,
+    classifier: &Mutex<Classifier>,
+    source: EvalSource,
+    mapping: &[ClassMapping],
+    cancel: &AtomicBool,
+) -> Option<Result<DatasetEvaluation, String>> {
+    let dataset = match source {
+        EvalSource::Open(d) => d,
+        EvalSource::Folder(path) => match Dataset::scan(&path) {
+            Ok(d) => Arc::new(d),
+            Err(e) => return Some(Err(e.to_string())),
+        },
+    };
+    let Ok(c) = classifier.lock() else {
+        return Some(Err("the model is unavailable".into()));
+    };
+    if let Err(why) = match_classes(c.classes(), &dataset.classes, mapping) {
+        let model = c.classes();
+        let classes = dataset
+            .classes
+            .iter()
+            .filter(|f| match_classes(model, std::slice::from_ref(*f), mapping).is_err())
+            .cloned()
+            .collect();
+        r.send(EvalMsg::NeedsMapping {
+            why,
+            folder: dataset.root.clone(),
+            classes,
+        });
+        return None;
+    }
+    let progress = |done, total| r.send(EvalMsg::Progress(done, total));
+    Some(c.evaluate(&dataset, 16, mapping, progress, cancel))
 }

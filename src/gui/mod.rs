@@ -16,6 +16,7 @@ mod evaluate;
 mod jobs;
 mod model;
 mod predict;
+mod prompt;
 mod thumbnails;
 mod train;
 mod weights;
@@ -132,7 +133,9 @@ pub(crate) enum UiCommand {
     ImportWeights,
     DownloadWeights,
     CancelDownload,
-    StartTraining { resume: bool },
+    StartTraining {
+        resume: bool,
+    },
     StopTraining,
     AddImages,
     PasteImage,
@@ -144,6 +147,17 @@ pub(crate) enum UiCommand {
     OpenModel,
     SaveModel,
     Export(ExportFormat),
+    /// Evaluate the model on the folder typed in the Evaluate view.
+    EvaluateFolder(PathBuf),
+    /// Choose the folder to evaluate in a native dialog.
+    ChooseEvaluateFolder,
+    /// The path prompt's action button (or Enter).
+    PromptOk,
+    /// The path prompt's Browse….
+    PromptBrowse,
+    PromptCancel,
+    /// Save the model, then quit (the unsaved-model question's Save).
+    SaveAndQuit,
     DiscardAndQuit,
     CancelQuit,
     ToggleAbout,
@@ -156,6 +170,7 @@ pub(crate) type Commands = Vec<UiCommand>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DialogPurpose {
     DataFolder,
+    EvaluateFolder,
     ImportWeights,
     OpenModel,
     SaveModel,
@@ -172,8 +187,10 @@ pub(crate) struct Shared {
     pub thumbnails: Thumbnails,
     /// Messages shown above the view until dismissed.
     pub notices: Vec<String>,
-    /// The native dialog open now (one at a time), and what it is for.
-    pub dialog: Option<(DialogPurpose, Job<Option<PathBuf>>)>,
+    /// The native dialog open now (one at a time).
+    pub dialog: Option<prompt::OpenDialog>,
+    /// The path asked for now, if any.
+    pub prompt: Option<prompt::PathPrompt>,
     /// Where the window's run keeps its model and checkpoint, and pasted images.
     pub work_dir: PathBuf,
     /// The feature cache's folder (`None`: the platform cache).

@@ -4,7 +4,10 @@
 //! Uses the bundle's own preprocessing (the same function training used), so a model and the app
 //! never disagree on how pixels are prepared.
 
+mod evaluate;
+
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::Module as _;
 use burn::tensor::activation::softmax;
@@ -21,6 +24,7 @@ use crate::model::cpu_base::FrozenConvs;
 use crate::model::host::to_host;
 use crate::train::metrics::argmax;
 
+pub use evaluate::{ClassMapping, DatasetEvaluation, match_classes};
 /// One image's prediction.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Prediction {
@@ -100,7 +104,19 @@ impl Classifier {
         &self,
         paths: &[PathBuf],
         batch_size: usize,
+        progress: impl FnMut(usize, usize),
+    ) -> (Vec<Prediction>, Vec<Unclassified>) {
+        self.predict_until(paths, batch_size, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Self::predict`] that stops before the next batch once `cancel` is set (the photos not
+    /// reached get neither a prediction nor a reason).
+    pub fn predict_until(
+        &self,
+        paths: &[PathBuf],
+        batch_size: usize,
         mut progress: impl FnMut(usize, usize),
+        cancel: &AtomicBool,
     ) -> (Vec<Prediction>, Vec<Unclassified>) {
         let pre = self.header.preprocessing;
         let s = pre.input_size as usize;
@@ -108,6 +124,9 @@ impl Classifier {
         let mut failed = Vec::new();
         let mut done = 0;
         for chunk in paths.chunks(batch_size.max(1)) {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
             let mut values = Vec::new();
             let mut ok = Vec::new();
             let chunk_paths: Vec<&Path> = chunk.iter().map(PathBuf::as_path).collect();
@@ -148,54 +167,6 @@ impl Classifier {
             progress(done, paths.len());
         }
         (predictions, failed)
-    }
-}
-
-/// A model evaluated on a labelled folder.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct DatasetEvaluation {
-    /// The metrics and the per-photo numbers behind them.
-    #[serde(flatten)]
-    pub evaluated: crate::train::metrics::EvaluatedImages,
-    /// Photos that could not be classified.
-    pub unclassified: Vec<Unclassified>,
-}
-
-impl Classifier {
-    /// Evaluates the model on every usable photo of `dataset` (its `valid/` folder included),
-    /// matching the folder's classes to the model's by name.
-    pub fn evaluate(
-        &self,
-        dataset: &crate::data::Dataset,
-        batch_size: usize,
-        progress: impl FnMut(usize, usize),
-    ) -> Result<DatasetEvaluation, String> {
-        let classes = self.classes().to_vec();
-        let mut paths = Vec::new();
-        let mut truth = std::collections::HashMap::new();
-        let explicit = dataset.explicit_valid.iter().flatten();
-        for image in dataset.images.iter().chain(explicit) {
-            let name = &dataset.classes[image.label];
-            let label = classes.iter().position(|c| c == name).ok_or_else(|| {
-                format!(
-                    "{}: class '{name}' is not one of the model's classes {classes:?}",
-                    dataset.root.display()
-                )
-            })?;
-            truth.insert(image.path.clone(), label);
-            paths.push(image.path.clone());
-        }
-        let (predictions, unclassified) = self.predict(&paths, batch_size, progress);
-        let probs: Vec<Vec<f32>> = predictions
-            .iter()
-            .map(|p| p.probabilities.clone())
-            .collect();
-        let labels: Vec<usize> = predictions.iter().map(|p| truth[&p.path]).collect();
-        let images = predictions.into_iter().map(|p| p.path).collect();
-        Ok(DatasetEvaluation {
-            evaluated: crate::train::metrics::EvaluatedImages::new(&classes, images, labels, probs),
-            unclassified,
-        })
     }
 }
 
