@@ -187,6 +187,7 @@ fn tiny_model() -> (crate::model::Vgg16, crate::model::bundle::BundleHeader) {
         train_config: serde_json::Value::Null,
         history: serde_json::Value::Null,
         next_epoch: 0,
+        validation: None,
     };
     (config.init(&burn::tensor::Device::flex()), header)
 }

@@ -202,6 +202,14 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
         harness.state().title()
     );
     harness.get_by_label_contains("Finished: validation accuracy");
+    harness.get_by_label_contains("Runs since vggtune started (1)");
+    // A second Start would replace the unsaved model: it asks first.
+    harness.get_by_label("Start").click();
+    harness.run_steps(3);
+    harness.get_by_label_contains("has not been saved; a new run replaces it");
+    harness.get_by_label("Cancel").click();
+    harness.run_steps(2);
+    assert!(!harness.state().is_training());
 
     // Drop a photo and a text file: the photo gets probabilities, the text file a reason.
     let note = f.work.path().join("readme.txt");

@@ -694,6 +694,7 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
         train_config: serde_json::Value::Null,
         history: serde_json::Value::Null,
         next_epoch: 0,
+        validation: None,
     };
     let mut model = config.init(&cpu());
     // A random head says about 50% for every photo; a steeper last layer makes the

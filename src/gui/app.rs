@@ -32,6 +32,8 @@ pub struct VggtuneApp {
     pub(super) predict: PredictPanel,
     pub(super) model: ModelPanel,
     confirm_close: bool,
+    /// Start (resume: true) once the user agrees to replace the unsaved model.
+    confirm_start: Option<bool>,
     /// Quit once the model is saved (the unsaved-model question's Save).
     quit_after_save: bool,
     closing: bool,
@@ -85,6 +87,7 @@ impl VggtuneApp {
             predict: PredictPanel::default(),
             model: ModelPanel::default(),
             confirm_close: false,
+            confirm_start: None,
             quit_after_save: false,
             closing: false,
             show_about: false,
@@ -215,7 +218,20 @@ impl VggtuneApp {
             UiCommand::ImportWeights => self.ask(DialogPurpose::ImportWeights),
             UiCommand::DownloadWeights => self.weights.start_download(ctx),
             UiCommand::CancelDownload => self.weights.cancel_download(),
-            UiCommand::StartTraining { resume } => self.start_training(ctx, resume),
+            UiCommand::StartTraining { resume } => {
+                if self.model.path.is_some() && !self.model.saved {
+                    // A new run replaces the unsaved model: ask first.
+                    self.confirm_start = Some(resume);
+                } else {
+                    self.start_training(ctx, resume);
+                }
+            }
+            UiCommand::StartAnyway => {
+                if let Some(resume) = self.confirm_start.take() {
+                    self.start_training(ctx, resume);
+                }
+            }
+            UiCommand::CancelStart => self.confirm_start = None,
             UiCommand::StopTraining => self.train.stop(),
             UiCommand::AddImages => self.predict.choose_files(ctx),
             UiCommand::PasteImage => self.predict.paste(ctx, shared),
@@ -335,7 +351,18 @@ impl VggtuneApp {
                 self.model.load(ctx, shared, model, false);
             }
         }
-        self.model.poll(shared);
+        if let Some(loaded) = self.model.poll(shared) {
+            // A model opened (after a restart, say) shows its curves and evaluation again,
+            // unless a run's are on screen.
+            if !self.train.is_training() && self.train.log.epochs.is_empty() {
+                self.train.log = crate::train::TrainLog::from_history(loaded.history);
+            }
+            if let Some(validation) = loaded.validation
+                && self.evaluate.evaluation.is_none()
+            {
+                self.evaluate.show(validation);
+            }
+        }
         self.evaluate.poll(shared);
         let to_classify = self.predict.poll(shared);
         if !to_classify.is_empty() {
@@ -558,6 +585,9 @@ impl eframe::App for VggtuneApp {
         });
         if self.confirm_close {
             chrome::confirm_close_ui(&ctx, &mut commands);
+        }
+        if self.confirm_start.is_some() {
+            chrome::confirm_start_ui(&ctx, &mut commands);
         }
         if self.show_about {
             chrome::about_ui(&self.shared, &ctx, &mut commands);

@@ -173,3 +173,26 @@ pub(crate) fn confirm_close_ui(ctx: &egui::Context, commands: &mut Commands) {
             });
         });
 }
+
+/// Asks before a new run replaces the model the last one trained and nobody saved.
+pub(crate) fn confirm_start_ui(ctx: &egui::Context, commands: &mut Commands) {
+    egui::Window::new("Start a new run?")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            ui.label("The model the last run trained has not been saved; a new run replaces it.");
+            ui.horizontal(|ui| {
+                if ui.button("Save model…").clicked() {
+                    commands.push(UiCommand::CancelStart);
+                    commands.push(UiCommand::SaveModel);
+                }
+                if ui.button("Start anyway").clicked() {
+                    commands.push(UiCommand::StartAnyway);
+                }
+                if ui.button("Cancel").clicked() {
+                    commands.push(UiCommand::CancelStart);
+                }
+            });
+        });
+}

@@ -136,6 +136,9 @@ pub(crate) enum UiCommand {
     StartTraining {
         resume: bool,
     },
+    /// Start although the last run's model is not saved (it is replaced).
+    StartAnyway,
+    CancelStart,
     StopTraining,
     AddImages,
     PasteImage,

@@ -12,6 +12,12 @@ use super::jobs::Job;
 use crate::infer::Classifier;
 use crate::model::export::{ExportFormat, export_model};
 
+/// What a model file says of its training, for the Train and Evaluate views.
+pub(crate) struct Loaded {
+    pub history: Vec<crate::train::EpochMetrics>,
+    pub validation: Option<crate::train::metrics::EvaluatedImages>,
+}
+
 /// The model in use and the work on its file.
 pub(crate) struct ModelPanel {
     /// The loaded model, shared with prediction and evaluation workers.
@@ -115,14 +121,21 @@ impl ModelPanel {
         }
     }
 
-    /// Takes in what the workers finished.
-    pub fn poll(&mut self, shared: &mut Shared) {
+    /// Takes in what the workers finished; a model just loaded hands on its saved history and
+    /// validation pass.
+    pub fn poll(&mut self, shared: &mut Shared) -> Option<Loaded> {
+        let mut loaded = None;
         if let Some(job) = &mut self.load_job
             && let Some(result) = job.poll_finished()
         {
             self.load_job = None;
             match result {
                 Ok((classifier, path)) => {
+                    let header = &classifier.header;
+                    loaded = Some(Loaded {
+                        history: serde_json::from_value(header.history.clone()).unwrap_or_default(),
+                        validation: header.validation.clone(),
+                    });
                     self.classes = classifier.classes().to_vec();
                     self.classifier = Some(Arc::new(Mutex::new(classifier)));
                     if self.saved {
@@ -158,6 +171,7 @@ impl ModelPanel {
                 Err(e) => shared.notices.push(format!("Export failed: {e}")),
             }
         }
+        loaded
     }
 
     /// The window title's part for the model: its file name, "unsaved model*" or "no model".

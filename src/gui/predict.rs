@@ -205,7 +205,8 @@ impl PredictPanel {
             {
                 commands.push(UiCommand::PasteImage);
             }
-            let any = !self.predictions.is_empty();
+            // Exports wait for every photo: a submission written mid-way would miss rows.
+            let any = !self.predictions.is_empty() && self.jobs.is_empty();
             if ui
                 .add_enabled(any, egui::Button::new("Export CSV…"))
                 .clicked()

@@ -5,14 +5,17 @@
 use std::path::PathBuf;
 
 use eframe::egui;
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Corner, Legend, Line, Plot, PlotPoints};
 
 use super::{Commands, DeviceStatus, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::limits;
 use crate::model::HeadKind;
+use crate::train::log::duration_text;
 use crate::train::metrics::EvaluatedImages;
-use crate::train::{OptimizerKind, RunSummary, TrainJob, TrainLog, Trainable, TrainingRun};
+use crate::train::{
+    EpochMetrics, OptimizerKind, RunSummary, TrainJob, TrainLog, Trainable, TrainingRun,
+};
 
 /// What a finished run hands to the other views.
 pub(crate) struct Finished {
@@ -22,12 +25,25 @@ pub(crate) struct Finished {
     pub model: Option<PathBuf>,
 }
 
-/// The Train view's state: the run and what its events said.
+/// One run since the app started, for the table that compares them.
+struct RunRecord {
+    settings: String,
+    epochs: usize,
+    accuracy: f64,
+    log_loss: f64,
+    secs: f64,
+    outcome: &'static str,
+}
+
+/// The Train view's state: the run, what its events said, and the runs before it.
 #[derive(Default)]
 pub(crate) struct TrainPanel {
     run: Option<TrainingRun>,
     /// The current or last run's log.
     pub log: TrainLog,
+    /// The current run's settings, in words.
+    settings: String,
+    runs: Vec<RunRecord>,
 }
 
 impl TrainPanel {
@@ -83,12 +99,76 @@ impl TrainPanel {
             Ok(run) => {
                 let train = &shared.state.train;
                 self.log = TrainLog::new(train.epochs, train.batch_size);
+                self.settings = format!(
+                    "{:?}, {} head, batch {}, lr {:.0e}{}{}",
+                    train.trainable,
+                    match train.head {
+                        HeadKind::Dense256 => "light",
+                        HeadKind::Torchvision => "torchvision",
+                    },
+                    train.batch_size,
+                    train.learning_rate,
+                    if train.augment { ", augmented" } else { "" },
+                    if resume { ", resumed" } else { "" },
+                );
                 self.run = Some(run);
             }
             Err(e) => shared
                 .notices
                 .push(format!("Could not start training: {e}")),
         }
+    }
+
+    /// Adds the run that just ended to the table of runs.
+    fn record(&mut self, finished: bool) {
+        let last = self.log.epochs.last();
+        self.runs.push(RunRecord {
+            settings: std::mem::take(&mut self.settings),
+            epochs: self.log.epochs.len(),
+            accuracy: last.map_or(f64::NAN, |m| m.valid_accuracy),
+            log_loss: last.map_or(f64::NAN, |m| m.valid_loss),
+            secs: self.log.epochs.iter().map(|m| m.secs).sum(),
+            outcome: match (finished, self.log.failed.is_some()) {
+                (true, _) => "finished",
+                (false, true) => "failed",
+                (false, false) => "stopped",
+            },
+        });
+    }
+
+    /// The runs since the app started, side by side.
+    fn runs_ui(&self, ui: &mut egui::Ui) {
+        if self.runs.is_empty() {
+            return;
+        }
+        egui::CollapsingHeader::new(format!("Runs since vggtune started ({})", self.runs.len()))
+            .id_salt("runs")
+            .show(ui, |ui| {
+                egui::Grid::new("runs-table").striped(true).show(ui, |ui| {
+                    for h in [
+                        "#",
+                        "settings",
+                        "epochs",
+                        "valid acc",
+                        "log loss",
+                        "time",
+                        "",
+                    ] {
+                        ui.strong(h);
+                    }
+                    ui.end_row();
+                    for (i, r) in self.runs.iter().enumerate() {
+                        ui.label((i + 1).to_string());
+                        ui.label(&r.settings);
+                        ui.label(r.epochs.to_string());
+                        ui.label(format!("{:.2}%", 100.0 * r.accuracy));
+                        ui.label(format!("{:.4}", r.log_loss));
+                        ui.label(duration_text(r.secs));
+                        ui.label(r.outcome);
+                        ui.end_row();
+                    }
+                });
+            });
     }
 
     /// Asks the run to stop after its current batch.
@@ -112,6 +192,7 @@ impl TrainPanel {
         }
         if thread_done {
             self.run = None;
+            self.record(finished.is_some());
         }
         let RunSummary {
             validation, model, ..
@@ -162,7 +243,10 @@ impl TrainPanel {
                 });
             });
             ui.separator();
-            ui.vertical(|ui| run_ui(&self.log, ui));
+            ui.vertical(|ui| {
+                self.runs_ui(ui);
+                run_ui(&self.log, ui);
+            });
         });
     }
 }
@@ -292,65 +376,125 @@ fn run_ui(log: &TrainLog, ui: &mut egui::Ui) {
             ),
         );
     }
+    if log.epochs.is_empty() && log.batch_loss.is_empty() {
+        ui.add_space(40.0);
+        ui.weak("The loss and accuracy curves appear here once a run starts.");
+        return;
+    }
+    epochs_table_ui(ui, log);
     let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
-    let epoch_points = |f: fn(&crate::train::EpochMetrics) -> f64| -> Vec<[f64; 2]> {
+    let epoch_points = |f: fn(&EpochMetrics) -> f64| -> Vec<[f64; 2]> {
         log.epochs.iter().map(|m| [m.epoch as f64, f(m)]).collect()
     };
-    Plot::new("loss-chart")
-        .legend(Legend::default())
-        .height(height)
-        .x_axis_label("epoch")
-        .y_axis_label("loss")
-        .include_y(0.0)
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            plot.line(
-                Line::new("train (batch)", PlotPoints::from(log.batch_loss.clone())).width(1.0),
-            );
-            plot.line(
-                Line::new(
-                    "train (epoch)",
-                    PlotPoints::from(epoch_points(|m| m.train_loss)),
-                )
-                .width(2.5),
-            );
-            plot.line(
-                Line::new(
-                    "validation",
-                    PlotPoints::from(epoch_points(|m| m.valid_loss)),
-                )
-                .width(2.5),
-            );
+    let curves = [
+        (
+            "loss",
+            &log.batch_loss[..],
+            epoch_points(|m| m.train_loss),
+            epoch_points(|m| m.valid_loss),
+        ),
+        (
+            "accuracy",
+            &log.batch_accuracy[..],
+            epoch_points(|m| m.train_accuracy),
+            epoch_points(|m| m.valid_accuracy),
+        ),
+    ];
+    for (name, batches, train, valid) in curves {
+        let (low, high) = fitted_range(name, batches, &train, &valid);
+        let corner = if name == "loss" {
+            Corner::RightTop
+        } else {
+            Corner::RightBottom
+        };
+        Plot::new(format!("{name}-chart"))
+            .legend(Legend::default().position(corner))
+            .height(height)
+            .x_axis_label("epoch")
+            .y_axis_label(name)
+            .default_y_bounds(low, high)
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                let batch = PlotPoints::from(batches.to_vec());
+                plot.line(Line::new("train (batch)", batch).width(1.0));
+                plot.line(Line::new("train (epoch)", PlotPoints::from(train)).width(2.5));
+                plot.line(Line::new("validation", PlotPoints::from(valid)).width(2.5));
+            });
+    }
+}
+
+/// The y range that shows what matters: every epoch's value and the batches after the first
+/// epoch (the first batches' loss of 2 or accuracy of 50% would flatten the rest), with a margin;
+/// accuracy up to 100%, loss down to 0 when it comes close.
+fn fitted_range(
+    name: &str,
+    batches: &[[f64; 2]],
+    train: &[[f64; 2]],
+    valid: &[[f64; 2]],
+) -> (f64, f64) {
+    let later = batches.iter().filter(|p| p[0] > 1.0);
+    let values: Vec<f64> = train
+        .iter()
+        .chain(valid)
+        .chain(later)
+        .map(|p| p[1])
+        .filter(|v| v.is_finite())
+        .collect();
+    let values = if values.is_empty() {
+        batches
+            .iter()
+            .map(|p| p[1])
+            .filter(|v| v.is_finite())
+            .collect()
+    } else {
+        values
+    };
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
         });
-    Plot::new("accuracy-chart")
-        .legend(Legend::default())
-        .height(height)
-        .x_axis_label("epoch")
-        .y_axis_label("accuracy")
-        .include_y(0.0)
-        .include_y(1.0)
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            plot.line(
-                Line::new(
-                    "train (batch)",
-                    PlotPoints::from(log.batch_accuracy.clone()),
-                )
-                .width(1.0),
-            );
-            plot.line(
-                Line::new(
-                    "train (epoch)",
-                    PlotPoints::from(epoch_points(|m| m.train_accuracy)),
-                )
-                .width(2.5),
-            );
-            plot.line(
-                Line::new(
-                    "validation",
-                    PlotPoints::from(epoch_points(|m| m.valid_accuracy)),
-                )
-                .width(2.5),
-            );
+    if !min.is_finite() {
+        return (0.0, 1.0);
+    }
+    let margin = ((max - min) * 0.1).max(1e-3);
+    if name == "accuracy" {
+        ((min - margin).max(0.0), 1.0 + margin.min(0.01))
+    } else {
+        let low = if min < (max - min) { 0.0 } else { min - margin };
+        (low, max + margin)
+    }
+}
+
+/// Every finished epoch in a row (collapsed), with the numbers the curves draw.
+fn epochs_table_ui(ui: &mut egui::Ui, log: &TrainLog) {
+    if log.epochs.is_empty() {
+        return;
+    }
+    egui::CollapsingHeader::new(format!("Epochs ({})", log.epochs.len()))
+        .id_salt("epochs-table")
+        .show(ui, |ui| {
+            egui::Grid::new("epochs").striped(true).show(ui, |ui| {
+                for h in [
+                    "epoch",
+                    "train loss",
+                    "train acc",
+                    "valid loss",
+                    "valid acc",
+                    "time",
+                ] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for m in &log.epochs {
+                    ui.label(m.epoch.to_string());
+                    ui.label(format!("{:.4}", m.train_loss));
+                    ui.label(format!("{:.2}%", 100.0 * m.train_accuracy));
+                    ui.label(format!("{:.4}", m.valid_loss));
+                    ui.label(format!("{:.2}%", 100.0 * m.valid_accuracy));
+                    ui.label(duration_text(m.secs));
+                    ui.end_row();
+                }
+            });
         });
 }

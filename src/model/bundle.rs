@@ -51,6 +51,10 @@ pub struct BundleHeader {
     pub history: serde_json::Value,
     /// For checkpoints: the epoch (0-based) training resumes at.
     pub next_epoch: usize,
+    /// The last validation pass, photo by photo (models written since this field exists), so
+    /// the Evaluate view shows it again when the model is opened.
+    #[serde(default)]
+    pub validation: Option<crate::train::metrics::EvaluatedImages>,
 }
 
 /// Why a bundle could not be read or written.
@@ -356,6 +360,7 @@ mod tests {
             train_config: serde_json::Value::Null,
             history: serde_json::Value::Null,
             next_epoch: 0,
+            validation: None,
         }
     }
 

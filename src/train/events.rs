@@ -81,6 +81,9 @@ pub enum TrainEvent {
         first_epoch: usize,
         /// What the weights import said.
         weights: Vec<String>,
+        /// The epochs trained before a resume (empty for a fresh start), so the curves go on
+        /// from where they stopped.
+        history: Vec<EpochMetrics>,
     },
     /// Progress within a phase.
     Progress {

@@ -61,15 +61,31 @@ impl TrainLog {
         }
     }
 
+    /// The log of a model's saved history (a model opened after a restart shows its curves).
+    pub fn from_history(history: Vec<EpochMetrics>) -> Self {
+        Self {
+            total_epochs: history.len(),
+            outcome: (!history.is_empty())
+                .then(|| format!("The model's training: {} epoch(s)", history.len())),
+            epochs: history,
+            ..Self::default()
+        }
+    }
+
     /// Takes in one event. Returns the summary when the run finished.
     pub fn apply(&mut self, event: TrainEvent) -> Option<Box<RunSummary>> {
         match event {
             TrainEvent::Started {
-                ref classes, train, ..
+                ref classes,
+                train,
+                ref history,
+                ..
             } => {
                 self.steps_per_epoch = train.div_ceil(self.batch_size.max(1)).max(1);
                 self.info = started_lines(&event);
                 self.classes.clone_from(classes);
+                // A resumed run's curves go on from the epochs before the stop.
+                self.epochs.clone_from(history);
             }
             TrainEvent::Progress {
                 phase,
@@ -149,6 +165,7 @@ pub fn started_lines(event: &TrainEvent) -> Vec<String> {
         cache,
         first_epoch,
         weights,
+        ..
     } = event
     else {
         return Vec::new();
@@ -252,7 +269,13 @@ mod tests {
             cache: "on".into(),
             first_epoch: 2,
             weights: vec!["13 convolutions from ImageNet".into()],
+            history: vec![epoch(1)],
         });
+        assert_eq!(
+            log.epochs,
+            [epoch(1)],
+            "a resumed run's curves keep its past epochs"
+        );
         assert_eq!(log.steps_per_epoch, 3, "10 photos in batches of 4");
         assert_eq!(
             log.info,
@@ -285,8 +308,9 @@ mod tests {
             Some("Epoch 2 of 3: 8/10 — 4.0 images/s — 1m05s left")
         );
         log.apply(TrainEvent::Epoch(epoch(2)));
+        assert_eq!(log.epochs.len(), 2);
         assert_eq!(
-            epoch_line(&log.epochs[0]),
+            epoch_line(&log.epochs[1]),
             "epoch   2: train loss 0.5000 acc 75.00% | valid loss 0.2500 acc 87.50% | 1.2 s"
         );
         assert!(

@@ -50,7 +50,7 @@ pub struct Galleries {
 
 /// An evaluation with the per-photo numbers behind it: what a run's validation, `vggtune
 /// evaluate` and the window's Evaluate view (confusion-matrix cells, galleries) all use.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvaluatedImages {
     /// Every metric.
     pub evaluation: Evaluation,

@@ -118,6 +118,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         cache: cache_note,
         first_epoch: start.first_epoch + 1,
         weights: start.messages.clone(),
+        history: start.history.clone(),
     });
 
     let mut train = samples_of(&split.train);
@@ -204,6 +205,7 @@ impl Identity<'_> {
             train_config: serde_json::to_value(self.config).unwrap_or_default(),
             history: serde_json::to_value(history).unwrap_or_default(),
             next_epoch,
+            validation: None,
         }
     }
 }
@@ -286,7 +288,8 @@ impl Epochs<'_> {
 
         // The model is saved while the last checkpoint is still being written on its thread.
         if let Some(out) = &job.out {
-            let header = self.identity.header(&history, config.epochs);
+            let mut header = self.identity.header(&history, config.epochs);
+            header.validation = Some(evaluated.clone());
             bundle::save(out, &header, &model.valid(), None).map_err(|e| e.to_string())?;
         }
         if !job.final_checkpoint {
