@@ -236,6 +236,10 @@ impl TrainPanel {
                     if ui
                         .add_enabled(can_resume && ready, egui::Button::new("Resume"))
                         .on_hover_text("Continue the stopped run from its last checkpoint")
+                        .on_disabled_hover_text(
+                            "There is no stopped run to continue: Resume is for a run you \
+                             stopped (features computed before a stop stay in the cache)",
+                        )
                         .clicked()
                     {
                         commands.push(UiCommand::StartTraining { resume: true });
