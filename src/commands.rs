@@ -497,7 +497,7 @@ pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
             let probs: Vec<String> = classes
                 .iter()
                 .zip(&p.probabilities)
-                .map(|(c, v)| format!("{c} {:.1}%", 100.0 * v))
+                .map(|(c, v)| format!("{c} {}", infer::confidence_text(*v)))
                 .collect();
             println!(
                 "{}: {} ({})",

@@ -226,6 +226,12 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0].path, note);
     harness.get_by_label_contains("Not classified (1)");
+    // The same files dropped again are not listed twice.
+    drop_files(&mut harness, &[data.join("red/0.png"), note.clone()]);
+    wait_for(&mut harness, 30, "the second drop's work", |a| !a.is_busy());
+    assert_eq!(harness.state().predictions().len(), 1);
+    assert_eq!(harness.state().rejected().len(), 1);
+    harness.get_by_label_contains("All 1 photos");
 
     // The evaluation of the validation photos: click a confusion-matrix cell to see its photos.
     harness.get_by_label("Evaluate").click();

@@ -697,10 +697,29 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
         validation: None,
     };
     let mut model = config.init(&cpu());
-    // A random head says about 50% for every photo; a steeper last layer makes the
-    // probabilities differ from photo to photo, so that agreeing on them means something.
-    let last = &mut model.classifier[2];
-    last.weight = burn::module::Param::from_tensor(last.weight.val() * 300.0);
+    // Real ImageNet convolutions, so photos give different features whatever Burn's unseeded
+    // initialisation draws for the head: the probabilities differ from 50% and from photo to
+    // photo, so that agreeing on them means something.
+    let file = read_weights(&onnx_fixture()).unwrap();
+    apply_weights(&mut model, &config, &file, &cpu()).unwrap();
+    // A head drawn from a fixed seed (Burn's own initialisation is unseeded), its last layer
+    // steep enough that the photos' probabilities are far from 50% and from each other.
+    let mut rng = vggtune::rng::SplitMix64(17);
+    for (j, dense) in model.classifier.iter_mut().enumerate() {
+        let [inputs, outputs] = dense.weight.shape().dims::<2>();
+        let scale = (3.0 / inputs as f32).sqrt() * if j == 2 { 8.0 } else { 1.0 };
+        let values: Vec<f32> = (0..inputs * outputs)
+            .map(|_| (2.0 * rng.next_f32() - 1.0) * scale)
+            .collect();
+        dense.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, [inputs, outputs]),
+            &cpu(),
+        ));
+        dense.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+            [outputs],
+            &cpu(),
+        )));
+    }
     let weight_bytes = 4 * model.num_params() as u64;
     bundle::save(&model_path, &header, &model, None).unwrap();
     drop(model);
@@ -729,6 +748,11 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
     assert!(diff <= 1e-4, "vggtune {ours:?} vs onnxruntime {theirs:?}");
     let spread = ours.iter().fold(0.0f32, |m, p| m.max((p - 0.5).abs()));
     assert!(spread > 0.05, "the probabilities say something: {ours:?}");
+    let first: Vec<f32> = ours.iter().step_by(2).copied().collect();
+    let range = first
+        .iter()
+        .fold(0.0f32, |m, a| m.max((a - first[0]).abs()));
+    assert!(range > 1e-3, "photos get different probabilities: {ours:?}");
     assert_eq!(
         info["input"]["shape"],
         serde_json::json!(["batch", 3, 224, 224])

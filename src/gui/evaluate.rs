@@ -351,7 +351,7 @@ impl EvaluatePanel {
                         .map(|&i| {
                             (
                                 data.images[i].clone(),
-                                format!("{:.1}%", 100.0 * data.probs[i][p]),
+                                crate::infer::confidence_text(data.probs[i][p]),
                             )
                         })
                         .collect();
@@ -426,9 +426,9 @@ fn galleries_ui(ui: &mut egui::Ui, data: &EvaluatedImages, thumbnails: &mut Thum
     let e = &data.evaluation;
     let caption = |item: &GalleryItem, classes: &[String]| {
         format!(
-            "{} {:.1}%",
+            "{} {}",
             classes[item.predicted],
-            100.0 * item.confidence
+            crate::infer::confidence_text(item.confidence)
         )
     };
     for (c, g) in e.galleries.iter().enumerate() {

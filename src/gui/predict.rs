@@ -11,6 +11,65 @@ use super::model::ModelPanel;
 use super::{Commands, Shared, UiCommand};
 use crate::infer::{self, Classifier, Prediction, Unclassified};
 
+/// How the Predict grid is ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Sort {
+    #[default]
+    Added,
+    Name,
+    LeastSure,
+}
+
+/// One photo's card: its thumbnail, the class with the confidence, its name; every class's
+/// probability on hover.
+fn card_ui(
+    ui: &mut egui::Ui,
+    thumbnails: &mut super::Thumbnails,
+    p: &Prediction,
+    classes: &[String],
+    size: f32,
+) {
+    ui.vertical(|ui| {
+        ui.set_width(size);
+        let all: Vec<String> = classes
+            .iter()
+            .zip(&p.probabilities)
+            .map(|(c, v)| format!("{c}: {}", infer::confidence_text(*v)))
+            .collect();
+        thumbnails.show(ui, &p.path, size).on_hover_text(format!(
+            "{}\n{}",
+            p.path.display(),
+            all.join("\n")
+        ));
+        let class = classes.get(p.class).map_or("?", String::as_str);
+        let confidence = p.probabilities.get(p.class).copied().unwrap_or(0.0);
+        let badge = egui::RichText::new(format!("{class} {}", infer::confidence_text(confidence)))
+            .strong()
+            .color(egui::Color32::WHITE)
+            .background_color(badge_colour(p.class));
+        ui.label(badge);
+        let name = p
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        ui.add(egui::Label::new(egui::RichText::new(name).small()).truncate());
+    });
+}
+
+/// A colour per class for the badges.
+fn badge_colour(class: usize) -> egui::Color32 {
+    const COLOURS: [egui::Color32; 6] = [
+        egui::Color32::from_rgb(40, 110, 170),
+        egui::Color32::from_rgb(170, 90, 30),
+        egui::Color32::from_rgb(40, 130, 70),
+        egui::Color32::from_rgb(130, 60, 150),
+        egui::Color32::from_rgb(150, 50, 60),
+        egui::Color32::from_rgb(90, 90, 90),
+    ];
+    COLOURS[class % COLOURS.len()]
+}
+
 /// One batch of results from a prediction worker.
 struct PredictBatch(Vec<Prediction>, Vec<Unclassified>);
 
@@ -24,6 +83,10 @@ pub(crate) struct PredictPanel {
     jobs: Vec<Job<PredictBatch>>,
     paste_job: Option<Job<Result<PathBuf, String>>>,
     files_dialog: Option<Job<Option<Vec<PathBuf>>>>,
+    /// Files with a prediction or a reason: dropped again, they are not added twice.
+    known: std::collections::HashSet<PathBuf>,
+    filter: Option<usize>,
+    sort: Sort,
 }
 
 impl PredictPanel {
@@ -73,6 +136,8 @@ impl PredictPanel {
     pub fn clear(&mut self) {
         self.predictions.clear();
         self.rejected.clear();
+        self.known.clear();
+        self.filter = None;
     }
 
     /// True while predictions are being made.
@@ -84,8 +149,16 @@ impl PredictPanel {
     pub fn poll(&mut self, shared: &mut Shared) -> Vec<PathBuf> {
         for job in &mut self.jobs {
             for PredictBatch(p, f) in job.poll() {
-                self.predictions.extend(p);
-                self.rejected.extend(f);
+                for prediction in p {
+                    if self.known.insert(prediction.path.clone()) {
+                        self.predictions.push(prediction);
+                    }
+                }
+                for rejected in f {
+                    if self.known.insert(rejected.path.clone()) {
+                        self.rejected.push(rejected);
+                    }
+                }
             }
             if let Some(why) = job.failure() {
                 shared.notices.push(format!("Prediction stopped: {why}"));
@@ -153,36 +226,78 @@ impl PredictPanel {
                     }
                 });
         }
+        self.summary_ui(ui, &model.classes);
+        let shown = self.shown();
         let classes = &model.classes;
-        let predictions = &self.predictions;
         let thumbnails = &mut shared.thumbnails;
+        let card = 150.0;
+        let per_row = ((ui.available_width() / (card + 8.0)).floor() as usize).max(1);
+        let rows = shown.len().div_ceil(per_row);
         egui::ScrollArea::vertical()
             .id_salt("predictions")
             .auto_shrink([false, false])
-            .show_rows(ui, 104.0, predictions.len(), |ui, range| {
-                for p in &predictions[range] {
+            .show_rows(ui, card + 46.0, rows, |ui, range| {
+                for row in range {
                     ui.horizontal(|ui| {
-                        thumbnails.show(ui, &p.path, 96.0);
-                        ui.vertical(|ui| {
-                            ui.strong(format!(
-                                "{} — {}",
-                                classes.get(p.class).map_or("?", String::as_str),
-                                p.path
-                                    .file_name()
-                                    .map(|n| n.to_string_lossy().into_owned())
-                                    .unwrap_or_default()
-                            ));
-                            for (c, v) in classes.iter().zip(&p.probabilities) {
-                                ui.add(
-                                    egui::ProgressBar::new(*v)
-                                        .desired_width(260.0)
-                                        .text(format!("{c}: {:.1}%", 100.0 * v)),
-                                );
-                            }
-                        });
+                        for &i in shown.iter().skip(row * per_row).take(per_row) {
+                            card_ui(ui, thumbnails, &self.predictions[i], classes, card);
+                        }
                     });
                 }
             });
+    }
+
+    /// Totals per class (each a filter) and the sort order.
+    fn summary_ui(&mut self, ui: &mut egui::Ui, classes: &[String]) {
+        if self.predictions.is_empty() {
+            return;
+        }
+        let mut counts = vec![0usize; classes.len()];
+        for p in &self.predictions {
+            if let Some(c) = counts.get_mut(p.class) {
+                *c += 1;
+            }
+        }
+        ui.horizontal(|ui| {
+            let all = format!("All {} photos", self.predictions.len());
+            if ui.selectable_label(self.filter.is_none(), all).clicked() {
+                self.filter = None;
+            }
+            for (i, (class, count)) in classes.iter().zip(&counts).enumerate() {
+                let label = format!("{class}: {count}");
+                if ui.selectable_label(self.filter == Some(i), label).clicked() {
+                    self.filter = Some(i);
+                }
+            }
+            ui.separator();
+            ui.label("Sort:");
+            for (sort, name) in [
+                (Sort::Added, "as added"),
+                (Sort::Name, "by name"),
+                (Sort::LeastSure, "least sure first"),
+            ] {
+                ui.selectable_value(&mut self.sort, sort, name);
+            }
+        });
+    }
+
+    /// The predictions shown, in the order shown (filtered by class, sorted).
+    fn shown(&self) -> Vec<usize> {
+        let mut shown: Vec<usize> = (0..self.predictions.len())
+            .filter(|&i| self.filter.is_none_or(|c| self.predictions[i].class == c))
+            .collect();
+        let p = &self.predictions;
+        match self.sort {
+            Sort::Added => {}
+            Sort::Name => shown.sort_by(|&a, &b| {
+                infer::natural_cmp(&p[a].path.to_string_lossy(), &p[b].path.to_string_lossy())
+            }),
+            Sort::LeastSure => shown.sort_by(|&a, &b| {
+                let top = |i: usize| p[i].probabilities.get(p[i].class).copied().unwrap_or(0.0);
+                top(a).total_cmp(&top(b))
+            }),
+        }
+        shown
     }
 
     /// Add images, Paste, Export CSV, Kaggle submission, Clear.

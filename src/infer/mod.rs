@@ -189,7 +189,12 @@ pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unclassified>) {
             Ok(m) if m.is_dir() => {
                 let walk = walkdir::WalkDir::new(input)
                     .follow_links(true)
-                    .sort_by_file_name();
+                    .sort_by(|a, b| {
+                        natural_cmp(
+                            &a.file_name().to_string_lossy(),
+                            &b.file_name().to_string_lossy(),
+                        )
+                    });
                 for entry in walk {
                     match entry {
                         Ok(e) if e.file_type().is_dir() => {}
@@ -232,6 +237,54 @@ pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unclassified>) {
         }
     }
     (images, rejected)
+}
+
+/// A probability as a percentage with the digits that tell it apart: "63.2%", but "99.97%" and
+/// "0.03%" near the ends (where "100.0%" would hide a 0.03% chance).
+pub fn confidence_text(p: f32) -> String {
+    let percent = 100.0 * p;
+    if (0.1..=99.9).contains(&percent) {
+        format!("{percent:.1}%")
+    } else {
+        format!("{percent:.2}%")
+    }
+}
+
+/// Orders names as people count: `2.jpg` before `10.jpg` (runs of digits compare by value).
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, _) => return std::cmp::Ordering::Less,
+            (_, None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let run = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (run(a), run(b));
+                let (da, db) = (&a[..na], &b[..nb]);
+                // Compare by value: strip leading zeros, then by length, then digit by digit.
+                let (ta, tb) = (strip_zeros(da), strip_zeros(db));
+                let by_value = ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb));
+                if by_value != std::cmp::Ordering::Equal {
+                    return by_value;
+                }
+                (a, b) = (&a[na..], &b[nb..]);
+            }
+            (Some(x), Some(y)) => {
+                let by_char = x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase());
+                if by_char != std::cmp::Ordering::Equal {
+                    return by_char;
+                }
+                (a, b) = (&a[1..], &b[1..]);
+            }
+        }
+    }
+}
+
+/// A run of digits without its leading zeros.
+fn strip_zeros(digits: &[u8]) -> &[u8] {
+    let zeros = digits.iter().take_while(|&&c| c == b'0').count();
+    &digits[zeros..]
 }
 
 /// True for the extensions of the formats vggtune decodes.
@@ -348,6 +401,34 @@ pub fn write_submission(path: &Path, rows: &[(u64, f64)]) -> Result<(), Submissi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confidences_keep_the_digits_that_matter_and_names_sort_as_people_count() {
+        assert_eq!(confidence_text(0.632), "63.2%");
+        assert_eq!(confidence_text(0.9997), "99.97%");
+        assert_eq!(confidence_text(0.0003), "0.03%");
+        let mut names = vec![
+            "10.jpg",
+            "2.jpg",
+            "1.jpg",
+            "100.jpg",
+            "Cat.3.jpg",
+            "cat.20.jpg",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            [
+                "1.jpg",
+                "2.jpg",
+                "10.jpg",
+                "100.jpg",
+                "Cat.3.jpg",
+                "cat.20.jpg"
+            ]
+        );
+        assert_eq!(natural_cmp("a01", "a1"), std::cmp::Ordering::Equal);
+    }
 
     fn pred(name: &str, p_dog: f32) -> Prediction {
         Prediction {
