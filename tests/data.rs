@@ -272,6 +272,16 @@ fn unlabeled_files_in_the_flat_layout_are_reported() {
     assert_eq!(dataset.layout, Layout::KaggleFlat);
     assert_eq!(dataset.skipped.len(), 1);
     assert_eq!(dataset.skipped[0].reason, SkipReason::Unlabeled);
+
+    // A notes file beside them is not an image, whatever its name says.
+    write(&tmp.path().join("readme.txt"), b"notes");
+    let dataset = Dataset::scan(tmp.path()).unwrap();
+    let readme = dataset
+        .skipped
+        .iter()
+        .find(|s| s.path.ends_with("readme.txt"))
+        .unwrap();
+    assert_eq!(readme.reason, SkipReason::NotAnImage);
 }
 
 #[test]

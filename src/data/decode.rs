@@ -146,6 +146,15 @@ where
         .collect()
 }
 
+/// True for the extensions of the formats vggtune decodes.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| {
+            ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"].contains(&e.as_str())
+        })
+}
+
 /// Decodes `path` into RGB, applying EXIF orientation and compositing transparency over white.
 /// The file is streamed into the decoder, not read whole first; one larger than
 /// [`DecodeLimits::max_file_bytes`] is refused unread.

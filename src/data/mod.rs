@@ -9,7 +9,7 @@ pub mod preprocess;
 pub mod scan;
 pub mod split;
 
-pub use decode::{DecodeError, DecodeLimits, decode_prepared, decode_rgb};
+pub use decode::{DecodeError, DecodeLimits, decode_prepared, decode_rgb, has_image_extension};
 pub use preprocess::{Augmentation, Convention, Preprocessing, ResizeMode};
 pub use scan::{Dataset, ImageEntry, Layout, Problem, ScanError, ScanOptions, SkipReason, Skipped};
 pub use split::{Split, SplitConfig};

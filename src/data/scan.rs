@@ -563,6 +563,10 @@ fn collect_labelled(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Collected,
         for path in listing.files {
             match flat_label(&path) {
                 Some(label) => files.push((path, label)),
+                // A notes file is "not an image" before it is "unlabelled".
+                None if !super::has_image_extension(&path) => {
+                    skipped.push(Skipped::new(path, SkipReason::NotAnImage));
+                }
                 None => skipped.push(Skipped::new(path, SkipReason::Unlabeled)),
             }
         }

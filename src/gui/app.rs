@@ -74,6 +74,7 @@ impl VggtuneApp {
                 device,
                 thumbnails: Thumbnails::new(ctx, 2),
                 notices: Vec::new(),
+                told: Vec::new(),
                 dialog: None,
                 prompt: None,
                 work_dir: options
@@ -236,6 +237,7 @@ impl VggtuneApp {
             UiCommand::AddImages => self.predict.choose_files(ctx),
             UiCommand::PasteImage => self.predict.paste(ctx, shared),
             UiCommand::ClearPredictions => self.predict.clear(),
+            UiCommand::CancelPredictions => self.predict.cancel(),
             UiCommand::ExportCsv => self.ask(DialogPurpose::ExportCsv),
             UiCommand::ExportSubmission => self.ask(DialogPurpose::ExportSubmission),
             UiCommand::EvaluateDataset => self.evaluate_dataset(ctx),
@@ -407,17 +409,27 @@ impl VggtuneApp {
             DialogPurpose::SaveModel => self.model.save_as(ctx, shared, path),
             DialogPurpose::Export(format) => self.model.export(ctx, shared, format, path),
             DialogPurpose::ExportCsv => {
-                let written = infer::write_csv(&path, &self.model.classes, self.predictions());
-                if let Err(e) = written {
-                    self.shared.notices.push(format!("{}: {e}", path.display()));
+                let rows = self.predictions().len();
+                match infer::write_csv(&path, &self.model.classes, self.predictions()) {
+                    Ok(()) => self
+                        .shared
+                        .told
+                        .push(format!("Saved {} ({rows} predictions)", path.display())),
+                    Err(e) => self.shared.notices.push(format!("{}: {e}", path.display())),
                 }
             }
             DialogPurpose::ExportSubmission => {
                 let result =
                     infer::kaggle_rows(&self.model.classes, self.predictions(), infer::KAGGLE_CLIP)
-                        .and_then(|rows| infer::write_submission(&path, &rows));
-                if let Err(e) = result {
-                    self.shared.notices.push(e.to_string());
+                        .and_then(|rows| {
+                            infer::write_submission(&path, &rows).map(|()| rows.len())
+                        });
+                match result {
+                    Ok(rows) => self
+                        .shared
+                        .told
+                        .push(format!("Saved {} ({rows} rows)", path.display())),
+                    Err(e) => self.shared.notices.push(e.to_string()),
                 }
             }
         }
@@ -579,10 +591,9 @@ impl eframe::App for VggtuneApp {
         let mut commands = Vec::new();
         egui::Panel::top("tabs").show(ui, |ui| chrome::top_bar_ui(self, ui, &mut commands));
         egui::Panel::bottom("status").show(ui, |ui| chrome::status_ui(self, ui));
-        egui::CentralPanel::default().show(ui, |ui| {
-            chrome::notices_ui(&mut self.shared, ui);
-            self.view_ui(ui, &mut commands);
-        });
+        egui::CentralPanel::default().show(ui, |ui| self.view_ui(ui, &mut commands));
+        // Over the view, not above it: a notice never moves the buttons under the pointer.
+        chrome::notices_ui(&mut self.shared, &ctx);
         if self.confirm_close {
             chrome::confirm_close_ui(&ctx, &mut commands);
         }

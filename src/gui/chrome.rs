@@ -116,20 +116,38 @@ pub(crate) fn status_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
     });
 }
 
-/// The notices above the view, each with a button that dismisses it.
-pub(crate) fn notices_ui(shared: &mut Shared, ui: &mut egui::Ui) {
-    let mut dismiss = None;
-    for (i, notice) in shared.notices.iter().enumerate() {
-        ui.horizontal(|ui| {
-            ui.colored_label(ui.visuals().warn_fg_color, notice);
-            if ui.small_button("×").on_hover_text("Dismiss").clicked() {
-                dismiss = Some(i);
+/// The notices and confirmations, in a column over the top right of the view, each with a
+/// button that dismisses it.
+pub(crate) fn notices_ui(shared: &mut Shared, ctx: &egui::Context) {
+    if shared.notices.is_empty() && shared.told.is_empty() {
+        return;
+    }
+    egui::Area::new(egui::Id::unique("notices"))
+        .order(egui::Order::Foreground)
+        .anchor(egui::Align2::RIGHT_TOP, egui::vec2(-12.0, 40.0))
+        .show(ctx, |ui| {
+            ui.set_max_width(520.0);
+            let warn = ui.visuals().warn_fg_color;
+            let plain = ui.visuals().text_color();
+            for (list, colour) in [(&mut shared.notices, warn), (&mut shared.told, plain)] {
+                let mut dismiss = None;
+                for (i, notice) in list.iter().enumerate() {
+                    egui::Frame::popup(ui.style()).show(ui, |ui| {
+                        ui.horizontal(|ui| {
+                            if ui.small_button("×").on_hover_text("Dismiss").clicked() {
+                                dismiss = Some(i);
+                            }
+                            ui.add(
+                                egui::Label::new(egui::RichText::new(notice).color(colour)).wrap(),
+                            );
+                        });
+                    });
+                }
+                if let Some(i) = dismiss {
+                    list.remove(i);
+                }
             }
         });
-    }
-    if let Some(i) = dismiss {
-        shared.notices.remove(i);
-    }
 }
 
 /// The About box.

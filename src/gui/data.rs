@@ -116,16 +116,24 @@ impl DataPanel {
     fn summary_ui(&mut self, ui: &mut egui::Ui, dataset: &Dataset) {
         let counts = dataset.counts();
         let total: usize = counts.iter().sum();
-        ui.label(format!(
-            "{} — {} ({} images, {} classes)",
-            dataset.root.display(),
-            match dataset.layout {
-                Layout::FoldersAsLabels => "one folder per class",
-                Layout::KaggleFlat => "Kaggle flat layout",
-            },
-            total,
-            dataset.classes.len()
-        ));
+        if total == 0 {
+            ui.label(format!(
+                "{} — no photos found: give a folder with one sub-folder of photos per class, \
+                 or photos named like cat.1.jpg",
+                dataset.root.display()
+            ));
+        } else {
+            ui.label(format!(
+                "{} — {} ({}, {})",
+                dataset.root.display(),
+                match dataset.layout {
+                    Layout::FoldersAsLabels => "one folder per class",
+                    Layout::KaggleFlat => "Kaggle flat layout",
+                },
+                count_text(total, "photo"),
+                count_text(dataset.classes.len(), "class"),
+            ));
+        }
         if let Some(valid) = &dataset.explicit_valid {
             ui.label(format!(
                 "Validation folder: {} images (used instead of a random split)",
@@ -206,5 +214,15 @@ impl DataPanel {
                     });
                 }
             });
+    }
+}
+
+/// "1 photo", "2 photos", "1 class", "3 classes".
+fn count_text(n: usize, noun: &str) -> String {
+    let plural = if noun.ends_with('s') { "es" } else { "s" };
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}{plural}")
     }
 }

@@ -143,6 +143,7 @@ pub(crate) enum UiCommand {
     AddImages,
     PasteImage,
     ClearPredictions,
+    CancelPredictions,
     ExportCsv,
     ExportSubmission,
     EvaluateDataset,
@@ -188,8 +189,10 @@ pub(crate) struct Shared {
     pub state: State,
     pub device: DeviceStatus,
     pub thumbnails: Thumbnails,
-    /// Messages shown above the view until dismissed.
+    /// Warnings and errors shown over the view until dismissed.
     pub notices: Vec<String>,
+    /// Confirmations ("Saved …"), shown the same way in a quieter colour.
+    pub told: Vec<String>,
     /// The native dialog open now (one at a time).
     pub dialog: Option<prompt::OpenDialog>,
     /// The path asked for now, if any.

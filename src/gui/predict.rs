@@ -70,8 +70,11 @@ fn badge_colour(class: usize) -> egui::Color32 {
     COLOURS[class % COLOURS.len()]
 }
 
-/// One batch of results from a prediction worker.
-struct PredictBatch(Vec<Prediction>, Vec<Unclassified>);
+/// What a prediction worker says: how many photos it found to classify, then its results.
+enum PredictMsg {
+    Queued(usize),
+    Batch(Vec<Prediction>, Vec<Unclassified>),
+}
 
 /// The Predict view's state: the predictions and the work that makes them.
 #[derive(Default)]
@@ -80,7 +83,11 @@ pub(crate) struct PredictPanel {
     pub predictions: Vec<Prediction>,
     /// Files that could not be classified, with why.
     pub rejected: Vec<Unclassified>,
-    jobs: Vec<Job<PredictBatch>>,
+    jobs: Vec<Job<PredictMsg>>,
+    /// Photos queued and classified by the jobs running now, since the first of them started.
+    progress: (usize, usize, Option<std::time::Instant>),
+    /// Set by Cancel: the jobs stop before their next batch.
+    cancel: Arc<std::sync::atomic::AtomicBool>,
     paste_job: Option<Job<Result<PathBuf, String>>>,
     files_dialog: Option<Job<Option<Vec<PathBuf>>>>,
     /// Files with a prediction or a reason: dropped again, they are not added twice.
@@ -105,16 +112,26 @@ impl PredictPanel {
                 .push("Train or open a model first; then drop images to classify them.".into());
             return;
         };
+        if self.jobs.is_empty() {
+            self.progress = (0, 0, Some(std::time::Instant::now()));
+            self.cancel
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        let cancel = self.cancel.clone();
         self.jobs.push(Job::spawn(ctx, "predict", move |r| {
             // Walking folders and checking every file is work for this thread, not the UI's.
             let (paths, rejected) = infer::collect_images(&inputs);
-            r.send(PredictBatch(Vec::new(), rejected));
+            r.send(PredictMsg::Queued(paths.len()));
+            r.send(PredictMsg::Batch(Vec::new(), rejected));
             for chunk in paths.chunks(8) {
+                if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
                 let (p, f) = match classifier.lock() {
                     Ok(c) => c.predict(chunk, 8, |_, _| {}),
                     Err(_) => return,
                 };
-                r.send(PredictBatch(p, f));
+                r.send(PredictMsg::Batch(p, f));
             }
         }));
     }
@@ -148,7 +165,15 @@ impl PredictPanel {
     /// Takes in the workers' results; returns files a dialog or the clipboard gave, to classify.
     pub fn poll(&mut self, shared: &mut Shared) -> Vec<PathBuf> {
         for job in &mut self.jobs {
-            for PredictBatch(p, f) in job.poll() {
+            for msg in job.poll() {
+                let (p, f) = match msg {
+                    PredictMsg::Queued(n) => {
+                        self.progress.1 += n;
+                        continue;
+                    }
+                    PredictMsg::Batch(p, f) => (p, f),
+                };
+                self.progress.0 += p.len() + f.len();
                 for prediction in p {
                     if self.known.insert(prediction.path.clone()) {
                         self.predictions.push(prediction);
@@ -345,10 +370,39 @@ impl PredictPanel {
             {
                 commands.push(UiCommand::ClearPredictions);
             }
-            if !self.jobs.is_empty() {
-                ui.spinner();
+        });
+        self.progress_ui(ui, commands);
+    }
+
+    /// N of M photos, rate, time left and Cancel, while photos are being classified.
+    fn progress_ui(&self, ui: &mut egui::Ui, commands: &mut Commands) {
+        let (done, total, started) = self.progress;
+        let Some(started) = started.filter(|_| !self.jobs.is_empty()) else {
+            return;
+        };
+        ui.horizontal(|ui| {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            let eta = total.saturating_sub(done) as f64 / rate.max(1e-9);
+            let text = format!(
+                "Classifying: {done} of {total} photos — {rate:.1} photos/s — {} left",
+                crate::train::log::duration_text(eta)
+            );
+            let fraction = done as f32 / total.max(1) as f32;
+            ui.add(
+                egui::ProgressBar::new(fraction)
+                    .text(text)
+                    .desired_width(520.0),
+            );
+            if ui.button("Cancel").clicked() {
+                commands.push(UiCommand::CancelPredictions);
             }
         });
+    }
+
+    /// Stops the prediction jobs before their next batch.
+    pub fn cancel(&self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

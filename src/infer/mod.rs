@@ -24,6 +24,7 @@ use crate::model::cpu_base::FrozenConvs;
 use crate::model::host::to_host;
 use crate::train::metrics::argmax;
 
+pub use crate::data::has_image_extension;
 pub use evaluate::{ClassMapping, DatasetEvaluation, match_classes};
 /// One image's prediction.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -285,15 +286,6 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 fn strip_zeros(digits: &[u8]) -> &[u8] {
     let zeros = digits.iter().take_while(|&&c| c == b'0').count();
     &digits[zeros..]
-}
-
-/// True for the extensions of the formats vggtune decodes.
-pub fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .is_some_and(|e| {
-            ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"].contains(&e.as_str())
-        })
 }
 
 /// Writes predictions as CSV (`path,predicted,<class probabilities…>`), atomically.
