@@ -48,6 +48,33 @@ pub unsafe fn pin_default_device() {
     }
 }
 
+/// Gives the process a private, empty `XDG_RUNTIME_DIR` when the environment has none (a
+/// machine without a desktop login, a container, SSH). The Vulkan and EGL drivers' Wayland
+/// probe otherwise prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment."
+/// four times on every command that looks for a GPU. Without that variable there is no Wayland
+/// session to find anyway, so an empty folder changes nothing else. Call first thing in `main`.
+///
+/// # Safety
+/// It sets an environment variable, so no other thread may exist yet.
+pub unsafe fn quiet_missing_runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+        let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        let dir = std::env::temp_dir().join(format!("vggtune-runtime-{uid}"));
+        let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let private = std::fs::metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+        if (made.is_ok() || dir.is_dir()) && private {
+            // SAFETY: the caller guarantees that this process has no other thread yet.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+}
+
 /// Tells glibc's allocator to keep freed tensor buffers for reuse instead of returning them to
 /// the kernel. By default every buffer over 128 KiB–32 MiB is a fresh `mmap` and every free an
 /// `munmap`, so each whole-tensor operation of a training step (the head's 25088 × 256 weights are

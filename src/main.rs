@@ -127,7 +127,10 @@ enum WeightsAction {
 
 fn main() -> ExitCode {
     // SAFETY: the first statement of `main`: no other thread exists yet.
-    unsafe { vggtune::pin_default_device() };
+    unsafe {
+        vggtune::pin_default_device();
+        vggtune::quiet_missing_runtime_dir();
+    }
     vggtune::tune_allocator();
     // The comparison switches are read once, before any work (vggtune::tuning).
     let _ = vggtune::tuning::current();

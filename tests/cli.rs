@@ -130,6 +130,19 @@ fn device_can_be_forced_through_the_environment() {
 }
 
 #[test]
+fn probing_the_gpu_without_a_desktop_login_prints_no_wayland_noise() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vggtune"))
+        .args(["info"])
+        .env_remove("VGGTUNE_DEVICE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("the vggtune binary runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+}
+
+#[test]
 fn info_auto_explains_its_choice() {
     let out = vggtune(&["info", "--json"], &[]);
     assert!(out.status.success(), "{}", text(&out));

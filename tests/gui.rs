@@ -299,7 +299,7 @@ fn a_weights_file_dropped_anywhere_is_imported() {
     wait_for(&mut harness, 30, "the import", |a| {
         a.state_weights() == &WeightsChoice::File(fixture.clone())
     });
-    harness.get_by_label_contains("torchvision (RGB, mean/std)");
+    harness.get_by_label_contains("as torchvision does (RGB, mean/std)");
 }
 
 #[derive(Default)]

@@ -79,7 +79,7 @@ impl DataPanel {
             return;
         }
         let Some(dataset) = self.dataset.clone() else {
-            ui.label("No folder open yet.");
+            first_steps_ui(ui);
             return;
         };
         self.summary_ui(ui, &dataset);
@@ -225,4 +225,46 @@ fn count_text(n: usize, noun: &str) -> String {
     } else {
         format!("{n} {noun}{plural}")
     }
+}
+
+/// What a new user sees before any folder is open: the five steps and what each needs.
+fn first_steps_ui(ui: &mut egui::Ui) {
+    ui.add_space(12.0);
+    ui.heading("Getting started");
+    let steps = [
+        (
+            "1. Data",
+            "a folder of labelled photos: one sub-folder per class (cats/, dogs/, …), or \
+             Kaggle's cat.1.jpg / dog.1.jpg names. A few hundred photos a class is plenty.",
+        ),
+        (
+            "2. Weights",
+            "VGG16 trained on ImageNet: download it once (528 MB), or import a .pth, \
+             .safetensors or VGG16 .onnx file. Drop a weights file on the window to import it.",
+        ),
+        (
+            "3. Train",
+            "Start: the photos go through VGG16 once (minutes on a CPU), then the new head \
+             learns in seconds an epoch; watch the curves.",
+        ),
+        (
+            "4. Evaluate",
+            "the last run's validation photos, or any labelled folder the model has not seen.",
+        ),
+        (
+            "5. Predict",
+            "drop photos or folders on the window; export a CSV, a Kaggle submission, or the \
+             model itself (Model menu: ONNX, safetensors).",
+        ),
+    ];
+    egui::Grid::new("first-steps")
+        .num_columns(2)
+        .spacing([12.0, 8.0])
+        .show(ui, |ui| {
+            for (step, what) in steps {
+                ui.strong(step);
+                ui.add(egui::Label::new(what).wrap());
+                ui.end_row();
+            }
+        });
 }

@@ -176,19 +176,23 @@ impl WeightsPanel {
                 commands.push(UiCommand::ImportWeights);
             }
             if let Some(info) = &self.info {
+                let format = match info.format {
+                    WeightsFormat::Pth => "PyTorch file",
+                    WeightsFormat::Safetensors => "safetensors file",
+                    WeightsFormat::Onnx => "ONNX file",
+                };
                 ui.label(format!(
-                    "{:?}, {} preprocessing, SHA-256 {}…",
-                    info.format,
+                    "{format}; photos are prepared {} (handled for you)",
                     match info.convention {
-                        Convention::Torchvision => "torchvision (RGB, mean/std)",
-                        Convention::Caffe => "Caffe/Keras (BGR, minus mean)",
+                        Convention::Torchvision => "as torchvision does (RGB, mean/std)",
+                        Convention::Caffe => "as Keras and Caffe do (BGR, minus the mean)",
                     },
-                    &info.sha256[..12]
-                ));
+                ))
+                .on_hover_text(format!("SHA-256 {}", info.sha256));
                 ui.label(if info.imagenet_classifier {
                     "Includes ImageNet's 1000-way classifier."
                 } else {
-                    "Convolution base only: the head starts fresh."
+                    "The convolution layers only: the head that decides between your classes is new and learns from your photos."
                 });
                 for note in &info.notes {
                     ui.weak(note);

@@ -293,8 +293,8 @@ pub fn read_weights(path: &Path) -> Result<WeightsFile, WeightsError> {
             let onnx = super::onnx::read_onnx(&bytes).map_err(format_err)?;
             let convention = if onnx.nhwc_input {
                 notes.push(
-                    "the ONNX graph takes NHWC input (a Keras/TensorFlow export): using Caffe \
-                     preprocessing (BGR, 0..255 minus the ImageNet mean)"
+                    "made with Keras/TensorFlow: vggtune prepares photos the way those weights \
+                     were trained (blue-green-red order, minus the ImageNet average colour)"
                         .to_owned(),
                 );
                 Convention::Caffe
@@ -549,7 +549,7 @@ pub fn apply_weights(
     }
 
     let mut messages = vec![format!(
-        "loaded the convolution base (13 layers) from {}",
+        "the 13 convolution layers, which recognise shapes and textures, come from {}",
         path.display()
     )];
     messages.extend(weights.notes.iter().cloned());
@@ -575,7 +575,8 @@ pub fn apply_weights(
             }
             (Some(w), _) => {
                 messages.push(format!(
-                    "dense layer {} starts fresh: the file's is {}→{}, the model needs {inputs}→{outputs}",
+                    "dense layer {} is new: the file's was made for another task ({}→{}, this \
+                     model needs {inputs}→{outputs}), so it learns from your photos",
                     j + 1,
                     w.shape.get(1).copied().unwrap_or(0),
                     w.shape.first().copied().unwrap_or(0),
@@ -586,9 +587,17 @@ pub fn apply_weights(
         }
     }
     if !file_has_classifier {
-        messages.push("the file has no classifier: the head starts fresh".to_owned());
+        messages.push(
+            "the file has no classifier: the new head, which decides between your classes, \
+             learns from your photos"
+                .to_owned(),
+        );
     } else if config.head != HeadKind::Torchvision && !dense_loaded.iter().any(|&l| l) {
-        messages.push("the light head starts fresh".to_owned());
+        messages.push(
+            "the light head (256 units), which decides between your classes, is new and learns \
+             from your photos"
+                .to_owned(),
+        );
     }
     Ok(ImportReport {
         file: path.clone(),
