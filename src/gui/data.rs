@@ -194,26 +194,14 @@ impl DataPanel {
             ui.label(format!("{name}: {} photos", images.len()));
         }
         let size = 112.0;
-        let per_row = ((ui.available_width() / (size + 6.0)).floor() as usize).max(1);
-        let rows = images.len().div_ceil(per_row);
-        egui::ScrollArea::vertical()
-            .id_salt("thumbnail-grid")
-            .auto_shrink([false, false])
-            .show_rows(ui, size + 6.0, rows, |ui, range| {
-                for row in range {
-                    ui.horizontal(|ui| {
-                        for image in images.iter().skip(row * per_row).take(per_row) {
-                            shared
-                                .thumbnails
-                                .show(ui, &image.path, size)
-                                .on_hover_text(format!(
-                                    "{} ({}×{})",
-                                    image.rel, image.width, image.height
-                                ));
-                        }
-                    });
-                }
-            });
+        let cell = (size + 6.0, size + 6.0);
+        super::thumbnails::grid_ui(ui, "thumbnail-grid", images.len(), cell, |ui, i| {
+            let image = images[i];
+            shared
+                .thumbnails
+                .show(ui, &image.path, size)
+                .on_hover_text(format!("{} ({}×{})", image.rel, image.width, image.height));
+        });
     }
 }
 

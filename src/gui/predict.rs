@@ -256,20 +256,10 @@ impl PredictPanel {
         let classes = &model.classes;
         let thumbnails = &mut shared.thumbnails;
         let card = 150.0;
-        let per_row = ((ui.available_width() / (card + 8.0)).floor() as usize).max(1);
-        let rows = shown.len().div_ceil(per_row);
-        egui::ScrollArea::vertical()
-            .id_salt("predictions")
-            .auto_shrink([false, false])
-            .show_rows(ui, card + 46.0, rows, |ui, range| {
-                for row in range {
-                    ui.horizontal(|ui| {
-                        for &i in shown.iter().skip(row * per_row).take(per_row) {
-                            card_ui(ui, thumbnails, &self.predictions[i], classes, card);
-                        }
-                    });
-                }
-            });
+        let cell = (card + 8.0, card + 46.0);
+        super::thumbnails::grid_ui(ui, "predictions", shown.len(), cell, |ui, i| {
+            card_ui(ui, thumbnails, &self.predictions[shown[i]], classes, card);
+        });
     }
 
     /// Totals per class (each a filter) and the sort order.

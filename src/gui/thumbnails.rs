@@ -207,3 +207,28 @@ pub fn thumbnail(path: &Path) -> Result<egui::ColorImage, String> {
         small.as_raw(),
     ))
 }
+
+/// A scrolling grid of `count` cells `cell_width` wide and `row_height` high, drawing only the
+/// rows in view (`cell(ui, index)` for each visible cell): the Data view's thumbnails and the
+/// Predict view's cards.
+pub(crate) fn grid_ui(
+    ui: &mut egui::Ui,
+    id: &str,
+    count: usize,
+    (cell_width, row_height): (f32, f32),
+    mut cell: impl FnMut(&mut egui::Ui, usize),
+) {
+    let per_row = ((ui.available_width() / cell_width).floor() as usize).max(1);
+    egui::ScrollArea::vertical()
+        .id_salt(id)
+        .auto_shrink([false, false])
+        .show_rows(ui, row_height, count.div_ceil(per_row), |ui, rows| {
+            for row in rows {
+                ui.horizontal(|ui| {
+                    for i in (row * per_row..(row + 1) * per_row).take_while(|&i| i < count) {
+                        cell(ui, i);
+                    }
+                });
+            }
+        });
+}
