@@ -238,6 +238,8 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     harness.run_steps(2);
     let evaluation = harness.state().evaluation().unwrap().clone();
     assert_eq!(evaluation.count, 8);
+    // Four validation photos a class: the view says that their recall says little.
+    harness.get_by_label_contains("Only 4 photos of 'blue'");
     let count = evaluation.confusion[0][0];
     harness
         .get_all_by_role_and_label(egui::accesskit::Role::Button, &count.to_string())
@@ -245,7 +247,7 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
         .expect("a confusion cell")
         .click();
     harness.run_steps(2);
-    harness.get_by_label_contains(&format!("{count} photos of"));
+    harness.get_by_label_contains(&format!("{count} photos of blue predicted as blue"));
 
     // Evaluate any folder: its own path field; "Blue " and "reds" are the model's blue and red.
     let holdout = f.work.path().join("holdout");

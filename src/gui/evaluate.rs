@@ -326,6 +326,9 @@ impl EvaluatePanel {
             return;
         };
         let e = &data.evaluation;
+        for warning in e.small_class_warnings() {
+            ui.colored_label(ui.visuals().warn_fg_color, warning);
+        }
         ui.label(format!(
             "{} photos — accuracy {:.2}% — log loss {:.4}",
             e.count,

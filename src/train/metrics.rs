@@ -80,6 +80,28 @@ impl EvaluatedImages {
     }
 }
 
+/// Fewer photos of a class than this make its precision and recall say little.
+pub const FEW_PHOTOS: usize = 10;
+
+impl Evaluation {
+    /// A warning for each class with fewer than [`FEW_PHOTOS`] photos evaluated.
+    pub fn small_class_warnings(&self) -> Vec<String> {
+        self.per_class
+            .iter()
+            .filter(|m| m.support < FEW_PHOTOS)
+            .map(|m| {
+                format!(
+                    "Only {} photo{} of '{}': its recall and precision say little; evaluate on \
+                     more (a larger validation share, or a folder of its own).",
+                    m.support,
+                    if m.support == 1 { "" } else { "s" },
+                    m.class
+                )
+            })
+            .collect()
+    }
+}
+
 /// How many photos each gallery of an evaluation holds.
 pub const GALLERY_SIZE: usize = 12;
 
@@ -275,6 +297,11 @@ mod tests {
         ];
         let labels = vec![0, 0, 0, 1, 1];
         let e = Evaluation::compute(&classes(), &probs, &labels, 10);
+        let warnings = e.small_class_warnings();
+        assert!(
+            !warnings.is_empty() && warnings[0].contains("say little"),
+            "{warnings:?}"
+        );
         assert_eq!(e.count, 5);
         assert!((e.accuracy - 0.6).abs() < 1e-12);
         let expected_loss =
