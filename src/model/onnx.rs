@@ -272,8 +272,15 @@ pub struct OnnxWeights {
     pub dense_shapes: Vec<(usize, usize)>,
 }
 
-/// Reads the convolution and dense weights of a VGG16 ONNX file.
-pub fn read_onnx(bytes: &[u8]) -> Result<OnnxWeights, String> {
+/// An ONNX graph's nodes, initializers and first input's name.
+struct Graph {
+    nodes: Vec<Node>,
+    initializers: HashMap<String, TensorProto>,
+    first_input: Option<String>,
+}
+
+/// Parses the parts of `ModelProto.graph` that hold the weights.
+fn parse_graph(bytes: &[u8]) -> Result<Graph, String> {
     let mut graph = None;
     each_field(bytes, |n, v| {
         if let (7, Value::Bytes(b)) = (n, v) {
@@ -304,104 +311,118 @@ pub fn read_onnx(bytes: &[u8]) -> Result<OnnxWeights, String> {
         }
         Ok(())
     })?;
+    Ok(Graph {
+        nodes,
+        initializers,
+        first_input,
+    })
+}
 
-    // A Transpose straight after the input, to NCHW, marks an NHWC (Keras/TensorFlow) graph.
-    let nhwc_input = nodes.iter().any(|node| {
-        node.op_type == "Transpose"
-            && node.perm == [0, 3, 1, 2]
-            && first_input
-                .as_ref()
-                .is_some_and(|i| node.inputs.first() == Some(i))
-    });
+impl Graph {
+    /// True when a Transpose straight after the input turns it to NCHW: an NHWC (Keras or
+    /// TensorFlow) graph.
+    fn nhwc_input(&self) -> bool {
+        self.nodes.iter().any(|node| {
+            node.op_type == "Transpose"
+                && node.perm == [0, 3, 1, 2]
+                && self
+                    .first_input
+                    .as_ref()
+                    .is_some_and(|i| node.inputs.first() == Some(i))
+        })
+    }
 
-    // Resolves a node input to an initializer, through a Transpose where there is one.
-    let producers: HashMap<&str, &Node> = nodes
-        .iter()
-        .flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n)))
-        .collect();
-    let resolve = |name: &str| -> Result<Option<RawTensor>, String> {
-        if let Some(t) = initializers.get(name) {
+    /// The constant a node's input `slot` names: an initializer, or one through a Transpose.
+    fn constant(&self, node: &Node, slot: usize) -> Result<Option<RawTensor>, String> {
+        let Some(name) = node.inputs.get(slot) else {
+            return Ok(None);
+        };
+        if let Some(t) = self.initializers.get(name) {
             return t.to_raw().map(Some);
         }
-        match producers.get(name) {
-            Some(node) if node.op_type == "Transpose" => match node.inputs.first() {
-                Some(src) => match initializers.get(src.as_str()) {
-                    Some(t) => Ok(Some(t.to_raw()?.permuted(&node.perm)?)),
-                    None => Ok(None),
-                },
+        let producer = self
+            .nodes
+            .iter()
+            .find(|n| n.op_type == "Transpose" && n.outputs.first() == Some(name));
+        match producer.and_then(|n| n.inputs.first().map(|src| (n, src))) {
+            Some((node, src)) => match self.initializers.get(src.as_str()) {
+                Some(t) => Ok(Some(t.to_raw()?.permuted(&node.perm)?)),
                 None => Ok(None),
             },
-            _ => Ok(None),
+            None => Ok(None),
         }
-    };
+    }
 
+    /// A dense layer's weight as [out, in] and its bias, from a Gemm or a MatMul (whose bias is
+    /// the constant of the Add that consumes its output); `None` when the node has no constant
+    /// 2-D weight.
+    fn dense(&self, i: usize) -> Result<Option<(RawTensor, Option<RawTensor>)>, String> {
+        let node = &self.nodes[i];
+        let Some(w) = self.constant(node, 1)? else {
+            return Ok(None);
+        };
+        if w.shape.len() != 2 {
+            return Ok(None);
+        }
+        // torchvision stores [out, in]; MatMul and Gemm without transB hold [in, out].
+        let gemm = node.op_type == "Gemm";
+        let w = if gemm && node.trans_b {
+            w
+        } else {
+            w.permuted(&[1, 0])?
+        };
+        let bias = if gemm {
+            self.constant(node, 2)?
+        } else {
+            let out = node.outputs.first();
+            match self.nodes[i + 1..]
+                .iter()
+                .find(|n| n.op_type == "Add" && n.inputs.first() == out)
+            {
+                Some(add) => self.constant(add, 1)?,
+                None => None,
+            }
+        };
+        Ok(Some((w, bias)))
+    }
+}
+
+/// Reads the convolution and dense weights of a VGG16 ONNX file.
+pub fn read_onnx(bytes: &[u8]) -> Result<OnnxWeights, String> {
+    let graph = parse_graph(bytes)?;
+    let nhwc_input = graph.nhwc_input();
     let mut tensors = HashMap::new();
     let mut conv_count = 0;
+    let mut last_channels = 0;
     let mut dense: Vec<(RawTensor, Option<RawTensor>)> = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
+    for (i, node) in graph.nodes.iter().enumerate() {
         match node.op_type.as_str() {
             "Conv" => {
                 let idx = *super::vgg::TORCHVISION_CONV_INDICES
                     .get(conv_count)
                     .ok_or("more than 13 convolutions: not a VGG16 graph")?;
-                let weight = node
-                    .inputs
-                    .get(1)
-                    .map(|n| resolve(n))
-                    .transpose()?
-                    .flatten()
-                    .ok_or_else(|| {
-                        format!("convolution {} has no constant kernel", conv_count + 1)
-                    })?;
+                let weight = graph.constant(node, 1)?.ok_or_else(|| {
+                    format!("convolution {} has no constant kernel", conv_count + 1)
+                })?;
+                last_channels = weight.shape.first().copied().unwrap_or(0);
                 tensors.insert(format!("features.{idx}.weight"), weight);
-                if let Some(bias) = node
-                    .inputs
-                    .get(2)
-                    .map(|n| resolve(n))
-                    .transpose()?
-                    .flatten()
-                {
+                if let Some(bias) = graph.constant(node, 2)? {
                     tensors.insert(format!("features.{idx}.bias"), bias);
                 }
                 conv_count += 1;
             }
             "Gemm" | "MatMul" => {
-                let Some(w) = node
-                    .inputs
-                    .get(1)
-                    .map(|n| resolve(n))
-                    .transpose()?
-                    .flatten()
-                else {
-                    continue;
+                // Dense layers chain from the pooled features (channels × 7 × 7 inputs); other
+                // products (an adaptive pool written as MatMuls) are not layers.
+                let wanted = match dense.last() {
+                    Some((w, _)) => w.shape[0],
+                    None => last_channels * super::vgg::POOLED_SIDE * super::vgg::POOLED_SIDE,
                 };
-                if w.shape.len() != 2 {
-                    continue;
+                if let Some((w, bias)) = graph.dense(i)?
+                    && w.shape[1] == wanted
+                {
+                    dense.push((w, bias));
                 }
-                // torchvision stores [out, in]; MatMul and Gemm without transB hold [in, out].
-                let w = if node.op_type == "Gemm" && node.trans_b {
-                    w
-                } else {
-                    w.permuted(&[1, 0])?
-                };
-                let bias = if node.op_type == "Gemm" {
-                    node.inputs
-                        .get(2)
-                        .map(|n| resolve(n))
-                        .transpose()?
-                        .flatten()
-                } else {
-                    // MatMul's bias is the constant of the Add that consumes its output.
-                    let out = node.outputs.first();
-                    nodes[i + 1..]
-                        .iter()
-                        .find(|n| n.op_type == "Add" && n.inputs.first() == out)
-                        .and_then(|add| add.inputs.get(1))
-                        .map(|n| resolve(n))
-                        .transpose()?
-                        .flatten()
-                };
-                dense.push((w, bias));
             }
             _ => {}
         }
