@@ -77,6 +77,7 @@ impl VggtuneApp {
                 told: Vec::new(),
                 dialog: None,
                 prompt: None,
+                last_folder: None,
                 work_dir: options
                     .work_dir
                     .unwrap_or_else(|| crate::fsutil::app_dir(crate::fsutil::AppDir::Data)),
@@ -195,12 +196,13 @@ impl VggtuneApp {
 
     /// Asks for a path for `purpose` (a path field, with Browse… for the native dialog).
     fn ask(&mut self, purpose: DialogPurpose) {
-        let folder = self
+        let model_folder = self
             .model
             .path
             .as_ref()
             .filter(|_| self.model.saved)
             .and_then(|p| p.parent().map(PathBuf::from));
+        let folder = self.shared.last_folder.clone().or(model_folder);
         self.shared.prompt = Some(PathPrompt::new(purpose, folder));
     }
 
@@ -252,6 +254,7 @@ impl VggtuneApp {
             UiCommand::PromptOk => {
                 if let Some(prompt) = shared.prompt.take() {
                     let path = PathBuf::from(prompt.text.trim());
+                    shared.last_folder = path.parent().map(PathBuf::from);
                     self.dialog_done(ctx, prompt.purpose, path);
                 }
             }
@@ -413,8 +416,7 @@ impl VggtuneApp {
                 match infer::write_csv(&path, &self.model.classes, self.predictions()) {
                     Ok(()) => self
                         .shared
-                        .told
-                        .push(format!("Saved {} ({rows} predictions)", path.display())),
+                        .tell(format!("Saved {} ({rows} predictions)", path.display())),
                     Err(e) => self.shared.notices.push(format!("{}: {e}", path.display())),
                 }
             }
@@ -427,8 +429,7 @@ impl VggtuneApp {
                 match result {
                     Ok(rows) => self
                         .shared
-                        .told
-                        .push(format!("Saved {} ({rows} rows)", path.display())),
+                        .tell(format!("Saved {} ({rows} rows)", path.display())),
                     Err(e) => self.shared.notices.push(e.to_string()),
                 }
             }

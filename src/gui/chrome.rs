@@ -116,36 +116,48 @@ pub(crate) fn status_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
     });
 }
 
-/// The notices and confirmations, in a column over the top right of the view, each with a
-/// button that dismisses it.
+/// How long a confirmation stays on screen.
+const TOLD_FOR: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The notices and confirmations, in a column over the bottom right of the view (where no
+/// button lies), each with a button that dismisses it; confirmations go by themselves.
 pub(crate) fn notices_ui(shared: &mut Shared, ctx: &egui::Context) {
+    shared.told.retain(|(_, at)| at.elapsed() < TOLD_FOR);
     if shared.notices.is_empty() && shared.told.is_empty() {
         return;
     }
+    if !shared.told.is_empty() {
+        ctx.request_repaint_after(std::time::Duration::from_millis(500));
+    }
     egui::Area::new(egui::Id::unique("notices"))
         .order(egui::Order::Foreground)
-        .anchor(egui::Align2::RIGHT_TOP, egui::vec2(-12.0, 40.0))
+        .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-12.0, -36.0))
         .show(ctx, |ui| {
             ui.set_max_width(520.0);
             let warn = ui.visuals().warn_fg_color;
             let plain = ui.visuals().text_color();
-            for (list, colour) in [(&mut shared.notices, warn), (&mut shared.told, plain)] {
-                let mut dismiss = None;
-                for (i, notice) in list.iter().enumerate() {
-                    egui::Frame::popup(ui.style()).show(ui, |ui| {
-                        ui.horizontal(|ui| {
-                            if ui.small_button("×").on_hover_text("Dismiss").clicked() {
-                                dismiss = Some(i);
-                            }
-                            ui.add(
-                                egui::Label::new(egui::RichText::new(notice).color(colour)).wrap(),
-                            );
-                        });
+            let mut dismiss = None;
+            let all = shared.notices.iter().map(|n| (n.as_str(), warn));
+            let told = shared.told.iter().map(|(n, _)| (n.as_str(), plain));
+            for (i, (notice, colour)) in all.chain(told).enumerate() {
+                egui::Frame::popup(ui.style()).show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        if ui.small_button("×").on_hover_text("Dismiss").clicked() {
+                            dismiss = Some(i);
+                        }
+                        let text = egui::RichText::new(notice).color(colour);
+                        ui.add(egui::Label::new(text).wrap());
                     });
+                });
+            }
+            match dismiss {
+                Some(i) if i < shared.notices.len() => {
+                    shared.notices.remove(i);
                 }
-                if let Some(i) = dismiss {
-                    list.remove(i);
+                Some(i) => {
+                    shared.told.remove(i - shared.notices.len());
                 }
+                None => {}
             }
         });
 }

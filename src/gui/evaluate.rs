@@ -234,7 +234,11 @@ impl EvaluatePanel {
             ui.horizontal(|ui| {
                 let secs = r.started.elapsed().as_secs_f64().max(1e-3);
                 let rate = r.done as f64 / secs;
-                let eta = r.total.saturating_sub(r.done) as f64 / rate.max(1e-9);
+                let eta = if r.done == 0 {
+                    f64::NAN
+                } else {
+                    r.total.saturating_sub(r.done) as f64 / rate
+                };
                 let text = if r.total == 0 {
                     "Reading the folder…".to_owned()
                 } else {
@@ -354,7 +358,11 @@ impl EvaluatePanel {
                         .map(|&i| {
                             (
                                 data.images[i].clone(),
-                                crate::infer::confidence_text(data.probs[i][p]),
+                                format!(
+                                    "{} {}",
+                                    e.classes[p],
+                                    crate::infer::confidence_text(data.probs[i][p])
+                                ),
                             )
                         })
                         .collect();

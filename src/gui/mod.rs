@@ -191,16 +191,25 @@ pub(crate) struct Shared {
     pub thumbnails: Thumbnails,
     /// Warnings and errors shown over the view until dismissed.
     pub notices: Vec<String>,
-    /// Confirmations ("Saved …"), shown the same way in a quieter colour.
-    pub told: Vec<String>,
+    /// Confirmations ("Saved …"), shown the same way in a quieter colour for a few seconds.
+    pub told: Vec<(String, std::time::Instant)>,
     /// The native dialog open now (one at a time).
     pub dialog: Option<prompt::OpenDialog>,
     /// The path asked for now, if any.
     pub prompt: Option<prompt::PathPrompt>,
+    /// The folder of the last path given in a prompt, offered again.
+    pub last_folder: Option<PathBuf>,
     /// Where the window's run keeps its model and checkpoint, and pasted images.
     pub work_dir: PathBuf,
     /// The feature cache's folder (`None`: the platform cache).
     pub cache_root: Option<PathBuf>,
+}
+
+impl Shared {
+    /// Shows a confirmation for a few seconds.
+    pub fn tell(&mut self, text: String) {
+        self.told.push((text, std::time::Instant::now()));
+    }
 }
 
 /// Options for building the app (tests use their own folders and device).

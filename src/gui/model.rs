@@ -154,7 +154,7 @@ impl ModelPanel {
             self.save_job = None;
             match result {
                 Ok(path) => {
-                    shared.told.push(format!("Saved {}", path.display()));
+                    shared.tell(format!("Saved {}", path.display()));
                     self.path = Some(path.clone());
                     self.saved = true;
                     shared.state.last_model = Some(path);
@@ -167,7 +167,7 @@ impl ModelPanel {
         {
             self.export_job = None;
             match result {
-                Ok(done) => shared.told.push(format!("Exported: {done}")),
+                Ok(done) => shared.tell(format!("Exported: {done}")),
                 Err(e) => shared.notices.push(format!("Export failed: {e}")),
             }
         }

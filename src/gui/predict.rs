@@ -89,7 +89,7 @@ pub(crate) struct PredictPanel {
     /// Set by Cancel: the jobs stop before their next batch.
     cancel: Arc<std::sync::atomic::AtomicBool>,
     paste_job: Option<Job<Result<PathBuf, String>>>,
-    files_dialog: Option<Job<Option<Vec<PathBuf>>>>,
+    files_dialog: Option<(Job<Option<Vec<PathBuf>>>, std::time::Instant)>,
     /// Files with a prediction or a reason: dropped again, they are not added twice.
     known: std::collections::HashSet<PathBuf>,
     filter: Option<usize>,
@@ -118,9 +118,13 @@ impl PredictPanel {
                 .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         let cancel = self.cancel.clone();
+        let known = self.known.clone();
         self.jobs.push(Job::spawn(ctx, "predict", move |r| {
             // Walking folders and checking every file is work for this thread, not the UI's.
-            let (paths, rejected) = infer::collect_images(&inputs);
+            let (mut paths, mut rejected) = infer::collect_images(&inputs);
+            // Files already shown are not classified again.
+            paths.retain(|p| !known.contains(p));
+            rejected.retain(|u| !known.contains(&u.path));
             r.send(PredictMsg::Queued(paths.len()));
             r.send(PredictMsg::Batch(Vec::new(), rejected));
             for chunk in paths.chunks(8) {
@@ -146,7 +150,7 @@ impl PredictPanel {
 
     /// Asks for image files in a dialog.
     pub fn choose_files(&mut self, ctx: &egui::Context) {
-        self.files_dialog = Some(jobs::pick_files(ctx));
+        self.files_dialog = Some((jobs::pick_files(ctx), std::time::Instant::now()));
     }
 
     /// Forgets every prediction.
@@ -200,14 +204,20 @@ impl PredictPanel {
                 Err(e) => shared.notices.push(e),
             }
         }
-        if let Some(job) = &mut self.files_dialog
-            && let Some(result) = job.poll().pop()
-        {
-            self.files_dialog = None;
-            to_classify.extend(result.into_iter().flatten());
-        }
-        if self.files_dialog.as_ref().is_some_and(Job::is_finished) {
-            self.files_dialog = None;
+        if let Some((job, opened)) = &mut self.files_dialog {
+            let answer = job.poll().pop();
+            if answer.is_some() || job.is_finished() {
+                let quick = opened.elapsed() < super::prompt::TOO_QUICK;
+                self.files_dialog = None;
+                match answer.flatten() {
+                    Some(paths) => to_classify.extend(paths),
+                    None if quick => shared.notices.push(format!(
+                        "{} Drop photos or folders on the window to classify them.",
+                        super::prompt::NO_DIALOG_SHORT
+                    )),
+                    None => {}
+                }
+            }
         }
         to_classify
     }
@@ -372,7 +382,12 @@ impl PredictPanel {
         };
         ui.horizontal(|ui| {
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            let eta = total.saturating_sub(done) as f64 / rate.max(1e-9);
+            // Before the first photo there is no rate to tell the time left by.
+            let eta = if done == 0 {
+                f64::NAN
+            } else {
+                total.saturating_sub(done) as f64 / rate
+            };
             let text = format!(
                 "Classifying: {done} of {total} photos — {rate:.1} photos/s — {} left",
                 crate::train::log::duration_text(eta)

@@ -14,11 +14,11 @@ use super::{Commands, DialogPurpose, UiCommand};
 use crate::model::export::ExportFormat;
 
 /// A native dialog that answers "nothing chosen" sooner than this never opened.
-const TOO_QUICK: Duration = Duration::from_millis(400);
+pub(crate) const TOO_QUICK: Duration = Duration::from_millis(400);
 
 /// The words for a native dialog that could not open.
-pub(crate) const NO_DIALOG: &str = "No file dialog could be opened on this desktop (it needs \
-    xdg-desktop-portal or zenity): type the path instead, or drop the file on the window.";
+pub(crate) const NO_DIALOG_SHORT: &str = "No file dialog could be opened on this desktop (it \
+    needs xdg-desktop-portal or zenity).";
 
 /// The path being asked for.
 pub(crate) struct PathPrompt {
@@ -73,7 +73,9 @@ impl OpenDialog {
             None => return None,
         };
         Some(match answer {
-            None if self.opened.elapsed() < TOO_QUICK => Err(NO_DIALOG.to_owned()),
+            None if self.opened.elapsed() < TOO_QUICK => {
+                Err(format!("{NO_DIALOG_SHORT} {}", self.purpose.instead()))
+            }
             other => Ok(other),
         })
     }
@@ -103,6 +105,18 @@ impl DialogPurpose {
             Self::ExportCsv => Some("predictions.csv".into()),
             Self::ExportSubmission => Some("submission.csv".into()),
             _ => None,
+        }
+    }
+
+    /// What to do instead when no native dialog can open.
+    fn instead(self) -> &'static str {
+        match self {
+            Self::DataFolder | Self::EvaluateFolder => {
+                "Type the folder's path, or drop the folder on the window."
+            }
+            Self::ImportWeights => "Type the file's path, or drop the file on the window.",
+            Self::OpenModel => "Type the model file's path.",
+            _ => "Type the path to write to.",
         }
     }
 

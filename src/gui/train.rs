@@ -382,7 +382,11 @@ fn run_ui(log: &TrainLog, ui: &mut egui::Ui) {
     }
     if log.epochs.is_empty() && log.batch_loss.is_empty() {
         ui.add_space(40.0);
-        ui.weak("The loss and accuracy curves appear here once a run starts.");
+        ui.weak(if log.info.is_empty() {
+            "The loss and accuracy curves appear here once a run starts."
+        } else {
+            "The curves start with the first training batch, once the photos' features are ready."
+        });
         return;
     }
     epochs_table_ui(ui, log);

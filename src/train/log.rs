@@ -232,6 +232,9 @@ pub fn duration_text(secs: f64) -> String {
     if !secs.is_finite() || secs < 0.0 {
         return "–".into();
     }
+    if secs < 9.95 {
+        return format!("{secs:.1}s");
+    }
     let s = secs.round() as u64;
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
@@ -330,6 +333,7 @@ mod tests {
     #[test]
     fn durations_read_as_people_say_them() {
         assert_eq!(duration_text(42.4), "42s");
+        assert_eq!(duration_text(0.44), "0.4s", "a cached epoch is not 0s");
         assert_eq!(duration_text(187.0), "3m07s");
         assert_eq!(duration_text(3900.0), "1h05m");
         assert_eq!(duration_text(f64::INFINITY), "–");
