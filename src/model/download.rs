@@ -5,7 +5,7 @@
 //! HTTP range request, checks the SHA-256 (torchvision names its files after the hash's first
 //! eight hex digits), and only then renames it into place, so a cached file is always complete.
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -141,7 +141,7 @@ pub fn download(
             });
         }
     };
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .append(resumed_from > 0)
@@ -149,49 +149,13 @@ pub fn download(
         .open(&part)
         .map_err(|e| io(&part, e))?;
     let mut reader = response.body_mut().as_reader();
-    let mut buf = vec![0u8; 256 * 1024];
-    let started = Instant::now();
-    let mut last_report = Instant::now() - Duration::from_secs(1);
-    let mut bytes = resumed_from;
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            file.flush().map_err(|e| io(&part, e))?;
-            return Err(DownloadError::Cancelled);
-        }
-        let n = reader.read(&mut buf).map_err(|e| DownloadError::Network {
-            url: url.to_owned(),
-            reason: format!("the connection broke after {bytes} bytes ({e})"),
-        })?;
-        if n == 0 {
-            break;
-        }
-        file.write_all(&buf[..n]).map_err(|e| io(&part, e))?;
-        bytes += n as u64;
-        if last_report.elapsed() >= Duration::from_millis(100) {
-            last_report = Instant::now();
-            progress(DownloadProgress {
-                bytes,
-                total,
-                bytes_per_sec: (bytes - resumed_from) as f64
-                    / started.elapsed().as_secs_f64().max(1e-3),
-            });
-        }
-    }
-    file.sync_all().map_err(|e| io(&part, e))?;
-    drop(file);
-    if let Some(total) = total
-        && bytes < total
-    {
-        return Err(DownloadError::Network {
-            url: url.to_owned(),
-            reason: format!("the server closed the connection after {bytes} of {total} bytes"),
-        });
-    }
-    progress(DownloadProgress {
-        bytes,
+    let fetched = Fetched {
+        url,
+        part: &part,
+        resumed_from,
         total,
-        bytes_per_sec: (bytes - resumed_from) as f64 / started.elapsed().as_secs_f64().max(1e-3),
-    });
+    };
+    fetched.stream(&mut reader, file, &mut progress, cancel)?;
     let sha = sha256_file(&part).map_err(|e| io(&part, e))?;
     if !sha.starts_with(&expected_sha256_prefix.to_ascii_lowercase()) {
         let _ = std::fs::remove_file(&part);
@@ -203,6 +167,73 @@ pub fn download(
     }
     std::fs::rename(&part, dest).map_err(|e| io(dest, e))?;
     Ok(dest.to_owned())
+}
+
+/// A download's body being written to its `.part` file.
+struct Fetched<'a> {
+    url: &'a str,
+    part: &'a Path,
+    /// Bytes already in the part file before this request.
+    resumed_from: u64,
+    /// The whole file's size, when the server said.
+    total: Option<u64>,
+}
+
+impl Fetched<'_> {
+    /// Appends the body to the part file and flushes it to disk, reporting progress about ten
+    /// times a second; a stop asked for, a broken connection or a short body is an error.
+    fn stream(
+        &self,
+        reader: &mut impl Read,
+        mut file: std::fs::File,
+        progress: &mut impl FnMut(DownloadProgress),
+        cancel: &AtomicBool,
+    ) -> Result<u64, DownloadError> {
+        let io = |e: std::io::Error| DownloadError::Io {
+            path: self.part.to_owned(),
+            reason: e.to_string(),
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        let started = Instant::now();
+        let mut last_report = Instant::now() - Duration::from_secs(1);
+        let mut bytes = self.resumed_from;
+        let report = |bytes: u64| DownloadProgress {
+            bytes,
+            total: self.total,
+            bytes_per_sec: (bytes - self.resumed_from) as f64
+                / started.elapsed().as_secs_f64().max(1e-3),
+        };
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                file.flush().map_err(io)?;
+                return Err(DownloadError::Cancelled);
+            }
+            let n = reader.read(&mut buf).map_err(|e| DownloadError::Network {
+                url: self.url.to_owned(),
+                reason: format!("the connection broke after {bytes} bytes ({e})"),
+            })?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n]).map_err(io)?;
+            bytes += n as u64;
+            if last_report.elapsed() >= Duration::from_millis(100) {
+                last_report = Instant::now();
+                progress(report(bytes));
+            }
+        }
+        file.sync_all().map_err(io)?;
+        if let Some(total) = self.total
+            && bytes < total
+        {
+            return Err(DownloadError::Network {
+                url: self.url.to_owned(),
+                reason: format!("the server closed the connection after {bytes} of {total} bytes"),
+            });
+        }
+        progress(report(bytes));
+        Ok(bytes)
+    }
 }
 
 /// Where the downloaded torchvision VGG16 lives in the cache (whether or not it is there yet).
