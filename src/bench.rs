@@ -5,7 +5,7 @@
 //! same run again with the feature cache warm, and the process's peak memory. Timing lives here,
 //! never in tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module as _;
@@ -243,71 +243,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
     let end_to_end = match &config.photos {
         Some(folder) => {
             progress("end to end: features + head epochs, then again with the cache warm");
-            let mut dataset = Dataset::scan(folder).map_err(|e| e.to_string())?;
-            if dataset.images.len() > config.photo_limit {
-                // Keep the classes balanced: every k-th photo.
-                let step = dataset.images.len().div_ceil(config.photo_limit);
-                dataset.images = dataset.images.into_iter().step_by(step).collect();
-            }
-            let cache = tempfile_dir()?;
-            let train_config = TrainConfig {
-                trainable: Trainable::Head,
-                epochs: config.epochs,
-                batch_size: 32,
-                head: HeadKind::Dense256,
-                input_size: config.input_size,
-                width_divisor: config.width_divisor.max(1),
-                // The device the rest of the bench ran on (`fit` may have moved it).
-                device: match chosen.backend {
-                    device::Backend::Cpu => device::DeviceChoice::Cpu,
-                    device::Backend::Wgpu => config.device,
-                },
-                split: SplitConfig {
-                    valid_fraction: 0.1,
-                    seed: 1,
-                },
-                seed: 1,
-                ..TrainConfig::default()
-            };
-            let job = TrainJob {
-                dataset: dataset.clone(),
-                weights: config.weights.clone(),
-                config: train_config,
-                out: None,
-                checkpoint: None,
-                checkpoint_interval: Default::default(),
-                final_checkpoint: false,
-                resume: false,
-                cache_root: Some(cache.clone()),
-                stop_after: None,
-            };
-            let time_run = |job: TrainJob| -> Result<(f64, f64, f64, f64), String> {
-                let started = Instant::now();
-                match TrainingRun::run_blocking(job, |_| {}) {
-                    TrainEvent::Finished(summary) => Ok((
-                        started.elapsed().as_secs_f64(),
-                        summary.feature_secs,
-                        summary.feature_pass_secs,
-                        summary.validation.evaluation.accuracy,
-                    )),
-                    TrainEvent::Failed { reason } => Err(reason),
-                    other => Err(format!("the run ended with {other:?}")),
-                }
-            };
-            let (first, feature_secs, first_pass, valid_accuracy) = time_run(job.clone())?;
-            let (cached, _, cached_pass, _) = time_run(job)?;
-            let _ = std::fs::remove_dir_all(&cache);
-            Some(EndToEnd {
-                photos: dataset.images.len(),
-                epochs: config.epochs,
-                feature_secs,
-                first_run_secs: first,
-                cached_run_secs: cached,
-                cached_speedup: first / cached.max(1e-9),
-                cached_feature_pass_secs: cached_pass,
-                feature_pass_speedup: first_pass / cached_pass.max(1e-9),
-                valid_accuracy,
-            })
+            Some(end_to_end(config, folder, chosen.backend)?)
         }
         None => None,
     };
@@ -324,6 +260,80 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+    })
+}
+
+/// A whole run on `folder`'s photos (features, then head epochs), then the same run again with
+/// the features cached: the first run's time, the cached run's, and the feature pass's of each.
+fn end_to_end(
+    config: &BenchConfig,
+    folder: &Path,
+    backend: device::Backend,
+) -> Result<EndToEnd, String> {
+    let mut dataset = Dataset::scan(folder).map_err(|e| e.to_string())?;
+    if dataset.images.len() > config.photo_limit {
+        // Keep the classes balanced: every k-th photo.
+        let step = dataset.images.len().div_ceil(config.photo_limit);
+        dataset.images = dataset.images.into_iter().step_by(step).collect();
+    }
+    let cache = tempfile_dir()?;
+    let train_config = TrainConfig {
+        trainable: Trainable::Head,
+        epochs: config.epochs,
+        batch_size: 32,
+        head: HeadKind::Dense256,
+        input_size: config.input_size,
+        width_divisor: config.width_divisor.max(1),
+        // The device the rest of the bench ran on (`fit` may have moved it).
+        device: match backend {
+            device::Backend::Cpu => device::DeviceChoice::Cpu,
+            device::Backend::Wgpu => config.device,
+        },
+        split: SplitConfig {
+            valid_fraction: 0.1,
+            seed: 1,
+        },
+        seed: 1,
+        ..TrainConfig::default()
+    };
+    let job = TrainJob {
+        dataset: dataset.clone(),
+        weights: config.weights.clone(),
+        config: train_config,
+        out: None,
+        checkpoint: None,
+        checkpoint_interval: Default::default(),
+        final_checkpoint: false,
+        resume: false,
+        cache_root: Some(cache.clone()),
+        stop_after: None,
+    };
+    let time_run = |job: TrainJob| -> Result<(f64, f64, f64, f64), String> {
+        let started = Instant::now();
+        match TrainingRun::run_blocking(job, |_| {}) {
+            TrainEvent::Finished(summary) => Ok((
+                started.elapsed().as_secs_f64(),
+                summary.feature_secs,
+                summary.feature_pass_secs,
+                summary.validation.evaluation.accuracy,
+            )),
+            TrainEvent::Failed { reason } => Err(reason),
+            other => Err(format!("the run ended with {other:?}")),
+        }
+    };
+    let (first, feature_secs, first_pass, valid_accuracy) = time_run(job.clone())?;
+    let (cached, _, cached_pass, _) = time_run(job)?;
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(EndToEnd {
+        photos: dataset.images.len(),
+        epochs: config.epochs,
+        feature_secs,
+        first_run_secs: first,
+        cached_run_secs: cached,
+        cached_speedup: first / cached.max(1e-9),
+        cached_feature_pass_secs: cached_pass,
+        feature_pass_speedup: first_pass / cached_pass.max(1e-9),
+        valid_accuracy,
     })
 }
 
