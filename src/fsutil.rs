@@ -144,6 +144,7 @@ fn remove_stale_temps(path: &Path) {
         let Some(pid) = file_name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;
@@ -166,10 +167,13 @@ fn process_is_gone(pid: u32, entry: &std::fs::DirEntry) -> bool {
         .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600))
 }
 
-/// The temporary name used while writing `path`: `.NAME.tmp-PID` in the same folder.
+/// The temporary name used while writing `path`: `.NAME.tmp-PID-N` in the same folder, N
+/// counting this process's writes, so two saves of one file at once never share a temp file.
 pub fn temp_path(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
 #[cfg(test)]

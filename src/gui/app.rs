@@ -247,6 +247,7 @@ impl VggtuneApp {
             UiCommand::NewModel => {
                 self.model.forget(shared);
                 self.evaluate.clear();
+                self.predict.clear();
             }
             UiCommand::OpenModel => self.ask(DialogPurpose::OpenModel),
             UiCommand::SaveModel => self.ask(DialogPurpose::SaveModel),
@@ -303,8 +304,9 @@ impl VggtuneApp {
     fn evaluate_dataset(&mut self, ctx: &egui::Context) {
         match (self.model.classifier.clone(), self.data.dataset.clone()) {
             (Some(classifier), Some(dataset)) => {
+                let classes = &self.model.classes;
                 self.evaluate
-                    .start(ctx, classifier, EvalSource::Open(dataset));
+                    .start(ctx, classifier, classes, EvalSource::Open(dataset));
             }
             _ => self
                 .shared
@@ -317,8 +319,9 @@ impl VggtuneApp {
         self.shared.state.view = View::Evaluate;
         match self.model.classifier.clone() {
             Some(classifier) => {
+                let classes = &self.model.classes;
                 self.evaluate
-                    .start(ctx, classifier, EvalSource::Folder(folder));
+                    .start(ctx, classifier, classes, EvalSource::Folder(folder));
             }
             None => self
                 .shared
@@ -357,6 +360,8 @@ impl VggtuneApp {
             }
         }
         if let Some(loaded) = self.model.poll(shared) {
+            // Another model's predictions would be shown under this one's classes.
+            self.predict.clear();
             // A model opened (after a restart, say) shows its curves and evaluation again,
             // unless a run's are on screen.
             if !self.train.is_training() && self.train.log.epochs.is_empty() {
@@ -374,6 +379,10 @@ impl VggtuneApp {
             self.classify(ctx, to_classify);
         }
         self.poll_dialog(ctx);
+        if std::mem::take(&mut self.model.save_failed) {
+            // The save that a quit waited for failed: the window stays, with the notice.
+            self.quit_after_save = false;
+        }
         if self.quit_after_save && self.model.saved && self.model.activity().is_none() {
             self.quit_after_save = false;
             self.closing = true;

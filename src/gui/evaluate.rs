@@ -88,8 +88,13 @@ impl EvaluatePanel {
         &mut self,
         ctx: &egui::Context,
         classifier: Arc<Mutex<Classifier>>,
+        model_classes: &[String],
         source: EvalSource,
     ) {
+        // One evaluation at a time: a new one (a folder dropped meanwhile) cancels the last.
+        if let Some(running) = self.running.take() {
+            running.cancel.store(true, Ordering::Relaxed);
+        }
         if let EvalSource::Folder(folder) = &source {
             self.folder_edit = folder.display().to_string();
         }
@@ -99,12 +104,10 @@ impl EvaluatePanel {
             .map(|m| {
                 m.choices
                     .into_iter()
-                    .filter_map(|(folder, choice)| Some((folder, choice?)))
-                    .filter_map(|(folder, i)| {
-                        let c = classifier.lock().ok()?;
+                    .filter_map(|(folder, choice)| {
                         Some(ClassMapping {
                             folder,
-                            model: c.classes().get(i)?.clone(),
+                            model: model_classes.get(choice?)?.clone(),
                         })
                     })
                     .collect()

@@ -18,6 +18,9 @@ pub(crate) struct Loaded {
     pub validation: Option<crate::train::metrics::EvaluatedImages>,
 }
 
+/// What a model's load gives: the model and its file, or why it could not be loaded.
+type Loading = Result<(Classifier, PathBuf), String>;
+
 /// The model in use and the work on its file.
 pub(crate) struct ModelPanel {
     /// The loaded model, shared with prediction and evaluation workers.
@@ -28,9 +31,12 @@ pub(crate) struct ModelPanel {
     pub path: Option<PathBuf>,
     /// False for a trained model not yet saved under a name of the user's.
     pub saved: bool,
-    load_job: Option<Job<Result<(Classifier, PathBuf), String>>>,
+    /// The load in progress, and whether the model will count as saved once it loads.
+    load_job: Option<(Job<Loading>, bool)>,
     save_job: Option<Job<Result<PathBuf, String>>>,
     export_job: Option<Job<Result<String, String>>>,
+    /// Set when a save failed, until the app has seen it (a quit waiting for it is called off).
+    pub save_failed: bool,
 }
 
 impl Default for ModelPanel {
@@ -43,6 +49,7 @@ impl Default for ModelPanel {
             load_job: None,
             save_job: None,
             export_job: None,
+            save_failed: false,
         }
     }
 }
@@ -51,14 +58,14 @@ impl ModelPanel {
     /// Loads the model at `path` on a worker; `saved` is false for a run's fresh model.
     pub fn load(&mut self, ctx: &egui::Context, shared: &Shared, path: PathBuf, saved: bool) {
         let choice = shared.state.device_choice;
-        self.saved = saved;
-        self.load_job = Some(Job::once(ctx, "load-model", move || {
+        let job = Job::once(ctx, "load-model", move || {
             // The chosen device (the probe is shared and answers once), unless the model's
             // largest buffers do not fit the GPU: see `device::fit`.
             Classifier::load_for(&path, choice)
                 .map(|c| (c, path))
                 .map_err(|e| e.to_string())
-        }));
+        });
+        self.load_job = Some((job, saved));
     }
 
     /// Forgets the model.
@@ -125,12 +132,15 @@ impl ModelPanel {
     /// validation pass.
     pub fn poll(&mut self, shared: &mut Shared) -> Option<Loaded> {
         let mut loaded = None;
-        if let Some(job) = &mut self.load_job
+        if let Some((job, saved)) = &mut self.load_job
             && let Some(result) = job.poll_finished()
         {
+            let saved = *saved;
             self.load_job = None;
             match result {
                 Ok((classifier, path)) => {
+                    // Only a model that loaded replaces the one in use (and its saved state).
+                    self.saved = saved;
                     let header = &classifier.header;
                     loaded = Some(Loaded {
                         history: serde_json::from_value(header.history.clone()).unwrap_or_default(),
@@ -159,7 +169,10 @@ impl ModelPanel {
                     self.saved = true;
                     shared.state.last_model = Some(path);
                 }
-                Err(e) => shared.notices.push(e),
+                Err(e) => {
+                    self.save_failed = true;
+                    shared.notices.push(e);
+                }
             }
         }
         if let Some(job) = &mut self.export_job

@@ -125,7 +125,7 @@ impl PredictPanel {
             // Files already shown are not classified again.
             paths.retain(|p| !known.contains(p));
             rejected.retain(|u| !known.contains(&u.path));
-            r.send(PredictMsg::Queued(paths.len()));
+            r.send(PredictMsg::Queued(paths.len() + rejected.len()));
             r.send(PredictMsg::Batch(Vec::new(), rejected));
             for chunk in paths.chunks(8) {
                 if cancel.load(std::sync::atomic::Ordering::Relaxed) {

@@ -301,9 +301,18 @@ pub fn write_csv(
     }
     out.push('\n');
     for p in predictions {
+        let class = classes
+            .get(p.class)
+            .filter(|_| p.probabilities.len() == classes.len());
+        let Some(class) = class else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the predictions were made by another model: classify the photos again",
+            ));
+        };
         out.push_str(&csv_field(&p.path.display().to_string()));
         out.push(',');
-        out.push_str(&csv_field(&classes[p.class]));
+        out.push_str(&csv_field(class));
         for v in &p.probabilities {
             out.push_str(&format!(",{v:.6}"));
         }
@@ -331,6 +340,9 @@ pub enum SubmissionError {
     /// A file name is not Kaggle's `N.jpg`.
     #[error("{0}: Kaggle test files are named by number (1.jpg, 2.jpg, …)")]
     NotAnId(PathBuf),
+    /// A prediction was made by a model with other classes.
+    #[error("{0}: this prediction was made by another model: classify the photos again")]
+    OtherModel(PathBuf),
     /// The clip is outside [0, 0.5).
     #[error("clip {0} must be from 0 to below 0.5")]
     BadClip(f64),
@@ -371,7 +383,12 @@ pub fn kaggle_rows(
                 .and_then(|s| s.to_str())
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| SubmissionError::NotAnId(p.path.clone()))?;
-            Ok((id, f64::from(p.probabilities[dog]).clamp(clip, 1.0 - clip)))
+            let p_dog = p
+                .probabilities
+                .get(dog)
+                .filter(|_| p.probabilities.len() == classes.len())
+                .ok_or_else(|| SubmissionError::OtherModel(p.path.clone()))?;
+            Ok((id, f64::from(*p_dog).clamp(clip, 1.0 - clip)))
         })
         .collect::<Result<Vec<_>, SubmissionError>>()?;
     rows.sort_by_key(|r| r.0);
@@ -420,6 +437,24 @@ mod tests {
             ]
         );
         assert_eq!(natural_cmp("a01", "a1"), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn another_models_predictions_are_refused_not_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let three = vec!["a".into(), "b".into(), "dog".into()];
+        let p = Prediction {
+            path: PathBuf::from("1.jpg"),
+            class: 2,
+            probabilities: vec![0.1, 0.1, 0.8],
+        };
+        let two: Vec<String> = vec!["cat".into(), "dog".into()];
+        assert!(write_csv(&dir.path().join("p.csv"), &two, std::slice::from_ref(&p)).is_err());
+        assert!(matches!(
+            kaggle_rows(&two, std::slice::from_ref(&p), KAGGLE_CLIP),
+            Err(SubmissionError::OtherModel(_))
+        ));
+        assert!(kaggle_rows(&three, &[p], KAGGLE_CLIP).is_ok());
     }
 
     fn pred(name: &str, p_dog: f32) -> Prediction {

@@ -201,9 +201,12 @@ fn check_start(path: &Path, bytes: &[u8]) -> Result<u32, BundleError> {
 }
 
 fn parse_header(path: &Path, json: &[u8]) -> Result<BundleHeader, BundleError> {
-    let header: BundleHeader = serde_json::from_slice(json)
+    let mut header: BundleHeader = serde_json::from_slice(json)
         .map_err(|e| damaged(path, &format!("its header is unreadable: {e}")))?;
     check_header(&header).map_err(|reason| damaged(path, &reason))?;
+    // The saved evaluation is only shown again if its numbers fit the classes.
+    let classes = header.classes.clone();
+    header.validation = header.validation.take().and_then(|v| v.checked(&classes));
     Ok(header)
 }
 
@@ -277,8 +280,8 @@ fn sections<'a>(
         if !matches {
             return Err(damaged(
                 path,
-                "the model file is damaged: its checksum does not match its contents (a changed \
-                 or corrupted copy; use the original file)",
+                "its checksum does not match its contents: a changed or corrupted copy (use the \
+                 original file)",
             ));
         }
     }

@@ -15,7 +15,7 @@ use super::config::TrainConfig;
 use super::events::{Phase, TrainEvent};
 use super::run::{AUGMENT_STREAM, derive_seed};
 use super::worker::Emitter;
-use crate::data::decode::decode_rgb_bytes;
+use crate::data::decode::{check_file_size, decode_rgb_bytes};
 use crate::data::{DecodeLimits, ImageEntry, Preprocessing, decode_prepared};
 use crate::model::Vgg16Config;
 use crate::model::cpu_base::FrozenConvs;
@@ -162,7 +162,7 @@ impl Context<'_> {
                 }
                 Err(e) => self.emit.send(TrainEvent::Skipped {
                     path: sample.path.clone(),
-                    reason: e.to_string(),
+                    reason: e.reason(),
                 }),
             }
         }
@@ -201,15 +201,20 @@ fn look_up(
     preprocessing: Preprocessing,
     limits: &DecodeLimits,
 ) -> Result<Lookup, String> {
-    let bytes =
-        std::fs::read(&sample.path).map_err(|e| format!("{}: {e}", sample.path.display()))?;
+    let io = |e: std::io::Error| format!("{}: {e}", sample.path.display());
+    // A file too large to be a photo is skipped unread, as every decode does.
+    let len = std::fs::metadata(&sample.path).map_err(io)?.len();
+    if let Err(e) = check_file_size(&sample.path, len, limits) {
+        return Ok(Lookup::Undecodable(e.reason()));
+    }
+    let bytes = std::fs::read(&sample.path).map_err(io)?;
     let hash = content_hash(&bytes);
     if let Some(features) = cache.get(&hash) {
         return Ok(Lookup::Hit(hash, features));
     }
     Ok(match decode_rgb_bytes(&bytes, &sample.path, limits) {
         Ok(photo) => Lookup::Miss(hash, preprocessing.apply(&photo, None)),
-        Err(e) => Lookup::Undecodable(e.to_string()),
+        Err(e) => Lookup::Undecodable(e.reason()),
     })
 }
 

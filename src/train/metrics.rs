@@ -102,6 +102,20 @@ impl Evaluation {
     }
 }
 
+impl EvaluatedImages {
+    /// The same evaluation, recomputed from its per-photo numbers once they are checked against
+    /// `classes` (a model file's copy is not trusted: its galleries index the photos); `None`
+    /// when they do not fit together.
+    pub fn checked(self, classes: &[String]) -> Option<Self> {
+        let n = self.images.len();
+        let fits = self.labels.len() == n
+            && self.probs.len() == n
+            && self.labels.iter().all(|&l| l < classes.len())
+            && self.probs.iter().all(|p| p.len() == classes.len());
+        fits.then(|| Self::new(classes, self.images, self.labels, self.probs))
+    }
+}
+
 /// How many photos each gallery of an evaluation holds.
 pub const GALLERY_SIZE: usize = 12;
 
@@ -283,6 +297,22 @@ mod tests {
 
     fn classes() -> Vec<String> {
         vec!["cat".into(), "dog".into()]
+    }
+
+    #[test]
+    fn a_saved_evaluation_is_recomputed_only_when_its_numbers_fit_the_classes() {
+        let images = vec!["a.jpg".into(), "b.jpg".into()];
+        let good = EvaluatedImages::new(&classes(), images, vec![0, 1], vec![vec![0.9, 0.1]; 2]);
+        assert_eq!(good.clone().checked(&classes()), Some(good.clone()));
+        let mut bad_label = good.clone();
+        bad_label.labels[1] = 7;
+        assert_eq!(bad_label.checked(&classes()), None);
+        let mut short_row = good.clone();
+        short_row.probs[0].pop();
+        assert_eq!(short_row.checked(&classes()), None);
+        let mut fewer_images = good;
+        fewer_images.images.pop();
+        assert_eq!(fewer_images.checked(&classes()), None);
     }
 
     #[test]
