@@ -467,7 +467,8 @@ fn fitted_range(
     }
     let margin = ((max - min) * 0.1).max(1e-3);
     if name == "accuracy" {
-        ((min - margin).max(0.0), 1.0 + margin.min(0.01))
+        // Headroom above 100%, so a validation curve at 1.0 does not hide in the frame.
+        ((min - margin).max(0.0), 1.0 + margin.clamp(0.01, 0.03))
     } else {
         let low = if min < (max - min) { 0.0 } else { min - margin };
         (low, max + margin)

@@ -575,8 +575,8 @@ pub fn apply_weights(
             }
             (Some(w), _) => {
                 messages.push(format!(
-                    "dense layer {} is new: the file's was made for another task ({}→{}, this \
-                     model needs {inputs}→{outputs}), so it learns from your photos",
+                    "dense layer {} is new: the file's layer was made for another task ({}→{}, \
+                     this model needs {inputs}→{outputs}), so it learns from your photos",
                     j + 1,
                     w.shape.get(1).copied().unwrap_or(0),
                     w.shape.first().copied().unwrap_or(0),
