@@ -28,6 +28,8 @@ fn app() -> (Harness<'static, VggtuneApp>, Folders) {
         device_choice: DeviceChoice::Cpu,
         work_dir: Some(work.path().join("work")),
         cache_root: Some(work.path().join("cache")),
+        // No weights in this folder, whatever the machine has downloaded.
+        weights_dir: Some(work.path().join("weights")),
     };
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1180.0, 780.0))

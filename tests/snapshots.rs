@@ -49,9 +49,6 @@ fn settle(
 #[test]
 fn every_view_looks_as_it_did() {
     let work = tempfile::tempdir().unwrap();
-    // No weights in this cache, whatever the machine has downloaded. This binary has one test, so
-    // no other thread reads the environment meanwhile.
-    unsafe { std::env::set_var("VGGTUNE_CACHE_DIR", work.path().join("vggtune-cache")) };
     // A fixed path: the Data view shows it.
     let photos = std::env::temp_dir().join("vggtune-snapshot-photos");
     let _ = std::fs::remove_dir_all(&photos);
@@ -60,6 +57,8 @@ fn every_view_looks_as_it_did() {
         device_choice: DeviceChoice::Cpu,
         work_dir: Some(work.path().join("work")),
         cache_root: Some(work.path().join("cache")),
+        // No weights in this folder, whatever the machine has downloaded.
+        weights_dir: Some(work.path().join("weights")),
     };
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1000.0, 640.0))

@@ -82,6 +82,9 @@ impl VggtuneApp {
                     .work_dir
                     .unwrap_or_else(|| crate::fsutil::app_dir(crate::fsutil::AppDir::Data)),
                 cache_root: options.cache_root,
+                weights_dir: options
+                    .weights_dir
+                    .unwrap_or_else(crate::model::download::weights_cache_dir),
             },
             weights: WeightsPanel::default(),
             train: TrainPanel::default(),
@@ -219,7 +222,7 @@ impl VggtuneApp {
                 shared.dialog = Some(OpenDialog::open(ctx, DialogPurpose::EvaluateFolder, None));
             }
             UiCommand::ImportWeights => self.ask(DialogPurpose::ImportWeights),
-            UiCommand::DownloadWeights => self.weights.start_download(ctx),
+            UiCommand::DownloadWeights => self.weights.start_download(ctx, shared),
             UiCommand::CancelDownload => self.weights.cancel_download(),
             UiCommand::StartTraining { resume } => {
                 if self.model.path.is_some() && !self.model.saved {
@@ -293,7 +296,7 @@ impl VggtuneApp {
                 .push("Open a photo folder first (Data view).".into());
             return;
         };
-        match WeightsPanel::for_run(&self.shared.state.weights) {
+        match WeightsPanel::for_run(&self.shared.state.weights, &self.shared.weights_dir) {
             Ok(weights) => self
                 .train
                 .start(ctx, &mut self.shared, &dataset, weights, resume),

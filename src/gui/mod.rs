@@ -203,6 +203,8 @@ pub(crate) struct Shared {
     pub work_dir: PathBuf,
     /// The feature cache's folder (`None`: the platform cache).
     pub cache_root: Option<PathBuf>,
+    /// Where downloaded and imported weights are kept.
+    pub weights_dir: PathBuf,
 }
 
 impl Shared {
@@ -221,6 +223,8 @@ pub struct AppOptions {
     pub work_dir: Option<PathBuf>,
     /// The feature cache's folder (default: the platform cache).
     pub cache_root: Option<PathBuf>,
+    /// The folder of downloaded weights (default: the platform cache's `weights`).
+    pub weights_dir: Option<PathBuf>,
 }
 
 /// Opens the window and runs until it is closed.

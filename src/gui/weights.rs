@@ -58,15 +58,17 @@ impl WeightsPanel {
     }
 
     /// Starts downloading torchvision's VGG16, unless a download runs.
-    pub fn start_download(&mut self, ctx: &egui::Context) {
+    pub fn start_download(&mut self, ctx: &egui::Context, shared: &Shared) {
         if self.download.is_some() {
             return;
         }
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
         self.error = None;
+        let dir = shared.weights_dir.clone();
         let job = Job::spawn(ctx, "download", move |r| {
-            let result = download::download_vgg16(|p| r.send(DownloadMsg::Progress(p)), &flag);
+            let progress = |p| r.send(DownloadMsg::Progress(p));
+            let result = download::download_vgg16_into(&dir, progress, &flag);
             r.send(DownloadMsg::Done(result.map_err(|e| e.to_string())));
         });
         self.download = Some((job, cancel));
@@ -121,12 +123,15 @@ impl WeightsPanel {
     }
 
     /// The weights file a run starts from, or why there is none.
-    pub fn for_run(choice: &WeightsChoice) -> Result<Option<PathBuf>, String> {
+    pub fn for_run(
+        choice: &WeightsChoice,
+        weights_dir: &std::path::Path,
+    ) -> Result<Option<PathBuf>, String> {
         match choice {
             WeightsChoice::Random => Ok(None),
             WeightsChoice::File(p) => Ok(Some(p.clone())),
             WeightsChoice::ImageNet => {
-                let path = download::cached_vgg16_path();
+                let path = download::cached_vgg16_path_in(weights_dir);
                 if path.is_file() {
                     Ok(Some(path))
                 } else {
@@ -147,7 +152,8 @@ impl WeightsPanel {
             WeightsChoice::ImageNet,
             "VGG16 trained on ImageNet (torchvision)",
         );
-        ui.indent("imagenet", |ui| self.download_ui(ui, commands));
+        let cached = download::cached_vgg16_path_in(&shared.weights_dir);
+        ui.indent("imagenet", |ui| self.download_ui(ui, &cached, commands));
         let file_choice = match &shared.state.weights {
             WeightsChoice::File(p) => Some(p.clone()),
             _ => self.info.as_ref().map(|i| i.path.clone()),
@@ -210,8 +216,7 @@ impl WeightsPanel {
     }
 
     /// The download of torchvision's VGG16: its button, progress and Cancel, or where it lies.
-    fn download_ui(&self, ui: &mut egui::Ui, commands: &mut Commands) {
-        let cached = crate::model::download::cached_vgg16_path();
+    fn download_ui(&self, ui: &mut egui::Ui, cached: &std::path::Path, commands: &mut Commands) {
         if cached.is_file() {
             ui.label(format!("Downloaded: {}", cached.display()));
         } else if let Some(p) = &self.download_progress {

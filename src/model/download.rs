@@ -238,7 +238,12 @@ impl Fetched<'_> {
 
 /// Where the downloaded torchvision VGG16 lives in the cache (whether or not it is there yet).
 pub fn cached_vgg16_path() -> PathBuf {
-    weights_cache_dir().join("vgg16-397923af.pth")
+    cached_vgg16_path_in(&weights_cache_dir())
+}
+
+/// Where torchvision's VGG16 lives in the weights folder `dir`.
+pub fn cached_vgg16_path_in(dir: &Path) -> PathBuf {
+    dir.join("vgg16-397923af.pth")
 }
 
 /// Downloads torchvision's VGG16 into the cache, or returns the cached file.
@@ -246,7 +251,16 @@ pub fn download_vgg16(
     progress: impl FnMut(DownloadProgress),
     cancel: &AtomicBool,
 ) -> Result<PathBuf, DownloadError> {
-    let dest = cached_vgg16_path();
+    download_vgg16_into(&weights_cache_dir(), progress, cancel)
+}
+
+/// Downloads torchvision's VGG16 into the weights folder `dir`, or returns the file there.
+pub fn download_vgg16_into(
+    dir: &Path,
+    progress: impl FnMut(DownloadProgress),
+    cancel: &AtomicBool,
+) -> Result<PathBuf, DownloadError> {
+    let dest = cached_vgg16_path_in(dir);
     if dest.is_file() {
         return Ok(dest);
     }
