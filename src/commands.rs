@@ -284,11 +284,7 @@ fn print_event(
     event: &TrainEvent,
 ) {
     if out.json {
-        if !matches!(
-            event,
-            TrainEvent::Progress { .. } | TrainEvent::Batch { .. }
-        ) || !out.quiet
-        {
+        if !matches!(event, TrainEvent::Progress(_) | TrainEvent::Batch { .. }) || !out.quiet {
             println!("{}", serde_json::to_string(event).unwrap_or_default());
         }
         return;
@@ -299,13 +295,13 @@ fn print_event(
                 eprintln!("{line}");
             }
         }
-        TrainEvent::Progress {
+        TrainEvent::Progress(vggtune::train::PhaseProgress {
             phase,
             epoch,
             done,
             total,
             ..
-        } if bars => {
+        }) if bars => {
             let p = progress.get_or_insert_with(|| {
                 bar(
                     *total as u64,

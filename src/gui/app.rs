@@ -305,13 +305,9 @@ impl VggtuneApp {
     }
 
     fn evaluate_dataset(&mut self, ctx: &egui::Context) {
-        match (self.model.classifier.clone(), self.data.dataset.clone()) {
-            (Some(classifier), Some(dataset)) => {
-                let classes = &self.model.classes;
-                self.evaluate
-                    .start(ctx, classifier, classes, EvalSource::Open(dataset));
-            }
-            _ => self
+        match self.data.dataset.clone() {
+            Some(dataset) => self.evaluate_on(ctx, EvalSource::Open(dataset)),
+            None => self
                 .shared
                 .notices
                 .push("Open a photo folder and a model first.".into()),
@@ -320,11 +316,15 @@ impl VggtuneApp {
 
     fn evaluate_folder(&mut self, ctx: &egui::Context, folder: PathBuf) {
         self.shared.state.view = View::Evaluate;
+        self.evaluate_on(ctx, EvalSource::Folder(folder));
+    }
+
+    /// Evaluates the model in use on `source`, or says there is none.
+    fn evaluate_on(&mut self, ctx: &egui::Context, source: EvalSource) {
         match self.model.classifier.clone() {
             Some(classifier) => {
                 let classes = &self.model.classes;
-                self.evaluate
-                    .start(ctx, classifier, classes, EvalSource::Folder(folder));
+                self.evaluate.start(ctx, classifier, classes, source);
             }
             None => self
                 .shared

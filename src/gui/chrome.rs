@@ -182,47 +182,52 @@ pub(crate) fn about_ui(shared: &Shared, ctx: &egui::Context, commands: &mut Comm
         });
 }
 
-/// Asks before an unsaved model is lost.
-pub(crate) fn confirm_close_ui(ctx: &egui::Context, commands: &mut Commands) {
-    egui::Window::new("Unsaved model")
+/// A question in a window of its own: `text`, then a button for each answer, which pushes
+/// that answer's commands.
+fn question_ui(
+    ctx: &egui::Context,
+    title: &str,
+    text: &str,
+    answers: Vec<(&str, Vec<UiCommand>)>,
+    commands: &mut Commands,
+) {
+    egui::Window::new(title)
         .collapsible(false)
         .resizable(false)
         .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
         .show(ctx, |ui| {
-            ui.label("The model you trained has not been saved. Quit anyway?");
+            ui.label(text);
             ui.horizontal(|ui| {
-                if ui.button("Save model…").clicked() {
-                    commands.push(UiCommand::SaveAndQuit);
-                }
-                if ui.button("Discard and quit").clicked() {
-                    commands.push(UiCommand::DiscardAndQuit);
-                }
-                if ui.button("Cancel").clicked() {
-                    commands.push(UiCommand::CancelQuit);
+                for (label, answer) in answers {
+                    if ui.button(label).clicked() {
+                        commands.extend(answer);
+                    }
                 }
             });
         });
 }
 
+/// Asks before an unsaved model is lost.
+pub(crate) fn confirm_close_ui(ctx: &egui::Context, commands: &mut Commands) {
+    let answers = vec![
+        ("Save model…", vec![UiCommand::SaveAndQuit]),
+        ("Discard and quit", vec![UiCommand::DiscardAndQuit]),
+        ("Cancel", vec![UiCommand::CancelQuit]),
+    ];
+    let text = "The model you trained has not been saved. Quit anyway?";
+    question_ui(ctx, "Unsaved model", text, answers, commands);
+}
+
 /// Asks before a new run replaces the model the last one trained and nobody saved.
 pub(crate) fn confirm_start_ui(ctx: &egui::Context, commands: &mut Commands) {
-    egui::Window::new("Start a new run?")
-        .collapsible(false)
-        .resizable(false)
-        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
-        .show(ctx, |ui| {
-            ui.label("The model the last run trained has not been saved; a new run replaces it.");
-            ui.horizontal(|ui| {
-                if ui.button("Save model…").clicked() {
-                    commands.push(UiCommand::CancelStart);
-                    commands.push(UiCommand::SaveModel);
-                }
-                if ui.button("Start anyway").clicked() {
-                    commands.push(UiCommand::StartAnyway);
-                }
-                if ui.button("Cancel").clicked() {
-                    commands.push(UiCommand::CancelStart);
-                }
-            });
-        });
+    let answers = vec![
+        (
+            "Save model…",
+            vec![UiCommand::CancelStart, UiCommand::SaveModel],
+        ),
+        ("Start anyway", vec![UiCommand::StartAnyway]),
+        ("Cancel", vec![UiCommand::CancelStart]),
+    ];
+    let text = "The model the last run trained has not been saved; a new run replaces it.";
+    question_ui(ctx, "Start a new run?", text, answers, commands);
 }

@@ -61,6 +61,23 @@ pub enum Phase {
     Validating,
 }
 
+/// Where a phase stands now.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct PhaseProgress {
+    /// The phase.
+    pub phase: Phase,
+    /// 1-based epoch (0 for the feature pass).
+    pub epoch: usize,
+    /// Images done.
+    pub done: usize,
+    /// Images in the phase.
+    pub total: usize,
+    /// Throughput so far.
+    pub images_per_sec: f64,
+    /// Estimated seconds left.
+    pub eta_secs: f64,
+}
+
 /// Everything a run reports.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -86,20 +103,7 @@ pub enum TrainEvent {
         history: Vec<EpochMetrics>,
     },
     /// Progress within a phase.
-    Progress {
-        /// The phase.
-        phase: Phase,
-        /// 1-based epoch (0 for the feature pass).
-        epoch: usize,
-        /// Images done in this phase.
-        done: usize,
-        /// Images in this phase.
-        total: usize,
-        /// Throughput so far in this phase.
-        images_per_sec: f64,
-        /// Estimated seconds left in this phase.
-        eta_secs: f64,
-    },
+    Progress(PhaseProgress),
     /// One optimizer step.
     Batch {
         /// 1-based epoch.

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::cache::{FeatureCache, content_hash};
 use super::config::TrainConfig;
-use super::events::{Phase, TrainEvent};
+use super::events::{Phase, PhaseProgress, TrainEvent};
 use super::run::{AUGMENT_STREAM, derive_seed};
 use super::worker::Emitter;
 use crate::data::decode::{check_file_size, decode_rgb_bytes};
@@ -60,14 +60,14 @@ impl Context<'_> {
         started: Instant,
     ) {
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-6);
-        self.emit.send(TrainEvent::Progress {
+        self.emit.send(TrainEvent::Progress(PhaseProgress {
             phase,
             epoch,
             done,
             total,
             images_per_sec: rate,
             eta_secs: total.saturating_sub(done) as f64 / rate.max(1e-9),
-        });
+        }));
     }
 
     pub fn stopped(&self) -> bool {
@@ -303,14 +303,14 @@ pub(super) fn feature_pass(
             } else {
                 secs / done.max(1) as f64
             };
-            ctx.emit.send(TrainEvent::Progress {
+            ctx.emit.send(TrainEvent::Progress(PhaseProgress {
                 phase: Phase::Features,
                 epoch: 0,
                 done,
                 total,
                 images_per_sec: done as f64 / secs,
                 eta_secs: (total - done) as f64 * per_photo,
-            });
+            }));
         }
         compute_features(ctx, cache, &mut pending)?;
     }

@@ -3,24 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::events::{EpochMetrics, Phase, RunSummary, TrainEvent};
-
-/// Where a phase stands now.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PhaseProgress {
-    /// The phase.
-    pub phase: Phase,
-    /// 1-based epoch (0 for the feature pass).
-    pub epoch: usize,
-    /// Images done.
-    pub done: usize,
-    /// Images in the phase.
-    pub total: usize,
-    /// Throughput so far.
-    pub images_per_sec: f64,
-    /// Estimated seconds left.
-    pub eta_secs: f64,
-}
+use super::events::{EpochMetrics, Phase, PhaseProgress, RunSummary, TrainEvent};
 
 /// Everything a run's events said, as the window keeps it.
 #[derive(Clone, Debug, Default)]
@@ -87,23 +70,7 @@ impl TrainLog {
                 // A resumed run's curves go on from the epochs before the stop.
                 self.epochs.clone_from(history);
             }
-            TrainEvent::Progress {
-                phase,
-                epoch,
-                done,
-                total,
-                images_per_sec,
-                eta_secs,
-            } => {
-                self.progress = Some(PhaseProgress {
-                    phase,
-                    epoch,
-                    done,
-                    total,
-                    images_per_sec,
-                    eta_secs,
-                });
-            }
+            TrainEvent::Progress(progress) => self.progress = Some(progress),
             TrainEvent::Batch {
                 step,
                 loss,
@@ -298,14 +265,14 @@ mod tests {
             accuracy: 1.0,
         });
         assert_eq!(log.batch_loss, [[2.0, 0.5]]);
-        log.apply(TrainEvent::Progress {
+        log.apply(TrainEvent::Progress(PhaseProgress {
             phase: Phase::Training,
             epoch: 2,
             done: 8,
             total: 10,
             images_per_sec: 4.0,
             eta_secs: 65.0,
-        });
+        }));
         assert_eq!(
             log.progress_line().as_deref(),
             Some("Epoch 2 of 3: 8/10 — 4.0 images/s — 1m05s left")

@@ -27,7 +27,7 @@ pub mod worker;
 
 pub use checkpoint::{DEFAULT_CHECKPOINT_INTERVAL, checkpoint_path_for};
 pub use config::{LrSchedule, OptimizerKind, TrainConfig, Trainable};
-pub use events::{EpochMetrics, Phase, RunSummary, TrainEvent};
+pub use events::{EpochMetrics, Phase, PhaseProgress, RunSummary, TrainEvent};
 pub use log::TrainLog;
 pub use metrics::Evaluation;
 pub use worker::{TrainJob, TrainingRun};
