@@ -152,6 +152,13 @@ pub struct PredictArgs {
     /// Photos per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Also write, into this folder, each photo with a heatmap of why it got its class
+    /// (Grad-CAM on the last convolution block) as PNG.
+    #[arg(long)]
+    heatmaps: Option<PathBuf>,
+    /// The class the heatmaps explain (default: each photo's predicted class).
+    #[arg(long, requires = "heatmaps")]
+    heatmap_class: Option<String>,
     #[command(flatten)]
     output: Output,
 }
@@ -377,13 +384,22 @@ fn predict_with_bar(
     batch_size: usize,
     output: Output,
 ) -> (Vec<infer::Prediction>, Vec<infer::Unclassified>) {
-    let progress = output.bars().then(|| {
-        bar(
-            paths.len() as u64,
-            "{bar:40} {pos}/{len} {per_sec} ETA {eta}",
-        )
-    });
-    let result = classifier.predict(paths, batch_size, |done, _| {
+    with_bar(paths.len(), output, |progress| {
+        classifier.predict(paths, batch_size, progress)
+    })
+}
+
+/// Runs `work` with a progress bar of `total` photos (when bars are shown) that its
+/// `progress(done, total)` callback moves.
+fn with_bar<T>(
+    total: usize,
+    output: Output,
+    work: impl FnOnce(&mut dyn FnMut(usize, usize)) -> T,
+) -> T {
+    let progress = output
+        .bars()
+        .then(|| bar(total as u64, "{bar:40} {pos}/{len} {per_sec} ETA {eta}"));
+    let result = work(&mut |done, _| {
         if let Some(p) = &progress {
             p.set_position(done as u64);
         }
@@ -392,6 +408,48 @@ fn predict_with_bar(
         p.finish_and_clear();
     }
     result
+}
+
+/// The index of the model's class `name`, or an error that lists the classes.
+fn class_index(classifier: &Classifier, name: &str) -> anyhow::Result<usize> {
+    let classes = classifier.classes();
+    classes.iter().position(|c| c == name).with_context(|| {
+        format!(
+            "the model has no class '{name}'; its classes: {}",
+            classes.join(", ")
+        )
+    })
+}
+
+/// Writes one heatmap overlay per explained photo into `dir` (for `class`, or the photo's
+/// predicted class); returns how many were written.
+fn write_heatmaps(
+    classifier: &Classifier,
+    explained: &[(infer::Prediction, infer::heatmap::ClassMaps)],
+    dir: &Path,
+    class: Option<usize>,
+) -> anyhow::Result<usize> {
+    use infer::heatmap;
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let classes = classifier.classes();
+    let chosen: Vec<usize> = explained
+        .iter()
+        .map(|(p, _)| class.unwrap_or(p.class))
+        .collect();
+    let photos: Vec<&Path> = explained.iter().map(|(p, _)| p.path.as_path()).collect();
+    let names: Vec<&str> = chosen.iter().map(|&c| classes[c].as_str()).collect();
+    let files = heatmap::overlay_names(&photos, &names);
+    for (((prediction, maps), &c), name) in explained.iter().zip(&chosen).zip(&files) {
+        heatmap::write_overlay(
+            &prediction.path,
+            maps,
+            c,
+            &classifier.header.preprocessing,
+            &dir.join(name),
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    Ok(files.len())
 }
 
 /// Prints an evaluation in words.
@@ -473,7 +531,24 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
 pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
     let classifier = load_classifier(choice, &args.model)?;
     let (paths, mut rejected) = infer::collect_images(&args.inputs);
-    let (predictions, failed) = predict_with_bar(&classifier, &paths, args.batch_size, args.output);
+    let (predictions, failed) = match &args.heatmaps {
+        None => predict_with_bar(&classifier, &paths, args.batch_size, args.output),
+        Some(dir) => {
+            let class = match &args.heatmap_class {
+                None => None,
+                Some(name) => Some(class_index(&classifier, name)?),
+            };
+            let (explained, failed) = with_bar(paths.len(), args.output, |progress| {
+                let never = std::sync::atomic::AtomicBool::new(false);
+                classifier.explain_until(&paths, args.batch_size, progress, &never)
+            });
+            let written = write_heatmaps(&classifier, &explained, dir, class)?;
+            if !args.output.json {
+                eprintln!("wrote {written} heatmaps to {}", dir.display());
+            }
+            (explained.into_iter().map(|(p, _)| p).collect(), failed)
+        }
+    };
     rejected.extend(failed);
     let classes = classifier.classes();
     if let Some(csv) = &args.csv {

@@ -983,4 +983,103 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
             .starts_with(vggtune::VERSION),
         "{metadata}"
     );
+
+    heatmaps_match_an_independent_grad_cam(&model_path, &onnx, &photos, &ours);
+}
+
+/// vggtune's Grad-CAM heatmaps of every class of `photos` equal those of
+/// `tests/reference/gradcam.py`: onnxruntime's block-5 activations from the ONNX export, the rest
+/// of the network re-run in numpy (float64), the gradients by finite differences. The
+/// probabilities that come with them are the ones `predict` gave (`predicted`). Then `vggtune
+/// predict --heatmaps` writes one overlay per photo.
+fn heatmaps_match_an_independent_grad_cam(
+    model: &Path,
+    onnx: &Path,
+    photos: &[PathBuf],
+    predicted: &[f32],
+) {
+    let classifier = infer::Classifier::load(model, &burn::tensor::Device::flex()).unwrap();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    let (explained, failed) = classifier.explain_until(photos, 2, |_, _| {}, &never);
+    eprintln!(
+        "Grad-CAM of {} photos at 112 px, every class: {:.2} s",
+        photos.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    let probabilities: Vec<f32> = explained
+        .iter()
+        .flat_map(|(p, _)| p.probabilities.clone())
+        .collect();
+    let diff = max_abs_diff(&probabilities, predicted);
+    assert!(diff <= 1e-4, "{probabilities:?} vs {predicted:?}");
+    let ours: Vec<f32> = explained
+        .iter()
+        .flat_map(|(_, maps)| maps.maps.concat())
+        .collect();
+    let (theirs, info) =
+        common::reference_outputs("gradcam.py", onnx, photos, &classifier.header.preprocessing);
+    // 112 px: block 5's last activation is 7×7 (max-pooled to 3×3, then pooled up to 7×7).
+    assert_eq!(info["shape"], serde_json::json!([5, 512, 7, 7]), "{info}");
+    assert_eq!(explained[0].1.height, 7);
+    assert_eq!(ours.len(), theirs.len());
+    let diff = max_abs_diff(&ours, &theirs);
+    eprintln!("Grad-CAM: max |vggtune - reference| = {diff:e} (maps scaled to 0..1)");
+    assert!(diff <= 1e-4, "heatmaps differ by {diff}");
+    // The maps say something: each photo's predicted class has a peak, and its two classes'
+    // maps differ.
+    for (prediction, maps) in &explained {
+        let mine = &maps.maps[prediction.class];
+        assert!((mine.iter().fold(0.0f32, |m, &v| m.max(v)) - 1.0).abs() < 1e-6);
+        assert!(max_abs_diff(mine, &maps.maps[1 - prediction.class]) > 0.1);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(&[
+        "predict",
+        model.to_str().unwrap(),
+        photos[0].to_str().unwrap(),
+        photos[1].to_str().unwrap(),
+        "--heatmaps",
+        dir.path().to_str().unwrap(),
+        "--heatmap-class",
+        "dog",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrote 2 heatmaps"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = dir.path().join("dog.102.dog.heatmap.png");
+    let image = image::open(&written).unwrap();
+    let original = image::open(&photos[1]).unwrap();
+    assert_eq!(
+        (image.width(), image.height()),
+        (original.width(), original.height())
+    );
+    assert!(dir.path().join("cat.101.dog.heatmap.png").is_file());
+    let refused = run_cli(&[
+        "predict",
+        model.to_str().unwrap(),
+        photos[0].to_str().unwrap(),
+        "--heatmaps",
+        dir.path().to_str().unwrap(),
+        "--heatmap-class",
+        "horse",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("no class 'horse'; its classes: cat, dog"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
 }

@@ -86,6 +86,30 @@ impl ResizeMode {
         }
     }
 
+    /// The part of a `w`×`h` photo that becomes the `size`×`size` input, as fractions of its
+    /// width and height: `[left, top, right, bottom]` (the whole photo when squashed; the centre
+    /// square [`Preprocessing::resize`] crops otherwise). Heatmaps are drawn over this part.
+    pub fn region(self, size: u32, w: u32, h: u32) -> [f32; 4] {
+        match self {
+            Self::Squash => [0.0, 0.0, 1.0, 1.0],
+            Self::ShorterSideCenterCrop => {
+                let s = size.max(1);
+                let target = Self::shorter_side(s);
+                let scale = f64::from(target) / f64::from(w.min(h).max(1));
+                let nw = ((f64::from(w) * scale).round() as u32).max(s);
+                let nh = ((f64::from(h) * scale).round() as u32).max(s);
+                let (x0, y0) = (f64::from((nw - s) / 2), f64::from((nh - s) / 2));
+                let (nw, nh) = (f64::from(nw), f64::from(nh));
+                [
+                    (x0 / nw) as f32,
+                    (y0 / nh) as f32,
+                    ((x0 + f64::from(s)) / nw) as f32,
+                    ((y0 + f64::from(s)) / nh) as f32,
+                ]
+            }
+        }
+    }
+
     /// The shorter side a photo is resized to before the centre crop (torchvision's 256 for 224).
     fn shorter_side(size: u32) -> u32 {
         (f64::from(size) * 256.0 / 224.0).round() as u32

@@ -5,6 +5,7 @@
 //! never disagree on how pixels are prepared.
 
 mod evaluate;
+pub mod heatmap;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +74,8 @@ pub struct Classifier {
     /// The convolution base (the fast CPU path on the CPU) and, through it, the whole model.
     base: FrozenConvs,
     device: Device,
+    /// The dense layers on the host, copied on the first heatmap.
+    host_head: std::sync::OnceLock<heatmap::HostHead>,
 }
 
 impl Classifier {
@@ -83,6 +86,7 @@ impl Classifier {
             header: loaded.header,
             base: FrozenConvs::whole_base(loaded.model.valid()),
             device: device.clone(),
+            host_head: std::sync::OnceLock::new(),
         })
     }
 
@@ -116,12 +120,63 @@ impl Classifier {
         &self,
         paths: &[PathBuf],
         batch_size: usize,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
         cancel: &AtomicBool,
     ) -> (Vec<Prediction>, Vec<Unclassified>) {
+        let n = self.header.classes.len();
+        let mut predictions = Vec::new();
+        let failed = self.for_each_batch(paths, batch_size, progress, cancel, |ok, x| {
+            let probs = to_host(softmax(
+                self.base.model().forward_head(self.base.forward(x)),
+                1,
+            ));
+            for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
+                predictions.push(Prediction::new(path, p.to_vec()));
+            }
+        });
+        (predictions, failed)
+    }
+
+    /// [`Self::predict_until`] with the Grad-CAM heatmap of every class for each photo
+    /// ([`heatmap::explain`]): the same forward pass, stopped at block 5's last activation, then
+    /// the head and its backward pass on the host.
+    pub fn explain_until(
+        &self,
+        paths: &[PathBuf],
+        batch_size: usize,
+        progress: impl FnMut(usize, usize),
+        cancel: &AtomicBool,
+    ) -> (Vec<(Prediction, heatmap::ClassMaps)>, Vec<Unclassified>) {
+        let head = self
+            .host_head
+            .get_or_init(|| heatmap::HostHead::of(self.base.model()));
+        let mut explained = Vec::new();
+        let failed = self.for_each_batch(paths, batch_size, progress, cancel, |ok, x| {
+            let (a, shape) = self.base.last_activation(x);
+            let per_image = shape.iter().product::<usize>().max(1);
+            let results: Vec<heatmap::Explained> = a
+                .par_chunks(per_image)
+                .map(|a| heatmap::explain(head, a, shape))
+                .collect();
+            for (path, e) in ok.into_iter().zip(results) {
+                explained.push((Prediction::new(path, e.probabilities), e.maps));
+            }
+        });
+        (explained, failed)
+    }
+
+    /// Decodes `paths` in batches of `batch_size` and hands each batch's readable photos and
+    /// their input tensor to `run`; returns the photos that could not be read, with why.
+    fn for_each_batch(
+        &self,
+        paths: &[PathBuf],
+        batch_size: usize,
+        mut progress: impl FnMut(usize, usize),
+        cancel: &AtomicBool,
+        mut run: impl FnMut(Vec<PathBuf>, Tensor<4>),
+    ) -> Vec<Unclassified> {
         let pre = self.header.preprocessing;
         let s = pre.input_size as usize;
-        let mut predictions = Vec::new();
         let mut failed = Vec::new();
         let mut done = 0;
         for chunk in paths.chunks(batch_size.max(1)) {
@@ -151,23 +206,22 @@ impl Classifier {
                     TensorData::new(values, [ok.len(), 3, s, s]),
                     &self.device,
                 );
-                let probs = to_host(softmax(
-                    self.base.model().forward_head(self.base.forward(x)),
-                    1,
-                ));
-                let n = self.header.classes.len();
-                for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
-                    predictions.push(Prediction {
-                        class: argmax(p),
-                        probabilities: p.to_vec(),
-                        path,
-                    });
-                }
+                run(ok, x);
             }
             done += chunk.len();
             progress(done, paths.len());
         }
-        (predictions, failed)
+        failed
+    }
+}
+
+impl Prediction {
+    fn new(path: PathBuf, probabilities: Vec<f32>) -> Self {
+        Self {
+            class: argmax(&probabilities),
+            probabilities,
+            path,
+        }
     }
 }
 

@@ -59,6 +59,15 @@ struct PackedConv {
     pool_after: bool,
 }
 
+/// Where [`CpuConvBase`]'s forward pass ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// After every layer of the range (pools included).
+    End,
+    /// At the last convolution's ReLU, before the pools after it.
+    LastActivation,
+}
+
 /// Convolutions `range` of a [`Vgg16`] (with their ReLUs and max-pools, and the adaptive average
 /// pool when the range ends at the last one), packed for the CPU.
 pub struct CpuConvBase {
@@ -119,14 +128,22 @@ impl CpuConvBase {
     }
 
     /// The shape of one image's output, [C, H, W], for an input of shape `[c, h, w]`.
-    pub fn output_shape(&self, [c, h, w]: [usize; 3]) -> [usize; 3] {
+    pub fn output_shape(&self, shape: [usize; 3]) -> [usize; 3] {
+        self.shape_after(shape, Until::End)
+    }
+
+    fn shape_after(&self, [c, h, w]: [usize; 3], until: Until) -> [usize; 3] {
         let mut shape = [c, h, w];
-        for conv in &self.convs {
+        let last = self.convs.len().saturating_sub(1);
+        for (i, conv) in self.convs.iter().enumerate() {
             shape[0] = conv.cout;
-            if conv.pool_after {
+            if conv.pool_after && !(until == Until::LastActivation && i == last) {
                 shape[1] /= 2;
                 shape[2] /= 2;
             }
+        }
+        if until == Until::LastActivation {
+            return shape;
         }
         if self.avgpool {
             shape[1] = POOLED_SIDE;
@@ -137,13 +154,32 @@ impl CpuConvBase {
 
     /// Runs the layers on `input`, NCHW `[n, c, h, w]` flattened; returns NCHW flattened, as
     /// [`Vgg16::forward_convs`] would.
-    pub fn forward(&self, input: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Vec<f32> {
+        self.forward_until(input, shape, Until::End)
+    }
+
+    /// The last convolution's output after its ReLU, before any pooling (NCHW flattened), and
+    /// its shape [C, H, W] for one image: what Grad-CAM weighs (`infer::heatmap`).
+    pub fn forward_last_activation(
+        &self,
+        input: &[f32],
+        [n, c, h, w]: [usize; 4],
+    ) -> (Vec<f32>, [usize; 3]) {
+        let shape = self.shape_after([c, h, w], Until::LastActivation);
+        (
+            self.forward_until(input, [n, c, h, w], Until::LastActivation),
+            shape,
+        )
+    }
+
+    fn forward_until(&self, input: &[f32], [n, c, h, w]: [usize; 4], until: Until) -> Vec<f32> {
         assert_eq!(
             input.len(),
             n * c * h * w,
             "input length does not match its shape"
         );
-        let [oc, oh, ow] = self.output_shape([c, h, w]);
+        let [oc, oh, ow] = self.shape_after([c, h, w], until);
+        let last = self.convs.len().saturating_sub(1);
         let per_in = c * h * w;
         let per_out = oc * oh * ow;
         let mut out = vec![0.0f32; n * per_out];
@@ -158,7 +194,7 @@ impl CpuConvBase {
             let images = inp.len() / per_in;
             transpose_each(inp, sized(&mut act, inp.len()), c, h * w);
             let (mut ch, mut hh, mut ww) = (c, h, w);
-            for conv in &self.convs {
+            for (i, conv) in self.convs.iter().enumerate() {
                 assert_eq!(conv.cin, ch, "channel count does not match the convolution");
                 match &conv.winograd {
                     Some(u) => {
@@ -168,14 +204,14 @@ impl CpuConvBase {
                 }
                 std::mem::swap(&mut act, &mut next);
                 ch = conv.cout;
-                if conv.pool_after {
+                if conv.pool_after && !(until == Until::LastActivation && i == last) {
                     max_pool2(&act, [images, hh, ww, ch], &mut next);
                     std::mem::swap(&mut act, &mut next);
                     hh /= 2;
                     ww /= 2;
                 }
             }
-            if self.avgpool && (hh, ww) != (POOLED_SIDE, POOLED_SIDE) {
+            if until == Until::End && self.avgpool && (hh, ww) != (POOLED_SIDE, POOLED_SIDE) {
                 adaptive_avg_pool(&act, [images, hh, ww, ch], POOLED_SIDE, &mut next);
                 std::mem::swap(&mut act, &mut next);
                 hh = POOLED_SIDE;
@@ -447,6 +483,28 @@ impl FrozenConvs {
             burn::tensor::TensorData::new(y, [dims[0], c, h, w]),
             &device,
         )
+    }
+
+    /// The last convolution's output after its ReLU, before the pools that follow it, on host
+    /// (NCHW flattened), with one image's shape [C, H, W]: what Grad-CAM weighs.
+    pub fn last_activation(&self, x: Tensor<4>) -> (Vec<f32>, [usize; 3]) {
+        let dims = x.dims();
+        if let Some(cpu) = &self.cpu {
+            return cpu.forward_last_activation(&to_host(x), dims);
+        }
+        let last = self.convs.saturating_sub(1);
+        let per_pass = self.images_per_pass(dims);
+        let parts: Vec<Tensor<4>> = x
+            .split(per_pass, 0)
+            .into_iter()
+            .map(|part| {
+                let y = self.model.forward_convs(part, 0..last);
+                burn::tensor::activation::relu(self.model.features[last].forward(y))
+            })
+            .collect();
+        let y = Tensor::cat(parts, 0);
+        let [_, c, h, w] = y.dims();
+        (to_host(y), [c, h, w])
     }
 
     /// The same on host values (NCHW, flattened), giving host values: no tensor round trip on

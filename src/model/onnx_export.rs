@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use super::bundle::BundleHeader;
-use super::vgg::{POOL_AFTER, POOLED_SIDE, TORCHVISION_CONV_INDICES, Vgg16};
+use super::vgg::{POOL_AFTER, POOLED_SIDE, TORCHVISION_CONV_INDICES, Vgg16, adaptive_pool_matrix};
 use super::weights::{RawTensor, torchvision_state_dict};
 use crate::data::Convention;
 
@@ -189,20 +189,6 @@ impl<'a> Graph<'a> {
 enum Dim {
     Fixed(usize),
     Named(&'static str),
-}
-
-/// The matrix [out, input] of an adaptive average pool from `input` cells to `out` (Burn's and
-/// PyTorch's windows: cells floor(i·in/out) up to ceil((i+1)·in/out)).
-fn adaptive_pool_matrix(input: usize, out: usize) -> Vec<f32> {
-    let mut m = vec![0.0f32; out * input];
-    for i in 0..out {
-        let start = i * input / out;
-        let end = ((i + 1) * input).div_ceil(out);
-        for j in start..end {
-            m[i * input + j] = 1.0 / (end - start) as f32;
-        }
-    }
-    m
 }
 
 /// The side of block 5's output for an input of `input_size` pixels (five 2×2 max-pools,

@@ -214,6 +214,20 @@ pub fn largest_activation(
     largest
 }
 
+/// The matrix [out, input] of an adaptive average pool from `input` cells to `out` (Burn's and
+/// PyTorch's windows: cells floor(i·in/out) up to ceil((i+1)·in/out)).
+pub fn adaptive_pool_matrix(input: usize, out: usize) -> Vec<f32> {
+    let mut m = vec![0.0f32; out * input];
+    for i in 0..out {
+        let start = i * input / out;
+        let end = ((i + 1) * input).div_ceil(out);
+        for j in start..end {
+            m[i * input + j] = 1.0 / (end - start) as f32;
+        }
+    }
+    m
+}
+
 /// A dropout keep-mask of `len` values, each 1/keep (kept) or 0 (dropped with probability
 /// `prob`), drawn from `rng` in order: the one mask of Burn's training forward and of the
 /// hand-written host step (`train::host_head`), so both drop the same units for the same seed.

@@ -51,6 +51,19 @@ pub fn onnxruntime_outputs(
     photos: &[std::path::PathBuf],
     preprocessing: &vggtune::data::Preprocessing,
 ) -> (Vec<f32>, serde_json::Value) {
+    reference_outputs("onnx_classify.py", onnx, photos, preprocessing)
+}
+
+/// Runs the reference script `script` (in `tests/reference`, with the arguments
+/// `MODEL.onnx PIXELS.bin N SIZE OUT.bin`) on `photos` made square by vggtune's own resize;
+/// returns the float32 values it wrote and the JSON line it printed.
+#[allow(dead_code)]
+pub fn reference_outputs(
+    script: &str,
+    onnx: &Path,
+    photos: &[std::path::PathBuf],
+    preprocessing: &vggtune::data::Preprocessing,
+) -> (Vec<f32>, serde_json::Value) {
     let size = preprocessing.input_size as usize;
     let mut pixels = Vec::new();
     for photo in photos {
@@ -66,9 +79,11 @@ pub fn onnxruntime_outputs(
     let (input, output) = (dir.path().join("pixels.bin"), dir.path().join("out.bin"));
     let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&input, bytes).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/onnx_classify.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(script);
     let out = std::process::Command::new(reference_python())
-        .arg(script)
+        .arg(&script)
         .arg(onnx)
         .arg(&input)
         .arg(photos.len().to_string())
@@ -78,7 +93,8 @@ pub fn onnxruntime_outputs(
         .expect("python runs");
     assert!(
         out.status.success(),
-        "onnxruntime rejected the export (run `bash tests/fetch-fixtures.sh` first): {}",
+        "{} failed on the export (run `bash tests/fetch-fixtures.sh` first): {}",
+        script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
