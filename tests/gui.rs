@@ -235,6 +235,23 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     assert_eq!(harness.state().rejected().len(), 1);
     harness.get_by_label_contains("All 1 photos");
 
+    // Heatmaps: switched on, the photo on screen gets one map per class, computed on the
+    // worker; a click opens the larger view.
+    let photo = data.join("red/0.png");
+    assert!(harness.state().heatmaps_of(&photo).is_none());
+    harness.get_by_label("Heatmaps").click();
+    harness.run_steps(2);
+    wait_for(&mut harness, 30, "the heatmaps", |a| {
+        a.heatmaps_of(&photo).is_some()
+    });
+    let maps = harness.state().heatmaps_of(&photo).unwrap();
+    assert_eq!(maps.len(), 2);
+    assert!(maps.iter().flatten().all(|v| (0.0..=1.0).contains(v)));
+    harness.get_by_label_contains("strong evidence for the class");
+    harness.get_by_label("photo 0.png").click();
+    harness.run_steps(3);
+    harness.get_by_label("Why this class?");
+
     // The evaluation of the validation photos: click a confusion-matrix cell to see its photos.
     harness.get_by_label("Evaluate").click();
     harness.run_steps(2);

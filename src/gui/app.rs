@@ -73,6 +73,7 @@ impl VggtuneApp {
                 state,
                 device,
                 thumbnails: Thumbnails::new(ctx, 2),
+                heatmaps: super::heatmaps::Heatmaps::new(ctx),
                 notices: Vec::new(),
                 told: Vec::new(),
                 dialog: None,
@@ -165,6 +166,11 @@ impl VggtuneApp {
     /// The predictions shown in the Predict view.
     pub fn predictions(&self) -> &[Prediction] {
         &self.predict.predictions
+    }
+
+    /// The heatmaps of `path` (one per class), once computed.
+    pub fn heatmaps_of(&self, path: &std::path::Path) -> Option<Vec<Vec<f32>>> {
+        self.shared.heatmaps.maps_of(path)
     }
 
     /// Files that could not be classified, with why.
@@ -343,6 +349,7 @@ impl VggtuneApp {
     fn poll_workers(&mut self, ctx: &egui::Context) {
         let shared = &mut self.shared;
         shared.thumbnails.poll(ctx);
+        shared.heatmaps.poll(ctx);
         if let DeviceStatus::Probing(job) = &mut shared.device {
             if let Some(result) = job.poll().pop() {
                 shared.device = match result {
@@ -377,6 +384,9 @@ impl VggtuneApp {
             }
         }
         self.evaluate.poll(shared);
+        shared
+            .heatmaps
+            .set_model(self.model.classifier.as_ref(), self.model.preprocessing);
         let to_classify = self.predict.poll(shared);
         if !to_classify.is_empty() {
             self.classify(ctx, to_classify);
@@ -620,6 +630,7 @@ impl eframe::App for VggtuneApp {
         if let Some(prompt) = &mut self.shared.prompt {
             prompt.ui(&ctx, browsing, &mut commands);
         }
+        self.shared.heatmaps.window_ui(&ctx, &self.model.classes);
         self.drop_overlay(&ctx);
         for command in commands {
             self.run_command(&ctx, command);

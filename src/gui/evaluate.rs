@@ -10,7 +10,7 @@ use std::time::Instant;
 use eframe::egui;
 
 use super::jobs::{Job, Reporter};
-use super::{Commands, Shared, Thumbnails, UiCommand};
+use super::{Commands, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::infer::{ClassMapping, Classifier, DatasetEvaluation, match_classes};
 use crate::train::log::duration_text;
@@ -342,6 +342,7 @@ impl EvaluatePanel {
             100.0 * e.accuracy,
             e.log_loss
         ));
+        shared.heatmaps.controls_ui(ui, model_classes);
         egui::ScrollArea::vertical()
             .id_salt("evaluation")
             .auto_shrink([false, false])
@@ -355,12 +356,13 @@ impl EvaluatePanel {
                         e.classes[t],
                         e.classes[p]
                     ));
-                    let items: Vec<(PathBuf, String)> = cell
+                    let items: Vec<(PathBuf, usize, String)> = cell
                         .iter()
                         .take(60)
                         .map(|&i| {
                             (
                                 data.images[i].clone(),
+                                p,
                                 format!(
                                     "{} {}",
                                     e.classes[p],
@@ -369,7 +371,7 @@ impl EvaluatePanel {
                             )
                         })
                         .collect();
-                    gallery_ui(&mut shared.thumbnails, ui, &items);
+                    gallery_ui(shared, ui, &items);
                 }
                 ui.separator();
                 egui::Grid::new("per-class").striped(true).show(ui, |ui| {
@@ -386,7 +388,7 @@ impl EvaluatePanel {
                         ui.end_row();
                     }
                 });
-                galleries_ui(ui, data, &mut shared.thumbnails);
+                galleries_ui(ui, data, shared);
             });
     }
 }
@@ -436,7 +438,7 @@ fn confusion_ui(ui: &mut egui::Ui, e: &Evaluation, selected_cell: &mut Option<(u
 }
 
 /// Per class: the most confident mistakes, the most uncertain and the most confident right.
-fn galleries_ui(ui: &mut egui::Ui, data: &EvaluatedImages, thumbnails: &mut Thumbnails) {
+fn galleries_ui(ui: &mut egui::Ui, data: &EvaluatedImages, shared: &mut Shared) {
     let e = &data.evaluation;
     let caption = |item: &GalleryItem, classes: &[String]| {
         format!(
@@ -456,29 +458,35 @@ fn galleries_ui(ui: &mut egui::Ui, data: &EvaluatedImages, thumbnails: &mut Thum
                     ("Most confident right", &g.confident_right),
                 ] {
                     ui.label(title);
-                    let items: Vec<(PathBuf, String)> = list
+                    let items: Vec<(PathBuf, usize, String)> = list
                         .iter()
-                        .map(|i| (data.images[i.index].clone(), caption(i, &e.classes)))
+                        .map(|i| {
+                            (
+                                data.images[i.index].clone(),
+                                i.predicted,
+                                caption(i, &e.classes),
+                            )
+                        })
                         .collect();
                     if items.is_empty() {
                         ui.weak("none");
                     }
-                    gallery_ui(thumbnails, ui, &items);
+                    gallery_ui(shared, ui, &items);
                 }
             });
     }
 }
 
-fn gallery_ui(thumbnails: &mut Thumbnails, ui: &mut egui::Ui, items: &[(PathBuf, String)]) {
+fn gallery_ui(shared: &mut Shared, ui: &mut egui::Ui, items: &[(PathBuf, usize, String)]) {
     let size = 96.0;
     let per_row = ((ui.available_width() / (size + 10.0)).floor() as usize).max(1);
     for row in items.chunks(per_row) {
         ui.horizontal(|ui| {
-            for (path, caption) in row {
+            for (path, predicted, caption) in row {
                 ui.vertical(|ui| {
                     ui.set_width(size);
-                    thumbnails
-                        .show(ui, path, size)
+                    let (thumbnails, heatmaps) = (&mut shared.thumbnails, &mut shared.heatmaps);
+                    super::heatmaps::photo_ui(ui, thumbnails, heatmaps, path, size, *predicted)
                         .on_hover_text(path.display().to_string());
                     ui.small(caption);
                 });

@@ -13,6 +13,7 @@ mod app;
 mod chrome;
 mod data;
 mod evaluate;
+mod heatmaps;
 mod jobs;
 mod model;
 mod predict;
@@ -189,6 +190,8 @@ pub(crate) struct Shared {
     pub state: State,
     pub device: DeviceStatus,
     pub thumbnails: Thumbnails,
+    /// Heatmaps over photos, and the larger view of one.
+    pub heatmaps: heatmaps::Heatmaps,
     /// Warnings and errors shown over the view until dismissed.
     pub notices: Vec<String>,
     /// Confirmations ("Saved …"), shown the same way in a quieter colour for a few seconds.

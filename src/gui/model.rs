@@ -27,6 +27,8 @@ pub(crate) struct ModelPanel {
     pub classifier: Option<Arc<Mutex<Classifier>>>,
     /// Its class names.
     pub classes: Vec<String>,
+    /// How it prepares photos.
+    pub preprocessing: Option<crate::data::Preprocessing>,
     /// Its file.
     pub path: Option<PathBuf>,
     /// False for a trained model not yet saved under a name of the user's.
@@ -44,6 +46,7 @@ impl Default for ModelPanel {
         Self {
             classifier: None,
             classes: Vec::new(),
+            preprocessing: None,
             path: None,
             saved: true,
             load_job: None,
@@ -147,6 +150,7 @@ impl ModelPanel {
                         validation: header.validation.clone(),
                     });
                     self.classes = classifier.classes().to_vec();
+                    self.preprocessing = Some(header.preprocessing);
                     self.classifier = Some(Arc::new(Mutex::new(classifier)));
                     if self.saved {
                         shared.state.last_model = Some(path.clone());

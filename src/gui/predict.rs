@@ -24,7 +24,7 @@ enum Sort {
 /// probability on hover.
 fn card_ui(
     ui: &mut egui::Ui,
-    thumbnails: &mut super::Thumbnails,
+    (thumbnails, heatmaps): (&mut super::Thumbnails, &mut super::heatmaps::Heatmaps),
     p: &Prediction,
     classes: &[String],
     size: f32,
@@ -36,11 +36,8 @@ fn card_ui(
             .zip(&p.probabilities)
             .map(|(c, v)| format!("{c}: {}", infer::confidence_text(*v)))
             .collect();
-        thumbnails.show(ui, &p.path, size).on_hover_text(format!(
-            "{}\n{}",
-            p.path.display(),
-            all.join("\n")
-        ));
+        super::heatmaps::photo_ui(ui, thumbnails, heatmaps, &p.path, size, p.class)
+            .on_hover_text(format!("{}\n{}", p.path.display(), all.join("\n")));
         let class = classes.get(p.class).map_or("?", String::as_str);
         let confidence = p.probabilities.get(p.class).copied().unwrap_or(0.0);
         let badge = egui::RichText::new(format!("{class} {}", infer::confidence_text(confidence)))
@@ -264,11 +261,20 @@ impl PredictPanel {
         self.summary_ui(ui, &model.classes);
         let shown = self.shown();
         let classes = &model.classes;
-        let thumbnails = &mut shared.thumbnails;
+        if !self.predictions.is_empty() {
+            shared.heatmaps.controls_ui(ui, classes);
+        }
+        let photos = (&mut shared.thumbnails, &mut shared.heatmaps);
         let card = 150.0;
         let cell = (card + 8.0, card + 46.0);
         super::thumbnails::grid_ui(ui, "predictions", shown.len(), cell, |ui, i| {
-            card_ui(ui, thumbnails, &self.predictions[shown[i]], classes, card);
+            card_ui(
+                ui,
+                (&mut *photos.0, &mut *photos.1),
+                &self.predictions[shown[i]],
+                classes,
+                card,
+            );
         });
     }
 

@@ -122,6 +122,17 @@ impl Thumbnails {
         None
     }
 
+    /// Where the thumbnail of `path` lies when drawn by [`Self::show`] in `square`.
+    pub fn image_rect(&self, path: &Path, square: egui::Rect) -> Option<egui::Rect> {
+        let (texture, _) = self.textures.get(path)?;
+        let [w, h] = texture.size();
+        let scale = square.width().min(square.height()) / (w.max(h) as f32).max(1.0);
+        Some(egui::Rect::from_center_size(
+            square.center(),
+            egui::vec2(w as f32 * scale, h as f32 * scale),
+        ))
+    }
+
     /// Why a thumbnail could not be made, if it could not.
     pub fn error(&self, path: &Path) -> Option<&str> {
         self.failed.get(path).map(String::as_str)
