@@ -59,6 +59,9 @@ enum Command {
     },
     /// Fine-tune VGG16 on a photo folder and save the model.
     Train(commands::TrainArgs),
+    /// List the training photos whose label looks wrong: heads trained out-of-fold on the
+    /// cached features judge the photos they never saw, most suspicious first.
+    Audit(commands::AuditArgs),
     /// Accuracy, log loss, confusion matrix and galleries of a saved model on a photo folder.
     Evaluate(commands::EvaluateArgs),
     /// Classify image files or folders with a saved model.
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Weights { action } => weights(action),
         Command::Imagenet { weights, images } => imagenet(cli.device, &weights, &images),
         Command::Train(args) => commands::train(cli.device, args),
+        Command::Audit(args) => commands::audit(cli.device, args),
         Command::Evaluate(args) => commands::evaluate(cli.device, args),
         Command::Predict(args) => commands::predict(cli.device, args),
         Command::Submit(args) => commands::submit(cli.device, args),

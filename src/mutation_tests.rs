@@ -1,5 +1,5 @@
 //! Seeded mutation tests of every parser of untrusted bytes: ONNX, safetensors, the model
-//! bundle, feature-cache entries and image headers. Each valid input is bit-flipped, truncated,
+//! bundle, feature-cache entries, image headers and exclusion lists. Each valid input is bit-flipped, truncated,
 //! zeroed, has sections repeated and length-like fields set to 2^31, 2^32, 2^63, 2^64 − 1
 //! and 0, thousands of times from a fixed seed; every parse must return an error or a value,
 //! never panic, and never make one allocation larger than a fixed cap (a test-only global
@@ -280,4 +280,17 @@ fn mutated_pth_files_zip_and_legacy_never_panic_nor_allocate_past_a_cap() {
             std::fs::write(&path, b).is_ok() && crate::model::read_weights(&path).is_ok()
         });
     }
+}
+
+#[test]
+fn mutated_exclusion_lists_never_panic_nor_allocate_past_a_cap() {
+    let valid =
+        b"# Photos that vggtune leaves out\ncats/a.jpg\ndog.12.jpg\n\n  sub\\b.png \n".to_vec();
+    let accepted = fuzz("exclusion list", &valid, 2000, SMALL_CAP, |b| {
+        crate::data::curate::parse_list(b).len() <= b.len()
+    });
+    assert_eq!(
+        accepted, 2000,
+        "every list parses (lines it cannot use match no photo)"
+    );
 }

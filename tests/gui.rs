@@ -361,3 +361,77 @@ fn the_last_folder_config_and_view_are_saved_for_the_next_start() {
     assert_eq!(saved.train.epochs, 7);
     assert_eq!(saved.view, View::Train);
 }
+
+#[test]
+fn check_labels_lists_a_planted_mistake_and_moves_it_back_and_forth() {
+    let (mut harness, f) = app();
+    let data = f.work.path().join("photos");
+    colour_dataset(&data, 20, 5);
+    // A red photo filed under blue.
+    let planted = data.join("blue/planted.png");
+    std::fs::rename(data.join("red/0.png"), &planted).unwrap();
+    {
+        let state = harness.state_mut().state_mut();
+        state.weights = WeightsChoice::Random;
+        state.train = TrainConfig {
+            epochs: 30,
+            batch_size: 8,
+            learning_rate: 1e-2,
+            head: HeadKind::Dense256,
+            input_size: 32,
+            width_divisor: 16,
+            seed: 5,
+            ..TrainConfig::default()
+        };
+    }
+    drop_files(&mut harness, std::slice::from_ref(&data));
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    harness.get_by_label("Check labels").click();
+    harness.run_steps(2);
+    harness
+        .get_all_by_role_and_label(egui::accesskit::Role::Button, "Check labels")
+        .next()
+        .expect("the button")
+        .click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 120, "the audit", |a| {
+        !a.is_busy() && !a.label_suspects().is_empty()
+    });
+    let suspects = harness.state().label_suspects();
+    assert_eq!(
+        suspects[0],
+        (planted.clone(), "red".to_owned()),
+        "{suspects:?}"
+    );
+    harness.get_by_label_contains("look mislabelled");
+    harness
+        .get_all_by_label("Move to red")
+        .next()
+        .unwrap()
+        .click();
+    harness.run_steps(2);
+    assert!(!planted.exists());
+    assert!(data.join("red/planted.png").is_file());
+    wait_for(&mut harness, 30, "the rescan", |a| {
+        a.dataset().is_some_and(|d| d.counts() == [20, 20])
+    });
+    harness.get_by_label("Undo").click();
+    harness.run_steps(2);
+    assert!(planted.is_file());
+    wait_for(&mut harness, 30, "the rescan", |a| {
+        a.dataset().is_some_and(|d| d.counts() == [21, 19])
+    });
+    // Exclude: the file stays, the scan leaves it out, with the reason.
+    harness.get_all_by_label("Exclude").next().unwrap().click();
+    harness.run_steps(2);
+    wait_for(&mut harness, 30, "the rescan", |a| {
+        a.dataset().is_some_and(|d| d.counts() == [20, 19])
+    });
+    assert!(planted.is_file());
+    let skipped = &harness.state().dataset().unwrap().skipped;
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.path == planted && s.message.contains("vggtune-excluded.txt"))
+    );
+}

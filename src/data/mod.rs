@@ -4,6 +4,7 @@
 //! Owns everything between a folder on disk and the model's input floats. Knows nothing of egui
 //! or of tensors: it hands out plain `Vec<f32>` in channels-first order.
 
+pub mod curate;
 pub mod decode;
 pub mod preprocess;
 pub mod scan;

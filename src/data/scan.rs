@@ -101,6 +101,8 @@ pub enum SkipReason {
     UnknownClass(String),
     /// A hidden file or folder (name starting with a dot).
     Hidden,
+    /// Listed in the folder's exclusion list ([`super::curate::EXCLUDED_FILE`]).
+    Excluded,
     /// Any other I/O error.
     Io(String),
 }
@@ -133,6 +135,11 @@ impl fmt::Display for SkipReason {
             ),
             Self::UnknownClass(c) => write!(f, "class '{c}' is not among the training classes"),
             Self::Hidden => write!(f, "hidden file or folder"),
+            Self::Excluded => write!(
+                f,
+                "left out of training by its line in {}",
+                super::curate::EXCLUDED_FILE
+            ),
             Self::Io(why) => write!(f, "cannot read: {why}"),
         }
     }
@@ -312,7 +319,14 @@ impl Dataset {
         };
 
         let mut skipped = Vec::new();
-        let found = collect_labelled(&train_dir, &mut skipped)?;
+        let mut found = collect_labelled(&train_dir, &mut skipped)?;
+        let list = train_dir.join(super::curate::EXCLUDED_FILE);
+        found.files.retain(|(path, _)| *path != list);
+        skipped.retain(|s| s.path != list);
+        let excluded = super::curate::excluded(&train_dir).unwrap_or_else(|e| {
+            skipped.push(Skipped::new(list.clone(), SkipReason::Io(e)));
+            Default::default()
+        });
         let layout = found.layout;
         let mut classes: Vec<String> = found.class_folders.clone();
         for (_, label) in &found.files {
@@ -325,6 +339,13 @@ impl Dataset {
 
         let (mut images, bad) = check_files(&train_dir, found.files, &classes, options);
         skipped.extend(bad);
+        images.retain(|image| {
+            let keep = !excluded.contains(&image.rel);
+            if !keep {
+                skipped.push(Skipped::new(image.path.clone(), SkipReason::Excluded));
+            }
+            keep
+        });
         images.sort_by(|a, b| a.rel.cmp(&b.rel));
 
         let explicit_valid = match &valid_dir {

@@ -89,6 +89,46 @@ impl Split {
     }
 }
 
+impl Split {
+    /// `k` stratified folds of `dataset`'s training images for cross-validation: within each
+    /// class, images in the order of their seeded score go to folds 0, 1, …, k−1 in turn. Fold
+    /// `i` holds out its own images and trains on all the others, so every image is held out
+    /// exactly once. `k` is at least 2.
+    pub fn folds(dataset: &Dataset, k: usize, seed: u64) -> Vec<Self> {
+        let k = k.max(2);
+        let mut fold_of = vec![0usize; dataset.images.len()];
+        let mut by_class: Vec<Vec<(u64, usize)>> = vec![Vec::new(); dataset.classes.len()];
+        for (i, image) in dataset.images.iter().enumerate() {
+            if let Some(members) = by_class.get_mut(image.label) {
+                members.push((score(seed, &image.rel), i));
+            }
+        }
+        for mut members in by_class {
+            members.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| dataset.images[a.1].rel.cmp(&dataset.images[b.1].rel))
+            });
+            for (position, (_, i)) in members.into_iter().enumerate() {
+                fold_of[i] = position % k;
+            }
+        }
+        (0..k)
+            .map(|fold| {
+                let (valid, train): (Vec<_>, Vec<_>) = dataset
+                    .images
+                    .iter()
+                    .zip(&fold_of)
+                    .partition(|(_, f)| **f == fold);
+                Self {
+                    train: train.into_iter().map(|(i, _)| i.clone()).collect(),
+                    valid: valid.into_iter().map(|(i, _)| i.clone()).collect(),
+                    explicit: false,
+                }
+            })
+            .collect()
+    }
+}
+
 /// How many of a class's `n` images are held out: at least one when the class has two or more
 /// and the fraction is not zero, and never all of them.
 pub fn held_out(n: usize, fraction: f64) -> usize {
@@ -120,6 +160,37 @@ mod tests {
         assert_eq!(held_out(2, 0.9), 1);
         assert_eq!(held_out(1, 0.5), 0);
         assert_eq!(held_out(100, 0.0), 0);
+    }
+
+    #[test]
+    fn folds_hold_out_every_image_once_and_stratify() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, n) in [("cats", 10), ("dogs", 7)] {
+            std::fs::create_dir_all(dir.path().join(class)).unwrap();
+            for i in 0..n {
+                image::RgbImage::new(4, 4)
+                    .save(dir.path().join(format!("{class}/{i}.png")))
+                    .unwrap();
+            }
+        }
+        let data = Dataset::scan(dir.path()).unwrap();
+        let folds = Split::folds(&data, 5, 7);
+        assert_eq!(folds.len(), 5);
+        let mut held: Vec<String> = folds
+            .iter()
+            .flat_map(|f| f.valid.iter().map(|i| i.rel.clone()))
+            .collect();
+        held.sort();
+        let mut all: Vec<String> = data.images.iter().map(|i| i.rel.clone()).collect();
+        all.sort();
+        assert_eq!(held, all);
+        for f in &folds {
+            assert_eq!(f.train.len() + f.valid.len(), 17);
+            let cats = f.valid.iter().filter(|i| i.label == 0).count();
+            assert_eq!(cats, 2, "10 cats over 5 folds");
+            assert!(f.valid.iter().all(|v| !f.train.contains(v)));
+        }
+        assert_eq!(Split::folds(&data, 5, 7), folds, "seeded");
     }
 
     #[test]

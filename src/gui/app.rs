@@ -173,6 +173,11 @@ impl VggtuneApp {
         self.shared.heatmaps.maps_of(path)
     }
 
+    /// The photos Check labels listed, with the class each looks like.
+    pub fn label_suspects(&self) -> Vec<(PathBuf, String)> {
+        self.data.audit.suspects()
+    }
+
     /// Files that could not be classified, with why.
     pub fn rejected(&self) -> &[Unclassified] {
         &self.predict.rejected
@@ -292,6 +297,7 @@ impl VggtuneApp {
             }
             UiCommand::CancelQuit => self.confirm_close = false,
             UiCommand::ToggleAbout => self.show_about = !self.show_about,
+            UiCommand::CheckLabels => self.check_labels(ctx),
         }
     }
 
@@ -306,6 +312,16 @@ impl VggtuneApp {
             Ok(weights) => self
                 .train
                 .start(ctx, &mut self.shared, &dataset, weights, resume),
+            Err(e) => self.shared.notices.push(e),
+        }
+    }
+
+    fn check_labels(&mut self, ctx: &egui::Context) {
+        let Some(dataset) = self.data.dataset.clone() else {
+            return;
+        };
+        match WeightsPanel::for_run(&self.shared.state.weights, &self.shared.weights_dir) {
+            Ok(weights) => self.data.audit.start(ctx, &self.shared, &dataset, weights),
             Err(e) => self.shared.notices.push(e),
         }
     }

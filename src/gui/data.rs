@@ -19,6 +19,8 @@ pub(crate) struct DataPanel {
     scan_error: Option<String>,
     shown_class: usize,
     path_edit: String,
+    /// Check labels: the photos whose label looks wrong.
+    pub audit: super::audit::AuditPanel,
 }
 
 impl DataPanel {
@@ -40,9 +42,9 @@ impl DataPanel {
         }));
     }
 
-    /// True while a scan runs.
+    /// True while a scan or a label audit runs.
     pub fn is_busy(&self) -> bool {
-        self.scan.is_some()
+        self.scan.is_some() || self.audit.is_busy()
     }
 
     /// Takes in a finished scan.
@@ -59,6 +61,8 @@ impl DataPanel {
                 Err(e) => self.scan_error = Some(e),
             }
         }
+        let root = self.dataset.as_ref().map(|d| d.root.as_path());
+        self.audit.poll(root);
     }
 
     /// The Data view.
@@ -83,6 +87,7 @@ impl DataPanel {
             return;
         };
         self.summary_ui(ui, &dataset);
+        self.audit.ui(ui, shared, &dataset, commands);
         ui.separator();
         self.thumbnails_ui(ui, shared, &dataset);
     }

@@ -153,9 +153,7 @@ impl Heatmaps {
 
     /// The maps of `path`, asking the worker for them when there are none yet.
     fn maps(&mut self, path: &Path) -> Option<&Result<Arc<ClassMaps>, String>> {
-        if self.model.is_none() {
-            return None;
-        }
+        self.model.as_ref()?;
         if !self.maps.contains_key(path) && self.requested.insert(path.to_owned()) {
             self.request(Request::Maps(path.to_owned()));
         }
@@ -200,7 +198,7 @@ impl Heatmaps {
     fn paint(&mut self, ui: &egui::Ui, image: egui::Rect, path: &Path, predicted: usize) {
         let class = self.class.unwrap_or(predicted);
         let Some(texture) = self.texture(ui.ctx(), path, class) else {
-            let pending = matches!(self.maps(path), None);
+            let pending = self.maps(path).is_none();
             let note = if pending { "…" } else { "no map" };
             ui.painter().text(
                 image.right_top() + egui::vec2(-4.0, 2.0),

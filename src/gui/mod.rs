@@ -10,6 +10,7 @@
 //! reaches another's state.
 
 mod app;
+mod audit;
 mod chrome;
 mod data;
 mod evaluate;
@@ -166,6 +167,8 @@ pub(crate) enum UiCommand {
     DiscardAndQuit,
     CancelQuit,
     ToggleAbout,
+    /// List the training photos whose label looks wrong (Data view).
+    CheckLabels,
 }
 
 /// The commands a frame's views pushed.

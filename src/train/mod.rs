@@ -6,11 +6,13 @@
 //! fixes), `features` (the feature pass and where a batch's input comes from), `stepper` (the
 //! hand-written host step or autodiff, one cross-entropy), `checkpoint` (the writer thread),
 //! `run` (the orchestration, top to bottom), `log` (events as the lines and curves people
-//! see, for the CLI and the window alike), plus `cache`, `host_head`, `optim` and `metrics`.
+//! see, for the CLI and the window alike), `audit` (out-of-fold heads that find the photos whose
+//! label looks wrong), plus `cache`, `host_head`, `optim` and `metrics`.
 //!
 //! Knows nothing of egui: the window and the CLI both drive a [`TrainingRun`] and read its
 //! [`TrainEvent`]s.
 
+pub mod audit;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;

@@ -1,0 +1,263 @@
+//! Fixing a dataset's labels without ever losing a file: move a photo to the class it belongs
+//! to (into that class's folder, or renamed `dog.123.jpg` in Kaggle's flat layout), or leave it
+//! out of training through an exclusion list kept in the photo folder itself
+//! ([`EXCLUDED_FILE`], one relative path a line, which the scan reads). Nothing is deleted and
+//! nothing is overwritten; every change can be undone ([`Change::undo`]).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::scan::{Dataset, ImageEntry, Layout};
+
+/// The exclusion list's file name, in the folder the training photos are in.
+pub const EXCLUDED_FILE: &str = "vggtune-excluded.txt";
+/// The longest exclusion list read (a list of every photo of Kaggle's 25,000 is ~400 KB).
+const MAX_LIST_BYTES: u64 = 16 << 20;
+const LIST_HEADER: &str = "# Photos that vggtune leaves out of training: one path a line, relative \
+to this folder. Delete a line to train on that photo again.\n";
+
+/// The photos (relative paths, `/`-separated) excluded from training in `train_dir`; none when
+/// there is no list.
+pub fn excluded(train_dir: &Path) -> Result<BTreeSet<String>, String> {
+    let path = train_dir.join(EXCLUDED_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len > MAX_LIST_BYTES {
+        return Err(format!(
+            "{}: the exclusion list is {len} bytes; vggtune reads lists up to {MAX_LIST_BYTES}",
+            path.display()
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_LIST_BYTES), &mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(parse_list(&bytes))
+}
+
+/// The paths an exclusion list names: one a line, trimmed; blank lines and `#` comments
+/// ignored; `\` read as `/`.
+pub fn parse_list(bytes: &[u8]) -> BTreeSet<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.replace('\\', "/"))
+        .collect()
+}
+
+fn write_list(train_dir: &Path, list: &BTreeSet<String>) -> Result<(), String> {
+    let path = train_dir.join(EXCLUDED_FILE);
+    let mut text = String::from(LIST_HEADER);
+    for rel in list {
+        text.push_str(rel);
+        text.push('\n');
+    }
+    crate::fsutil::write_atomic(&path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A change made to a dataset, which [`Change::undo`] takes back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A photo moved (relabelled) from `from` to `to`.
+    Moved {
+        /// Where it was.
+        from: PathBuf,
+        /// Where it is.
+        to: PathBuf,
+    },
+    /// `rel` was added to `train_dir`'s exclusion list.
+    Excluded {
+        /// The folder of the list.
+        train_dir: PathBuf,
+        /// The photo.
+        rel: String,
+    },
+}
+
+impl Change {
+    /// Takes the change back: moves the photo back (never over another file), or takes it off
+    /// the exclusion list.
+    pub fn undo(&self) -> Result<(), String> {
+        match self {
+            Self::Moved { from, to } => move_new(to, from),
+            Self::Excluded { train_dir, rel } => {
+                let mut list = excluded(train_dir)?;
+                list.remove(rel);
+                write_list(train_dir, &list)
+            }
+        }
+    }
+
+    /// In words, for a confirmation.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Moved { from, to } => format!("moved {} to {}", from.display(), to.display()),
+            Self::Excluded { rel, .. } => format!("{rel} is left out of training"),
+        }
+    }
+}
+
+/// Leaves `image` of `dataset` out of training: adds it to the exclusion list.
+pub fn exclude(dataset: &Dataset, image: &ImageEntry) -> Result<Change, String> {
+    let mut list = excluded(&dataset.train_dir)?;
+    list.insert(image.rel.clone());
+    write_list(&dataset.train_dir, &list)?;
+    Ok(Change::Excluded {
+        train_dir: dataset.train_dir.clone(),
+        rel: image.rel.clone(),
+    })
+}
+
+/// Gives `image` of `dataset` the label `class` (one of the dataset's classes) by moving it:
+/// into `class`'s folder, or, in the flat layout, renamed to `class.REST` beside itself. A name
+/// already taken gets `-2`, `-3`… before its extension.
+pub fn relabel(dataset: &Dataset, image: &ImageEntry, class: &str) -> Result<Change, String> {
+    if !dataset.classes.iter().any(|c| c == class) {
+        return Err(format!("'{class}' is not one of the dataset's classes"));
+    }
+    let name = image
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| format!("{}: not a file", image.path.display()))?;
+    let (dir, name) = match dataset.layout {
+        Layout::FoldersAsLabels => (dataset.train_dir.join(class), name),
+        Layout::KaggleFlat => {
+            let rest = name.split_once('.').map_or(name.as_str(), |(_, r)| r);
+            let dir = image.path.parent().unwrap_or(&dataset.train_dir).to_owned();
+            (dir, format!("{class}.{rest}"))
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let to = free_name(&dir, &name);
+    move_new(&image.path, &to)?;
+    Ok(Change::Moved {
+        from: image.path.clone(),
+        to,
+    })
+}
+
+/// `dir/name`, or `dir/STEM-k.EXT` for the first k from 2 that no file has.
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+    (2..)
+        .map(|k| {
+            dir.join(if ext.is_empty() {
+                format!("{stem}-{k}")
+            } else {
+                format!("{stem}-{k}.{ext}")
+            })
+        })
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// Renames `from` to `to`, refusing to replace a file at `to`.
+fn move_new(from: &Path, to: &Path) -> Result<(), String> {
+    if to.exists() {
+        return Err(format!(
+            "{}: a file is already there; nothing was moved",
+            to.display()
+        ));
+    }
+    std::fs::rename(from, to).map_err(|e| {
+        format!(
+            "cannot move {} to {}: {e}; nothing was moved",
+            from.display(),
+            to.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo(dir: &Path, rel: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]))
+            .save(&path)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_flat_photo_is_renamed_and_undone_without_overwriting() {
+        let dir = tempfile::tempdir().unwrap();
+        for rel in ["cat.1.png", "cat.2.png", "dog.1.png", "dog.2.png"] {
+            photo(dir.path(), rel);
+        }
+        let data = Dataset::scan(dir.path()).unwrap();
+        let cat1 = data.images.iter().find(|i| i.rel == "cat.1.png").unwrap();
+        // dog.1.png exists: the relabelled cat.1.png becomes dog.1-2.png.
+        let change = relabel(&data, cat1, "dog").unwrap();
+        assert_eq!(
+            change,
+            Change::Moved {
+                from: dir.path().join("cat.1.png"),
+                to: dir.path().join("dog.1-2.png")
+            }
+        );
+        let again = Dataset::scan(dir.path()).unwrap();
+        assert_eq!(again.counts(), [1, 3]);
+        change.undo().unwrap();
+        assert_eq!(Dataset::scan(dir.path()).unwrap().counts(), [2, 2]);
+        assert!(relabel(&data, cat1, "horse").unwrap_err().contains("horse"));
+    }
+
+    #[test]
+    fn an_excluded_photo_is_skipped_by_the_scan_until_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        for rel in ["cats/a.png", "cats/b.png", "dogs/a.png", "dogs/b.png"] {
+            photo(dir.path(), rel);
+        }
+        let data = Dataset::scan(dir.path()).unwrap();
+        let change = exclude(&data, &data.images[0]).unwrap();
+        let again = Dataset::scan(dir.path()).unwrap();
+        assert_eq!(again.counts(), [1, 2]);
+        assert_eq!(again.classes, ["cats", "dogs"]);
+        assert_eq!(again.skipped.len(), 1, "{:?}", again.skipped);
+        assert!(again.skipped[0].message.contains(EXCLUDED_FILE));
+        assert!(dir.path().join("cats/a.png").is_file(), "never deleted");
+        // Moving into a class folder, and undoing both.
+        let moved = relabel(&again, &again.images[1], "cats").unwrap();
+        assert!(dir.path().join("cats/a-2.png").is_file());
+        moved.undo().unwrap();
+        change.undo().unwrap();
+        let back = Dataset::scan(dir.path()).unwrap();
+        assert_eq!(back.counts(), [2, 2]);
+        assert!(back.skipped.is_empty(), "{:?}", back.skipped);
+    }
+
+    #[test]
+    fn the_flat_layout_does_not_take_the_list_for_a_class() {
+        let dir = tempfile::tempdir().unwrap();
+        for rel in ["cat.1.png", "cat.2.png", "dog.1.png", "dog.2.png"] {
+            photo(dir.path(), rel);
+        }
+        let data = Dataset::scan(dir.path()).unwrap();
+        exclude(&data, &data.images[3]).unwrap();
+        let again = Dataset::scan(dir.path()).unwrap();
+        assert_eq!(again.classes, ["cat", "dog"]);
+        assert_eq!(again.counts(), [2, 1]);
+    }
+
+    #[test]
+    fn lists_are_read_loosely() {
+        let list = parse_list(b"# note\n\n  cats\\a.png \r\ndogs/b.png\n\xff\xfe\n");
+        assert!(list.contains("cats/a.png") && list.contains("dogs/b.png"));
+        assert_eq!(list.len(), 3);
+    }
+}

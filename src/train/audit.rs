@@ -1,0 +1,203 @@
+//! Which training photos look mislabelled: K heads trained out-of-fold on the cached features
+//! (each photo is judged by a head that never saw it), then every photo whose given label gets
+//! a low out-of-fold probability, most suspicious first.
+//!
+//! Each fold is an ordinary training run ([`TrainingRun`]) of the head on the frozen base with
+//! its held-out fold as the validation photos, so the feature cache, the device choice and the
+//! fast head step are the same as a run's: the first fold computes the features of every photo,
+//! the others read them from the cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::config::{TrainConfig, Trainable};
+use super::events::TrainEvent;
+use super::metrics::{EvaluatedImages, Evaluation, argmax};
+use super::worker::{TrainJob, TrainingRun};
+use crate::data::{Dataset, Split};
+
+/// Folds when none is asked for.
+pub const DEFAULT_FOLDS: usize = 5;
+/// A photo is listed when its out-of-fold probability of its own label is below this: a head
+/// that never saw it prefers another class.
+pub const SUSPECT_BELOW: f32 = 0.5;
+
+/// Below this out-of-fold accuracy the heads' doubts say little about the labels.
+pub const TRUSTED_ACCURACY: f64 = 0.8;
+
+/// A training photo whose label looks wrong.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Suspect {
+    /// The photo.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
+    pub path: PathBuf,
+    /// Its path in the dataset.
+    pub rel: String,
+    /// The class its folder or name gives it (index into [`Audit::classes`]).
+    pub given: usize,
+    /// The class the out-of-fold head gives it.
+    pub looks_like: usize,
+    /// The out-of-fold probability of `given`.
+    pub given_probability: f32,
+    /// The out-of-fold probability of `looks_like`.
+    pub looks_like_probability: f32,
+}
+
+/// What an audit found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Audit {
+    /// The dataset's classes.
+    pub classes: Vec<String>,
+    /// Folds trained.
+    pub folds: usize,
+    /// The out-of-fold evaluation of every photo (accuracy, log loss, confusion).
+    pub evaluation: Evaluation,
+    /// The photos whose label looks wrong, most suspicious (lowest probability of their given
+    /// label) first.
+    pub suspects: Vec<Suspect>,
+    /// Seconds the audit took.
+    pub secs: f64,
+}
+
+impl Audit {
+    /// A warning when the heads are too often wrong for their doubts to mean much.
+    pub fn warning(&self) -> Option<String> {
+        let accuracy = self.evaluation.accuracy;
+        (accuracy < TRUSTED_ACCURACY).then(|| {
+            format!(
+                "the heads got only {:.1}% of the photos right without having seen them, so their \
+                 doubts say little about the labels: use ImageNet weights, more photos a class, \
+                 or more epochs",
+                100.0 * accuracy
+            )
+        })
+    }
+}
+
+/// What to audit and how.
+pub struct AuditJob {
+    /// The scanned photos.
+    pub dataset: Dataset,
+    /// The base weights (`None`: seeded random weights, for tests).
+    pub weights: Option<PathBuf>,
+    /// The head's training; the base stays frozen (the trainable part is forced to the head,
+    /// augmentation off) so that the features come from the cache.
+    pub config: TrainConfig,
+    /// How many folds.
+    pub folds: usize,
+    /// The feature cache's folder (default: the platform cache).
+    pub cache_root: Option<PathBuf>,
+}
+
+/// Runs `job`'s folds one after the other on this thread, handing each fold's training events
+/// to `on_event(fold, folds, event)`. `Ok(None)` when `stop` was set.
+pub fn run(
+    job: AuditJob,
+    stop: &Arc<AtomicBool>,
+    mut on_event: impl FnMut(usize, usize, &TrainEvent),
+) -> Result<Option<Audit>, String> {
+    let started = std::time::Instant::now();
+    let dataset = &job.dataset;
+    if dataset.classes.len() < 2 {
+        return Err("a label audit needs at least two classes".into());
+    }
+    let mut config = job.config.clone();
+    config.trainable = Trainable::Head;
+    config.augment = false;
+    let splits = Split::folds(dataset, job.folds, config.seed);
+    let folds = splits.len();
+    if dataset.images.len() < folds {
+        return Err(format!(
+            "a {folds}-fold audit needs at least {folds} photos; the folder has {}",
+            dataset.images.len()
+        ));
+    }
+    let (mut paths, mut labels, mut probs) = (Vec::new(), Vec::new(), Vec::new());
+    for (fold, split) in splits.into_iter().enumerate() {
+        let fold_data = Dataset {
+            images: split.train,
+            explicit_valid: Some(split.valid),
+            ..dataset.clone()
+        };
+        let fold_job = TrainJob {
+            dataset: fold_data,
+            weights: job.weights.clone(),
+            config: config.clone(),
+            out: None,
+            checkpoint: None,
+            checkpoint_interval: std::time::Duration::ZERO,
+            final_checkpoint: false,
+            resume: false,
+            cache_root: job.cache_root.clone(),
+            stop_after: None,
+        };
+        // A fold's run has a stop flag of its own (dropping a run sets it), raised from the
+        // audit's after any event.
+        let fold_stop = Arc::new(AtomicBool::new(false));
+        let (raise, asked) = (fold_stop.clone(), stop.clone());
+        let run = TrainingRun::start_with_stop(fold_job, fold_stop, move || {
+            if asked.load(Ordering::Relaxed) {
+                raise.store(true, Ordering::Relaxed);
+            }
+        })
+        .map_err(|e| format!("cannot start the training thread: {e}"))?;
+        let mut last = None;
+        while let Some(event) = run.next_event() {
+            on_event(fold, folds, &event);
+            last = Some(event);
+        }
+        match last {
+            Some(TrainEvent::Finished(summary)) => {
+                let v = summary.validation;
+                paths.extend(v.images);
+                labels.extend(v.labels);
+                probs.extend(v.probs);
+            }
+            Some(TrainEvent::Stopped { .. }) => return Ok(None),
+            Some(TrainEvent::Failed { reason }) => {
+                return Err(format!("fold {} of {folds}: {reason}", fold + 1));
+            }
+            _ => return Err(format!("fold {} of {folds} ended without a word", fold + 1)),
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+    }
+    let rel_of: std::collections::HashMap<&std::path::Path, &str> = dataset
+        .images
+        .iter()
+        .map(|i| (i.path.as_path(), i.rel.as_str()))
+        .collect();
+    let mut suspects: Vec<Suspect> = paths
+        .iter()
+        .zip(&labels)
+        .zip(&probs)
+        .filter_map(|((path, &given), p)| {
+            let given_probability = p.get(given).copied()?;
+            let looks_like = argmax(p);
+            (given_probability < SUSPECT_BELOW && looks_like != given).then(|| Suspect {
+                path: path.clone(),
+                rel: rel_of
+                    .get(path.as_path())
+                    .map_or_else(|| path.to_string_lossy().into_owned(), |r| (*r).to_owned()),
+                given,
+                looks_like,
+                given_probability,
+                looks_like_probability: p[looks_like],
+            })
+        })
+        .collect();
+    suspects.sort_by(|a, b| {
+        a.given_probability
+            .total_cmp(&b.given_probability)
+            .then_with(|| a.rel.cmp(&b.rel))
+    });
+    Ok(Some(Audit {
+        classes: dataset.classes.clone(),
+        folds,
+        evaluation: EvaluatedImages::new(&dataset.classes, paths, labels, probs).evaluation,
+        suspects,
+        secs: started.elapsed().as_secs_f64(),
+    }))
+}
