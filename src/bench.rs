@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{Dataset, SplitConfig};
 use crate::device::{self, DeviceChoice};
-use crate::model::cpu_base::FrozenConvs;
+use crate::model::frozen::FrozenConvs;
 use crate::model::{HeadKind, Vgg16Config};
 use crate::rng::SplitMix64;
 use crate::train::host_head;

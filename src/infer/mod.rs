@@ -21,7 +21,7 @@ use crate::data::{DecodeLimits, decode_prepared};
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
 use crate::model::Vgg16Config;
 use crate::model::bundle::{self, BundleError, BundleHeader};
-use crate::model::cpu_base::FrozenConvs;
+use crate::model::frozen::FrozenConvs;
 use crate::model::host::to_host;
 use crate::train::metrics::argmax;
 

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cpu_base;
 pub mod download;
 pub mod export;
+pub mod frozen;
 pub mod host;
 pub mod imagenet;
 pub mod onnx;

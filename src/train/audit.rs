@@ -115,55 +115,85 @@ pub fn run(
     }
     let (mut paths, mut labels, mut probs) = (Vec::new(), Vec::new(), Vec::new());
     for (fold, split) in splits.into_iter().enumerate() {
-        let fold_data = Dataset {
+        let Some(held) = run_fold(&job, &config, split, stop, |event| {
+            on_event(fold, folds, event);
+        })
+        .map_err(|e| format!("fold {} of {folds}: {e}", fold + 1))?
+        else {
+            return Ok(None);
+        };
+        paths.extend(held.images);
+        labels.extend(held.labels);
+        probs.extend(held.probs);
+    }
+    let suspects = suspects(dataset, &paths, &labels, &probs);
+    Ok(Some(Audit {
+        classes: dataset.classes.clone(),
+        folds,
+        evaluation: EvaluatedImages::new(&dataset.classes, paths, labels, probs).evaluation,
+        suspects,
+        secs: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Trains one fold's head (on `split.train`, validated on `split.valid`) and returns its
+/// held-out photos' probabilities; `None` when stopped.
+fn run_fold(
+    job: &AuditJob,
+    config: &TrainConfig,
+    split: Split,
+    stop: &Arc<AtomicBool>,
+    mut on_event: impl FnMut(&TrainEvent),
+) -> Result<Option<EvaluatedImages>, String> {
+    let fold_job = TrainJob {
+        dataset: Dataset {
             images: split.train,
             explicit_valid: Some(split.valid),
-            ..dataset.clone()
-        };
-        let fold_job = TrainJob {
-            dataset: fold_data,
-            weights: job.weights.clone(),
-            config: config.clone(),
-            out: None,
-            checkpoint: None,
-            checkpoint_interval: std::time::Duration::ZERO,
-            final_checkpoint: false,
-            resume: false,
-            cache_root: job.cache_root.clone(),
-            stop_after: None,
-        };
-        // A fold's run has a stop flag of its own (dropping a run sets it), raised from the
-        // audit's after any event.
-        let fold_stop = Arc::new(AtomicBool::new(false));
-        let (raise, asked) = (fold_stop.clone(), stop.clone());
-        let run = TrainingRun::start_with_stop(fold_job, fold_stop, move || {
-            if asked.load(Ordering::Relaxed) {
-                raise.store(true, Ordering::Relaxed);
-            }
-        })
-        .map_err(|e| format!("cannot start the training thread: {e}"))?;
-        let mut last = None;
-        while let Some(event) = run.next_event() {
-            on_event(fold, folds, &event);
-            last = Some(event);
+            ..job.dataset.clone()
+        },
+        weights: job.weights.clone(),
+        config: config.clone(),
+        out: None,
+        checkpoint: None,
+        checkpoint_interval: std::time::Duration::ZERO,
+        final_checkpoint: false,
+        resume: false,
+        cache_root: job.cache_root.clone(),
+        stop_after: None,
+    };
+    // A fold's run has a stop flag of its own (dropping a run sets it), raised from the audit's
+    // after any event.
+    let fold_stop = Arc::new(AtomicBool::new(false));
+    let (raise, asked) = (fold_stop.clone(), stop.clone());
+    let run = TrainingRun::start_with_stop(fold_job, fold_stop, move || {
+        if asked.load(Ordering::Relaxed) {
+            raise.store(true, Ordering::Relaxed);
         }
-        match last {
-            Some(TrainEvent::Finished(summary)) => {
-                let v = summary.validation;
-                paths.extend(v.images);
-                labels.extend(v.labels);
-                probs.extend(v.probs);
-            }
-            Some(TrainEvent::Stopped { .. }) => return Ok(None),
-            Some(TrainEvent::Failed { reason }) => {
-                return Err(format!("fold {} of {folds}: {reason}", fold + 1));
-            }
-            _ => return Err(format!("fold {} of {folds} ended without a word", fold + 1)),
-        }
-        if stop.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
+    })
+    .map_err(|e| format!("cannot start the training thread: {e}"))?;
+    let mut last = None;
+    while let Some(event) = run.next_event() {
+        on_event(&event);
+        last = Some(event);
     }
+    match last {
+        Some(TrainEvent::Finished(summary)) if !stop.load(Ordering::Relaxed) => {
+            Ok(Some(summary.validation))
+        }
+        Some(TrainEvent::Finished(_) | TrainEvent::Stopped { .. }) => Ok(None),
+        Some(TrainEvent::Failed { reason }) => Err(reason),
+        _ => Err("the run ended without a word".into()),
+    }
+}
+
+/// The photos whose given label has an out-of-fold probability under [`SUSPECT_BELOW`] while
+/// another class is likelier, most suspicious first.
+fn suspects(
+    dataset: &Dataset,
+    paths: &[PathBuf],
+    labels: &[usize],
+    probs: &[Vec<f32>],
+) -> Vec<Suspect> {
     let rel_of: std::collections::HashMap<&std::path::Path, &str> = dataset
         .images
         .iter()
@@ -171,8 +201,8 @@ pub fn run(
         .collect();
     let mut suspects: Vec<Suspect> = paths
         .iter()
-        .zip(&labels)
-        .zip(&probs)
+        .zip(labels)
+        .zip(probs)
         .filter_map(|((path, &given), p)| {
             let given_probability = p.get(given).copied()?;
             let looks_like = argmax(p);
@@ -193,11 +223,5 @@ pub fn run(
             .total_cmp(&b.given_probability)
             .then_with(|| a.rel.cmp(&b.rel))
     });
-    Ok(Some(Audit {
-        classes: dataset.classes.clone(),
-        folds,
-        evaluation: EvaluatedImages::new(&dataset.classes, paths, labels, probs).evaluation,
-        suspects,
-        secs: started.elapsed().as_secs_f64(),
-    }))
+    suspects
 }

@@ -18,7 +18,7 @@ use super::worker::Emitter;
 use crate::data::decode::{check_file_size, decode_rgb_bytes};
 use crate::data::{DecodeLimits, ImageEntry, Preprocessing, decode_prepared};
 use crate::model::Vgg16Config;
-use crate::model::cpu_base::FrozenConvs;
+use crate::model::frozen::FrozenConvs;
 
 /// One usable image of the run, with where its frozen features are.
 pub(super) struct Sample {

@@ -30,7 +30,7 @@ use super::worker::{Emitter, Outcome, TrainJob};
 use crate::data::{DecodeLimits, Preprocessing, Split};
 use crate::device;
 use crate::model::bundle::{self, BundleHeader};
-use crate::model::cpu_base::FrozenConvs;
+use crate::model::frozen::FrozenConvs;
 use crate::model::host::to_host;
 use crate::model::{Vgg16, Vgg16Config};
 use crate::rng::SplitMix64;
