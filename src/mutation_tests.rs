@@ -188,6 +188,7 @@ fn tiny_model() -> (crate::model::Vgg16, crate::model::bundle::BundleHeader) {
         history: serde_json::Value::Null,
         next_epoch: 0,
         validation: None,
+        mirror_tta: false,
     };
     (config.init(&burn::tensor::Device::flex()), header)
 }

@@ -251,6 +251,9 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     harness.get_by_label("photo 0.png").click();
     harness.run_steps(3);
     harness.get_by_label("Why this class?");
+    harness.get_by_label_contains("The model says: blue");
+    harness.get_by_label("Close").click();
+    harness.run_steps(2);
 
     // The evaluation of the validation photos: click a confusion-matrix cell to see its photos.
     harness.get_by_label("Evaluate").click();

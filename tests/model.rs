@@ -12,9 +12,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use vggtune::data::{Convention, DecodeLimits, Preprocessing, ResizeMode, decode_rgb};
 use vggtune::model::bundle::{self, BundleHeader};
 use vggtune::model::cpu_base::{Algorithm, CpuConvBase};
-use vggtune::model::frozen::FrozenConvs;
 use vggtune::model::download::{DownloadError, download};
 use vggtune::model::export::{ExportFormat, export_model};
+use vggtune::model::frozen::FrozenConvs;
 use vggtune::model::weights::{RawTensor, export_safetensors, torchvision_state_dict};
 use vggtune::model::{HeadKind, Vgg16Config, WeightsError, apply_weights, read_weights};
 
@@ -699,6 +699,7 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
         history: serde_json::Value::Null,
         next_epoch: 0,
         validation: None,
+        mirror_tta: false,
     };
     let mut model = config.init(&cpu());
     // Real ImageNet convolutions, so photos give different features whatever Burn's unseeded

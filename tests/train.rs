@@ -1156,4 +1156,34 @@ fn the_audit_lists_a_cat_filed_as_a_dog_first_on_the_real_imagenet_base() {
         text.contains("1. dog.999.jpg  labelled dog, looks like cat"),
         "{text}"
     );
+    assert!(
+        text.contains("41 photos at 112 px with vgg16_keras.onnx"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: the photos were seen at 112 px"),
+        "{text}"
+    );
+
+    // A photo kept after a look is not listed again (and the scan passes over the list).
+    std::fs::write(data.path().join("vggtune-kept.txt"), "dog.999.jpg\n").unwrap();
+    let out = run_ok(&[
+        "audit",
+        data.path().to_str().unwrap(),
+        "--weights",
+        onnx_fixture().to_str().unwrap(),
+        "--input-size",
+        "112",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--cache-dir",
+        work.path().to_str().unwrap(),
+        "--json",
+    ]);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["kept_earlier"], 1);
+    assert_eq!(again["evaluation"]["count"], 41);
+    assert_ne!(again["suspects"][0]["rel"], "dog.999.jpg");
 }

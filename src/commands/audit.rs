@@ -119,24 +119,14 @@ pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
 }
 
 fn print_audit(found: &vggtune::train::audit::Audit, data: &Path) {
-    let e = &found.evaluation;
     println!(
-        "{}: {} photos, {} out-of-fold heads, {:.0} s",
+        "{}: {} out-of-fold heads, {:.0} s",
         data.display(),
-        e.count,
         found.folds,
         found.secs
     );
-    println!(
-        "out-of-fold accuracy {:.2}%, log loss {:.4}",
-        100.0 * e.accuracy,
-        e.log_loss
-    );
-    println!(
-        "{} photos whose label looks wrong, most suspicious first:",
-        found.suspects.len()
-    );
-    if let Some(warning) = found.warning() {
+    println!("{}", found.summary());
+    for warning in found.warnings() {
         println!("warning: {warning}");
     }
     let classes = &found.classes;

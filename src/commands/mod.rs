@@ -139,6 +139,8 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     #[command(flatten)]
+    tta: TtaFlags,
+    #[command(flatten)]
     output: Output,
 }
 
@@ -164,6 +166,8 @@ pub struct PredictArgs {
     #[arg(long, requires = "heatmaps")]
     heatmap_class: Option<String>,
     #[command(flatten)]
+    tta: TtaFlags,
+    #[command(flatten)]
     output: Output,
 }
 
@@ -183,6 +187,8 @@ pub struct SubmitArgs {
     /// Photos per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    #[command(flatten)]
+    tta: TtaFlags,
     #[command(flatten)]
     output: Output,
 }
@@ -383,8 +389,24 @@ fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn load_classifier(choice: DeviceChoice, path: &Path) -> anyhow::Result<Classifier> {
-    Ok(Classifier::load_for(path, choice)?)
+/// Test-time augmentation flags of the commands that predict.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct TtaFlags {
+    /// Predict each photo as the mean of it and its mirror image (default: as the model file
+    /// says).
+    #[arg(long, conflicts_with = "no_tta")]
+    tta: bool,
+    /// Predict each photo as it is, without its mirror image.
+    #[arg(long)]
+    no_tta: bool,
+}
+
+fn load_classifier(choice: DeviceChoice, path: &Path, tta: TtaFlags) -> anyhow::Result<Classifier> {
+    let classifier = Classifier::load_for(path, choice)?;
+    if tta.tta || tta.no_tta {
+        classifier.set_mirror_tta(tta.tta);
+    }
+    Ok(classifier)
 }
 
 fn predict_with_bar(
@@ -491,7 +513,7 @@ pub fn print_evaluation(e: &Evaluation) {
 
 /// Evaluates a saved model on a labelled folder.
 pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> {
-    let classifier = load_classifier(choice, &args.model)?;
+    let classifier = load_classifier(choice, &args.model, args.tta)?;
     let dataset = Dataset::scan(&args.data)?;
     let progress = args
         .output
@@ -538,7 +560,7 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
 
 /// Classifies images and folders.
 pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
-    let classifier = load_classifier(choice, &args.model)?;
+    let classifier = load_classifier(choice, &args.model, args.tta)?;
     let (paths, mut rejected) = infer::collect_images(&args.inputs);
     let (predictions, failed) = match &args.heatmaps {
         None => predict_with_bar(&classifier, &paths, args.batch_size, args.output),
@@ -599,7 +621,7 @@ pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
 
 /// Writes a Kaggle submission.
 pub fn submit(choice: DeviceChoice, args: SubmitArgs) -> anyhow::Result<()> {
-    let classifier = load_classifier(choice, &args.model)?;
+    let classifier = load_classifier(choice, &args.model, args.tta)?;
     let (paths, rejected) = infer::collect_images(std::slice::from_ref(&args.test_dir));
     let (predictions, failed) = predict_with_bar(&classifier, &paths, args.batch_size, args.output);
     let rows = infer::kaggle_rows(classifier.classes(), &predictions, args.clip)?;

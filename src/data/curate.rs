@@ -1,8 +1,9 @@
 //! Fixing a dataset's labels without ever losing a file: move a photo to the class it belongs
-//! to (into that class's folder, or renamed `dog.123.jpg` in Kaggle's flat layout), or leave it
-//! out of training through an exclusion list kept in the photo folder itself
-//! ([`EXCLUDED_FILE`], one relative path a line, which the scan reads). Nothing is deleted and
-//! nothing is overwritten; every change can be undone ([`Change::undo`]).
+//! to (into that class's folder, or renamed `dog.123.jpg` in Kaggle's flat layout), leave it out
+//! of training through an exclusion list kept in the photo folder itself ([`EXCLUDED_FILE`], one
+//! relative path a line, which the scan reads), or mark its label as checked ([`KEPT_FILE`], which
+//! label audits read). Nothing is deleted and nothing is overwritten; every change can be undone
+//! ([`Change::undo`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,15 +12,37 @@ use super::scan::{Dataset, ImageEntry, Layout};
 
 /// The exclusion list's file name, in the folder the training photos are in.
 pub const EXCLUDED_FILE: &str = "vggtune-excluded.txt";
+/// The list of photos whose label a person checked and kept, beside the exclusion list.
+pub const KEPT_FILE: &str = "vggtune-kept.txt";
+/// vggtune's own files in a photo folder, which the scan passes over.
+pub const OWN_FILES: [&str; 2] = [EXCLUDED_FILE, KEPT_FILE];
 /// The longest exclusion list read (a list of every photo of Kaggle's 25,000 is ~400 KB).
 const MAX_LIST_BYTES: u64 = 16 << 20;
-const LIST_HEADER: &str = "# Photos that vggtune leaves out of training: one path a line, relative \
-to this folder. Delete a line to train on that photo again.\n";
+
+/// The first line of each list.
+fn list_header(file: &str) -> &'static str {
+    if file == KEPT_FILE {
+        "# Photos whose label was checked and kept: vggtune's label checks do not list them again. \
+One path a line, relative to this folder.\n"
+    } else {
+        "# Photos that vggtune leaves out of training: one path a line, relative to this folder. \
+Delete a line to train on that photo again.\n"
+    }
+}
 
 /// The photos (relative paths, `/`-separated) excluded from training in `train_dir`; none when
 /// there is no list.
 pub fn excluded(train_dir: &Path) -> Result<BTreeSet<String>, String> {
-    let path = train_dir.join(EXCLUDED_FILE);
+    read_list(train_dir, EXCLUDED_FILE)
+}
+
+/// The photos of `train_dir` whose label was checked and kept; none when there is no list.
+pub fn kept(train_dir: &Path) -> Result<BTreeSet<String>, String> {
+    read_list(train_dir, KEPT_FILE)
+}
+
+fn read_list(train_dir: &Path, file: &str) -> Result<BTreeSet<String>, String> {
+    let path = train_dir.join(file);
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
@@ -52,9 +75,9 @@ pub fn parse_list(bytes: &[u8]) -> BTreeSet<String> {
         .collect()
 }
 
-fn write_list(train_dir: &Path, list: &BTreeSet<String>) -> Result<(), String> {
-    let path = train_dir.join(EXCLUDED_FILE);
-    let mut text = String::from(LIST_HEADER);
+fn write_list(train_dir: &Path, file: &str, list: &BTreeSet<String>) -> Result<(), String> {
+    let path = train_dir.join(file);
+    let mut text = String::from(list_header(file));
     for rel in list {
         text.push_str(rel);
         text.push('\n');
@@ -80,6 +103,13 @@ pub enum Change {
         /// The photo.
         rel: String,
     },
+    /// `rel`'s label was checked and kept: added to `train_dir`'s list of kept photos.
+    Kept {
+        /// The folder of the list.
+        train_dir: PathBuf,
+        /// The photo.
+        rel: String,
+    },
 }
 
 impl Change {
@@ -88,11 +118,8 @@ impl Change {
     pub fn undo(&self) -> Result<(), String> {
         match self {
             Self::Moved { from, to } => move_new(to, from),
-            Self::Excluded { train_dir, rel } => {
-                let mut list = excluded(train_dir)?;
-                list.remove(rel);
-                write_list(train_dir, &list)
-            }
+            Self::Excluded { train_dir, rel } => remove_from(train_dir, EXCLUDED_FILE, rel),
+            Self::Kept { train_dir, rel } => remove_from(train_dir, KEPT_FILE, rel),
         }
     }
 
@@ -101,16 +128,36 @@ impl Change {
         match self {
             Self::Moved { from, to } => format!("moved {} to {}", from.display(), to.display()),
             Self::Excluded { rel, .. } => format!("{rel} is left out of training"),
+            Self::Kept { rel, .. } => format!("{rel} keeps its label"),
         }
     }
 }
 
+fn remove_from(train_dir: &Path, file: &str, rel: &str) -> Result<(), String> {
+    let mut list = read_list(train_dir, file)?;
+    list.remove(rel);
+    write_list(train_dir, file, &list)
+}
+
+fn add_to(train_dir: &Path, file: &str, rel: &str) -> Result<(), String> {
+    let mut list = read_list(train_dir, file)?;
+    list.insert(rel.to_owned());
+    write_list(train_dir, file, &list)
+}
+
 /// Leaves `image` of `dataset` out of training: adds it to the exclusion list.
 pub fn exclude(dataset: &Dataset, image: &ImageEntry) -> Result<Change, String> {
-    let mut list = excluded(&dataset.train_dir)?;
-    list.insert(image.rel.clone());
-    write_list(&dataset.train_dir, &list)?;
+    add_to(&dataset.train_dir, EXCLUDED_FILE, &image.rel)?;
     Ok(Change::Excluded {
+        train_dir: dataset.train_dir.clone(),
+        rel: image.rel.clone(),
+    })
+}
+
+/// Marks `image`'s label as checked: label audits do not list it again.
+pub fn keep(dataset: &Dataset, image: &ImageEntry) -> Result<Change, String> {
+    add_to(&dataset.train_dir, KEPT_FILE, &image.rel)?;
+    Ok(Change::Kept {
         train_dir: dataset.train_dir.clone(),
         rel: image.rel.clone(),
     })
@@ -231,6 +278,20 @@ mod tests {
         assert_eq!(again.skipped.len(), 1, "{:?}", again.skipped);
         assert!(again.skipped[0].message.contains(EXCLUDED_FILE));
         assert!(dir.path().join("cats/a.png").is_file(), "never deleted");
+        // Kept: listed for audits, not for the scan, which passes over the list.
+        let kept = keep(&again, &again.images[0]).unwrap();
+        assert!(
+            super::kept(dir.path())
+                .unwrap()
+                .contains(&again.images[0].rel)
+        );
+        let rescanned = Dataset::scan(dir.path()).unwrap();
+        assert_eq!(
+            (rescanned.counts(), rescanned.skipped.len()),
+            (vec![1, 2], 1)
+        );
+        kept.undo().unwrap();
+        assert!(super::kept(dir.path()).unwrap().is_empty());
         // Moving into a class folder, and undoing both.
         let moved = relabel(&again, &again.images[1], "cats").unwrap();
         assert!(dir.path().join("cats/a-2.png").is_file());

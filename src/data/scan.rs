@@ -320,9 +320,10 @@ impl Dataset {
 
         let mut skipped = Vec::new();
         let mut found = collect_labelled(&train_dir, &mut skipped)?;
+        let own = super::curate::OWN_FILES.map(|f| train_dir.join(f));
+        found.files.retain(|(path, _)| !own.contains(path));
+        skipped.retain(|s| !own.contains(&s.path));
         let list = train_dir.join(super::curate::EXCLUDED_FILE);
-        found.files.retain(|(path, _)| *path != list);
-        skipped.retain(|s| s.path != list);
         let excluded = super::curate::excluded(&train_dir).unwrap_or_else(|e| {
             skipped.push(Skipped::new(list.clone(), SkipReason::Io(e)));
             Default::default()

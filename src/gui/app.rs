@@ -582,8 +582,8 @@ impl VggtuneApp {
             }
             View::Evaluate => {
                 let can_start = (self.model.classifier.is_some(), self.data.dataset.is_some());
-                let classes = &self.model.classes;
-                self.evaluate.ui(ui, shared, can_start, classes, commands);
+                self.evaluate
+                    .ui(ui, shared, can_start, &self.model, commands);
             }
             View::Predict => self.predict.ui(ui, shared, &self.model, commands),
         }

@@ -24,12 +24,6 @@ enum AuditMsg {
     Done(Result<Option<Audit>, String>),
 }
 
-/// What the user did with a listed photo.
-enum Decision {
-    Changed(Change),
-    Kept,
-}
-
 /// The audit: its job, its result and what was done with each listed photo.
 #[derive(Default)]
 pub(crate) struct AuditPanel {
@@ -37,8 +31,10 @@ pub(crate) struct AuditPanel {
     progress: (String, f32),
     /// The last audit and the folder it is of.
     found: Option<(Audit, PathBuf)>,
-    decisions: Vec<Option<Decision>>,
+    decisions: Vec<Option<Change>>,
     error: Option<String>,
+    /// Set when the last audit was cancelled.
+    cancelled: bool,
 }
 
 impl AuditPanel {
@@ -82,7 +78,8 @@ impl AuditPanel {
         let worker_stop = stop.clone();
         let root = dataset.root.clone();
         self.error = None;
-        self.progress = ("Starting…".into(), 0.0);
+        self.cancelled = false;
+        self.progress = ("Fold 1: starting…".into(), 0.0);
         self.found = self.found.take().filter(|(_, r)| *r == root);
         let job = Job::spawn(ctx, "label-audit", move |r| {
             let result = audit::run(job, &worker_stop, |fold, folds, event| {
@@ -106,7 +103,7 @@ impl AuditPanel {
                         let root = root.map(std::path::Path::to_owned).unwrap_or_default();
                         self.found = Some((found, root));
                     }
-                    AuditMsg::Done(Ok(None)) => {}
+                    AuditMsg::Done(Ok(None)) => self.cancelled = true,
                     AuditMsg::Done(Err(e)) => self.error = Some(e),
                 }
             }
@@ -133,8 +130,9 @@ impl AuditPanel {
         dataset: &Dataset,
         commands: &mut Commands,
     ) {
+        let left = self.decisions.iter().filter(|d| d.is_none()).count();
         let title = match &self.found {
-            Some((found, _)) => format!("Check labels ({} to look at)", found.suspects.len()),
+            Some(_) => format!("Check labels ({left} to look at)"),
             None => "Check labels".to_owned(),
         };
         egui::CollapsingHeader::new(title)
@@ -145,7 +143,12 @@ impl AuditPanel {
                 if let Some(e) = &self.error {
                     ui.colored_label(ui.visuals().error_fg_color, e);
                 }
-                self.results_ui(ui, shared, dataset, commands);
+                if self.cancelled {
+                    ui.weak("Cancelled: the list below is from the last check that finished.");
+                }
+                // A check running makes the list below out of date: look, but change nothing.
+                let idle = self.job.is_none();
+                ui.add_enabled_ui(idle, |ui| self.results_ui(ui, shared, dataset, commands));
             });
     }
 
@@ -188,15 +191,8 @@ impl AuditPanel {
         let Some((found, _)) = &self.found else {
             return;
         };
-        let e = &found.evaluation;
-        ui.label(format!(
-            "{} photos, out-of-fold accuracy {:.2}%, log loss {:.4}: {} look mislabelled.",
-            e.count,
-            100.0 * e.accuracy,
-            e.log_loss,
-            found.suspects.len()
-        ));
-        if let Some(warning) = found.warning() {
+        ui.label(format!("{}.", found.summary()));
+        for warning in found.warnings() {
             ui.colored_label(ui.visuals().warn_fg_color, format!("Note: {warning}."));
         }
         if found.suspects.is_empty() {
@@ -204,7 +200,7 @@ impl AuditPanel {
         }
         shared.heatmaps.controls_ui(ui, &found.classes);
         let size = 120.0;
-        let per_row = ((ui.available_width() / (size + 70.0)).floor() as usize).max(1);
+        let per_row = ((ui.available_width() / (size + 110.0)).floor() as usize).max(1);
         let mut act = None;
         egui::ScrollArea::vertical()
             .id_salt("suspects")
@@ -247,25 +243,25 @@ impl AuditPanel {
         let image = dataset.images.iter().find(|im| im.path == suspect.path);
         let result = match (action, image) {
             (Action::Undo, _) => match self.decisions.get_mut(i).and_then(Option::take) {
-                Some(Decision::Changed(change)) => change.undo().map(|()| None),
-                _ => Ok(None),
+                Some(change) => change.undo().map(|()| {
+                    shared.tell(format!("Undone: {}", change.describe()));
+                    None
+                }),
+                None => Ok(None),
             },
-            (Action::Keep, _) => Ok(Some(Decision::Kept)),
             (_, None) => Err(format!(
                 "{} is no longer in the folder's photos",
                 suspect.path.display()
             )),
             (Action::Move, Some(image)) => {
-                curate::relabel(dataset, image, &found.classes[suspect.looks_like])
-                    .map(|c| Some(Decision::Changed(c)))
+                curate::relabel(dataset, image, &found.classes[suspect.looks_like]).map(Some)
             }
-            (Action::Exclude, Some(image)) => {
-                curate::exclude(dataset, image).map(|c| Some(Decision::Changed(c)))
-            }
+            (Action::Exclude, Some(image)) => curate::exclude(dataset, image).map(Some),
+            (Action::Keep, Some(image)) => curate::keep(dataset, image).map(Some),
         };
         match result {
             Ok(decision) => {
-                if let Some(Decision::Changed(change)) = &decision {
+                if let Some(change) = &decision {
                     shared.tell(format!("Done: {}", change.describe()));
                 }
                 if let Some(slot) = self.decisions.get_mut(i) {
@@ -293,16 +289,16 @@ fn suspect_ui(
     shared: &mut Shared,
     s: &Suspect,
     classes: &[String],
-    decided: Option<&Decision>,
+    decided: Option<&Change>,
     size: f32,
 ) -> Option<Action> {
     let mut action = None;
     ui.vertical(|ui| {
-        ui.set_width(size + 60.0);
+        ui.set_width(size + 100.0);
         let (thumbnails, heatmaps) = (&mut shared.thumbnails, &mut shared.heatmaps);
         super::heatmaps::photo_ui(ui, thumbnails, heatmaps, &s.path, size, s.looks_like)
             .on_hover_text(s.path.display().to_string());
-        ui.small(&s.rel);
+        ui.label(egui::RichText::new(&s.rel).monospace());
         ui.label(format!(
             "labelled {}, looks like {} ({})",
             classes[s.given],
@@ -328,7 +324,14 @@ fn suspect_ui(
                     {
                         action = Some(Action::Exclude);
                     }
-                    if ui.small_button("Keep").clicked() {
+                    if ui
+                        .small_button("Keep")
+                        .on_hover_text(format!(
+                            "Its label is right: later checks do not list it (kept in {})",
+                            curate::KEPT_FILE
+                        ))
+                        .clicked()
+                    {
                         action = Some(Action::Keep);
                     }
                 });
@@ -336,9 +339,9 @@ fn suspect_ui(
             Some(decision) => {
                 ui.horizontal(|ui| {
                     ui.weak(match decision {
-                        Decision::Changed(Change::Moved { .. }) => "moved",
-                        Decision::Changed(Change::Excluded { .. }) => "excluded",
-                        Decision::Kept => "kept",
+                        Change::Moved { .. } => "moved",
+                        Change::Excluded { .. } => "excluded",
+                        Change::Kept { .. } => "kept",
                     });
                     if ui.small_button("Undo").clicked() {
                         action = Some(Action::Undo);

@@ -93,7 +93,8 @@ pub(crate) fn status_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
             ui.label("Training");
         }
         for (busy, what) in [
-            (app.data.is_busy(), "Scanning the folder"),
+            (app.data.is_scanning(), "Scanning the folder"),
+            (app.data.audit.is_busy(), "Checking labels"),
             (app.weights.is_busy(), "Working on the weights"),
             (app.evaluate.is_busy(), "Evaluating"),
             (app.predict.is_busy(), "Classifying"),

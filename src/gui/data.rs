@@ -44,7 +44,12 @@ impl DataPanel {
 
     /// True while a scan or a label audit runs.
     pub fn is_busy(&self) -> bool {
-        self.scan.is_some() || self.audit.is_busy()
+        self.is_scanning() || self.audit.is_busy()
+    }
+
+    /// True while a scan runs.
+    pub fn is_scanning(&self) -> bool {
+        self.scan.is_some()
     }
 
     /// Takes in a finished scan.

@@ -300,9 +300,10 @@ impl EvaluatePanel {
         ui: &mut egui::Ui,
         shared: &mut Shared,
         can_start: (bool, bool),
-        model_classes: &[String],
+        model: &super::model::ModelPanel,
         commands: &mut Commands,
     ) {
+        let model_classes = &model.classes;
         ui.heading("Evaluation");
         self.controls_ui(ui, shared, can_start, commands);
         self.mapping_ui(ui, model_classes, commands);
@@ -342,7 +343,10 @@ impl EvaluatePanel {
             100.0 * e.accuracy,
             e.log_loss
         ));
-        shared.heatmaps.controls_ui(ui, model_classes);
+        ui.horizontal(|ui| {
+            model.mirror_ui(ui);
+            shared.heatmaps.controls_ui(ui, model_classes);
+        });
         egui::ScrollArea::vertical()
             .id_salt("evaluation")
             .auto_shrink([false, false])

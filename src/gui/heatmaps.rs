@@ -18,7 +18,7 @@ use eframe::egui;
 use super::Thumbnails;
 use crate::data::{DecodeLimits, Preprocessing, decode_rgb};
 use crate::infer::Classifier;
-use crate::infer::heatmap::{ClassMaps, rgba, tint};
+use crate::infer::heatmap::{Explained, rgba, tint};
 
 /// Photos explained per lock of the model.
 const PER_BATCH: usize = 4;
@@ -35,7 +35,7 @@ enum Request {
 }
 
 enum Done {
-    Maps(u64, PathBuf, Result<Arc<ClassMaps>, String>),
+    Maps(u64, PathBuf, Result<Arc<Explained>, String>),
     Large(PathBuf, Result<egui::ColorImage, String>),
 }
 
@@ -57,7 +57,7 @@ pub(crate) struct Heatmaps {
     model: Option<Model>,
     generation: u64,
     preprocessing: Option<Preprocessing>,
-    maps: HashMap<PathBuf, Result<Arc<ClassMaps>, String>>,
+    maps: HashMap<PathBuf, Result<Arc<Explained>, String>>,
     textures: HashMap<(PathBuf, usize), egui::TextureHandle>,
     requested: HashSet<PathBuf>,
     /// The photo in the larger view and its predicted class.
@@ -152,7 +152,7 @@ impl Heatmaps {
     }
 
     /// The maps of `path`, asking the worker for them when there are none yet.
-    fn maps(&mut self, path: &Path) -> Option<&Result<Arc<ClassMaps>, String>> {
+    fn maps(&mut self, path: &Path) -> Option<&Result<Arc<Explained>, String>> {
         self.model.as_ref()?;
         if !self.maps.contains_key(path) && self.requested.insert(path.to_owned()) {
             self.request(Request::Maps(path.to_owned()));
@@ -163,7 +163,7 @@ impl Heatmaps {
     /// The maps of `path` if they are computed (for tests).
     pub fn maps_of(&self, path: &Path) -> Option<Vec<Vec<f32>>> {
         match self.maps.get(path) {
-            Some(Ok(maps)) => Some(maps.maps.clone()),
+            Some(Ok(explained)) => Some(explained.maps.maps.clone()),
             _ => None,
         }
     }
@@ -179,9 +179,10 @@ impl Heatmaps {
         if let Some(t) = self.textures.get(&key) {
             return Some(t.clone());
         }
-        let Some(Ok(maps)) = self.maps(path) else {
+        let Some(Ok(explained)) = self.maps(path) else {
             return None;
         };
+        let maps = &explained.maps;
         let map = maps.maps.get(class)?;
         let image = egui::ColorImage::from_rgba_unmultiplied([maps.width, maps.height], &rgba(map));
         let texture = ctx.load_texture(
@@ -270,12 +271,16 @@ impl Heatmaps {
             return;
         };
         let mut open = true;
+        let mut close = false;
         egui::Window::new("Why this class?")
             .open(&mut open)
             .resizable(false)
             .collapsible(false)
-            .show(ctx, |ui| self.large_ui(ui, &path, predicted, classes));
-        if !open {
+            .show(ctx, |ui| {
+                self.large_ui(ui, &path, predicted, classes);
+                close = ui.button("Close").clicked();
+            });
+        if !open || close {
             self.focus = None;
             self.large = None;
         }
@@ -283,6 +288,14 @@ impl Heatmaps {
 
     fn large_ui(&mut self, ui: &mut egui::Ui, path: &Path, predicted: usize, classes: &[String]) {
         ui.label(path.display().to_string());
+        if let Some(Ok(explained)) = self.maps(path) {
+            let said: Vec<String> = classes
+                .iter()
+                .zip(&explained.probabilities)
+                .map(|(c, p)| format!("{c} {}", crate::infer::confidence_text(*p)))
+                .collect();
+            ui.strong(format!("The model says: {}", said.join(" · ")));
+        }
         ui.horizontal(|ui| {
             ui.checkbox(&mut self.enabled, "Heatmap");
             self.class_choice_ui(ui, classes, "heatmap-class-large");
@@ -441,7 +454,13 @@ fn worker(queue: &Queue, tx: &Sender<Done>, ctx: &egui::Context) {
         let (explained, failed) = lock(&model).explain_until(&batch, PER_BATCH, |_, _| {}, &never);
         let results = explained
             .into_iter()
-            .map(|(p, maps)| (p.path, Ok(Arc::new(maps))))
+            .map(|(p, maps)| {
+                let explained = Explained {
+                    probabilities: p.probabilities,
+                    maps,
+                };
+                (p.path, Ok(Arc::new(explained)))
+            })
             .chain(failed.into_iter().map(|u| (u.path, Err(u.reason))));
         for (path, result) in results {
             if tx.send(Done::Maps(generation, path, result)).is_err() {

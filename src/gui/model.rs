@@ -29,6 +29,8 @@ pub(crate) struct ModelPanel {
     pub classes: Vec<String>,
     /// How it prepares photos.
     pub preprocessing: Option<crate::data::Preprocessing>,
+    /// Its mirror test-time augmentation switch.
+    pub mirror_tta: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Its file.
     pub path: Option<PathBuf>,
     /// False for a trained model not yet saved under a name of the user's.
@@ -47,6 +49,7 @@ impl Default for ModelPanel {
             classifier: None,
             classes: Vec::new(),
             preprocessing: None,
+            mirror_tta: None,
             path: None,
             saved: true,
             load_job: None,
@@ -74,10 +77,30 @@ impl ModelPanel {
     /// Forgets the model.
     pub fn forget(&mut self, shared: &mut Shared) {
         self.classifier = None;
+        self.mirror_tta = None;
+        self.preprocessing = None;
         self.classes.clear();
         self.path = None;
         self.saved = true;
         shared.state.last_model = None;
+    }
+
+    /// The model's "Mirror" switch (test-time augmentation), for the views that predict.
+    pub fn mirror_ui(&self, ui: &mut egui::Ui) {
+        let Some(switch) = &self.mirror_tta else {
+            return;
+        };
+        let mut on = switch.load(std::sync::atomic::Ordering::Relaxed);
+        if ui
+            .checkbox(&mut on, "Mirror")
+            .on_hover_text(
+                "Predict each photo as the mean of it and its mirror image (test-time \
+                 augmentation): twice the work. Applies to photos classified or evaluated from now on.",
+            )
+            .changed()
+        {
+            switch.store(on, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Copies the model's file to `to` on a worker (atomically).
@@ -151,6 +174,7 @@ impl ModelPanel {
                     });
                     self.classes = classifier.classes().to_vec();
                     self.preprocessing = Some(header.preprocessing);
+                    self.mirror_tta = Some(classifier.mirror_switch());
                     self.classifier = Some(Arc::new(Mutex::new(classifier)));
                     if self.saved {
                         shared.state.last_model = Some(path.clone());

@@ -261,8 +261,13 @@ impl PredictPanel {
         self.summary_ui(ui, &model.classes);
         let shown = self.shown();
         let classes = &model.classes;
-        if !self.predictions.is_empty() {
-            shared.heatmaps.controls_ui(ui, classes);
+        if model.classifier.is_some() {
+            ui.horizontal(|ui| {
+                model.mirror_ui(ui);
+                if !self.predictions.is_empty() {
+                    shared.heatmaps.controls_ui(ui, classes);
+                }
+            });
         }
         let photos = (&mut shared.thumbnails, &mut shared.heatmaps);
         let card = 150.0;

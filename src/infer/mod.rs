@@ -67,6 +67,10 @@ pub enum LoadError {
     Device(#[from] DeviceError),
 }
 
+/// Whether models trained now predict with the mirror test-time augmentation by default
+/// (recorded in each model file; `--tta` / `--no-tta` and the window's switch override it).
+pub const MIRROR_TTA_DEFAULT: bool = false;
+
 /// A loaded model, ready to predict.
 pub struct Classifier {
     /// What the model is (classes, preprocessing, history).
@@ -76,17 +80,22 @@ pub struct Classifier {
     device: Device,
     /// The dense layers on the host, copied on the first heatmap.
     host_head: std::sync::OnceLock<heatmap::HostHead>,
+    /// Predict the mean of each photo and its mirror image; shared with whoever holds
+    /// [`Self::mirror_switch`] (the window flips it without waiting for the model's lock).
+    mirror: std::sync::Arc<AtomicBool>,
 }
 
 impl Classifier {
     /// Loads a saved model onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self, BundleError> {
         let loaded = bundle::load(path, device)?;
+        let mirror = loaded.header.mirror_tta;
         Ok(Self {
             header: loaded.header,
             base: FrozenConvs::whole_base(loaded.model.valid()),
             device: device.clone(),
             host_head: std::sync::OnceLock::new(),
+            mirror: std::sync::Arc::new(AtomicBool::new(mirror)),
         })
     }
 
@@ -96,6 +105,22 @@ impl Classifier {
         let header = bundle::read_header(path)?;
         let chosen = device_for(choice, &header.model)?;
         Ok(Self::load(path, &chosen.device)?)
+    }
+
+    /// Whether predictions average each photo with its mirror image (test-time augmentation).
+    pub fn mirror_tta(&self) -> bool {
+        self.mirror.load(Ordering::Relaxed)
+    }
+
+    /// Turns the mirror test-time augmentation on or off (the model file says which is the
+    /// default); it applies from the next batch. Heatmaps always explain the photo as it is.
+    pub fn set_mirror_tta(&self, on: bool) {
+        self.mirror.store(on, Ordering::Relaxed);
+    }
+
+    /// The switch of the mirror test-time augmentation, to flip from another thread.
+    pub fn mirror_switch(&self) -> std::sync::Arc<AtomicBool> {
+        self.mirror.clone()
     }
 
     /// The class names.
@@ -126,10 +151,7 @@ impl Classifier {
         let n = self.header.classes.len();
         let mut predictions = Vec::new();
         let failed = self.for_each_batch(paths, batch_size, progress, cancel, |ok, x| {
-            let probs = to_host(softmax(
-                self.base.model().forward_head(self.base.forward(x)),
-                1,
-            ));
+            let probs = self.probabilities(x);
             for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
                 predictions.push(Prediction::new(path, p.to_vec()));
             }
@@ -163,6 +185,26 @@ impl Classifier {
             }
         });
         (explained, failed)
+    }
+
+    /// The class probabilities of a batch (row-major): with the mirror test-time augmentation,
+    /// the mean of each photo's and its mirror image's.
+    fn probabilities(&self, x: Tensor<4>) -> Vec<f32> {
+        let forward = |x| {
+            to_host(softmax(
+                self.base.model().forward_head(self.base.forward(x)),
+                1,
+            ))
+        };
+        if !self.mirror_tta() {
+            return forward(x);
+        }
+        let mirrored = forward(x.clone().flip([3]));
+        let mut probs = forward(x);
+        for (p, m) in probs.iter_mut().zip(&mirrored) {
+            *p = 0.5 * (*p + m);
+        }
+        probs
     }
 
     /// Decodes `paths` in batches of `batch_size` and hands each batch's readable photos and

@@ -55,6 +55,10 @@ pub struct BundleHeader {
     /// the Evaluate view shows it again when the model is opened.
     #[serde(default)]
     pub validation: Option<crate::train::metrics::EvaluatedImages>,
+    /// Whether the model predicts by default as the mean of the photo and its mirror image
+    /// (test-time augmentation; models written before this field: no).
+    #[serde(default)]
+    pub mirror_tta: bool,
 }
 
 /// Why a bundle could not be read or written.
@@ -364,6 +368,7 @@ mod tests {
             history: serde_json::Value::Null,
             next_epoch: 0,
             validation: None,
+            mirror_tta: false,
         }
     }
 

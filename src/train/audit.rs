@@ -54,26 +54,66 @@ pub struct Audit {
     /// The out-of-fold evaluation of every photo (accuracy, log loss, confusion).
     pub evaluation: Evaluation,
     /// The photos whose label looks wrong, most suspicious (lowest probability of their given
-    /// label) first.
+    /// label) first; photos whose label a person checked and kept earlier are left out.
     pub suspects: Vec<Suspect>,
+    /// How many doubted photos are not listed because they were kept earlier.
+    pub kept_earlier: usize,
+    /// The side of the photos the heads saw, in pixels.
+    pub input_size: u32,
+    /// The base weights' file name ("random weights" without one).
+    pub weights: String,
     /// Seconds the audit took.
     pub secs: f64,
 }
 
 impl Audit {
-    /// A warning when the heads are too often wrong for their doubts to mean much.
-    pub fn warning(&self) -> Option<String> {
+    /// Warnings when the heads' doubts say less than they seem to: too often wrong, or shown
+    /// photos smaller than the size ImageNet's weights were made for.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
         let accuracy = self.evaluation.accuracy;
-        (accuracy < TRUSTED_ACCURACY).then(|| {
-            format!(
+        if accuracy < TRUSTED_ACCURACY {
+            warnings.push(format!(
                 "the heads got only {:.1}% of the photos right without having seen them, so their \
                  doubts say little about the labels: use ImageNet weights, more photos a class, \
                  or more epochs",
                 100.0 * accuracy
-            )
-        })
+            ));
+        }
+        if self.input_size < IMAGENET_SIZE {
+            warnings.push(format!(
+                "the photos were seen at {} px, smaller than the {IMAGENET_SIZE} px ImageNet's \
+                 weights were made for: expect sure-looking doubts about photos that are right \
+                 (the input size is the Train view's)",
+                self.input_size
+            ));
+        }
+        warnings
+    }
+
+    /// What the audit used and found, in one line.
+    pub fn summary(&self) -> String {
+        let e = &self.evaluation;
+        let kept = if self.kept_earlier > 0 {
+            format!(" ({} more were kept earlier)", self.kept_earlier)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} photos at {} px with {}: out-of-fold accuracy {:.2}%, log loss {:.4}; {} look \
+             mislabelled{kept}",
+            e.count,
+            self.input_size,
+            self.weights,
+            100.0 * e.accuracy,
+            e.log_loss,
+            self.suspects.len()
+        )
     }
 }
+
+/// The input side ImageNet's VGG16 weights were trained at.
+const IMAGENET_SIZE: u32 = 224;
 
 /// What to audit and how.
 pub struct AuditJob {
@@ -126,11 +166,24 @@ pub fn run(
         labels.extend(held.labels);
         probs.extend(held.probs);
     }
-    let suspects = suspects(dataset, &paths, &labels, &probs);
+    let kept = crate::data::curate::kept(&dataset.train_dir)?;
+    let mut suspects = suspects(dataset, &paths, &labels, &probs);
+    let listed = suspects.len();
+    suspects.retain(|s| !kept.contains(&s.rel));
     Ok(Some(Audit {
         classes: dataset.classes.clone(),
         folds,
         evaluation: EvaluatedImages::new(&dataset.classes, paths, labels, probs).evaluation,
+        kept_earlier: listed - suspects.len(),
+        input_size: config.input_size,
+        weights: job
+            .weights
+            .as_deref()
+            .and_then(std::path::Path::file_name)
+            .map_or_else(
+                || "random weights".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
         suspects,
         secs: started.elapsed().as_secs_f64(),
     }))

@@ -206,6 +206,7 @@ impl Identity<'_> {
             history: serde_json::to_value(history).unwrap_or_default(),
             next_epoch,
             validation: None,
+            mirror_tta: crate::infer::MIRROR_TTA_DEFAULT,
         }
     }
 }
