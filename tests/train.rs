@@ -1187,3 +1187,85 @@ fn the_audit_lists_a_cat_filed_as_a_dog_first_on_the_real_imagenet_base() {
     assert_eq!(again["evaluation"]["count"], 41);
     assert_ne!(again["suspects"][0]["rel"], "dog.999.jpg");
 }
+
+#[test]
+fn mirror_views_are_cached_beside_the_photos_and_mirror_tta_averages_the_two() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 5);
+    let entries = |dir: &Path| {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "f32"))
+            .count()
+    };
+    let config = TrainConfig {
+        mirror_views: true,
+        mirror_tta: true,
+        ..tiny_config(2)
+    };
+    let first = finished(TrainingRun::run_blocking(
+        job(data.path(), config.clone(), work.path()),
+        |_| {},
+    ));
+    assert_eq!((first.cache_hits, first.cache_misses), (0, 16));
+    assert_eq!(
+        entries(&work.path().join("cache")),
+        32,
+        "each photo and its mirror"
+    );
+    // Without mirror views, the photos' own entries serve; with them, both.
+    for (mirror, hits) in [(false, 16), (true, 16)] {
+        let again = TrainConfig {
+            mirror_views: mirror,
+            mirror_tta: mirror,
+            ..config.clone()
+        };
+        let out = work.path().join("again");
+        let run = finished(TrainingRun::run_blocking(
+            TrainJob {
+                out: Some(out.join("m.vggtune")),
+                checkpoint: None,
+                ..job(data.path(), again, work.path())
+            },
+            |_| {},
+        ));
+        assert_eq!((run.cache_hits, run.cache_misses), (hits, 0));
+    }
+
+    // The model predicts with the mirror by default: the mean of the photo's and its mirror
+    // image's probabilities.
+    let model = work.path().join("model.vggtune");
+    assert!(bundle::read_header(&model).unwrap().mirror_tta);
+    let classifier = Classifier::load(&model, &burn::tensor::Device::flex()).unwrap();
+    assert!(classifier.mirror_tta());
+    let photo = data.path().join("red/3.png");
+    let mirrored = work.path().join("mirrored.png");
+    image::imageops::flip_horizontal(&image::open(&photo).unwrap().to_rgb8())
+        .save(&mirrored)
+        .unwrap();
+    let (with, _) = classifier.predict(std::slice::from_ref(&photo), 4, |_, _| {});
+    classifier.set_mirror_tta(false);
+    let (plain, _) = classifier.predict(&[photo.clone(), mirrored], 4, |_, _| {});
+    for c in 0..2 {
+        let mean = 0.5 * (plain[0].probabilities[c] + plain[1].probabilities[c]);
+        assert!(
+            (with[0].probabilities[c] - mean).abs() < 1e-4,
+            "{with:?} vs {plain:?}"
+        );
+    }
+    assert_ne!(plain[0].probabilities, plain[1].probabilities);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

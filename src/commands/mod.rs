@@ -77,6 +77,14 @@ pub struct TrainArgs {
     /// Random flips, rotations, shifts and zooms (turns the feature cache off).
     #[arg(long)]
     augment: bool,
+    /// Cache each photo's mirror image too and train on one of the two each epoch (the cheap
+    /// augmentation: the feature pass costs twice, the epochs nothing more).
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_VIEWS_DEFAULT, action = clap::ArgAction::Set)]
+    mirror_views: bool,
+    /// The model predicts each photo as the mean of it and its mirror image (recorded in the
+    /// model file; the run's validation does the same).
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_TTA_DEFAULT, action = clap::ArgAction::Set)]
+    mirror_tta: bool,
     /// Share of each class held out for validation.
     #[arg(long, default_value_t = 0.1)]
     valid_fraction: f64,
@@ -236,6 +244,8 @@ impl TrainArgs {
             weight_decay: self.weight_decay,
             dropout: self.dropout,
             augment: self.augment,
+            mirror_views: self.mirror_views,
+            mirror_tta: self.mirror_tta,
             split: SplitConfig {
                 valid_fraction: self.valid_fraction,
                 ..SplitConfig::default()

@@ -179,6 +179,14 @@ impl Preprocessing {
         self.normalise(&square)
     }
 
+    /// Mirrors channels-first model input (`3 × side × side`, as [`Self::apply`] gives) left to
+    /// right, in place: the input of the photo's mirror image.
+    pub fn mirror(input: &mut [f32], side: usize) {
+        for row in input.chunks_exact_mut(side.max(1)) {
+            row.reverse();
+        }
+    }
+
     /// Normalises an already square image into channels-first floats.
     pub fn normalise(&self, square: &RgbImage) -> Vec<f32> {
         let (w, h) = square.dimensions();
@@ -266,6 +274,16 @@ fn sample_clamped(image: &RgbImage, x: f32, y: f32) -> image::Rgb<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirror_reverses_every_row_of_every_channel() {
+        let mut input: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        Preprocessing::mirror(&mut input, 2);
+        assert_eq!(
+            input,
+            [1.0, 0.0, 3.0, 2.0, 5.0, 4.0, 7.0, 6.0, 9.0, 8.0, 11.0, 10.0]
+        );
+    }
 
     #[test]
     fn torchvision_convention_is_rgb_scaled_and_standardised() {

@@ -311,8 +311,16 @@ fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
             .labelled_by(label.id);
         ui.end_row();
         ui.label("Augmentation");
-        ui.checkbox(&mut c.augment, "flip, rotate, shift, zoom")
-            .on_hover_text("Varies the photos each epoch; turns the feature cache off, so every epoch costs a full pass");
+        ui.vertical(|ui| {
+            ui.checkbox(&mut c.mirror_views, "mirror images (cached)")
+                .on_hover_text("Caches each photo's mirror image too and trains on one of the two each epoch: the first pass over the photos costs twice, the epochs nothing more");
+            ui.checkbox(&mut c.augment, "flip, rotate, shift, zoom")
+                .on_hover_text("Varies the photos each epoch; turns the feature cache off, so every epoch costs a full pass");
+        });
+        ui.end_row();
+        ui.label("Predictions");
+        ui.checkbox(&mut c.mirror_tta, "mean of each photo and its mirror image")
+            .on_hover_text("Test-time augmentation: the model predicts twice per photo (its file records it; Predict and Evaluate can switch it)");
         ui.end_row();
         let label = ui.label("Validation");
         let mut percent = c.split.valid_fraction * 100.0;

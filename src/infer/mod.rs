@@ -67,10 +67,6 @@ pub enum LoadError {
     Device(#[from] DeviceError),
 }
 
-/// Whether models trained now predict with the mirror test-time augmentation by default
-/// (recorded in each model file; `--tta` / `--no-tta` and the window's switch override it).
-pub const MIRROR_TTA_DEFAULT: bool = false;
-
 /// A loaded model, ready to predict.
 pub struct Classifier {
     /// What the model is (classes, preprocessing, history).

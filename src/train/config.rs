@@ -116,6 +116,12 @@ impl LrSchedule {
     }
 }
 
+/// Whether runs train on mirror views by default ([`TrainConfig::mirror_views`]).
+pub const MIRROR_VIEWS_DEFAULT: bool = false;
+/// Whether models trained now predict with the mirror test-time augmentation by default
+/// ([`TrainConfig::mirror_tta`]).
+pub const MIRROR_TTA_DEFAULT: bool = false;
+
 /// Everything about one training run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -138,6 +144,14 @@ pub struct TrainConfig {
     pub dropout: f64,
     /// Random flips, rotations, shifts and zooms of training images (bypasses the feature cache).
     pub augment: bool,
+    /// The cheap augmentation: the frozen part's output of each photo and of its mirror image
+    /// are both cached (the feature pass costs twice), and each epoch trains on one of the two,
+    /// drawn from the seed (the epochs cost nothing more).
+    pub mirror_views: bool,
+    /// The model predicts each photo as the mean of it and its mirror image (test-time
+    /// augmentation): recorded in the model file, and used by the run's validation. `--tta` /
+    /// `--no-tta` and the window's Mirror switch change it when predicting.
+    pub mirror_tta: bool,
     /// The augmentation's ranges.
     pub augmentation: Augmentation,
     /// The validation split.
@@ -168,6 +182,8 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             dropout: 0.5,
             augment: false,
+            mirror_views: MIRROR_VIEWS_DEFAULT,
+            mirror_tta: MIRROR_TTA_DEFAULT,
             augmentation: Augmentation::default(),
             split: SplitConfig::default(),
             seed: 42,

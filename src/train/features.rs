@@ -27,6 +27,29 @@ pub(super) struct Sample {
     pub hash: Option<String>,
 }
 
+/// Which image of a photo a batch uses: the photo, or its mirror image (cached beside it when
+/// the run uses mirror views).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum View {
+    Photo,
+    Mirror,
+}
+
+impl Sample {
+    /// The cache key of `view` of this photo, once its content is hashed.
+    fn key(&self, view: View) -> Option<String> {
+        let hash = self.hash.as_deref()?;
+        Some(view_key(hash, view))
+    }
+}
+
+fn view_key(hash: &str, view: View) -> String {
+    match view {
+        View::Photo => hash.to_owned(),
+        View::Mirror => format!("{hash}-mirror"),
+    }
+}
+
 /// What every batch of a run needs: its settings, the frozen convolutions, the feature cache
 /// (with the features kept in memory), and the way to report and to notice a stop.
 pub(super) struct Context<'a> {
@@ -102,16 +125,37 @@ impl Context<'_> {
         }
     }
 
-    /// The batch's cached features on the host, `[kept, features]`, and the positions in `batch`
-    /// of the images they belong to; `None` when the run has no cache.
-    pub fn cached_batch(&self, batch: &[&Sample]) -> Option<(Vec<f32>, Vec<usize>)> {
+    /// The views the feature pass caches for each photo: the photo, and its mirror image when
+    /// the run trains on mirror views (training photos) or its model predicts with the mirror
+    /// (validation photos).
+    fn views(&self, validation: bool) -> &'static [View] {
+        let mirror = if validation {
+            self.config.mirror_tta
+        } else {
+            self.config.mirror_views
+        };
+        if mirror {
+            &[View::Photo, View::Mirror]
+        } else {
+            &[View::Photo]
+        }
+    }
+
+    /// The batch's cached features on the host, `[kept, features]` (photo `i` as `views[i]`),
+    /// and the positions in `batch` of the images they belong to; `None` when the run has no
+    /// cache.
+    pub fn cached_batch(
+        &self,
+        batch: &[&Sample],
+        views: &[View],
+    ) -> Option<(Vec<f32>, Vec<usize>)> {
         let cache = self.cache.as_ref()?;
         let mut values = Vec::new();
         let mut kept = Vec::new();
         for (i, s) in batch.iter().enumerate() {
-            if s.hash
-                .as_deref()
-                .is_some_and(|h| self.cached_features(cache, h, &mut values))
+            let view = views.get(i).copied().unwrap_or(View::Photo);
+            if s.key(view)
+                .is_some_and(|k| self.cached_features(cache, &k, &mut values))
             {
                 kept.push(i);
             }
@@ -126,10 +170,11 @@ impl Context<'_> {
         &self,
         batch: &[&Sample],
         augment: Option<(usize, &[usize])>,
+        views: &[View],
         target: &Device,
     ) -> (Option<Tensor<4>>, Vec<usize>) {
         let frozen_convs = self.config.trainable.frozen_convs();
-        if let Some((values, labels)) = self.cached_batch(batch) {
+        if let Some((values, labels)) = self.cached_batch(batch, views) {
             if labels.is_empty() {
                 return (None, labels);
             }
@@ -152,7 +197,11 @@ impl Context<'_> {
                     derive_seed(config.seed, epoch, AUGMENT_STREAM, items[i]),
                 )
             });
-            preprocessing.apply(photo, aug)
+            let mut input = preprocessing.apply(photo, aug);
+            if views.get(i) == Some(&View::Mirror) {
+                Preprocessing::mirror(&mut input, preprocessing.input_size as usize);
+            }
+            input
         });
         for (i, (sample, input)) in batch.iter().zip(prepared).enumerate() {
             match input {
@@ -185,19 +234,23 @@ impl Context<'_> {
 
 /// What the feature pass found for one photo.
 enum Lookup {
-    /// Its content hash and cached features.
-    Hit(String, Vec<f32>),
-    /// Its content hash and its preprocessed pixels, for the frozen convolutions.
-    Miss(String, Vec<f32>),
+    /// Its content hash, the cached features of the views found (by cache key), and the input
+    /// of each view not found, for the frozen convolutions.
+    Found {
+        hash: String,
+        cached: Vec<(String, Vec<f32>)>,
+        missing: Vec<(String, Vec<f32>)>,
+    },
     /// Why it cannot be decoded (the photo is skipped).
     Undecodable(String),
 }
 
-/// Reads a photo once for both its content hash and, on a cache miss, its decoding. An unreadable
-/// file fails the run (as before any epoch); an undecodable one is skipped.
+/// Reads a photo once for both its content hash and, when a view is not cached, its decoding.
+/// An unreadable file fails the run (as before any epoch); an undecodable one is skipped.
 fn look_up(
     cache: &FeatureCache,
     sample: &Sample,
+    views: &[View],
     preprocessing: Preprocessing,
     limits: &DecodeLimits,
 ) -> Result<Lookup, String> {
@@ -209,12 +262,40 @@ fn look_up(
     }
     let bytes = std::fs::read(&sample.path).map_err(io)?;
     let hash = content_hash(&bytes);
-    if let Some(features) = cache.get(&hash) {
-        return Ok(Lookup::Hit(hash, features));
+    let (mut cached, mut absent) = (Vec::new(), Vec::new());
+    for &view in views {
+        let key = view_key(&hash, view);
+        match cache.get(&key) {
+            Some(features) => cached.push((key, features)),
+            None => absent.push((key, view)),
+        }
     }
-    Ok(match decode_rgb_bytes(&bytes, &sample.path, limits) {
-        Ok(photo) => Lookup::Miss(hash, preprocessing.apply(&photo, None)),
-        Err(e) => Lookup::Undecodable(e.reason()),
+    if absent.is_empty() {
+        return Ok(Lookup::Found {
+            hash,
+            cached,
+            missing: Vec::new(),
+        });
+    }
+    let photo = match decode_rgb_bytes(&bytes, &sample.path, limits) {
+        Ok(photo) => photo,
+        Err(e) => return Ok(Lookup::Undecodable(e.reason())),
+    };
+    let input = preprocessing.apply(&photo, None);
+    let missing = absent
+        .into_iter()
+        .map(|(key, view)| {
+            let mut view_input = input.clone();
+            if view == View::Mirror {
+                Preprocessing::mirror(&mut view_input, preprocessing.input_size as usize);
+            }
+            (key, view_input)
+        })
+        .collect();
+    Ok(Lookup::Found {
+        hash,
+        cached,
+        missing,
     })
 }
 
@@ -282,14 +363,14 @@ pub(super) fn feature_pass(
     };
     let total = train.len() + valid.len();
     let batch = ctx.config.batch_size.max(1);
-    // Photos not in the cache: content hash and preprocessed pixels, up to a batch.
+    // Views not in the cache: cache key and preprocessed pixels, up to a batch.
     let mut pending: Vec<(String, Vec<f32>)> = Vec::new();
-    for list in [&mut *train, &mut *valid] {
+    for (list, views) in [(&mut *train, ctx.views(false)), (&mut *valid, ctx.views(true))] {
         for chunk in list.chunks_mut(batch) {
             if ctx.stopped() {
                 return Ok(None);
             }
-            look_up_chunk(ctx, cache, chunk, &mut pending, &mut pass)?;
+            look_up_chunk(ctx, (cache, views), chunk, &mut pending, &mut pass)?;
             if pending.len() >= batch {
                 compute_features(ctx, cache, &mut pending)?;
             }
@@ -324,7 +405,7 @@ pub(super) fn feature_pass(
 /// `pending` for the frozen convolutions.
 fn look_up_chunk(
     ctx: &Context<'_>,
-    cache: &FeatureCache,
+    (cache, views): (&FeatureCache, &[View]),
     chunk: &mut [Sample],
     pending: &mut Vec<(String, Vec<f32>)>,
     pass: &mut FeaturePass,
@@ -332,18 +413,24 @@ fn look_up_chunk(
     let (preprocessing, limits) = (ctx.preprocessing, &ctx.limits);
     let looked_up: Vec<Result<Lookup, String>> = chunk
         .par_iter()
-        .map(|sample| look_up(cache, sample, preprocessing, limits))
+        .map(|sample| look_up(cache, sample, views, preprocessing, limits))
         .collect();
     for (sample, found) in chunk.iter_mut().zip(looked_up) {
         match found? {
-            Lookup::Hit(hash, features) => {
-                ctx.remember(&hash, features);
-                pass.hits += 1;
-                sample.hash = Some(hash);
-            }
-            Lookup::Miss(hash, input) => {
-                pass.misses += 1;
-                pending.push((hash.clone(), input));
+            Lookup::Found {
+                hash,
+                cached,
+                missing,
+            } => {
+                for (key, features) in cached {
+                    ctx.remember(&key, features);
+                }
+                if missing.is_empty() {
+                    pass.hits += 1;
+                } else {
+                    pass.misses += 1;
+                }
+                pending.extend(missing);
                 sample.hash = Some(hash);
             }
             Lookup::Undecodable(reason) => {

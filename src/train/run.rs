@@ -21,7 +21,7 @@ use super::checkpoint::CheckpointWriter;
 use super::config::TrainConfig;
 use super::events::{EpochMetrics, Phase, RunSummary, TrainEvent};
 use super::features::{
-    Context, FeaturePass, Sample, feature_pass, frozen_output_shape, samples_of,
+    Context, FeaturePass, Sample, View, feature_pass, frozen_output_shape, samples_of,
 };
 use super::metrics::{EvaluatedImages, argmax};
 use super::start::StartingPoint;
@@ -39,6 +39,7 @@ use crate::rng::SplitMix64;
 const SHUFFLE_STREAM: u64 = 1;
 const DROPOUT_STREAM: u64 = 2;
 pub(super) const AUGMENT_STREAM: u64 = 3;
+const MIRROR_STREAM: u64 = 4;
 
 /// A seed for (run seed, epoch, stream, item): distinct streams never share draws.
 pub(super) fn derive_seed(seed: u64, epoch: usize, stream: u64, item: usize) -> u64 {
@@ -206,7 +207,7 @@ impl Identity<'_> {
             history: serde_json::to_value(history).unwrap_or_default(),
             next_epoch,
             validation: None,
-            mirror_tta: crate::infer::MIRROR_TTA_DEFAULT,
+            mirror_tta: self.config.mirror_tta,
         }
     }
 }
@@ -338,10 +339,24 @@ impl Epochs<'_> {
             writer.poll(ctx.emit)?;
             let batch: Vec<&Sample> = chunk.iter().map(|&i| &self.train[i]).collect();
             let augment = config.augment.then_some((epoch, chunk));
+            let views: Vec<View> = chunk
+                .iter()
+                .map(|&item| {
+                    let mirror = config.mirror_views
+                        && derive_seed(config.seed, epoch, MIRROR_STREAM, item) & 1 == 1;
+                    if mirror { View::Mirror } else { View::Photo }
+                })
+                .collect();
             let out;
-            (model, out) =
-                self.stepper
-                    .step(ctx, model, optim, lr, &batch, augment, &mut dropout_rng);
+            (model, out) = self.stepper.step(
+                ctx,
+                model,
+                optim,
+                lr,
+                &batch,
+                (augment, &views),
+                &mut dropout_rng,
+            );
             let Some(out) = out else { continue };
             if !out.loss.is_finite() {
                 return Err(format!(
@@ -387,11 +402,33 @@ impl Epochs<'_> {
         let mut labels = Vec::with_capacity(total);
         let mut paths = Vec::with_capacity(total);
         let refs: Vec<&Sample> = self.valid.iter().collect();
+        // Validation predicts the way the saved model will by default: with the mirror
+        // test-time augmentation, each photo is the mean of it and its mirror image.
+        let mirror = ctx.config.mirror_tta;
+        let probabilities = |chunk: &[&Sample], view: View| {
+            let views = vec![view; chunk.len()];
+            let (input, kept) = ctx.batch_input(chunk, None, &views, &ctx.device);
+            let probs = input.map(|input| {
+                to_host(softmax(
+                    forward_trainable(model, input, frozen_convs, None),
+                    1,
+                ))
+            });
+            (probs, kept)
+        };
         for chunk in refs.chunks(ctx.config.batch_size.max(1)) {
-            let (input, kept) = ctx.batch_input(chunk, None, &ctx.device);
-            let Some(input) = input else { continue };
-            let logits = forward_trainable(model, input, frozen_convs, None);
-            probs.extend(rows(to_host(softmax(logits, 1)), classes.len()));
+            let (Some(mut p), kept) = probabilities(chunk, View::Photo) else {
+                continue;
+            };
+            if mirror && let (Some(m), mirror_kept) = probabilities(chunk, View::Mirror) {
+                if mirror_kept != kept {
+                    return Err("a validation photo's mirror image is missing".into());
+                }
+                for (p, m) in p.iter_mut().zip(&m) {
+                    *p = 0.5 * (*p + m);
+                }
+            }
+            probs.extend(rows(p, classes.len()));
             labels.extend(kept.iter().map(|&i| chunk[i].label));
             paths.extend(kept.iter().map(|&i| chunk[i].path.clone()));
             ctx.progress(Phase::Validating, epoch, labels.len(), total, started);

@@ -11,7 +11,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{OptimizerKind, TrainConfig, Trainable};
-use super::features::{Context, Sample};
+use super::features::{Context, Sample, View};
 use super::host_head;
 use super::optim::FusedAdam;
 use crate::model::host::to_host;
@@ -55,7 +55,8 @@ impl Stepper {
     }
 
     /// One optimizer step on `batch` at learning rate `lr`, dropout drawn from `rng`;
-    /// `augment` is the epoch and the batch's item numbers, when photos are augmented. Returns
+    /// `augment` is the epoch and the batch's item numbers, when photos are augmented, and
+    /// `views` which view of each photo to train on. Returns
     /// the model after the step and what it did (`None` when no image of the batch was usable).
     #[allow(clippy::too_many_arguments)]
     pub fn step(
@@ -65,12 +66,12 @@ impl Stepper {
         optim: &mut ModuleOptimizer,
         lr: f64,
         batch: &[&Sample],
-        augment: Option<(usize, &[usize])>,
+        (augment, views): (Option<(usize, &[usize])>, &[View]),
         rng: &mut SplitMix64,
     ) -> (Vgg16, Option<StepOutput>) {
         match self {
             Self::Host => {
-                let Some((x, kept)) = ctx.cached_batch(batch) else {
+                let Some((x, kept)) = ctx.cached_batch(batch, views) else {
                     unreachable!("the host step runs only with the cache")
                 };
                 if kept.is_empty() {
@@ -87,7 +88,7 @@ impl Stepper {
             }
             Self::Autodiff => {
                 let train_device = ctx.device.clone().autodiff();
-                let (input, kept) = ctx.batch_input(batch, augment, &train_device);
+                let (input, kept) = ctx.batch_input(batch, augment, views, &train_device);
                 let Some(input) = input else {
                     return (model, None);
                 };
