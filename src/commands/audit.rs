@@ -50,6 +50,12 @@ pub struct AuditArgs {
     /// The feature cache's folder (default: the platform cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Cache each photo's mirror image too and train each head on one of the two each epoch.
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_VIEWS_DEFAULT, action = clap::ArgAction::Set)]
+    mirror_views: bool,
+    /// Judge each photo as the mean of it and its mirror image.
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_TTA_DEFAULT, action = clap::ArgAction::Set)]
+    mirror_tta: bool,
     /// List at most this many photos (0: all of them).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -74,6 +80,8 @@ pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
             ResizeMode::Squash
         },
         width_divisor: args.width_divisor.max(1),
+        mirror_views: args.mirror_views,
+        mirror_tta: args.mirror_tta,
         device: choice,
         ..TrainConfig::default()
     };

@@ -54,7 +54,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "dense256", value_parser = parse_head)]
     head: HeadKind,
     /// Passes over the training photos.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = vggtune::train::config::DEFAULT_EPOCHS)]
     epochs: usize,
     /// Photos per step.
     #[arg(long, default_value_t = 32)]

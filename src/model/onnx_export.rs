@@ -113,11 +113,19 @@ impl Piece<'_> {
 struct Graph<'a> {
     pieces: Vec<Piece<'a>>,
     nodes: usize,
+    /// Appended to every node's output name (the mirror image's pass repeats the network's
+    /// nodes on the same initializers).
+    suffix: &'static str,
+    /// The initializers' names.
+    initializers: std::collections::HashSet<String>,
 }
 
 impl<'a> Graph<'a> {
-    /// Adds a node computing `output` from `inputs`; returns `output`'s name.
+    /// Adds a node computing `output` (with the graph's suffix) from `inputs`; returns the
+    /// output's name.
     fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: &[Attr]) -> String {
+        let output = format!("{output}{}", self.suffix);
+        let output = output.as_str();
         let mut node = Message::default();
         for input in inputs {
             node.string(1, input);
@@ -147,8 +155,13 @@ impl<'a> Graph<'a> {
         output.to_owned()
     }
 
-    /// Adds a float initializer named `name`; returns the name.
+    /// Adds a float initializer named `name`; returns the name. A name already in the graph is
+    /// the same constant (the mirror image's pass asks again for what the first pass made), so
+    /// it is not written twice.
     fn initializer(&mut self, name: &str, dims: &[usize], data: Cow<'a, [f32]>) -> String {
+        if !self.initializers.insert(name.to_owned()) {
+            return name.to_owned();
+        }
         let mut header = Message::default();
         for &d in dims {
             header.int(1, d as i64);
@@ -216,7 +229,12 @@ fn metadata(header: &BundleHeader) -> Vec<(&'static str, String)> {
         (
             "output",
             format!(
-                "{OUTPUT_NAME}: float32 [batch, classes], softmax over the classes in the order of 'classes'"
+                "{OUTPUT_NAME}: float32 [batch, classes], softmax over the classes in the order of 'classes'{}",
+                if header.mirror_tta {
+                    ", the mean of the photo's and its mirror image's (test-time augmentation)"
+                } else {
+                    ""
+                }
             ),
         ),
         (
@@ -228,7 +246,13 @@ fn metadata(header: &BundleHeader) -> Vec<(&'static str, String)> {
 }
 
 /// The model's tensors in torchvision's order, taken one by one by name.
-struct Params<'a>(std::iter::Peekable<std::slice::Iter<'a, (String, RawTensor)>>);
+struct Params<'a>(
+    std::iter::Peekable<std::slice::Iter<'a, (String, RawTensor)>>,
+    /// Each layer's initializer names in the order taken, and where a second pass (the mirror
+    /// image's) is in replaying them (`None`: taking).
+    Vec<Vec<String>>,
+    Option<usize>,
+);
 
 impl<'a> Params<'a> {
     /// The next tensor when it is `name`, as an initializer of `graph`.
@@ -244,12 +268,18 @@ impl<'a> Params<'a> {
         x: &str,
         layer: &str,
     ) -> Result<Vec<String>, String> {
+        if let Some(i) = self.2.as_mut() {
+            let names = self.1.get(*i).ok_or("the second pass has more layers")?;
+            *i += 1;
+            return Ok(std::iter::once(x.to_owned()).chain(names.clone()).collect());
+        }
         let weight = self
             .take(graph, &format!("{layer}.weight"))
             .ok_or_else(|| format!("the model has no {layer}.weight where VGG16 has one"))?;
-        let mut inputs = vec![x.to_owned(), weight];
-        inputs.extend(self.take(graph, &format!("{layer}.bias")));
-        Ok(inputs)
+        let mut names = vec![weight];
+        names.extend(self.take(graph, &format!("{layer}.bias")));
+        self.1.push(names.clone());
+        Ok(std::iter::once(x.to_owned()).chain(names).collect())
     }
 }
 
@@ -274,13 +304,24 @@ fn fold_channel_order(tensors: &mut [(String, RawTensor)], convention: Conventio
 }
 
 /// Pixels 0–255 → the weights' normalisation: `(x − mean) / scale` per channel.
-fn normalise(graph: &mut Graph<'_>, convention: Convention) -> String {
+fn normalise(graph: &mut Graph<'_>, convention: Convention, input: &str) -> String {
     let (mean, scale) = convention.pixel_mean_and_scale();
     let shape = [1, 3, 1, 1];
     let mean = graph.initializer("preprocess.mean", &shape, Cow::Owned(mean.to_vec()));
     let scale = graph.initializer("preprocess.scale", &shape, Cow::Owned(scale.to_vec()));
-    let centred = graph.node("Sub", &[INPUT_NAME, &mean], "preprocess.centred", &[]);
+    let centred = graph.node("Sub", &[input, &mean], "preprocess.centred", &[]);
     graph.node("Div", &[&centred, &scale], "preprocess.normalised", &[])
+}
+
+/// The input's mirror image: each row reversed, as `x · J` with `J` the `side`×`side`
+/// anti-diagonal of ones (exact: one product per output value).
+fn mirrored_input(graph: &mut Graph<'_>, side: usize) -> String {
+    let mut flip = vec![0.0f32; side * side];
+    for i in 0..side {
+        flip[i * side + (side - 1 - i)] = 1.0;
+    }
+    let flip = graph.initializer("mirror.matrix", &[side, side], Cow::Owned(flip));
+    graph.node("MatMul", &[INPUT_NAME, &flip], "mirror.image", &[])
 }
 
 /// The 13 convolutions with their ReLUs and the max-pools after each block.
@@ -338,13 +379,14 @@ fn adaptive_pool(graph: &mut Graph<'_>, x: String, side: usize) -> String {
     graph.node("MatMul", &[&rows, &half], "avgpool.out", &[])
 }
 
-/// Flatten, then one Gemm per dense layer (ReLU between), then softmax.
+/// Flatten, then one Gemm per dense layer (ReLU between), then softmax; returns the
+/// probabilities' name.
 fn head<'a>(
     graph: &mut Graph<'a>,
     params: &mut Params<'a>,
     x: String,
     dense_count: usize,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let mut x = graph.node("Flatten", &[&x], "flatten", &[Attr::Int("axis", 1)]);
     for j in 0..dense_count {
         let dense = format!("classifier.{}", 3 * j);
@@ -360,8 +402,7 @@ fn head<'a>(
             x = graph.node("Relu", &[&x], &format!("{dense}.relu"), &[]);
         }
     }
-    graph.node("Softmax", &[&x], OUTPUT_NAME, &[Attr::Int("axis", 1)]);
-    Ok(())
+    Ok(graph.node("Softmax", &[&x], "softmax", &[Attr::Int("axis", 1)]))
 }
 
 /// Builds the graph of `model`'s inference (weights taken from `tensors`, in torchvision's names).
@@ -384,15 +425,32 @@ fn build_graph<'a>(
         .filter(|(name, _)| name.starts_with("classifier.") && name.ends_with(".weight"))
         .count();
     let mut graph = Graph::default();
-    let mut params = Params(tensors.iter().peekable());
-    let x = normalise(&mut graph, convention);
-    let x = conv_base(&mut graph, &mut params, x)?;
-    let x = adaptive_pool(&mut graph, x, side);
-    head(&mut graph, &mut params, x, dense_count)?;
+    let mut params = Params(tensors.iter().peekable(), Vec::new(), None);
+    let network = |graph: &mut Graph<'a>, params: &mut Params<'a>, input: &str| {
+        let x = normalise(graph, convention, input);
+        let x = conv_base(graph, params, x)?;
+        let x = adaptive_pool(graph, x, side);
+        head(graph, params, x, dense_count)
+    };
+    let probabilities = network(&mut graph, &mut params, INPUT_NAME)?;
     if let Some((name, _)) = params.0.peek() {
         return Err(format!("the model holds {name}, which VGG16 does not have"));
     }
     let s = size as usize;
+    if header.mirror_tta {
+        // The mean of the photo's and its mirror image's probabilities, as vggtune predicts:
+        // the network's nodes again, on the same initializers.
+        let mirrored = mirrored_input(&mut graph, s);
+        params.2 = Some(0);
+        graph.suffix = ".mirror";
+        let of_mirror = network(&mut graph, &mut params, &mirrored)?;
+        graph.suffix = "";
+        let half = graph.initializer("mirror.half", &[1], Cow::Owned(vec![0.5]));
+        let sum = graph.node("Add", &[&probabilities, &of_mirror], "mirror.sum", &[]);
+        graph.node("Mul", &[&sum, &half], OUTPUT_NAME, &[]);
+    } else {
+        graph.node("Identity", &[&probabilities], OUTPUT_NAME, &[]);
+    }
     let batch = Dim::Named("batch");
     graph.value_info(
         11,

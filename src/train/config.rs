@@ -116,11 +116,16 @@ impl LrSchedule {
     }
 }
 
-/// Whether runs train on mirror views by default ([`TrainConfig::mirror_views`]).
-pub const MIRROR_VIEWS_DEFAULT: bool = false;
+/// Epochs when none are asked for: with cached features an epoch of the light head takes about
+/// a second on 2 cores, and 10 did better than 20 in 5-fold cross-validation (BENCHMARKS.md).
+pub const DEFAULT_EPOCHS: usize = 10;
+/// Whether runs train on mirror views by default ([`TrainConfig::mirror_views`]): in 5-fold
+/// cross-validation on the 1,999 Kaggle photos they took accuracy from 97.85% to 98.40%.
+pub const MIRROR_VIEWS_DEFAULT: bool = true;
 /// Whether models trained now predict with the mirror test-time augmentation by default
-/// ([`TrainConfig::mirror_tta`]).
-pub const MIRROR_TTA_DEFAULT: bool = false;
+/// ([`TrainConfig::mirror_tta`]): in the same cross-validation, log loss 0.0624 → 0.0482 on top
+/// of mirror views (0.0698 → 0.0521 without them).
+pub const MIRROR_TTA_DEFAULT: bool = true;
 
 /// Everything about one training run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -174,7 +179,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             trainable: Trainable::Head,
-            epochs: 3,
+            epochs: DEFAULT_EPOCHS,
             batch_size: 32,
             optimizer: OptimizerKind::Adam,
             learning_rate: 1e-4,

@@ -365,7 +365,10 @@ pub(super) fn feature_pass(
     let batch = ctx.config.batch_size.max(1);
     // Views not in the cache: cache key and preprocessed pixels, up to a batch.
     let mut pending: Vec<(String, Vec<f32>)> = Vec::new();
-    for (list, views) in [(&mut *train, ctx.views(false)), (&mut *valid, ctx.views(true))] {
+    for (list, views) in [
+        (&mut *train, ctx.views(false)),
+        (&mut *valid, ctx.views(true)),
+    ] {
         for chunk in list.chunks_mut(batch) {
             if ctx.stopped() {
                 return Ok(None);
