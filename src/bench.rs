@@ -299,6 +299,7 @@ fn end_to_end(
     let job = TrainJob {
         dataset: dataset.clone(),
         weights: config.weights.clone(),
+        from_model: None,
         config: train_config,
         out: None,
         checkpoint: None,

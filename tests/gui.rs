@@ -213,6 +213,14 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     harness.run_steps(2);
     assert!(!harness.state().is_training());
 
+    // Fine-tune deeper: the model goes on as a new stage, its epochs after the first three.
+    harness.get_by_label("Fine-tune deeper").click();
+    harness.run_steps(2);
+    wait_for(&mut harness, 120, "the deeper stage", |a| {
+        !a.is_training() && a.epochs().len() == 6 && a.has_model()
+    });
+    harness.get_by_label_contains("Runs since vggtune started (2)");
+
     // Drop a photo and a text file: the photo gets probabilities, the text file a reason.
     let note = f.work.path().join("readme.txt");
     std::fs::write(&note, "hello").unwrap();

@@ -42,6 +42,7 @@ fn job(root: &Path, config: TrainConfig, work: &Path) -> TrainJob {
     TrainJob {
         dataset: Dataset::scan(root).unwrap(),
         weights: None,
+        from_model: None,
         config,
         out: Some(work.join("model.vggtune")),
         checkpoint: Some(work.join("model.ckpt.vggtune")),
@@ -1276,4 +1277,90 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_second_stage_continues_a_trained_model_on_one_time_axis() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 12, 7);
+    let first = finished(TrainingRun::run_blocking(
+        job(data.path(), tiny_config(2), work.path()),
+        |_| {},
+    ));
+    assert_eq!(first.history.len(), 2);
+    let head = work.path().join("model.vggtune");
+    let stage_dir = work.path().join("stage2");
+    std::fs::create_dir_all(&stage_dir).unwrap();
+    let stage = TrainConfig {
+        trainable: Trainable::Block5,
+        learning_rate: 1e-4,
+        ..tiny_config(3)
+    };
+    let mut started = None;
+    let second = finished(TrainingRun::run_blocking(
+        TrainJob {
+            from_model: Some(head.clone()),
+            ..job(data.path(), stage.clone(), &stage_dir)
+        },
+        |e| {
+            if let TrainEvent::Started {
+                first_epoch,
+                weights,
+                ..
+            } = e
+            {
+                started = Some((*first_epoch, weights.clone()));
+            }
+        },
+    ));
+    let (first_epoch, said) = started.unwrap();
+    assert_eq!(
+        first_epoch, 3,
+        "the stage's first epoch follows the model's two"
+    );
+    assert!(said[0].contains("continuing from"), "{said:?}");
+    let epochs: Vec<usize> = second.history.iter().map(|m| m.epoch).collect();
+    assert_eq!(epochs, [1, 2, 3, 4, 5]);
+    assert_eq!(second.history[..2], first.history[..]);
+    let header = bundle::read_header(&stage_dir.join("model.vggtune")).unwrap();
+    assert_eq!(header.trained, "block5");
+    assert_eq!(header.next_epoch, 5);
+
+    // Another input size is refused with the setting named; so are other classes.
+    let refused = TrainingRun::run_blocking(
+        TrainJob {
+            from_model: Some(head.clone()),
+            ..job(
+                data.path(),
+                TrainConfig {
+                    input_size: 64,
+                    ..stage.clone()
+                },
+                &stage_dir,
+            )
+        },
+        |_| {},
+    );
+    match refused {
+        TrainEvent::Failed { reason } => assert!(
+            reason.contains("the model was trained with input size 32 px"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let other = tempfile::tempdir().unwrap();
+    colour_dataset(&other.path().join("x"), 4, 1);
+    colour_dataset(other.path(), 4, 1);
+    let refused = TrainingRun::run_blocking(
+        TrainJob {
+            from_model: Some(head),
+            ..job(other.path(), stage, &stage_dir)
+        },
+        |_| {},
+    );
+    assert!(
+        matches!(&refused, TrainEvent::Failed { reason } if reason.contains("the model's classes")),
+        "{refused:?}"
+    );
 }

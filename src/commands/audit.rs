@@ -24,7 +24,7 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = vggtune::train::audit::DEFAULT_FOLDS)]
     folds: usize,
     /// Passes of each head over its photos.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = vggtune::train::config::DEFAULT_EPOCHS)]
     epochs: usize,
     /// Photos per step.
     #[arg(long, default_value_t = 32)]
@@ -112,21 +112,30 @@ pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    let Some(mut found) = result.map_err(anyhow::Error::msg)? else {
+    let Some(found) = result.map_err(anyhow::Error::msg)? else {
         anyhow::bail!("the audit was stopped");
     };
-    if args.limit > 0 {
-        found.suspects.truncate(args.limit);
-    }
-    if out.json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+    let limit = if args.limit == 0 {
+        usize::MAX
     } else {
-        print_audit(&found, &args.data);
+        args.limit
+    };
+    if out.json {
+        // The summary's counts are the whole audit's; the list is cut at --limit.
+        let mut json = serde_json::to_value(&found)?;
+        json["summary"] = found.summary().into();
+        json["suspects_total"] = found.suspects.len().into();
+        if let Some(list) = json["suspects"].as_array_mut() {
+            list.truncate(limit);
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print_audit(&found, &args.data, limit);
     }
     Ok(())
 }
 
-fn print_audit(found: &vggtune::train::audit::Audit, data: &Path) {
+fn print_audit(found: &vggtune::train::audit::Audit, data: &Path, limit: usize) {
     println!(
         "{}: {} out-of-fold heads, {:.0} s",
         data.display(),
@@ -138,7 +147,7 @@ fn print_audit(found: &vggtune::train::audit::Audit, data: &Path) {
         println!("warning: {warning}");
     }
     let classes = &found.classes;
-    for (i, s) in found.suspects.iter().enumerate() {
+    for (i, s) in found.suspects.iter().enumerate().take(limit) {
         println!(
             "{:>4}. {}  labelled {}, looks like {} ({} {}, {} {})",
             i + 1,

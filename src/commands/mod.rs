@@ -65,8 +65,8 @@ pub struct TrainArgs {
     /// Optimizer: adam or sgd (momentum 0.9).
     #[arg(long, default_value = "adam")]
     optimizer: OptimizerKind,
-    /// Cosine decay of the learning rate over the run.
-    #[arg(long)]
+    /// Cosine decay of the learning rate over the run (`--cosine false`: a constant rate).
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::DEFAULT_SCHEDULE == LrSchedule::Cosine, action = clap::ArgAction::Set)]
     cosine: bool,
     /// L2 weight decay.
     #[arg(long, default_value_t = 0.0)]
@@ -100,6 +100,11 @@ pub struct TrainArgs {
     /// Divide every width of VGG16 by this (for quick experiments; 1 = VGG16).
     #[arg(long, default_value_t = 1, hide = true)]
     width_divisor: usize,
+    /// Continue from this trained model (.vggtune) as a new stage: e.g. `--from head.vggtune
+    /// --trainable block5 --lr 1e-5 --epochs 3` fine-tunes block 5 after the head. Its epochs
+    /// come first in the history; --epochs more are trained. (Give it again with --resume.)
+    #[arg(long, value_name = "MODEL")]
+    from: Option<PathBuf>,
     /// Where to save the model.
     #[arg(long, default_value = "model.vggtune")]
     out: PathBuf,
@@ -288,6 +293,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
     let job = TrainJob {
         dataset,
         weights,
+        from_model: args.from.clone(),
         config,
         checkpoint: Some(checkpoint_path_for(&args.out)),
         checkpoint_interval: std::time::Duration::try_from_secs_f64(args.checkpoint_secs)

@@ -195,7 +195,7 @@ pub fn relabel(dataset: &Dataset, image: &ImageEntry, class: &str) -> Result<Cha
 /// `dir/name`, or `dir/STEM-k.EXT` for the first k from 2 that no file has.
 fn free_name(dir: &Path, name: &str) -> PathBuf {
     let first = dir.join(name);
-    if !first.exists() {
+    if !taken(&first) {
         return first;
     }
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
@@ -207,13 +207,18 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
                 format!("{stem}-{k}.{ext}")
             })
         })
-        .find(|p| !p.exists())
+        .find(|p| !taken(p))
         .unwrap_or(first)
+}
+
+/// Whether anything is at `path`, a dangling symbolic link included.
+fn taken(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
 }
 
 /// Renames `from` to `to`, refusing to replace a file at `to`.
 fn move_new(from: &Path, to: &Path) -> Result<(), String> {
-    if to.exists() {
+    if taken(to) {
         return Err(format!(
             "{}: a file is already there; nothing was moved",
             to.display()

@@ -103,13 +103,17 @@ impl Split {
                 members.push((score(seed, &image.rel), i));
             }
         }
+        // Each class continues where the last one stopped, so small classes do not all
+        // crowd into the first folds.
+        let mut next = 0;
         for mut members in by_class {
             members.sort_by(|a, b| {
                 a.0.cmp(&b.0)
                     .then_with(|| dataset.images[a.1].rel.cmp(&dataset.images[b.1].rel))
             });
-            for (position, (_, i)) in members.into_iter().enumerate() {
-                fold_of[i] = position % k;
+            for (_, i) in members {
+                fold_of[i] = next % k;
+                next += 1;
             }
         }
         (0..k)

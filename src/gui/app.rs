@@ -298,6 +298,7 @@ impl VggtuneApp {
             UiCommand::CancelQuit => self.confirm_close = false,
             UiCommand::ToggleAbout => self.show_about = !self.show_about,
             UiCommand::CheckLabels => self.check_labels(ctx),
+            UiCommand::FineTuneDeeper => self.fine_tune_deeper(ctx),
         }
     }
 
@@ -313,6 +314,19 @@ impl VggtuneApp {
                 .train
                 .start(ctx, &mut self.shared, &dataset, weights, resume),
             Err(e) => self.shared.notices.push(e),
+        }
+    }
+
+    fn fine_tune_deeper(&mut self, ctx: &egui::Context) {
+        match (self.data.dataset.clone(), self.model.path.clone()) {
+            (Some(dataset), Some(model)) => {
+                self.train
+                    .start_stage(ctx, &mut self.shared, &dataset, model)
+            }
+            _ => self
+                .shared
+                .notices
+                .push("Open a photo folder and train or open a model first.".into()),
         }
     }
 
@@ -388,6 +402,15 @@ impl VggtuneApp {
         if let Some(loaded) = self.model.poll(shared) {
             // Another model's predictions would be shown under this one's classes.
             self.predict.clear();
+            // An evaluation of other classes would be drawn with this model's heatmaps.
+            if self
+                .evaluate
+                .evaluation
+                .as_ref()
+                .is_some_and(|e| e.evaluation.classes != self.model.classes)
+            {
+                self.evaluate.clear();
+            }
             // A model opened (after a restart, say) shows its curves and evaluation again,
             // unless a run's are on screen.
             if !self.train.is_training() && self.train.log.epochs.is_empty() {
@@ -400,9 +423,11 @@ impl VggtuneApp {
             }
         }
         self.evaluate.poll(shared);
-        shared
-            .heatmaps
-            .set_model(self.model.classifier.as_ref(), self.model.preprocessing);
+        shared.heatmaps.set_model(
+            self.model.classifier.as_ref(),
+            self.model.preprocessing,
+            &self.model.classes,
+        );
         let to_classify = self.predict.poll(shared);
         if !to_classify.is_empty() {
             self.classify(ctx, to_classify);
@@ -578,7 +603,8 @@ impl VggtuneApp {
             View::Weights => self.weights.ui(ui, shared, commands),
             View::Train => {
                 let dataset = self.data.dataset.as_deref();
-                self.train.ui(ui, shared, dataset, commands);
+                let has_model = self.model.path.is_some();
+                self.train.ui(ui, shared, (dataset, has_model), commands);
             }
             View::Evaluate => {
                 let can_start = (self.model.classifier.is_some(), self.data.dataset.is_some());

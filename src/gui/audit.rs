@@ -21,7 +21,8 @@ use crate::train::audit::{self, Audit, AuditJob, Suspect};
 enum AuditMsg {
     /// What runs now, in words, and how far the whole audit is (0–1).
     Progress(String, f32),
-    Done(Result<Option<Audit>, String>),
+    /// The audit of the folder it was started on.
+    Done(Result<Option<Box<Audit>>, String>, PathBuf),
 }
 
 /// The audit: its job, its result and what was done with each listed photo.
@@ -87,7 +88,7 @@ impl AuditPanel {
                     r.send(AuditMsg::Progress(text.0, text.1));
                 }
             });
-            r.send(AuditMsg::Done(result));
+            r.send(AuditMsg::Done(result.map(|a| a.map(Box::new)), root));
         });
         self.job = Some((job, stop));
     }
@@ -98,13 +99,12 @@ impl AuditPanel {
             for msg in job.poll() {
                 match msg {
                     AuditMsg::Progress(text, fraction) => self.progress = (text, fraction),
-                    AuditMsg::Done(Ok(Some(found))) => {
+                    AuditMsg::Done(Ok(Some(found)), of) => {
                         self.decisions = (0..found.suspects.len()).map(|_| None).collect();
-                        let root = root.map(std::path::Path::to_owned).unwrap_or_default();
-                        self.found = Some((found, root));
+                        self.found = Some((*found, of));
                     }
-                    AuditMsg::Done(Ok(None)) => self.cancelled = true,
-                    AuditMsg::Done(Err(e)) => self.error = Some(e),
+                    AuditMsg::Done(Ok(None), _) => self.cancelled = true,
+                    AuditMsg::Done(Err(e), _) => self.error = Some(e),
                 }
             }
             if job.is_finished() {
@@ -198,7 +198,16 @@ impl AuditPanel {
         if found.suspects.is_empty() {
             return;
         }
-        shared.heatmaps.controls_ui(ui, &found.classes);
+        if shared.heatmaps.explains(&found.classes) {
+            shared.heatmaps.controls_ui(ui, &found.classes);
+            ui.weak(
+                "Heatmaps show what the model in use sees (it may have trained on these \
+                 photos); the doubts above come from heads that never saw them.",
+            );
+        } else {
+            ui.weak("Heatmaps: train or open a model of these classes to see them here.");
+        }
+        let explain = shared.heatmaps.explains(&found.classes);
         let size = 120.0;
         let per_row = ((ui.available_width() / (size + 110.0)).floor() as usize).max(1);
         let mut act = None;
@@ -212,7 +221,7 @@ impl AuditPanel {
                             let i = row * per_row + k;
                             let decided = self.decisions.get(i).and_then(Option::as_ref);
                             if let Some(a) =
-                                suspect_ui(ui, shared, s, &found.classes, decided, size)
+                                suspect_ui(ui, shared, (s, explain), &found.classes, decided, size)
                             {
                                 act = Some((i, a));
                             }
@@ -242,7 +251,8 @@ impl AuditPanel {
         };
         let image = dataset.images.iter().find(|im| im.path == suspect.path);
         let result = match (action, image) {
-            (Action::Undo, _) => match self.decisions.get_mut(i).and_then(Option::take) {
+            // The record stays until the undo succeeded: a failed one can be tried again.
+            (Action::Undo, _) => match self.decisions.get(i).and_then(Option::as_ref) {
                 Some(change) => change.undo().map(|()| {
                     shared.tell(format!("Undone: {}", change.describe()));
                     None
@@ -287,7 +297,7 @@ enum Action {
 fn suspect_ui(
     ui: &mut egui::Ui,
     shared: &mut Shared,
-    s: &Suspect,
+    (s, explain): (&Suspect, bool),
     classes: &[String],
     decided: Option<&Change>,
     size: f32,
@@ -296,8 +306,14 @@ fn suspect_ui(
     ui.vertical(|ui| {
         ui.set_width(size + 100.0);
         let (thumbnails, heatmaps) = (&mut shared.thumbnails, &mut shared.heatmaps);
-        super::heatmaps::photo_ui(ui, thumbnails, heatmaps, &s.path, size, s.looks_like)
-            .on_hover_text(s.path.display().to_string());
+        if explain {
+            super::heatmaps::photo_ui(ui, thumbnails, heatmaps, &s.path, size, s.looks_like)
+                .on_hover_text(s.path.display().to_string());
+        } else {
+            thumbnails
+                .show(ui, &s.path, size)
+                .on_hover_text(s.path.display().to_string());
+        }
         ui.label(egui::RichText::new(&s.rel).monospace());
         ui.label(format!(
             "labelled {}, looks like {} ({})",

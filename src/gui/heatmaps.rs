@@ -57,6 +57,8 @@ pub(crate) struct Heatmaps {
     model: Option<Model>,
     generation: u64,
     preprocessing: Option<Preprocessing>,
+    /// The model's classes, in its order.
+    classes: Vec<String>,
     maps: HashMap<PathBuf, Result<Arc<Explained>, String>>,
     textures: HashMap<(PathBuf, usize), egui::TextureHandle>,
     requested: HashSet<PathBuf>,
@@ -88,6 +90,7 @@ impl Heatmaps {
             model: None,
             generation: 0,
             preprocessing: None,
+            classes: Vec::new(),
             maps: HashMap::new(),
             textures: HashMap::new(),
             requested: HashSet::new(),
@@ -97,7 +100,12 @@ impl Heatmaps {
     }
 
     /// Follows the window's model: a different one (or none) drops every map.
-    pub fn set_model(&mut self, model: Option<&Model>, preprocessing: Option<Preprocessing>) {
+    pub fn set_model(
+        &mut self,
+        model: Option<&Model>,
+        preprocessing: Option<Preprocessing>,
+        classes: &[String],
+    ) {
         let same = match (&self.model, model) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
@@ -109,6 +117,7 @@ impl Heatmaps {
         self.generation += 1;
         self.model = model.cloned();
         self.preprocessing = preprocessing;
+        self.classes = classes.to_vec();
         self.maps.clear();
         self.textures.clear();
         self.requested.clear();
@@ -126,7 +135,10 @@ impl Heatmaps {
                     self.maps.insert(path, result);
                 }
                 Done::Maps(..) => {}
-                Done::Large(path, result) => {
+                // Only the photo in view now: an earlier click's may come after it.
+                Done::Large(path, result)
+                    if self.focus.as_ref().is_some_and(|(p, _)| *p == path) =>
+                {
                     let texture = result.map(|image| {
                         ctx.load_texture(
                             format!("large:{}", path.display()),
@@ -136,6 +148,7 @@ impl Heatmaps {
                     });
                     self.large = Some((path, texture));
                 }
+                Done::Large(..) => {}
             }
         }
     }
@@ -158,6 +171,11 @@ impl Heatmaps {
             self.request(Request::Maps(path.to_owned()));
         }
         self.maps.get(path)
+    }
+
+    /// Whether the model in use has exactly `classes` (so that their indices name its classes).
+    pub fn explains(&self, classes: &[String]) -> bool {
+        self.model.is_some() && self.classes == classes
     }
 
     /// The maps of `path` if they are computed (for tests).
@@ -197,6 +215,9 @@ impl Heatmaps {
     /// Draws `path`'s map (for the chosen class, or `predicted`) over the photo shown in
     /// `image`, where the model saw it; the rest of the photo is dimmed.
     fn paint(&mut self, ui: &egui::Ui, image: egui::Rect, path: &Path, predicted: usize) {
+        if self.model.is_none() {
+            return;
+        }
         let class = self.class.unwrap_or(predicted);
         let Some(texture) = self.texture(ui.ctx(), path, class) else {
             let pending = self.maps(path).is_none();
@@ -443,7 +464,7 @@ fn worker(queue: &Queue, tx: &Sender<Done>, ctx: &egui::Context) {
         let batch: Vec<PathBuf> = maps.iter().take(PER_BATCH).cloned().collect();
         {
             let mut q = lock(&queue.requests);
-            for path in maps.into_iter().skip(PER_BATCH).rev() {
+            for path in maps.into_iter().skip(PER_BATCH) {
                 q.push_front(Request::Maps(path));
             }
         }

@@ -169,6 +169,8 @@ pub(crate) enum UiCommand {
     ToggleAbout,
     /// List the training photos whose label looks wrong (Data view).
     CheckLabels,
+    /// Continue the model in use with block 5 learning too (Train view).
+    FineTuneDeeper,
 }
 
 /// The commands a frame's views pushed.

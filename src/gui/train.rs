@@ -44,6 +44,9 @@ pub(crate) struct TrainPanel {
     /// The current run's settings, in words.
     settings: String,
     runs: Vec<RunRecord>,
+    /// The deeper stage trained or stopped last: its settings and the model it continues, so
+    /// Resume continues that stage.
+    stage: Option<(crate::train::TrainConfig, PathBuf)>,
 }
 
 impl TrainPanel {
@@ -66,7 +69,8 @@ impl TrainPanel {
         checkpoint.is_file() && !self.is_training()
     }
 
-    /// Starts a run on `dataset` from `weights` (resuming the last checkpoint when `resume`).
+    /// Starts a run on `dataset` from `weights` (resuming the last checkpoint when `resume`: the
+    /// stopped deeper stage's, when that is what stopped).
     pub fn start(
         &mut self,
         ctx: &egui::Context,
@@ -75,15 +79,55 @@ impl TrainPanel {
         weights: Option<PathBuf>,
         resume: bool,
     ) {
+        let stage = if resume { self.stage.clone() } else { None };
+        let (config, from) = match stage {
+            Some((config, from)) => (config, Some(from)),
+            None => {
+                self.stage = None;
+                (shared.state.train.clone(), None)
+            }
+        };
+        self.launch(ctx, shared, (dataset, weights), config, from, resume);
+    }
+
+    /// Fine-tunes deeper: continues the model at `from` as a new stage, with the Train view's
+    /// settings except that block 5 learns too (when less did) at a tenth of the learning rate.
+    pub fn start_stage(
+        &mut self,
+        ctx: &egui::Context,
+        shared: &mut Shared,
+        dataset: &Dataset,
+        from: PathBuf,
+    ) {
+        let config = deeper_stage(&shared.state.train);
+        self.stage = Some((config.clone(), from.clone()));
+        self.launch(ctx, shared, (dataset, None), config, Some(from), false);
+    }
+
+    fn launch(
+        &mut self,
+        ctx: &egui::Context,
+        shared: &mut Shared,
+        (dataset, weights): (&Dataset, Option<PathBuf>),
+        mut config: crate::train::TrainConfig,
+        from_model: Option<PathBuf>,
+        resume: bool,
+    ) {
         if self.is_training() {
             return;
         }
         let (out, checkpoint) = Self::run_paths(shared);
-        let mut config = shared.state.train.clone();
         config.device = shared.state.device_choice;
+        // The stage's epochs follow the model's on the charts' time axis.
+        let before = from_model
+            .as_deref()
+            .and_then(|m| crate::model::bundle::read_header(m).ok())
+            .map_or(0, |h| h.next_epoch);
+        let train = config.clone();
         let job = TrainJob {
             dataset: dataset.clone(),
             weights,
+            from_model,
             config,
             out: Some(out),
             checkpoint: Some(checkpoint),
@@ -97,10 +141,10 @@ impl TrainPanel {
         let wake = ctx.clone();
         match TrainingRun::start(job, move || wake.request_repaint()) {
             Ok(run) => {
-                let train = &shared.state.train;
-                self.log = TrainLog::new(train.epochs, train.batch_size);
+                self.log = TrainLog::new(before + train.epochs, train.batch_size);
                 self.settings = format!(
-                    "{:?}, {} head, batch {}, lr {:.0e}{}{}",
+                    "{}{:?}, {} head, batch {}, lr {:.0e}{}{}",
+                    if before > 0 { "deeper: " } else { "" },
                     train.trainable,
                     match train.head {
                         HeadKind::Dense256 => "light",
@@ -208,7 +252,7 @@ impl TrainPanel {
         &mut self,
         ui: &mut egui::Ui,
         shared: &mut Shared,
-        dataset: Option<&Dataset>,
+        (dataset, has_model): (Option<&Dataset>, bool),
         commands: &mut Commands,
     ) {
         let running = self.is_training();
@@ -232,6 +276,27 @@ impl TrainPanel {
                     }
                     if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
                         commands.push(UiCommand::StopTraining);
+                    }
+                    let deeper = deeper_stage(&shared.state.train);
+                    if ui
+                        .add_enabled(
+                            !running && ready && has_model,
+                            egui::Button::new("Fine-tune deeper"),
+                        )
+                        .on_hover_text(format!(
+                            "Continue the model in use as a new stage: {} learn at {:.0e} for {} \
+                             epochs, on the cached output of the layers before (block 5 on a \
+                             CPU: minutes an epoch)",
+                            deeper.trainable.describe(),
+                            deeper.learning_rate,
+                            deeper.epochs
+                        ))
+                        .on_disabled_hover_text(
+                            "Train or open a model of this folder's classes first",
+                        )
+                        .clicked()
+                    {
+                        commands.push(UiCommand::FineTuneDeeper);
                     }
                     if ui
                         .add_enabled(can_resume && ready, egui::Button::new("Resume"))
@@ -514,4 +579,15 @@ fn epochs_table_ui(ui: &mut egui::Ui, log: &TrainLog) {
                 }
             });
         });
+}
+
+/// The settings of a deeper stage after a run with `settings`: block 5 learns too (when less
+/// did), at a tenth of the learning rate.
+fn deeper_stage(settings: &crate::train::TrainConfig) -> crate::train::TrainConfig {
+    let mut config = settings.clone();
+    if config.trainable.frozen_convs() > crate::train::Trainable::Block5.frozen_convs() {
+        config.trainable = crate::train::Trainable::Block5;
+    }
+    config.learning_rate = settings.learning_rate / 10.0;
+    config
 }

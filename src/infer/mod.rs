@@ -145,9 +145,11 @@ impl Classifier {
         cancel: &AtomicBool,
     ) -> (Vec<Prediction>, Vec<Unclassified>) {
         let n = self.header.classes.len();
+        // One setting for the whole call, however the switch moves meanwhile.
+        let mirror = self.mirror_tta();
         let mut predictions = Vec::new();
         let failed = self.for_each_batch(paths, batch_size, progress, cancel, |ok, x| {
-            let probs = self.probabilities(x);
+            let probs = self.probabilities(x, mirror);
             for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
                 predictions.push(Prediction::new(path, p.to_vec()));
             }
@@ -157,7 +159,8 @@ impl Classifier {
 
     /// [`Self::predict_until`] with the Grad-CAM heatmap of every class for each photo
     /// ([`heatmap::explain`]): the same forward pass, stopped at block 5's last activation, then
-    /// the head and its backward pass on the host.
+    /// the head and its backward pass on the host. The maps explain the photo as it is; the
+    /// probabilities are the model's predictions (with the mirror image too when it is on).
     pub fn explain_until(
         &self,
         paths: &[PathBuf],
@@ -168,15 +171,27 @@ impl Classifier {
         let head = self
             .host_head
             .get_or_init(|| heatmap::HostHead::of(self.base.model()));
+        let mirror = self.mirror_tta();
+        let n = self.header.classes.len();
         let mut explained = Vec::new();
         let failed = self.for_each_batch(paths, batch_size, progress, cancel, |ok, x| {
+            let of_mirror = mirror.then(|| self.probabilities(x.clone().flip([3]), false));
             let (a, shape) = self.base.last_activation(x);
             let per_image = shape.iter().product::<usize>().max(1);
             let results: Vec<heatmap::Explained> = a
                 .par_chunks(per_image)
                 .map(|a| heatmap::explain(head, a, shape))
                 .collect();
-            for (path, e) in ok.into_iter().zip(results) {
+            for (i, (path, mut e)) in ok.into_iter().zip(results).enumerate() {
+                if let Some(m) = &of_mirror {
+                    for (p, q) in e
+                        .probabilities
+                        .iter_mut()
+                        .zip(m.chunks(n).nth(i).unwrap_or(&[]))
+                    {
+                        *p = 0.5 * (*p + q);
+                    }
+                }
                 explained.push((Prediction::new(path, e.probabilities), e.maps));
             }
         });
@@ -185,14 +200,14 @@ impl Classifier {
 
     /// The class probabilities of a batch (row-major): with the mirror test-time augmentation,
     /// the mean of each photo's and its mirror image's.
-    fn probabilities(&self, x: Tensor<4>) -> Vec<f32> {
+    fn probabilities(&self, x: Tensor<4>, mirror: bool) -> Vec<f32> {
         let forward = |x| {
             to_host(softmax(
                 self.base.model().forward_head(self.base.forward(x)),
                 1,
             ))
         };
-        if !self.mirror_tta() {
+        if !mirror {
             return forward(x);
         }
         let mirrored = forward(x.clone().flip([3]));

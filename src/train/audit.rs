@@ -84,7 +84,7 @@ impl Audit {
             warnings.push(format!(
                 "the photos were seen at {} px, smaller than the {IMAGENET_SIZE} px ImageNet's \
                  weights were made for: expect sure-looking doubts about photos that are right \
-                 (the input size is the Train view's)",
+                 (use the input size the weights were made for)",
                 self.input_size
             ));
         }
@@ -205,6 +205,7 @@ fn run_fold(
             ..job.dataset.clone()
         },
         weights: job.weights.clone(),
+        from_model: None,
         config: config.clone(),
         out: None,
         checkpoint: None,

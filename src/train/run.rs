@@ -50,7 +50,7 @@ pub(super) fn derive_seed(seed: u64, epoch: usize, stream: u64, item: usize) -> 
 
 /// Runs `job` to its end, a stop, or an error.
 pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, String> {
-    let config = job.config.clone();
+    let mut config = job.config.clone();
     config.validate()?;
     let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
     let classes = job.dataset.classes.clone();
@@ -82,10 +82,12 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         &config,
         &model_config,
         &classes,
-        job.weights.as_deref(),
+        (job.weights.as_deref(), job.from_model.as_deref()),
         job.checkpoint.as_deref().filter(|_| job.resume),
         &device,
     )?;
+    // A stage continuing a model adds its epochs after the model's, on one time axis.
+    config.epochs += start.stage_start;
     let preprocessing = Preprocessing {
         convention: start.convention,
         input_size: config.input_size,
@@ -136,6 +138,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         config.head,
     );
     let epochs = Epochs {
+        stage_start: start.stage_start,
         stepper: Stepper::choose(&ctx, &model),
         ctx: &ctx,
         job: &job,
@@ -214,6 +217,8 @@ impl Identity<'_> {
 
 /// The epochs of a run, after the feature pass.
 struct Epochs<'a> {
+    /// The first epoch of this stage (the learning-rate schedule runs over the stage).
+    stage_start: usize,
     ctx: &'a Context<'a>,
     job: &'a TrainJob,
     identity: Identity<'a>,
@@ -248,9 +253,11 @@ impl Epochs<'_> {
         };
         for epoch in first_epoch..config.epochs {
             let started = Instant::now();
-            let lr = config
-                .schedule
-                .rate(config.learning_rate, epoch, config.epochs);
+            let lr = config.schedule.rate(
+                config.learning_rate,
+                epoch - self.stage_start.min(epoch),
+                config.epochs - self.stage_start,
+            );
             let trained;
             (model, trained) =
                 self.train_epoch(model, &mut optim, &mut writer, epoch, lr, &mut step)?;

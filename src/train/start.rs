@@ -42,23 +42,91 @@ pub(super) struct StartingPoint {
     pub messages: Vec<String>,
     /// The checkpoint resumed from.
     pub resumed_from: Option<PathBuf>,
+    /// The epoch this stage began at: the epochs of the model it continues (0 for a first
+    /// stage).
+    pub stage_start: usize,
 }
 
 impl StartingPoint {
-    /// Resumes `checkpoint` when it is given and exists, else starts fresh from `weights` (or
-    /// seeded random values when there are none).
+    /// Resumes `checkpoint` when it is given and exists, else continues `from_model` as a new
+    /// stage when given, else starts fresh from `weights` (or seeded random values when there
+    /// are none).
     pub fn resolve(
         config: &TrainConfig,
         model_config: &Vgg16Config,
         classes: &[String],
-        weights: Option<&Path>,
+        (weights, from_model): (Option<&Path>, Option<&Path>),
         checkpoint: Option<&Path>,
         device: &Device,
     ) -> Result<Self, String> {
-        match checkpoint.filter(|p| p.is_file()) {
-            Some(path) => Self::resume(path, config, model_config, classes, device),
-            None => Self::fresh(weights, config, model_config, device),
+        let stage_start = match from_model {
+            Some(path) => {
+                bundle::read_header(path)
+                    .map_err(|e| e.to_string())?
+                    .next_epoch
+            }
+            None => 0,
+        };
+        let start = match (checkpoint.filter(|p| p.is_file()), from_model) {
+            (Some(path), _) => Self::resume(path, config, model_config, classes, device),
+            (None, Some(model)) => {
+                Self::continue_from(model, config, model_config, classes, device)
+            }
+            (None, None) => Self::fresh(weights, config, model_config, device),
+        };
+        start.map(|s| Self { stage_start, ..s })
+    }
+
+    /// A new stage on a trained model: its weights, classes, preprocessing and history, with a
+    /// fresh optimizer for the stage's own learning rate.
+    fn continue_from(
+        path: &Path,
+        config: &TrainConfig,
+        model_config: &Vgg16Config,
+        classes: &[String],
+        device: &Device,
+    ) -> Result<Self, String> {
+        let header = bundle::read_header(path).map_err(|e| e.to_string())?;
+        if header.classes != classes {
+            return Err(format!(
+                "{}: the model's classes {:?} differ from the folder's {:?}",
+                path.display(),
+                header.classes,
+                classes
+            ));
         }
+        check_same_shape(path, &header.model, model_config, "model")?;
+        if header.preprocessing.resize != config.resize {
+            return Err(format!(
+                "{}: the model makes photos square with {:?}, this run asks for {:?}; use the \
+                 model's",
+                path.display(),
+                header.preprocessing.resize,
+                config.resize
+            ));
+        }
+        let loaded = bundle::load(path, device).map_err(|e| e.to_string())?;
+        let header = loaded.header;
+        let history: Vec<EpochMetrics> =
+            serde_json::from_value(header.history.clone()).unwrap_or_default();
+        let weights_id = frozen_identity(path, &header, config)?;
+        Ok(Self {
+            model: loaded.model,
+            optim: optimizer(config),
+            messages: vec![format!(
+                "continuing from {} ({} epochs, {} trained)",
+                path.display(),
+                header.next_epoch,
+                header.trained
+            )],
+            first_epoch: header.next_epoch,
+            history,
+            convention: header.preprocessing.convention,
+            weights_id,
+            weights_file: header.base_weights_file,
+            resumed_from: None,
+            stage_start: header.next_epoch,
+        })
     }
 
     fn resume(
@@ -77,7 +145,26 @@ impl StartingPoint {
                 classes
             ));
         }
-        check_same_shape(path, &header.model, model_config)?;
+        check_same_shape(path, &header.model, model_config, "checkpoint")?;
+        // Mirror views change which images each epoch draws: a resume that turned them on or
+        // off would not give the run it continues. (Checkpoints from before they existed had
+        // none.)
+        let saved_views = header
+            .train_config
+            .get("mirror_views")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        if saved_views != config.mirror_views {
+            let word = |on: bool| if on { "on" } else { "off" };
+            return Err(format!(
+                "{}: the checkpoint was trained with mirror views {}, this run asks for them {}; \
+                 resume with them {}, or start a new run (without resume) to change it",
+                path.display(),
+                word(saved_views),
+                word(config.mirror_views),
+                word(saved_views)
+            ));
+        }
         let loaded = bundle::load(path, device).map_err(|e| e.to_string())?;
         let history: Vec<EpochMetrics> =
             serde_json::from_value(loaded.header.history.clone()).unwrap_or_default();
@@ -102,6 +189,7 @@ impl StartingPoint {
             weights_file: header.base_weights_file,
             messages: vec![format!("resumed from {}", path.display())],
             resumed_from: Some(path.to_owned()),
+            stage_start: 0,
         })
     }
 
@@ -153,8 +241,32 @@ impl StartingPoint {
             weights_file,
             messages,
             resumed_from: None,
+            stage_start: 0,
         })
     }
+}
+
+/// What identifies the frozen convolutions of a run continuing the model at `path`, for the
+/// feature cache: the base weights' SHA-256 while they are the base's (the model trained no
+/// convolution the run keeps frozen), else the model file's own SHA-256 as well.
+fn frozen_identity(
+    path: &Path,
+    header: &bundle::BundleHeader,
+    config: &TrainConfig,
+) -> Result<String, String> {
+    let trained: super::config::Trainable =
+        serde_json::from_value(serde_json::Value::String(header.trained.clone()))
+            .unwrap_or(super::config::Trainable::All);
+    if config.trainable.frozen_convs() <= trained.frozen_convs() {
+        return Ok(header.base_weights_sha256.clone());
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!(
+        "{}+{}:{}",
+        header.base_weights_sha256,
+        header.trained,
+        super::cache::content_hash(&bytes)
+    ))
 }
 
 /// The head's name as the CLI and the model file spell it ("dense256", "torchvision").
@@ -165,8 +277,14 @@ fn head_name(head: HeadKind) -> String {
         .unwrap_or_default()
 }
 
-/// Refuses to resume a checkpoint whose tensors have other shapes than this run asks for.
-fn check_same_shape(path: &Path, saved: &Vgg16Config, asked: &Vgg16Config) -> Result<(), String> {
+/// Refuses to resume a checkpoint (or continue a model: `what`) whose tensors have other shapes
+/// than this run asks for.
+fn check_same_shape(
+    path: &Path,
+    saved: &Vgg16Config,
+    asked: &Vgg16Config,
+    what: &str,
+) -> Result<(), String> {
     let differences = [
         ("head", head_name(saved.head), head_name(asked.head)),
         (
@@ -181,9 +299,14 @@ fn check_same_shape(path: &Path, saved: &Vgg16Config, asked: &Vgg16Config) -> Re
         ),
     ];
     match differences.iter().find(|(_, s, a)| s != a) {
-        Some((setting, saved, asked)) => Err(format!(
+        Some((setting, saved, asked)) if what == "checkpoint" => Err(format!(
             "{}: the checkpoint was trained with {setting} {saved}, this run asks for {asked}; \
              resume with {saved}, or start a new run (without resume) to change it",
+            path.display()
+        )),
+        Some((setting, saved, asked)) => Err(format!(
+            "{}: the {what} was trained with {setting} {saved}, this run asks for {asked}; \
+             continue it with {saved}",
             path.display()
         )),
         None => Ok(()),

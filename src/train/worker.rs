@@ -19,6 +19,10 @@ pub struct TrainJob {
     pub dataset: Dataset,
     /// The base weights; `None` starts from seeded random weights (tests, from-scratch runs).
     pub weights: Option<PathBuf>,
+    /// A trained model (`.vggtune`) to continue from as a new stage (e.g. block 5 at a lower
+    /// learning rate after the head): its weights, classes and history; `weights` is not used.
+    /// Its epochs come first on the run's time axis and the run adds `config.epochs` more.
+    pub from_model: Option<PathBuf>,
     /// What to do.
     pub config: TrainConfig,
     /// Where to save the finished model.
