@@ -3,62 +3,26 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use vggtune::data::{Dataset, ResizeMode};
+use vggtune::data::Dataset;
 use vggtune::device::DeviceChoice;
 use vggtune::infer;
-use vggtune::model::HeadKind;
 use vggtune::train::{TrainConfig, TrainEvent};
 
-use super::{Output, parse_head, print_event, weights_arg};
+use super::{Output, print_event};
 
 /// `vggtune audit`.
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// The photo folder (one sub-folder per class, or Kaggle's flat layout).
     data: PathBuf,
-    /// Base weights (.pth, .safetensors, .onnx); default: the cached torchvision VGG16;
-    /// `none` starts from random weights.
-    #[arg(long)]
-    weights: Option<String>,
     /// Heads trained, each judging the photos it never saw.
     #[arg(long, default_value_t = vggtune::train::audit::DEFAULT_FOLDS)]
     folds: usize,
-    /// Passes of each head over its photos.
-    #[arg(long, default_value_t = vggtune::train::config::DEFAULT_EPOCHS)]
-    epochs: usize,
-    /// Photos per step.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f64,
-    /// The head: dense256 (light, the 2017 course's) or torchvision (25088→4096→4096→N).
-    #[arg(long, default_value = "dense256", value_parser = parse_head)]
-    head: HeadKind,
-    /// Seed for the folds, shuffling, dropout and new layers.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Input side in pixels.
-    #[arg(long, default_value_t = 224)]
-    input_size: u32,
-    /// Crop the centre square (torchvision) instead of squashing the photo (Keras).
-    #[arg(long)]
-    center_crop: bool,
-    /// Divide every width of VGG16 by this (for quick experiments; 1 = VGG16).
-    #[arg(long, default_value_t = 1, hide = true)]
-    width_divisor: usize,
-    /// The feature cache's folder (default: the platform cache).
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// Cache each photo's mirror image too and train each head on one of the two each epoch.
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_VIEWS_DEFAULT, action = clap::ArgAction::Set)]
-    mirror_views: bool,
-    /// Judge each photo as the mean of it and its mirror image.
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_TTA_DEFAULT, action = clap::ArgAction::Set)]
-    mirror_tta: bool,
     /// List at most this many photos (0: all of them).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    #[command(flatten)]
+    recipe: super::HeadRecipe,
     #[command(flatten)]
     output: Output,
 }
@@ -67,32 +31,15 @@ pub struct AuditArgs {
 pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
     use vggtune::train::audit;
     let dataset = Dataset::scan(&args.data)?;
-    let weights = weights_arg(args.weights.as_deref())?;
-    let mut config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.lr,
-        head: args.head,
-        input_size: args.input_size,
-        resize: if args.center_crop {
-            ResizeMode::ShorterSideCenterCrop
-        } else {
-            ResizeMode::Squash
-        },
-        width_divisor: args.width_divisor.max(1),
-        mirror_views: args.mirror_views,
-        mirror_tta: args.mirror_tta,
-        device: choice,
-        ..TrainConfig::default()
-    };
-    config.set_seed(args.seed);
+    let weights = args.recipe.weights()?;
+    let config = args.recipe.apply(choice, TrainConfig::default());
     config.validate().map_err(anyhow::Error::msg)?;
     let job = audit::AuditJob {
         dataset,
         weights,
         config,
         folds: args.folds,
-        cache_root: args.cache_dir,
+        cache_root: args.recipe.cache_dir.clone(),
     };
     let out = args.output;
     let bars = out.bars();

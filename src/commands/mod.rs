@@ -43,31 +43,12 @@ impl Output {
 pub struct TrainArgs {
     /// The photo folder (one sub-folder per class, or Kaggle's flat layout).
     data: PathBuf,
-    /// Base weights (.pth, .safetensors, .onnx); default: the cached torchvision VGG16;
-    /// `none` starts from random weights.
-    #[arg(long)]
-    weights: Option<String>,
     /// What trains: head, dense, block5 or all.
     #[arg(long, default_value = "head")]
     trainable: Trainable,
-    /// The head: dense256 (light, the 2017 course's) or torchvision (25088→4096→4096→N).
-    #[arg(long, default_value = "dense256", value_parser = parse_head)]
-    head: HeadKind,
-    /// Passes over the training photos.
-    #[arg(long, default_value_t = vggtune::train::config::DEFAULT_EPOCHS)]
-    epochs: usize,
-    /// Photos per step.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f64,
     /// Optimizer: adam or sgd (momentum 0.9).
     #[arg(long, default_value = "adam")]
     optimizer: OptimizerKind,
-    /// Cosine decay of the learning rate over the run (`--cosine false`: a constant rate).
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::DEFAULT_SCHEDULE == LrSchedule::Cosine, action = clap::ArgAction::Set)]
-    cosine: bool,
     /// L2 weight decay.
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f64,
@@ -77,29 +58,9 @@ pub struct TrainArgs {
     /// Random flips, rotations, shifts and zooms (turns the feature cache off).
     #[arg(long)]
     augment: bool,
-    /// Cache each photo's mirror image too and train on one of the two each epoch (the cheap
-    /// augmentation: the feature pass costs twice, the epochs nothing more).
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_VIEWS_DEFAULT, action = clap::ArgAction::Set)]
-    mirror_views: bool,
-    /// The model predicts each photo as the mean of it and its mirror image (recorded in the
-    /// model file; the run's validation does the same).
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_TTA_DEFAULT, action = clap::ArgAction::Set)]
-    mirror_tta: bool,
     /// Share of each class held out for validation.
     #[arg(long, default_value_t = 0.1)]
     valid_fraction: f64,
-    /// Seed for the split, shuffling, dropout, augmentation and new layers.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Input side in pixels.
-    #[arg(long, default_value_t = 224)]
-    input_size: u32,
-    /// Crop the centre square (torchvision) instead of squashing the photo (Keras).
-    #[arg(long)]
-    center_crop: bool,
-    /// Divide every width of VGG16 by this (for quick experiments; 1 = VGG16).
-    #[arg(long, default_value_t = 1, hide = true)]
-    width_divisor: usize,
     /// Continue from this trained model (.vggtune) as a new stage: e.g. `--from head.vggtune
     /// --trainable block5 --lr 1e-5 --epochs 3` fine-tunes block 5 after the head. Its epochs
     /// come first in the history; --epochs more are trained. (Give it again with --resume.)
@@ -120,11 +81,92 @@ pub struct TrainArgs {
     /// the run stops.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     checkpoint_secs: f64,
+    #[command(flatten)]
+    recipe: HeadRecipe,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// The flags of a run's recipe that `train` and `audit` share.
+#[derive(Args, Debug)]
+pub struct HeadRecipe {
+    /// Base weights (.pth, .safetensors, .onnx); default: the cached torchvision VGG16;
+    /// `none` starts from random weights.
+    #[arg(long)]
+    weights: Option<String>,
+    /// The head: dense256 (light, the 2017 course's) or torchvision (25088→4096→4096→N).
+    #[arg(long, default_value = "dense256", value_parser = parse_head)]
+    head: HeadKind,
+    /// Passes over the training photos.
+    #[arg(long, default_value_t = vggtune::train::config::DEFAULT_EPOCHS)]
+    epochs: usize,
+    /// Photos per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Cosine decay of the learning rate over the run (`--cosine false`: a constant rate).
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::DEFAULT_SCHEDULE == LrSchedule::Cosine, action = clap::ArgAction::Set)]
+    cosine: bool,
+    /// Cache each photo's mirror image too and train on one of the two each epoch (the cheap
+    /// augmentation: the feature pass costs twice, the epochs nothing more).
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_VIEWS_DEFAULT, action = clap::ArgAction::Set)]
+    mirror_views: bool,
+    /// The model predicts each photo as the mean of it and its mirror image (recorded in the
+    /// model file; the run's validation does the same).
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_TTA_DEFAULT, action = clap::ArgAction::Set)]
+    mirror_tta: bool,
+    /// Seed for the split, shuffling, dropout, augmentation and new layers.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 224)]
+    input_size: u32,
+    /// Crop the centre square (torchvision) instead of squashing the photo (Keras).
+    #[arg(long)]
+    center_crop: bool,
+    /// Divide every width of VGG16 by this (for quick experiments; 1 = VGG16).
+    #[arg(long, default_value_t = 1, hide = true)]
+    width_divisor: usize,
     /// The feature cache's folder (default: the platform cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    #[command(flatten)]
-    output: Output,
+}
+
+impl HeadRecipe {
+    /// `config` with these flags' settings (the seed seeds the split too).
+    fn apply(&self, choice: DeviceChoice, config: TrainConfig) -> TrainConfig {
+        let mut config = TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.lr,
+            schedule: if self.cosine {
+                LrSchedule::Cosine
+            } else {
+                LrSchedule::Constant
+            },
+            mirror_views: self.mirror_views,
+            mirror_tta: self.mirror_tta,
+            device: choice,
+            head: self.head,
+            input_size: self.input_size,
+            resize: if self.center_crop {
+                ResizeMode::ShorterSideCenterCrop
+            } else {
+                ResizeMode::Squash
+            },
+            width_divisor: self.width_divisor.max(1),
+            ..config
+        };
+        config.set_seed(self.seed);
+        config
+    }
+
+    /// The base weights the flags name (`none`: random).
+    fn weights(&self) -> anyhow::Result<Option<PathBuf>> {
+        weights_arg(self.weights.as_deref())
+    }
 }
 
 fn parse_head(s: &str) -> Result<HeadKind, String> {
@@ -235,39 +277,19 @@ fn default_weights() -> Option<PathBuf> {
 impl TrainArgs {
     /// The run's configuration from the flags.
     fn config(&self, choice: DeviceChoice) -> TrainConfig {
-        let mut config = TrainConfig {
+        let config = TrainConfig {
             trainable: self.trainable,
-            epochs: self.epochs,
-            batch_size: self.batch_size,
             optimizer: self.optimizer,
-            learning_rate: self.lr,
-            schedule: if self.cosine {
-                LrSchedule::Cosine
-            } else {
-                LrSchedule::Constant
-            },
             weight_decay: self.weight_decay,
             dropout: self.dropout,
             augment: self.augment,
-            mirror_views: self.mirror_views,
-            mirror_tta: self.mirror_tta,
             split: SplitConfig {
                 valid_fraction: self.valid_fraction,
                 ..SplitConfig::default()
             },
-            device: choice,
-            head: self.head,
-            input_size: self.input_size,
-            resize: if self.center_crop {
-                ResizeMode::ShorterSideCenterCrop
-            } else {
-                ResizeMode::Squash
-            },
-            width_divisor: self.width_divisor.max(1),
             ..TrainConfig::default()
         };
-        config.set_seed(self.seed);
-        config
+        self.recipe.apply(choice, config)
     }
 }
 
@@ -282,7 +304,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
             problems.join("; ")
         );
     }
-    let weights = weights_arg(args.weights.as_deref())?;
+    let weights = args.recipe.weights()?;
     let config = args.config(choice);
     let out = args.output;
     for problem in &dataset.problems {
@@ -301,7 +323,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         final_checkpoint: true,
         out: Some(args.out.clone()),
         resume: args.resume,
-        cache_root: args.cache_dir,
+        cache_root: args.recipe.cache_dir.clone(),
         stop_after: args.stop_after,
     };
     let bars = out.bars();

@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use eframe::egui;
 
 use super::Thumbnails;
-use crate::data::{DecodeLimits, Preprocessing, decode_rgb};
+use crate::data::Preprocessing;
 use crate::infer::Classifier;
 use crate::infer::heatmap::{Explained, rgba, tint};
 
@@ -450,7 +450,7 @@ fn worker(queue: &Queue, tx: &Sender<Done>, ctx: &egui::Context) {
         for request in requests {
             match request {
                 Request::Large(path) => {
-                    let image = large_image(&path);
+                    let image = super::thumbnails::scaled_to_fit(&path, LARGE_PX);
                     if tx.send(Done::Large(path, image)).is_err() {
                         return;
                     }
@@ -490,17 +490,4 @@ fn worker(queue: &Queue, tx: &Sender<Done>, ctx: &egui::Context) {
         }
         ctx.request_repaint();
     }
-}
-
-/// The photo at `path` scaled to fit [`LARGE_PX`].
-fn large_image(path: &Path) -> Result<egui::ColorImage, String> {
-    let photo = decode_rgb(path, &DecodeLimits::default()).map_err(|e| e.to_string())?;
-    let small = image::DynamicImage::ImageRgb8(photo)
-        .thumbnail(LARGE_PX, LARGE_PX)
-        .to_rgb8();
-    let (w, h) = small.dimensions();
-    Ok(egui::ColorImage::from_rgb(
-        [w as usize, h as usize],
-        small.as_raw(),
-    ))
 }

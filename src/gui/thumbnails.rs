@@ -208,9 +208,14 @@ fn worker(queue: &Queue, tx: &Sender<Done>, ctx: &egui::Context) {
 
 /// Decodes a photo into a thumbnail image.
 pub fn thumbnail(path: &Path) -> Result<egui::ColorImage, String> {
+    scaled_to_fit(path, THUMBNAIL_PX)
+}
+
+/// Decodes a photo, scaled down to fit `side`×`side` pixels.
+pub fn scaled_to_fit(path: &Path, side: u32) -> Result<egui::ColorImage, String> {
     let photo = decode_rgb(path, &DecodeLimits::default()).map_err(|e| e.to_string())?;
     let small = image::DynamicImage::ImageRgb8(photo)
-        .thumbnail(THUMBNAIL_PX, THUMBNAIL_PX)
+        .thumbnail(side, side)
         .to_rgb8();
     let (w, h) = small.dimensions();
     Ok(egui::ColorImage::from_rgb(

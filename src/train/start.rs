@@ -86,16 +86,7 @@ impl StartingPoint {
         classes: &[String],
         device: &Device,
     ) -> Result<Self, String> {
-        let header = bundle::read_header(path).map_err(|e| e.to_string())?;
-        if header.classes != classes {
-            return Err(format!(
-                "{}: the model's classes {:?} differ from the folder's {:?}",
-                path.display(),
-                header.classes,
-                classes
-            ));
-        }
-        check_same_shape(path, &header.model, model_config, "model")?;
+        let header = read_matching(path, "model", classes, model_config)?;
         if header.preprocessing.resize != config.resize {
             return Err(format!(
                 "{}: the model makes photos square with {:?}, this run asks for {:?}; use the \
@@ -136,16 +127,7 @@ impl StartingPoint {
         classes: &[String],
         device: &Device,
     ) -> Result<Self, String> {
-        let header = bundle::read_header(path).map_err(|e| e.to_string())?;
-        if header.classes != classes {
-            return Err(format!(
-                "{}: the checkpoint's classes {:?} differ from the folder's {:?}",
-                path.display(),
-                header.classes,
-                classes
-            ));
-        }
-        check_same_shape(path, &header.model, model_config, "checkpoint")?;
+        let header = read_matching(path, "checkpoint", classes, model_config)?;
         // Mirror views change which images each epoch draws: a resume that turned them on or
         // off would not give the run it continues. (Checkpoints from before they existed had
         // none.)
@@ -275,6 +257,27 @@ fn head_name(head: HeadKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// The header of the checkpoint or model (`what`) at `path`, refused when its classes or its
+/// tensors' shapes are not the run's.
+fn read_matching(
+    path: &Path,
+    what: &str,
+    classes: &[String],
+    model_config: &Vgg16Config,
+) -> Result<bundle::BundleHeader, String> {
+    let header = bundle::read_header(path).map_err(|e| e.to_string())?;
+    if header.classes != classes {
+        return Err(format!(
+            "{}: the {what}'s classes {:?} differ from the folder's {:?}",
+            path.display(),
+            header.classes,
+            classes
+        ));
+    }
+    check_same_shape(path, &header.model, model_config, what)?;
+    Ok(header)
 }
 
 /// Refuses to resume a checkpoint (or continue a model: `what`) whose tensors have other shapes
