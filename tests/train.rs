@@ -691,6 +691,32 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("validation: accuracy"), "{stdout}");
 
+    // A second stage from the model needs no weights: they come from the model.
+    let deeper = work.path().join("deeper.vggtune");
+    run_ok(&[
+        "train",
+        data.path().to_str().unwrap(),
+        "--from",
+        m,
+        "--width-divisor",
+        "16",
+        "--input-size",
+        "32",
+        "--epochs",
+        "1",
+        "--trainable",
+        "block5",
+        "--device",
+        "cpu",
+        "--out",
+        deeper.to_str().unwrap(),
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        "--quiet",
+    ]);
+    let header = bundle::read_header(&deeper).unwrap();
+    assert_eq!((header.trained.as_str(), header.next_epoch), ("block5", 5));
+
     let csv = work.path().join("p.csv");
     run_ok(&[
         "predict",

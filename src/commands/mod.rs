@@ -304,7 +304,11 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
             problems.join("; ")
         );
     }
-    let weights = args.recipe.weights()?;
+    // A run continuing a model takes its weights from the model.
+    let weights = match args.from {
+        Some(_) => None,
+        None => args.recipe.weights()?,
+    };
     let config = args.config(choice);
     let out = args.output;
     for problem in &dataset.problems {
