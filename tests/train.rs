@@ -1130,21 +1130,26 @@ fn the_audit_lists_a_cat_filed_as_a_dog_first_on_the_real_imagenet_base() {
     }
     std::os::unix::fs::symlink(source.join("cat.222.jpg"), data.path().join("dog.999.jpg"))
         .unwrap();
-    let out = run_ok(&[
-        "audit",
-        data.path().to_str().unwrap(),
-        "--weights",
-        onnx_fixture().to_str().unwrap(),
-        "--input-size",
-        "112",
-        "--epochs",
-        "8",
-        "--batch-size",
-        "8",
-        "--cache-dir",
-        work.path().to_str().unwrap(),
-        "--json",
-    ]);
+    let weights = onnx_fixture();
+    let run_audit = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            data.path().to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input-size",
+            "112",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "8",
+            "--cache-dir",
+            work.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&args)
+    };
+    let out = run_audit(&["--json"]);
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{}", serde_json::to_string(&audit["suspects"]).unwrap());
     assert_eq!(audit["folds"], 5);
@@ -1168,23 +1173,7 @@ fn the_audit_lists_a_cat_filed_as_a_dog_first_on_the_real_imagenet_base() {
         audit["evaluation"]
     );
     // In words, most suspicious first.
-    let out = run_ok(&[
-        "audit",
-        data.path().to_str().unwrap(),
-        "--weights",
-        onnx_fixture().to_str().unwrap(),
-        "--input-size",
-        "112",
-        "--epochs",
-        "8",
-        "--batch-size",
-        "8",
-        "--cache-dir",
-        work.path().to_str().unwrap(),
-        "--limit",
-        "2",
-        "-q",
-    ]);
+    let out = run_audit(&["--limit", "2", "-q"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(". dog.999.jpg  labelled dog, looks like cat"),
@@ -1201,21 +1190,7 @@ fn the_audit_lists_a_cat_filed_as_a_dog_first_on_the_real_imagenet_base() {
 
     // A photo kept after a look is not listed again (and the scan passes over the list).
     std::fs::write(data.path().join("vggtune-kept.txt"), "dog.999.jpg\n").unwrap();
-    let out = run_ok(&[
-        "audit",
-        data.path().to_str().unwrap(),
-        "--weights",
-        onnx_fixture().to_str().unwrap(),
-        "--input-size",
-        "112",
-        "--epochs",
-        "8",
-        "--batch-size",
-        "8",
-        "--cache-dir",
-        work.path().to_str().unwrap(),
-        "--json",
-    ]);
+    let out = run_audit(&["--json"]);
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["kept_earlier"], 1);
     assert_eq!(again["evaluation"]["count"], 41);
