@@ -123,6 +123,15 @@ impl Change {
         }
     }
 
+    /// What undoing it did, in words.
+    pub fn describe_undone(&self) -> String {
+        match self {
+            Self::Moved { from, .. } => format!("{} is back", from.display()),
+            Self::Excluded { rel, .. } => format!("{rel} is used for training again"),
+            Self::Kept { rel, .. } => format!("{rel} will be listed again when doubted"),
+        }
+    }
+
     /// In words, for a confirmation.
     pub fn describe(&self) -> String {
         match self {

@@ -236,7 +236,8 @@ impl VggtuneApp {
             UiCommand::DownloadWeights => self.weights.start_download(ctx, shared),
             UiCommand::CancelDownload => self.weights.cancel_download(),
             UiCommand::StartTraining { resume } => {
-                if self.model.path.is_some() && !self.model.saved {
+                // Resume continues the stopped run; only a new run replaces the model.
+                if !resume && self.model.path.is_some() && !self.model.saved {
                     // A new run replaces the unsaved model: ask first.
                     self.confirm_start = Some(resume);
                 } else {

@@ -254,7 +254,7 @@ impl AuditPanel {
             // The record stays until the undo succeeded: a failed one can be tried again.
             (Action::Undo, _) => match self.decisions.get(i).and_then(Option::as_ref) {
                 Some(change) => change.undo().map(|()| {
-                    shared.tell(format!("Undone: {}", change.describe()));
+                    shared.tell(format!("Undone: {}", change.describe_undone()));
                     None
                 }),
                 None => Ok(None),

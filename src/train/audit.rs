@@ -94,10 +94,10 @@ impl Audit {
     /// What the audit used and found, in one line.
     pub fn summary(&self) -> String {
         let e = &self.evaluation;
-        let kept = if self.kept_earlier > 0 {
-            format!(" ({} more were kept earlier)", self.kept_earlier)
-        } else {
-            String::new()
+        let kept = match self.kept_earlier {
+            0 => String::new(),
+            1 => " (1 more was kept earlier)".to_owned(),
+            n => format!(" ({n} more were kept earlier)"),
         };
         format!(
             "{} photos at {} px with {}: out-of-fold accuracy {:.2}%, log loss {:.4}; {} look \
