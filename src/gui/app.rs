@@ -361,7 +361,9 @@ impl VggtuneApp {
         match self.model.classifier.clone() {
             Some(classifier) => {
                 let classes = &self.model.classes;
-                self.evaluate.start(ctx, classifier, classes, source);
+                let mirror = self.model.mirror_on();
+                self.evaluate
+                    .start(ctx, (classifier, mirror), classes, source);
             }
             None => self
                 .shared
@@ -372,8 +374,9 @@ impl VggtuneApp {
 
     fn classify(&mut self, ctx: &egui::Context, inputs: Vec<PathBuf>) {
         let classifier = self.model.classifier.clone();
+        let mirror = self.model.mirror_on();
         self.predict
-            .classify(ctx, &mut self.shared, classifier, inputs);
+            .classify(ctx, &mut self.shared, (classifier, mirror), inputs);
     }
 
     /// Applies what the workers sent since the last frame.

@@ -44,6 +44,7 @@ struct Mapping {
 /// An evaluation running on its worker.
 struct Running {
     job: Job<EvalMsg>,
+    mirror: Option<bool>,
     cancel: Arc<AtomicBool>,
     started: Instant,
     done: usize,
@@ -60,6 +61,8 @@ pub(crate) struct EvaluatePanel {
     /// Photos of the evaluated folder that could not be classified, with why.
     unclassified: Vec<crate::infer::Unclassified>,
     running: Option<Running>,
+    /// Whether the evaluation shown was made with the mirror (`None`: not known, e.g. a run's).
+    mirror_used: Option<bool>,
     mapping: Option<Mapping>,
     folder_edit: String,
     selected_cell: Option<(usize, usize)>,
@@ -69,6 +72,7 @@ impl EvaluatePanel {
     /// Shows a finished run's validation pass.
     pub fn show(&mut self, evaluation: EvaluatedImages) {
         self.evaluation = Some(evaluation);
+        self.mirror_used = None;
         self.about = vec!["The last run's validation photos".into()];
         self.unclassified.clear();
         self.selected_cell = None;
@@ -87,7 +91,7 @@ impl EvaluatePanel {
     pub fn start(
         &mut self,
         ctx: &egui::Context,
-        classifier: Arc<Mutex<Classifier>>,
+        (classifier, mirror): (Arc<Mutex<Classifier>>, Option<bool>),
         model_classes: &[String],
         source: EvalSource,
     ) {
@@ -123,6 +127,7 @@ impl EvaluatePanel {
         });
         self.running = Some(Running {
             job,
+            mirror,
             cancel,
             started: Instant::now(),
             done: 0,
@@ -166,7 +171,7 @@ impl EvaluatePanel {
             finished = Some(Some(Err(why)));
         }
         let Some(finished) = finished else { return };
-        self.running = None;
+        let mirror = self.running.take().and_then(|r| r.mirror);
         match finished {
             Some(Ok(result)) => {
                 let mut about = vec![format!("Folder: {}", result.folder.display())];
@@ -175,6 +180,7 @@ impl EvaluatePanel {
                     about.push("Cancelled: only the photos reached so far are counted.".into());
                 }
                 self.evaluation = Some(result.evaluated);
+                self.mirror_used = mirror;
                 self.about = about;
                 self.unclassified = result.unclassified;
                 self.selected_cell = None;
@@ -344,7 +350,7 @@ impl EvaluatePanel {
             e.log_loss
         ));
         ui.horizontal(|ui| {
-            model.mirror_ui(ui);
+            model.mirror_ui(ui, self.mirror_used);
             shared.heatmaps.controls_ui(ui, model_classes);
         });
         egui::ScrollArea::vertical()

@@ -85,8 +85,16 @@ impl ModelPanel {
         shared.state.last_model = None;
     }
 
-    /// The model's "Mirror" switch (test-time augmentation), for the views that predict.
-    pub fn mirror_ui(&self, ui: &mut egui::Ui) {
+    /// Whether the model predicts with its mirror image now (`None` without a model).
+    pub fn mirror_on(&self) -> Option<bool> {
+        self.mirror_tta
+            .as_ref()
+            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The model's "Mirror" switch (test-time augmentation), for the views that predict; `used`
+    /// is what the results on screen were made with, and a note says when they differ.
+    pub fn mirror_ui(&self, ui: &mut egui::Ui, used: Option<bool>) {
         let Some(switch) = &self.mirror_tta else {
             return;
         };
@@ -100,6 +108,12 @@ impl ModelPanel {
             .changed()
         {
             switch.store(on, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(used) = used.filter(|&u| u != on) {
+            ui.weak(format!(
+                "(the results shown were made with Mirror {}: classify or evaluate again to apply)",
+                if used { "on" } else { "off" }
+            ));
         }
     }
 

@@ -91,6 +91,8 @@ pub(crate) struct PredictPanel {
     known: std::collections::HashSet<PathBuf>,
     filter: Option<usize>,
     sort: Sort,
+    /// Whether the last photos classified were with the mirror.
+    mirror_used: Option<bool>,
 }
 
 impl PredictPanel {
@@ -99,7 +101,7 @@ impl PredictPanel {
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
-        classifier: Option<Arc<Mutex<Classifier>>>,
+        (classifier, mirror): (Option<Arc<Mutex<Classifier>>>, Option<bool>),
         inputs: Vec<PathBuf>,
     ) {
         shared.state.view = super::View::Predict;
@@ -109,6 +111,7 @@ impl PredictPanel {
                 .push("Train or open a model first; then drop images to classify them.".into());
             return;
         };
+        self.mirror_used = mirror;
         if self.jobs.is_empty() {
             self.progress = (0, 0, Some(std::time::Instant::now()));
             self.cancel
@@ -263,7 +266,10 @@ impl PredictPanel {
         let classes = &model.classes;
         if model.classifier.is_some() {
             ui.horizontal(|ui| {
-                model.mirror_ui(ui);
+                model.mirror_ui(
+                    ui,
+                    self.mirror_used.filter(|_| !self.predictions.is_empty()),
+                );
                 if !self.predictions.is_empty() {
                     shared.heatmaps.controls_ui(ui, classes);
                 }
