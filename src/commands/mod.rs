@@ -101,7 +101,7 @@ pub struct HeadRecipe {
     #[arg(long, default_value_t = vggtune::train::config::DEFAULT_EPOCHS)]
     epochs: usize,
     /// Photos per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = vggtune::train::config::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-4)]

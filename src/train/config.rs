@@ -123,6 +123,10 @@ pub const DEFAULT_EPOCHS: usize = 10;
 /// log loss in 5-fold cross-validation (0.0416 against 0.0482 for a constant rate, at 10 epochs
 /// with mirror views and mirror TTA; BENCHMARKS.md).
 pub const DEFAULT_SCHEDULE: LrSchedule = LrSchedule::Cosine;
+/// Photos per step when none is asked for: 64 had a lower log loss than 32 in three 5-fold
+/// cross-validations (0.0411, 0.0419, 0.0446 against 0.0416, 0.0458, 0.0484), with the same
+/// accuracy, and trains faster.
+pub const DEFAULT_BATCH_SIZE: usize = 64;
 /// Whether runs train on mirror views by default ([`TrainConfig::mirror_views`]): in 5-fold
 /// cross-validation on the 1,999 Kaggle photos they took accuracy from 97.85% to 98.40%.
 pub const MIRROR_VIEWS_DEFAULT: bool = true;
@@ -184,7 +188,7 @@ impl Default for TrainConfig {
         Self {
             trainable: Trainable::Head,
             epochs: DEFAULT_EPOCHS,
-            batch_size: 32,
+            batch_size: DEFAULT_BATCH_SIZE,
             optimizer: OptimizerKind::Adam,
             learning_rate: 1e-4,
             schedule: DEFAULT_SCHEDULE,
