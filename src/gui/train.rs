@@ -261,6 +261,16 @@ impl TrainPanel {
             ui.vertical(|ui| {
                 ui.set_width(300.0);
                 ui.heading("Settings");
+                // A deeper stage runs with its own settings, not the ones below.
+                if let Some((stage, from)) = self.stage.as_ref().filter(|_| running || can_resume) {
+                    ui.label(format!(
+                        "This run is a deeper stage of {}: {}, learning rate {:.0e}, {} more epochs.",
+                        from.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                        stage.trainable.describe(),
+                        stage.learning_rate,
+                        stage.epochs
+                    ));
+                }
                 ui.add_enabled_ui(!running, |ui| config_ui(shared, ui));
                 ui.add_space(8.0);
                 ui.horizontal(|ui| {
