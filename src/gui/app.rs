@@ -321,8 +321,9 @@ impl VggtuneApp {
     fn fine_tune_deeper(&mut self, ctx: &egui::Context) {
         match (self.data.dataset.clone(), self.model.path.clone()) {
             (Some(dataset), Some(model)) => {
+                let before = self.model.epochs;
                 self.train
-                    .start_stage(ctx, &mut self.shared, &dataset, model)
+                    .start_stage(ctx, &mut self.shared, &dataset, (model, before))
             }
             _ => self
                 .shared

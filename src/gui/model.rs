@@ -29,6 +29,8 @@ pub(crate) struct ModelPanel {
     pub classes: Vec<String>,
     /// How it prepares photos.
     pub preprocessing: Option<crate::data::Preprocessing>,
+    /// The epochs it was trained for (a deeper stage's come after them).
+    pub epochs: usize,
     /// Its mirror test-time augmentation switch.
     pub mirror_tta: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Its file.
@@ -50,6 +52,7 @@ impl Default for ModelPanel {
             classes: Vec::new(),
             preprocessing: None,
             mirror_tta: None,
+            epochs: 0,
             path: None,
             saved: true,
             load_job: None,
@@ -188,6 +191,7 @@ impl ModelPanel {
                     });
                     self.classes = classifier.classes().to_vec();
                     self.preprocessing = Some(header.preprocessing);
+                    self.epochs = header.next_epoch;
                     self.mirror_tta = Some(classifier.mirror_switch());
                     self.classifier = Some(Arc::new(Mutex::new(classifier)));
                     if self.saved {

@@ -44,9 +44,18 @@ pub(crate) struct TrainPanel {
     /// The current run's settings, in words.
     settings: String,
     runs: Vec<RunRecord>,
-    /// The deeper stage trained or stopped last: its settings and the model it continues, so
-    /// Resume continues that stage.
-    stage: Option<(crate::train::TrainConfig, PathBuf)>,
+    /// The deeper stage trained or stopped last, so Resume continues that stage.
+    stage: Option<Stage>,
+}
+
+/// A deeper stage: its settings, the model it continues and that model's epochs (the stage's
+/// come after them on the charts' time axis).
+#[derive(Clone)]
+struct Stage {
+    config: crate::train::TrainConfig,
+    /// `None` for a first run.
+    from: Option<PathBuf>,
+    before: usize,
 }
 
 impl TrainPanel {
@@ -79,55 +88,66 @@ impl TrainPanel {
         weights: Option<PathBuf>,
         resume: bool,
     ) {
-        let stage = if resume { self.stage.clone() } else { None };
-        let (config, from) = match stage {
-            Some((config, from)) => (config, Some(from)),
+        if !resume {
+            self.stage = None;
+        }
+        match self.stage.clone() {
+            Some(stage) => self.launch(ctx, shared, (dataset, None), stage, resume),
             None => {
-                self.stage = None;
-                (shared.state.train.clone(), None)
+                let first = Stage {
+                    config: shared.state.train.clone(),
+                    from: None,
+                    before: 0,
+                };
+                self.launch(ctx, shared, (dataset, weights), first, resume);
             }
-        };
-        self.launch(ctx, shared, (dataset, weights), config, from, resume);
+        }
     }
 
-    /// Fine-tunes deeper: continues the model at `from` as a new stage, with the Train view's
-    /// settings except that block 5 learns too (when less did) at a tenth of the learning rate.
+    /// Fine-tunes deeper: continues the model at `from`, trained for `before` epochs, as a new
+    /// stage, with the Train view's settings except that block 5 learns too (when less did) at
+    /// a tenth of the learning rate.
     pub fn start_stage(
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
         dataset: &Dataset,
-        from: PathBuf,
+        (from, before): (PathBuf, usize),
     ) {
-        let config = deeper_stage(&shared.state.train);
-        self.stage = Some((config.clone(), from.clone()));
-        self.launch(ctx, shared, (dataset, None), config, Some(from), false);
+        let stage = Stage {
+            config: deeper_stage(&shared.state.train),
+            from: Some(from),
+            before,
+        };
+        self.stage = Some(stage.clone());
+        self.launch(ctx, shared, (dataset, None), stage, false);
     }
 
+    /// Starts `stage` (a first run when it continues no model).
     fn launch(
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
         (dataset, weights): (&Dataset, Option<PathBuf>),
-        mut config: crate::train::TrainConfig,
-        from_model: Option<PathBuf>,
+        stage: Stage,
         resume: bool,
     ) {
         if self.is_training() {
             return;
         }
         let (out, checkpoint) = Self::run_paths(shared);
+        let Stage {
+            mut config,
+            from,
+            before,
+        } = stage;
         config.device = shared.state.device_choice;
-        // The stage's epochs follow the model's on the charts' time axis.
-        let before = from_model
-            .as_deref()
-            .and_then(|m| crate::model::bundle::read_header(m).ok())
-            .map_or(0, |h| h.next_epoch);
         let train = config.clone();
+        let deeper = from.is_some();
         let job = TrainJob {
             dataset: dataset.clone(),
             weights,
-            from_model,
+            from_model: from,
             config,
             out: Some(out),
             checkpoint: Some(checkpoint),
@@ -144,7 +164,7 @@ impl TrainPanel {
                 self.log = TrainLog::new(before + train.epochs, train.batch_size);
                 self.settings = format!(
                     "{}{:?}, {} head, batch {}, lr {:.0e}{}{}",
-                    if before > 0 { "deeper: " } else { "" },
+                    if deeper { "deeper: " } else { "" },
                     train.trainable,
                     match train.head {
                         HeadKind::Dense256 => "light",
@@ -262,7 +282,12 @@ impl TrainPanel {
                 ui.set_width(300.0);
                 ui.heading("Settings");
                 // A deeper stage runs with its own settings, not the ones below.
-                if let Some((stage, from)) = self.stage.as_ref().filter(|_| running || can_resume) {
+                if let Some(Stage {
+                    config: stage,
+                    from: Some(from),
+                    ..
+                }) = self.stage.as_ref().filter(|_| running || can_resume)
+                {
                     ui.label(format!(
                         "This run is a deeper stage of {}: {}, learning rate {:.0e}, {} more epochs.",
                         from.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),

@@ -178,20 +178,16 @@ impl Classifier {
             let of_mirror = mirror.then(|| self.probabilities(x.clone().flip([3]), false));
             let (a, shape) = self.base.last_activation(x);
             let per_image = shape.iter().product::<usize>().max(1);
-            let results: Vec<heatmap::Explained> = a
+            let mut results: Vec<heatmap::Explained> = a
                 .par_chunks(per_image)
                 .map(|a| heatmap::explain(head, a, shape))
                 .collect();
-            for (i, (path, mut e)) in ok.into_iter().zip(results).enumerate() {
-                if let Some(m) = &of_mirror {
-                    for (p, q) in e
-                        .probabilities
-                        .iter_mut()
-                        .zip(m.chunks(n).nth(i).unwrap_or(&[]))
-                    {
-                        *p = 0.5 * (*p + q);
-                    }
+            if let Some(m) = &of_mirror {
+                for (e, q) in results.iter_mut().zip(m.chunks(n)) {
+                    mean_with_mirror(&mut e.probabilities, q);
                 }
+            }
+            for (path, e) in ok.into_iter().zip(results) {
                 explained.push((Prediction::new(path, e.probabilities), e.maps));
             }
         });
@@ -212,9 +208,7 @@ impl Classifier {
         }
         let mirrored = forward(x.clone().flip([3]));
         let mut probs = forward(x);
-        for (p, m) in probs.iter_mut().zip(&mirrored) {
-            *p = 0.5 * (*p + m);
-        }
+        mean_with_mirror(&mut probs, &mirrored);
         probs
     }
 
@@ -265,6 +259,14 @@ impl Classifier {
             progress(done, paths.len());
         }
         failed
+    }
+}
+
+/// The mirror test-time augmentation's rule: `probs` becomes the mean of itself and the mirror
+/// images' `mirrored` (element by element), for prediction and a run's validation alike.
+pub fn mean_with_mirror(probs: &mut [f32], mirrored: &[f32]) {
+    for (p, m) in probs.iter_mut().zip(mirrored) {
+        *p = 0.5 * (*p + m);
     }
 }
 

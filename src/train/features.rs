@@ -281,17 +281,22 @@ fn look_up(
         Ok(photo) => photo,
         Err(e) => return Ok(Lookup::Undecodable(e.reason())),
     };
-    let input = preprocessing.apply(&photo, None);
-    let missing = absent
-        .into_iter()
-        .map(|(key, view)| {
-            let mut view_input = input.clone();
-            if view == View::Mirror {
-                Preprocessing::mirror(&mut view_input, preprocessing.input_size as usize);
-            }
-            (key, view_input)
-        })
-        .collect();
+    let mut input = preprocessing.apply(&photo, None);
+    let side = preprocessing.input_size as usize;
+    // The last view takes the input itself; only the others copy it.
+    let mut missing = Vec::with_capacity(absent.len());
+    let last = absent.len() - 1;
+    for (i, (key, view)) in absent.into_iter().enumerate() {
+        let mut view_input = if i == last {
+            std::mem::take(&mut input)
+        } else {
+            input.clone()
+        };
+        if view == View::Mirror {
+            Preprocessing::mirror(&mut view_input, side);
+        }
+        missing.push((key, view_input));
+    }
     Ok(Lookup::Found {
         hash,
         cached,

@@ -96,11 +96,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
     let frozen_convs = config.trainable.frozen_convs();
     let frozen = FrozenConvs::new(start.model.valid(), frozen_convs);
     let cache = open_cache(&job, &start.weights_id, preprocessing, &model_config)?;
-    let cache_note = match (&cache, config.augment) {
-        (Some(c), _) => format!("on ({})", c.dir().display()),
-        (None, true) => "off: augmentation changes every image every epoch".into(),
-        (None, false) => "off: nothing is frozen".into(),
-    };
+    let cache_note = cache_note(cache.as_ref(), &config);
     let ctx = Context {
         emit,
         stop,
@@ -179,6 +175,15 @@ fn open_cache(
     FeatureCache::open(&root, &key, shape.iter().product())
         .map(Some)
         .map_err(|e| format!("{}: cannot open the feature cache: {e}", root.display()))
+}
+
+/// The feature cache in the run's first words: where it is, or why there is none.
+fn cache_note(cache: Option<&FeatureCache>, config: &TrainConfig) -> String {
+    match (cache, config.augment) {
+        (Some(c), _) => format!("on ({})", c.dir().display()),
+        (None, true) => "off: augmentation changes every image every epoch".into(),
+        (None, false) => "off: nothing is frozen".into(),
+    }
 }
 
 /// What the model file's header says all run long; [`Identity::header`] adds the history.
@@ -431,9 +436,7 @@ impl Epochs<'_> {
                 if mirror_kept != kept {
                     return Err("a validation photo's mirror image is missing".into());
                 }
-                for (p, m) in p.iter_mut().zip(&m) {
-                    *p = 0.5 * (*p + m);
-                }
+                crate::infer::mean_with_mirror(&mut p, &m);
             }
             probs.extend(rows(p, classes.len()));
             labels.extend(kept.iter().map(|&i| chunk[i].label));
