@@ -282,6 +282,7 @@ fn end_to_end(
         epochs: config.epochs,
         batch_size: 32,
         head: HeadKind::Dense256,
+        learning_rate: HeadKind::Dense256.default_learning_rate(),
         input_size: config.input_size,
         width_divisor: config.width_divisor.max(1),
         // The device the rest of the bench ran on (`fit` may have moved it).

@@ -916,102 +916,110 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
             std::os::unix::fs::symlink(source.join(&name), data.path().join(&name)).unwrap();
         }
     }
-    let config = TrainConfig {
-        trainable: Trainable::Head,
-        epochs: 8,
-        batch_size: 8,
-        learning_rate: 1e-4,
-        head: HeadKind::Dense256,
-        input_size: 112,
-        device: DeviceChoice::Cpu,
-        split: SplitConfig {
-            valid_fraction: 0.2,
+    // The light head, and the pooled head (the default) at its own default rate.
+    for (head, learning_rate) in [
+        (HeadKind::Dense256, 1e-4),
+        (HeadKind::Pooled, HeadKind::Pooled.default_learning_rate()),
+    ] {
+        let config = TrainConfig {
+            trainable: Trainable::Head,
+            epochs: 8,
+            batch_size: 8,
+            learning_rate,
+            head,
+            input_size: 112,
+            device: DeviceChoice::Cpu,
+            split: SplitConfig {
+                valid_fraction: 0.2,
+                seed: 11,
+            },
             seed: 11,
-        },
-        seed: 11,
-        ..TrainConfig::default()
-    };
-    let mut job = job(data.path(), config, work.path());
-    job.weights = Some(onnx_fixture());
-    let summary = finished(TrainingRun::run_blocking(job, |_| {}));
-    eprintln!(
-        "real conv base, 48 training photos at 112 px: validation accuracy {:.3}, log loss {:.3}",
-        summary.validation.evaluation.accuracy, summary.validation.evaluation.log_loss
-    );
-    assert_eq!(summary.validation.evaluation.count, 12);
-    assert!(
-        summary.validation.evaluation.accuracy >= 0.75,
-        "accuracy {}",
-        summary.validation.evaluation.accuracy
-    );
-    let header = bundle::read_header(&work.path().join("model.vggtune")).unwrap();
-    assert_eq!(
-        header.preprocessing.convention,
-        vggtune::data::Convention::Caffe
-    );
-    assert_eq!(header.classes, ["cat", "dog"]);
-    let _ = infer::has_image_extension(Path::new("x.jpg"));
+            ..TrainConfig::default()
+        };
+        let mut job = job(data.path(), config, work.path());
+        // Each head's model beside the other's; the second run reads the first's cached features.
+        let model_path = work.path().join(format!("{head:?}.vggtune"));
+        job.out = Some(model_path.clone());
+        job.weights = Some(onnx_fixture());
+        let summary = finished(TrainingRun::run_blocking(job, |_| {}));
+        eprintln!(
+            "real conv base, {head:?} head, 48 training photos at 112 px: validation accuracy {:.3}, \
+             log loss {:.3}",
+            summary.validation.evaluation.accuracy, summary.validation.evaluation.log_loss
+        );
+        assert_eq!(summary.validation.evaluation.count, 12);
+        assert!(
+            summary.validation.evaluation.accuracy >= 0.75,
+            "accuracy {}",
+            summary.validation.evaluation.accuracy
+        );
+        let header = bundle::read_header(&model_path).unwrap();
+        assert_eq!(
+            header.preprocessing.convention,
+            vggtune::data::Convention::Caffe
+        );
+        assert_eq!(header.classes, ["cat", "dog"]);
+        let _ = infer::has_image_extension(Path::new("x.jpg"));
 
-    // Exported to ONNX, the trained model (Caffe weights: BGR folded into the first kernel;
-    // 112 px: block 5 is 3×3, pooled to 7×7 by the graph's pooling matrices) gives in
-    // onnxruntime what vggtune predicts, for a batch size it was never told.
-    let model_path = work.path().join("model.vggtune");
-    let onnx = work.path().join("cats-dogs.onnx");
-    let out = run_ok(&[
-        "export",
-        model_path.to_str().unwrap(),
-        "--out",
-        onnx.to_str().unwrap(),
-    ]);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("cats-dogs.onnx") && said.contains("ONNX opset 13"),
-        "{said}"
-    );
-    let photos: Vec<PathBuf> = [
-        "cat.101.jpg",
-        "dog.102.jpg",
-        "cat.103.jpg",
-        "dog.104.jpg",
-        "dog.105.jpg",
-    ]
-    .iter()
-    .map(|name| source.join(name))
-    .collect();
-    let (ours, theirs, info) = common::vggtune_and_onnxruntime(&model_path, &onnx, &photos, 2);
-    let diff = ours
+        // Exported to ONNX, the trained model (Caffe weights: BGR folded into the first kernel;
+        // 112 px: block 5 is 3×3, pooled to 7×7 by the graph's pooling matrices) gives in
+        // onnxruntime what vggtune predicts, for a batch size it was never told.
+        let onnx = work.path().join(format!("cats-dogs-{head:?}.onnx"));
+        let out = run_ok(&[
+            "export",
+            model_path.to_str().unwrap(),
+            "--out",
+            onnx.to_str().unwrap(),
+        ]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("cats-dogs-") && said.contains("ONNX opset 13"),
+            "{said}"
+        );
+        let photos: Vec<PathBuf> = [
+            "cat.101.jpg",
+            "dog.102.jpg",
+            "cat.103.jpg",
+            "dog.104.jpg",
+            "dog.105.jpg",
+        ]
         .iter()
-        .zip(&theirs)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    eprintln!("ONNX export, light head: max |vggtune - onnxruntime| = {diff:e}; {info}");
-    assert!(diff <= 1e-4, "vggtune {ours:?} vs onnxruntime {theirs:?}");
-    assert!(
-        ours.iter().any(|&p| p > 0.7),
-        "a trained model is sure of some photo: {ours:?}"
-    );
-    assert_eq!(info["opset"], serde_json::json!([13]));
-    assert_eq!(
-        info["input"]["shape"],
-        serde_json::json!(["batch", 3, 112, 112])
-    );
-    assert_eq!(info["output"]["name"], "probabilities");
-    assert_eq!(info["result_shape"], serde_json::json!([5, 2]));
-    let metadata = &info["metadata"];
-    assert_eq!(metadata["classes"], r#"["cat","dog"]"#);
-    assert!(
-        metadata["resize"].as_str().unwrap().contains("112×112"),
-        "{metadata}"
-    );
-    assert!(
-        metadata["vggtune_version"]
-            .as_str()
-            .unwrap()
-            .starts_with(vggtune::VERSION),
-        "{metadata}"
-    );
-
-    heatmaps_match_an_independent_grad_cam(&model_path, &onnx, &photos);
+        .map(|name| source.join(name))
+        .collect();
+        let (ours, theirs, info) = common::vggtune_and_onnxruntime(&model_path, &onnx, &photos, 2);
+        let diff = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("ONNX export, {head:?} head: max |vggtune - onnxruntime| = {diff:e}; {info}");
+        assert!(diff <= 1e-4, "vggtune {ours:?} vs onnxruntime {theirs:?}");
+        assert!(
+            ours.iter().any(|&p| p > 0.7),
+            "a trained model is sure of some photo: {ours:?}"
+        );
+        assert_eq!(info["opset"], serde_json::json!([13]));
+        assert_eq!(
+            info["input"]["shape"],
+            serde_json::json!(["batch", 3, 112, 112])
+        );
+        assert_eq!(info["output"]["name"], "probabilities");
+        assert_eq!(info["result_shape"], serde_json::json!([5, 2]));
+        let metadata = &info["metadata"];
+        assert_eq!(metadata["classes"], r#"["cat","dog"]"#);
+        assert!(
+            metadata["resize"].as_str().unwrap().contains("112×112"),
+            "{metadata}"
+        );
+        assert!(
+            metadata["vggtune_version"]
+                .as_str()
+                .unwrap()
+                .starts_with(vggtune::VERSION),
+            "{metadata}"
+        );
+        heatmaps_match_an_independent_grad_cam(&model_path, &onnx, &photos);
+    }
 }
 
 /// vggtune's Grad-CAM heatmaps of every class of `photos` equal those of

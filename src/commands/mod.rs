@@ -15,6 +15,7 @@ use vggtune::data::{Dataset, ResizeMode, SplitConfig};
 use vggtune::device::DeviceChoice;
 use vggtune::infer::{self, Classifier};
 use vggtune::model::HeadKind;
+use vggtune::train::config::default_learning_rate;
 use vggtune::train::{
     Evaluation, LrSchedule, OptimizerKind, TrainConfig, TrainEvent, TrainJob, Trainable,
     TrainingRun,
@@ -94,18 +95,21 @@ pub struct HeadRecipe {
     /// `none` starts from random weights.
     #[arg(long)]
     weights: Option<String>,
-    /// The head: dense256 (light, the 2017 course's) or torchvision (25088→4096→4096→N).
-    #[arg(long, default_value = "dense256", value_parser = parse_head)]
-    head: HeadKind,
+    /// The head: pooled (global average of block 5, 512→256→N; the default), dense256 (light,
+    /// the 2017 course's, 25088→256→N) or torchvision (25088→4096→4096→N). With --from: the
+    /// model's.
+    #[arg(long, value_parser = parse_head)]
+    head: Option<HeadKind>,
     /// Passes over the training photos.
     #[arg(long, default_value_t = vggtune::train::config::DEFAULT_EPOCHS)]
     epochs: usize,
     /// Photos per step.
     #[arg(long, default_value_t = vggtune::train::config::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f64,
+    /// Learning rate (default: 1e-3 for the pooled head, 1e-4 for the others, 1e-5 when
+    /// convolutions learn).
+    #[arg(long)]
+    lr: Option<f64>,
     /// Cosine decay of the learning rate over the run (`--cosine false`: a constant rate).
     #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::DEFAULT_SCHEDULE == LrSchedule::Cosine, action = clap::ArgAction::Set)]
     cosine: bool,
@@ -136,11 +140,18 @@ pub struct HeadRecipe {
 
 impl HeadRecipe {
     /// `config` with these flags' settings (the seed seeds the split too).
+    /// A head and learning rate not given follow `config`'s head (a continued model's) and the
+    /// default rate for it.
     fn apply(&self, choice: DeviceChoice, config: TrainConfig) -> TrainConfig {
+        let head = self.head.unwrap_or(config.head);
+        let learning_rate = self
+            .lr
+            .unwrap_or_else(|| default_learning_rate(head, config.trainable));
         let mut config = TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
-            learning_rate: self.lr,
+            learning_rate,
+            head,
             schedule: if self.cosine {
                 LrSchedule::Cosine
             } else {
@@ -149,7 +160,6 @@ impl HeadRecipe {
             mirror_views: self.mirror_views,
             mirror_tta: self.mirror_tta,
             device: choice,
-            head: self.head,
             input_size: self.input_size,
             resize: if self.center_crop {
                 ResizeMode::ShorterSideCenterCrop
@@ -171,10 +181,11 @@ impl HeadRecipe {
 
 fn parse_head(s: &str) -> Result<HeadKind, String> {
     match s.to_ascii_lowercase().as_str() {
+        "pooled" | "gap" => Ok(HeadKind::Pooled),
         "dense256" | "light" => Ok(HeadKind::Dense256),
         "torchvision" | "full" => Ok(HeadKind::Torchvision),
         other => Err(format!(
-            "unknown head '{other}': use dense256 or torchvision"
+            "unknown head '{other}': use pooled, dense256 or torchvision"
         )),
     }
 }
@@ -275,9 +286,9 @@ fn default_weights() -> Option<PathBuf> {
 }
 
 impl TrainArgs {
-    /// The run's configuration from the flags.
-    fn config(&self, choice: DeviceChoice) -> TrainConfig {
-        let config = TrainConfig {
+    /// The run's configuration from the flags (and, with --from, the continued model's head).
+    fn config(&self, choice: DeviceChoice) -> anyhow::Result<TrainConfig> {
+        let mut config = TrainConfig {
             trainable: self.trainable,
             optimizer: self.optimizer,
             weight_decay: self.weight_decay,
@@ -289,7 +300,11 @@ impl TrainArgs {
             },
             ..TrainConfig::default()
         };
-        self.recipe.apply(choice, config)
+        if let Some(from) = &self.from {
+            let network = vggtune::model::bundle::read_header(from)?.model;
+            config.head = network.head;
+        }
+        Ok(self.recipe.apply(choice, config))
     }
 }
 
@@ -309,7 +324,7 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         Some(_) => None,
         None => args.recipe.weights()?,
     };
-    let config = args.config(choice);
+    let config = args.config(choice)?;
     let out = args.output;
     for problem in &dataset.problems {
         if !out.quiet && !out.json {

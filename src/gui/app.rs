@@ -321,7 +321,7 @@ impl VggtuneApp {
     fn fine_tune_deeper(&mut self, ctx: &egui::Context) {
         match (self.data.dataset.clone(), self.model.path.clone()) {
             (Some(dataset), Some(model)) => {
-                let before = self.model.epochs;
+                let before = (self.model.epochs, self.model.network);
                 self.train
                     .start_stage(ctx, &mut self.shared, &dataset, (model, before))
             }

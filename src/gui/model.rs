@@ -31,6 +31,8 @@ pub(crate) struct ModelPanel {
     pub preprocessing: Option<crate::data::Preprocessing>,
     /// The epochs it was trained for (a deeper stage's come after them).
     pub epochs: usize,
+    /// Its network's shape (a deeper stage keeps its head).
+    pub network: Option<crate::model::Vgg16Config>,
     /// Its mirror test-time augmentation switch.
     pub mirror_tta: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Its file.
@@ -53,6 +55,7 @@ impl Default for ModelPanel {
             preprocessing: None,
             mirror_tta: None,
             epochs: 0,
+            network: None,
             path: None,
             saved: true,
             load_job: None,
@@ -192,6 +195,7 @@ impl ModelPanel {
                     self.classes = classifier.classes().to_vec();
                     self.preprocessing = Some(header.preprocessing);
                     self.epochs = header.next_epoch;
+                    self.network = Some(header.model);
                     self.mirror_tta = Some(classifier.mirror_switch());
                     self.classifier = Some(Arc::new(Mutex::new(classifier)));
                     if self.saved {

@@ -104,18 +104,22 @@ impl TrainPanel {
         }
     }
 
-    /// Fine-tunes deeper: continues the model at `from`, trained for `before` epochs, as a new
-    /// stage, with the Train view's settings except that block 5 learns too (when less did) at
-    /// a tenth of the learning rate.
+    /// Fine-tunes deeper: continues the model at `from`, trained for `before` epochs with the
+    /// head of `network`, as a new stage, with the Train view's settings except that block 5
+    /// learns too (when less did) at the deeper stages' learning rate.
     pub fn start_stage(
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
         dataset: &Dataset,
-        (from, before): (PathBuf, usize),
+        (from, (before, network)): (PathBuf, (usize, Option<crate::model::Vgg16Config>)),
     ) {
+        let mut config = deeper_stage(&shared.state.train);
+        if let Some(network) = network {
+            config.head = network.head;
+        }
         let stage = Stage {
-            config: deeper_stage(&shared.state.train),
+            config,
             from: Some(from),
             before,
         };
@@ -166,10 +170,7 @@ impl TrainPanel {
                     "{}{:?}, {} head, batch {}, lr {:.0e}{}{}",
                     if deeper { "deeper: " } else { "" },
                     train.trainable,
-                    match train.head {
-                        HeadKind::Dense256 => "light",
-                        HeadKind::Torchvision => "torchvision",
-                    },
+                    train.head.label(),
                     train.batch_size,
                     train.learning_rate,
                     if train.augment { ", augmented" } else { "" },
@@ -370,20 +371,24 @@ fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
             .labelled_by(label.id);
         ui.end_row();
         let label = ui.label("Head");
+        let before = c.head;
         egui::ComboBox::from_id_salt("head")
-            .selected_text(match c.head {
-                HeadKind::Dense256 => "light (256 units)",
-                HeadKind::Torchvision => "torchvision (4096×2)",
-            })
+            .selected_text(c.head.label())
             .show_ui(ui, |ui| {
-                ui.selectable_value(&mut c.head, HeadKind::Dense256, "light (256 units)")
-                    .on_hover_text("The 2017 course's head: fast, 97%+ on Dogs vs. Cats");
-                ui.selectable_value(&mut c.head, HeadKind::Torchvision, "torchvision (4096×2)")
-                    .on_hover_text("Keeps ImageNet's dense layers when the weights have them");
+                for (head, hint) in [
+                    (HeadKind::Pooled, "Averages each feature over the photo first: the most accurate here, and an epoch takes a fraction of a second"),
+                    (HeadKind::Dense256, "The 2017 course's head: reads where in the photo each feature is"),
+                    (HeadKind::Torchvision, "Keeps ImageNet's dense layers when the weights have them"),
+                ] {
+                    ui.selectable_value(&mut c.head, head, head.label()).on_hover_text(hint);
+                }
             })
             .response
             .labelled_by(label.id);
         ui.end_row();
+        if c.head != before {
+            crate::train::config::head_changed(c, before);
+        }
         let label = ui.label("Epochs");
         ui.add(egui::DragValue::new(&mut c.epochs).range(limits::EPOCHS)).labelled_by(label.id);
         ui.end_row();
@@ -617,12 +622,13 @@ fn epochs_table_ui(ui: &mut egui::Ui, log: &TrainLog) {
 }
 
 /// The settings of a deeper stage after a run with `settings`: block 5 learns too (when less
-/// did), at a tenth of the learning rate.
+/// did), at the deeper stages' rate.
 fn deeper_stage(settings: &crate::train::TrainConfig) -> crate::train::TrainConfig {
     let mut config = settings.clone();
     if config.trainable.frozen_convs() > crate::train::Trainable::Block5.frozen_convs() {
         config.trainable = crate::train::Trainable::Block5;
     }
-    config.learning_rate = settings.learning_rate / 10.0;
+    config.learning_rate =
+        crate::train::config::default_learning_rate(config.head, config.trainable);
     config
 }

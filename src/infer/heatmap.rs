@@ -15,11 +15,13 @@ use image::RgbImage;
 
 use crate::model::Vgg16;
 use crate::model::host::to_host;
-use crate::model::vgg::{POOLED_SIDE, adaptive_pool_matrix};
+use crate::model::vgg::{POOLED_SIDE, adaptive_pool_matrix, global_average};
 
 /// The dense layers of a model, on the host, for the head's forward and backward passes.
 pub struct HostHead {
     layers: Vec<Dense>,
+    /// The head averages its input over the 7×7 cells first ([`crate::model::HeadKind::Pooled`]).
+    global_pool: bool,
 }
 
 struct Dense {
@@ -47,13 +49,20 @@ impl HostHead {
                 }
             })
             .collect();
-        Self { layers }
+        Self {
+            layers,
+            global_pool: model.global_pool,
+        }
     }
 
     /// The logits for flat pooled features `x`, and which units of each hidden layer were
     /// active (ReLU's mask, which the backward pass needs).
     fn forward(&self, x: &[f32]) -> (Vec<f32>, Vec<Vec<bool>>) {
-        let mut x = x.to_vec();
+        let mut x = if self.global_pool {
+            global_average(x)
+        } else {
+            x.to_vec()
+        };
         let mut masks = Vec::new();
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -99,6 +108,14 @@ impl HostHead {
                     .for_each(|(v, &on)| *v = if on { *v } else { 0.0 });
             }
             g = input;
+        }
+        if self.global_pool {
+            // Each cell of a channel took 1/49 of its mean.
+            let cells = POOLED_SIDE * POOLED_SIDE;
+            g = g
+                .iter()
+                .flat_map(|&v| std::iter::repeat_n(v / cells as f32, cells))
+                .collect();
         }
         g
     }

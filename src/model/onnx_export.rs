@@ -6,7 +6,8 @@
 //! square as the `resize` metadata says) → the weights' pixel normalisation (`Sub`, `Div`) →
 //! 13 × (`Conv` 3×3, `Relu`) with a 2×2 `MaxPool` after each block → the adaptive average pool
 //! to 7×7 (two `MatMul`s with constant pooling matrices, when block 5's output is not already
-//! 7×7) → `Flatten` → one `Gemm` per dense layer (`Relu` between) → `Softmax` →
+//! 7×7) → (`GlobalAveragePool`, for the pooled head) → `Flatten` → one `Gemm` per dense layer
+//! (`Relu` between) → `Softmax` →
 //! `probabilities` [batch, classes]. Dropout is training only and is not in the graph. Caffe
 //! weights' BGR order is folded into the first convolution's kernel, so every export takes RGB.
 //! Class names, the vggtune version and the preprocessing go into `metadata_props`.
@@ -379,14 +380,19 @@ fn adaptive_pool(graph: &mut Graph<'_>, x: String, side: usize) -> String {
     graph.node("MatMul", &[&rows, &half], "avgpool.out", &[])
 }
 
-/// Flatten, then one Gemm per dense layer (ReLU between), then softmax; returns the
-/// probabilities' name.
+/// The pooled head's global average (when `pools`), flatten, then one Gemm per dense layer
+/// (ReLU between), then softmax; returns the probabilities' name.
 fn head<'a>(
     graph: &mut Graph<'a>,
     params: &mut Params<'a>,
     x: String,
-    dense_count: usize,
+    (dense_count, pools): (usize, bool),
 ) -> Result<String, String> {
+    let x = if pools {
+        graph.node("GlobalAveragePool", &[&x], "global_pool", &[])
+    } else {
+        x
+    };
     let mut x = graph.node("Flatten", &[&x], "flatten", &[Attr::Int("axis", 1)]);
     for j in 0..dense_count {
         let dense = format!("classifier.{}", 3 * j);
@@ -424,13 +430,14 @@ fn build_graph<'a>(
         .iter()
         .filter(|(name, _)| name.starts_with("classifier.") && name.ends_with(".weight"))
         .count();
+    let pools = header.model.head.pools_globally();
     let mut graph = Graph::default();
     let mut params = Params(tensors.iter().peekable(), Vec::new(), None);
     let network = |graph: &mut Graph<'a>, params: &mut Params<'a>, input: &str| {
         let x = normalise(graph, convention, input);
         let x = conv_base(graph, params, x)?;
         let x = adaptive_pool(graph, x, side);
-        head(graph, params, x, dense_count)
+        head(graph, params, x, (dense_count, pools))
     };
     let probabilities = network(&mut graph, &mut params, INPUT_NAME)?;
     if let Some((name, _)) = params.0.peek() {

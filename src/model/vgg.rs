@@ -45,6 +45,10 @@ pub enum HeadKind {
     /// The 2017 course's light head: 25088 → 256 → N, ReLU and dropout between; trains ~50×
     /// faster per cached epoch than the torchvision head.
     Dense256,
+    /// The pooled head: the base's output averaged over its 7×7 cells (global average pooling,
+    /// 512 values), then 512 → 256 → N with ReLU and dropout between. Its input does not depend
+    /// on where in the photo a feature is, and an epoch costs next to nothing.
+    Pooled,
 }
 
 impl HeadKind {
@@ -52,7 +56,31 @@ impl HeadKind {
     fn hidden(self, divisor: usize) -> Vec<usize> {
         match self {
             Self::Torchvision => vec![4096 / divisor, 4096 / divisor],
-            Self::Dense256 => vec![(256 / divisor).max(2)],
+            Self::Dense256 | Self::Pooled => vec![(256 / divisor).max(2)],
+        }
+    }
+
+    /// Whether the head averages the base's output over its cells before the dense layers.
+    pub fn pools_globally(self) -> bool {
+        self == Self::Pooled
+    }
+
+    /// The learning rate a run of this head starts from when none is asked for: the pooled
+    /// head's 512 inputs need a larger step than the light head's 25,088 (5-fold
+    /// cross-validation, BENCHMARKS.md).
+    pub fn default_learning_rate(self) -> f64 {
+        match self {
+            Self::Pooled => 1e-3,
+            Self::Torchvision | Self::Dense256 => 1e-4,
+        }
+    }
+
+    /// The head's name in the window and in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Torchvision => "torchvision (4096×2)",
+            Self::Dense256 => "light (256 units)",
+            Self::Pooled => "pooled (global average, 256 units)",
         }
     }
 }
@@ -95,6 +123,16 @@ impl Vgg16Config {
         self.conv_channels()[12] * POOLED_SIDE * POOLED_SIDE
     }
 
+    /// The number of values the head's first dense layer reads: the base's output, or its
+    /// channels when the head pools globally.
+    pub fn head_input_len(&self) -> usize {
+        if self.head.pools_globally() {
+            self.conv_channels()[12]
+        } else {
+            self.feature_len()
+        }
+    }
+
     /// The shape of the base's pooled output for one image: [channels, 7, 7].
     pub fn feature_shape(&self) -> [usize; 3] {
         [self.conv_channels()[12], POOLED_SIDE, POOLED_SIDE]
@@ -117,13 +155,12 @@ impl Vgg16Config {
                 Some("use the light head (--head dense256)".to_owned()),
             ),
             HeadKind::Dense256 => ("the light head", None),
+            HeadKind::Pooled => ("the pooled head", None),
         };
+        let inputs = self.head_input_len();
         let mut needs = vec![BufferNeed {
-            bytes: (self.feature_len() * first_out * 4) as u64,
-            what: format!(
-                "{name}'s first dense layer ({} × {first_out} weights)",
-                self.feature_len()
-            ),
+            bytes: (inputs * first_out * 4) as u64,
+            what: format!("{name}'s first dense layer ({inputs} × {first_out} weights)"),
             remedy,
         }];
         let frozen = frozen_convs.min(13);
@@ -175,12 +212,13 @@ impl Vgg16Config {
             avgpool: AdaptiveAvgPool2dConfig::new([POOLED_SIDE, POOLED_SIDE]).init(),
             classifier: self.init_head(device),
             dropout: self.dropout,
+            global_pool: self.head.pools_globally(),
         }
     }
 
     /// A fresh head for this configuration.
     pub fn init_head(&self, device: &Device) -> Vec<Linear> {
-        let mut widths = vec![self.feature_len()];
+        let mut widths = vec![self.head_input_len()];
         widths.extend(self.head.hidden(self.width_divisor.max(1)));
         widths.push(self.num_classes);
         widths
@@ -228,6 +266,16 @@ pub fn adaptive_pool_matrix(input: usize, out: usize) -> Vec<f32> {
     m
 }
 
+/// The pooled head's input on the host: the mean of each channel's 7×7 cells of flat pooled
+/// features (`[…, C·49]` → `[…, C]`, image after image), as [`Vgg16::forward_head_flat`]
+/// computes it.
+pub fn global_average(x: &[f32]) -> Vec<f32> {
+    let cells = POOLED_SIDE * POOLED_SIDE;
+    x.chunks_exact(cells)
+        .map(|c| c.iter().sum::<f32>() / cells as f32)
+        .collect()
+}
+
 /// A dropout keep-mask of `len` values, each 1/keep (kept) or 0 (dropped with probability
 /// `prob`), drawn from `rng` in order: the one mask of Burn's training forward and of the
 /// hand-written host step (`train::host_head`), so both drop the same units for the same seed.
@@ -257,6 +305,8 @@ pub struct Vgg16 {
     /// [`Vgg16::forward_head_train`] (with masks drawn from a seeded generator, so a resumed run
     /// draws the same masks as an uninterrupted one).
     pub dropout: f64,
+    /// Whether the head first averages the base's output over its cells ([`HeadKind::Pooled`]).
+    pub global_pool: bool,
 }
 
 impl Vgg16 {
@@ -310,9 +360,18 @@ impl Vgg16 {
 
     fn head_layers(
         &self,
-        mut x: Tensor<2>,
+        x: Tensor<2>,
         mut dropout: impl FnMut(usize, Tensor<2>) -> Tensor<2>,
     ) -> Tensor<2> {
+        let mut x = if self.global_pool {
+            let [batch, len] = x.dims();
+            let cells = POOLED_SIDE * POOLED_SIDE;
+            x.reshape([batch, len / cells, cells])
+                .mean_dim(2)
+                .reshape([batch, len / cells])
+        } else {
+            x
+        };
         let last = self.classifier.len().saturating_sub(1);
         for (i, dense) in self.classifier.iter().enumerate() {
             x = dense.forward(x);

@@ -643,7 +643,9 @@ pub fn torchvision_state_dict(model: &Vgg16) -> Result<Vec<(String, RawTensor)>,
 }
 
 /// Writes the model's weights as `.safetensors` with torchvision's key names, atomically, so
-/// `torchvision.models.vgg16(num_classes=N).load_state_dict(...)` accepts them.
+/// `torchvision.models.vgg16(num_classes=N).load_state_dict(...)` accepts them (with the
+/// torchvision head; the light and pooled heads keep the names with their own shapes, and the
+/// pooled head's first layer reads the 512 channel means: `avgpool = AdaptiveAvgPool2d(1)`).
 pub fn export_safetensors(
     model: &Vgg16,
     convention: Convention,

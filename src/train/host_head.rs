@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::model::Vgg16;
 use crate::model::host::strided_matmul;
-use crate::model::vgg::dropout_mask;
+use crate::model::vgg::{dropout_mask, global_average};
 use crate::rng::SplitMix64;
 
 /// What one step reports.
@@ -376,33 +376,17 @@ pub fn handles(model: &Vgg16) -> bool {
         && crate::tuning::current().host_head
 }
 
-/// One training step of the light head on the cached features `x` (`[batch, features]`
-/// row-major) with true classes `labels`: forward with dropout drawn from `rng`, loss, backward,
-/// and `optim`'s update at learning rate `lr`. The model must satisfy [`handles`].
-pub fn step(
-    mut model: Vgg16,
-    optim: &mut ModuleOptimizer,
-    lr: f64,
+/// z1 = x·W1 + b1 for `batch` rows of `x`: sparse rows (ReLU outputs) through the column
+/// kernels, dense ones through `gemm`.
+fn first_layer(
     x: &[f32],
-    labels: &[usize],
-    rng: &mut SplitMix64,
-) -> (Vgg16, StepOutput) {
-    let batch = labels.len();
-    let dropout = model.dropout;
-    let [first, last] = &mut model.classifier[..] else {
-        unreachable!("handles() checked two dense layers")
-    };
-    let w1 = Taken::<2>::take(&mut first.weight);
-    let b1 = Taken::<1>::take(first.bias.as_mut().expect("bias"));
-    let w2 = Taken::<2>::take(&mut last.weight);
-    let b2 = Taken::<1>::take(last.bias.as_mut().expect("bias"));
+    batch: usize,
+    sparse: Option<&Columns>,
+    w1: &Taken<2>,
+    b1: &Taken<1>,
+) -> Vec<f32> {
     let [features, hidden] = w1.data.shape().dims::<2>();
-    let classes = w2.data.shape().dims::<2>()[1];
-    assert_eq!(x.len(), batch * features, "features per image");
-
-    // Forward: z1 = x·W1 + b1, a1 = relu(z1), d1 = a1 ∘ mask, logits = d1·W2 + b2.
-    let sparse = Columns::of_sparse(x, batch, features);
-    let mut z1 = match &sparse {
+    let mut z1 = match sparse {
         Some(columns) => columns.times(w1.values(), hidden),
         None => {
             let mut z1 = vec![0.0f32; batch * hidden];
@@ -423,6 +407,37 @@ pub fn step(
             *z += b;
         }
     }
+    z1
+}
+
+/// One training step of the light head on the cached features `x` (`[batch, features]`
+/// row-major) with true classes `labels`: forward with dropout drawn from `rng`, loss, backward,
+/// and `optim`'s update at learning rate `lr`. The model must satisfy [`handles`].
+pub fn step(
+    mut model: Vgg16,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    x: &[f32],
+    labels: &[usize],
+    rng: &mut SplitMix64,
+) -> (Vgg16, StepOutput) {
+    let batch = labels.len();
+    let dropout = model.dropout;
+    // The pooled head reads each channel's mean (not trained, so no gradient flows past it).
+    let pooled = model.global_pool.then(|| global_average(x));
+    let x = pooled.as_deref().unwrap_or(x);
+    let [first, last] = &mut model.classifier[..] else {
+        unreachable!("handles() checked two dense layers")
+    };
+    let w1 = Taken::<2>::take(&mut first.weight);
+    let b1 = Taken::<1>::take(first.bias.as_mut().expect("bias"));
+    let w2 = Taken::<2>::take(&mut last.weight);
+    let b2 = Taken::<1>::take(last.bias.as_mut().expect("bias"));
+    let [features, hidden] = w1.data.shape().dims::<2>();
+    let classes = w2.data.shape().dims::<2>()[1];
+    assert_eq!(x.len(), batch * features, "features per image");
+    let sparse = Columns::of_sparse(x, batch, features);
+    let z1 = first_layer(x, batch, sparse.as_ref(), &w1, &b1);
     // The keep-mask `Vgg16::forward_head_train` draws.
     let mask = (dropout > 0.0).then(|| dropout_mask(batch * hidden, dropout, rng));
     let d1: Vec<f32> = z1
@@ -573,13 +588,19 @@ mod tests {
     #[test]
     fn the_hand_written_step_is_the_autodiff_step() {
         let device = Device::flex().autodiff();
-        // Sparse inputs take the column kernels, dense ones `gemm`; with and without dropout.
-        for (zeros, dropout) in [(86, 0.5), (0, 0.5), (86, 0.0)] {
+        // Sparse inputs take the column kernels, dense ones `gemm`; with and without dropout;
+        // the pooled head averages its input first (and its first layer reads the means).
+        for (kind, zeros, dropout) in [
+            (HeadKind::Dense256, 86, 0.5),
+            (HeadKind::Dense256, 0, 0.5),
+            (HeadKind::Dense256, 86, 0.0),
+            (HeadKind::Pooled, 86, 0.5),
+        ] {
             let config = Vgg16Config {
                 num_classes: 3,
                 input_size: 32,
                 width_divisor: 16,
-                head: HeadKind::Dense256,
+                head: kind,
                 dropout,
             };
             let (batch, len) = (12, config.feature_len());
@@ -608,7 +629,7 @@ mod tests {
 
                 assert!(
                     (out.loss - burn_loss).abs() < 1e-5,
-                    "{zeros}% zeros, step {step_no}: loss {} vs {burn_loss}",
+                    "{kind:?}, {zeros}% zeros, step {step_no}: loss {} vs {burn_loss}",
                     out.loss
                 );
                 for (a, b) in out.logits.iter().zip(&burn_logits) {
@@ -624,7 +645,7 @@ mod tests {
                     .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
                 assert!(
                     diff <= 1e-4 * scale,
-                    "{zeros}% zeros, parameter {i}: differs by {diff} (largest {scale})"
+                    "{kind:?}, {zeros}% zeros, parameter {i}: differs by {diff} (largest {scale})"
                 );
             }
             // The weights moved: the comparison is not between two untouched models.
@@ -637,7 +658,7 @@ mod tests {
                 // unseeded initialisation once left a bias at 9.2e-4 after four steps.
                 assert!(
                     moved > 1e-4,
-                    "{zeros}% zeros: a parameter moved only {moved}"
+                    "{kind:?}, {zeros}% zeros: a parameter moved only {moved}"
                 );
             }
         }
