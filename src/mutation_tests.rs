@@ -189,6 +189,7 @@ fn tiny_model() -> (crate::model::Vgg16, crate::model::bundle::BundleHeader) {
         next_epoch: 0,
         validation: None,
         mirror_tta: false,
+        square_tta: false,
     };
     (config.init(&burn::tensor::Device::flex()), header)
 }

@@ -256,11 +256,11 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     assert_eq!(harness.state().predictions().len(), 1);
     assert_eq!(harness.state().rejected().len(), 1);
     harness.get_by_label_contains("All 1 photos");
-    // Switching Mirror says that the photos shown were classified the other way.
-    harness.get_by_label("Mirror").click();
+    // Switching Average views says that the photos shown were classified the other way.
+    harness.get_by_label("Average views").click();
     harness.run_steps(2);
-    harness.get_by_label_contains("the results shown were made with Mirror on");
-    harness.get_by_label("Mirror").click();
+    harness.get_by_label_contains("the results shown were made with Average views on");
+    harness.get_by_label("Average views").click();
     harness.run_steps(2);
 
     // Heatmaps: switched on, the photo on screen gets one map per class, computed on the
@@ -391,6 +391,37 @@ fn the_last_folder_config_and_view_are_saved_for_the_next_start() {
     assert_eq!(saved.data_path, data.display().to_string());
     assert_eq!(saved.train.epochs, 7);
     assert_eq!(saved.view, View::Train);
+}
+
+#[test]
+fn the_head_menu_offers_every_head_and_the_rate_follows_the_choice() {
+    let (mut harness, _f) = app();
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state_mut().state_mut().train.head, HeadKind::Pooled);
+    let choose = |harness: &mut Harness<'static, VggtuneApp>, head: HeadKind| {
+        harness
+            .get_by_role_and_label(egui::accesskit::Role::ComboBox, "Head")
+            .click();
+        harness.run_steps(2);
+        // Every head is offered.
+        for offered in [HeadKind::Torchvision, HeadKind::Dense256] {
+            assert!(harness.query_all_by_label(offered.label()).count() >= 1);
+        }
+        harness.get_by_label(head.label()).click();
+        harness.run_steps(2);
+    };
+    choose(&mut harness, HeadKind::Dense256);
+    let train = &harness.state_mut().state_mut().train;
+    assert_eq!(train.head, HeadKind::Dense256);
+    assert_eq!(train.learning_rate, 1e-4, "the light head's own rate");
+    // A rate the user chose stays when the head changes.
+    harness.state_mut().state_mut().train.learning_rate = 3e-4;
+    harness.run_steps(1);
+    choose(&mut harness, HeadKind::Torchvision);
+    let train = &harness.state_mut().state_mut().train;
+    assert_eq!(train.head, HeadKind::Torchvision);
+    assert_eq!(train.learning_rate, 3e-4);
 }
 
 #[test]

@@ -700,6 +700,7 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
         next_epoch: 0,
         validation: None,
         mirror_tta: false,
+        square_tta: false,
     };
     let mut model = config.init(&cpu());
     // Real ImageNet convolutions, so photos give different features whatever Burn's unseeded

@@ -1220,6 +1220,7 @@ fn mirror_views_are_cached_beside_the_photos_and_mirror_tta_averages_the_two() {
     let config = TrainConfig {
         mirror_views: true,
         mirror_tta: true,
+        square_tta: false,
         ..tiny_config(2)
     };
     let first = finished(TrainingRun::run_blocking(
@@ -1273,6 +1274,96 @@ fn mirror_views_are_cached_beside_the_photos_and_mirror_tta_averages_the_two() {
         );
     }
     assert_ne!(plain[0].probabilities, plain[1].probabilities);
+}
+
+#[test]
+fn square_tta_averages_both_squares_as_the_runs_validation_does() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // Wide photos, their class's colour at both ends and grey noise in the middle: squashed,
+    // the square shows the colour; centre-cropped, mostly the grey.
+    let mut rng = vggtune::rng::SplitMix64(7);
+    for (class, hue) in [("blue", 2usize), ("red", 0usize)] {
+        std::fs::create_dir_all(data.path().join(class)).unwrap();
+        for i in 0..8 {
+            image::RgbImage::from_fn(64, 32, |x, _| {
+                let ends = !(16..48).contains(&x);
+                image::Rgb(std::array::from_fn(|c| {
+                    let base = if ends && c == hue { 200.0 } else { 80.0 };
+                    (base + rng.next_f32() * 50.0) as u8
+                }))
+            })
+            .save(data.path().join(format!("{class}/{i}.png")))
+            .unwrap();
+        }
+    }
+    let config = TrainConfig {
+        mirror_views: false,
+        mirror_tta: true,
+        square_tta: true,
+        learning_rate: 1e-2,
+        ..tiny_config(6)
+    };
+    let run = finished(TrainingRun::run_blocking(
+        job(data.path(), config, work.path()),
+        |_| {},
+    ));
+    // 12 training photos, one view each; 4 validation photos, four views each.
+    let cached: Vec<String> = walk(&work.path().join("cache"))
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(".f32"))
+        .collect();
+    assert_eq!(cached.len(), 12 + 4 * 4, "{cached:?}");
+    // (A mirror image of either square ends in -mirror.)
+    for (suffix, count) in [
+        ("-mirror.f32", 8),
+        ("-square.f32", 4),
+        ("-square-mirror.f32", 4),
+    ] {
+        let found = cached.iter().filter(|n| n.ends_with(suffix)).count();
+        assert_eq!(found, count, "{suffix}: {cached:?}");
+    }
+
+    // The model predicts each photo as the mean of four: the photo and its mirror image, each
+    // squashed (the model's way) and centre-cropped (the other square).
+    let model = work.path().join("model.vggtune");
+    assert!(bundle::read_header(&model).unwrap().square_tta);
+    let classifier = Classifier::load(&model, &burn::tensor::Device::flex()).unwrap();
+    let validation = &run.validation;
+    let (with, _) = classifier.predict(&validation.images, 4, |_, _| {});
+    for (p, q) in with.iter().zip(&validation.probs) {
+        assert!(max_abs_diff(&p.probabilities, q) < 1e-4, "{p:?} vs {q:?}");
+    }
+    let loaded = bundle::load(&model, &burn::tensor::Device::flex()).unwrap();
+    let mut header = loaded.header.clone();
+    header.preprocessing.resize = header.preprocessing.resize.other();
+    let other_model = work.path().join("cropped.vggtune");
+    bundle::save(&other_model, &header, &loaded.model, None).unwrap();
+    let photo = validation.images[0].clone();
+    let mirrored = work.path().join("mirrored.png");
+    image::imageops::flip_horizontal(&image::open(&photo).unwrap().to_rgb8())
+        .save(&mirrored)
+        .unwrap();
+    let mut four = Vec::new();
+    for path in [&model, &other_model] {
+        let plain = Classifier::load(path, &burn::tensor::Device::flex()).unwrap();
+        plain.set_mirror_tta(false);
+        let (p, _) = plain.predict(&[photo.clone(), mirrored.clone()], 4, |_, _| {});
+        four.extend(p.into_iter().map(|p| p.probabilities));
+    }
+    assert!(
+        max_abs_diff(&four[0], &four[2]) > 1e-3,
+        "the two squares are different inputs: {four:?}"
+    );
+    let (with, _) = classifier.predict(std::slice::from_ref(&photo), 4, |_, _| {});
+    for c in 0..2 {
+        let mean = four.iter().map(|p| p[c]).sum::<f32>() / 4.0;
+        assert!(
+            (with[0].probabilities[c] - mean).abs() < 1e-5,
+            "{with:?} vs {four:?}"
+        );
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -121,6 +121,11 @@ pub struct HeadRecipe {
     /// model file; the run's validation does the same).
     #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_TTA_DEFAULT, action = clap::ArgAction::Set)]
     mirror_tta: bool,
+    /// With the test-time augmentation, the model also averages the photo made square the other
+    /// way (squashed and centre-cropped both; recorded in the model file; the run's validation
+    /// does the same).
+    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::SQUARE_TTA_DEFAULT, action = clap::ArgAction::Set)]
+    square_tta: bool,
     /// Seed for the split, shuffling, dropout, augmentation and new layers.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -159,6 +164,7 @@ impl HeadRecipe {
             },
             mirror_views: self.mirror_views,
             mirror_tta: self.mirror_tta,
+            square_tta: self.square_tta,
             device: choice,
             input_size: self.input_size,
             resize: if self.center_crop {
@@ -449,11 +455,12 @@ fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
 /// Test-time augmentation flags of the commands that predict.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct TtaFlags {
-    /// Predict each photo as the mean of it and its mirror image (default: as the model file
-    /// says).
+    /// Predict each photo as the mean of its views: it and its mirror image, made square both
+    /// ways (squashed and centre-cropped) when the model was trained to (default: as the model
+    /// file says).
     #[arg(long, conflicts_with = "no_tta")]
     tta: bool,
-    /// Predict each photo as it is, without its mirror image.
+    /// Predict each photo as it is: one view, made square the model's way.
     #[arg(long)]
     no_tta: bool,
 }

@@ -73,6 +73,15 @@ pub enum ResizeMode {
 }
 
 impl ResizeMode {
+    /// The other way of making a photo square (the second square of the test-time
+    /// augmentation).
+    pub fn other(self) -> Self {
+        match self {
+            Self::Squash => Self::ShorterSideCenterCrop,
+            Self::ShorterSideCenterCrop => Self::Squash,
+        }
+    }
+
     /// How a photo becomes the `size`×`size` input, in words for people using an exported model.
     pub fn describe(self, size: u32) -> String {
         match self {
@@ -177,6 +186,14 @@ impl Preprocessing {
             square = augmentation.apply(&square, seed);
         }
         self.normalise(&square)
+    }
+
+    /// The same preparation with the photo made square the other way ([`ResizeMode::other`]).
+    pub fn other_square(self) -> Self {
+        Self {
+            resize: self.resize.other(),
+            ..self
+        }
     }
 
     /// Mirrors channels-first model input (`3 × side × side`, as [`Self::apply`] gives) left to

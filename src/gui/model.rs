@@ -98,7 +98,7 @@ impl ModelPanel {
             .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// The model's "Mirror" switch (test-time augmentation), for the views that predict; `used`
+    /// The model's "Average views" switch (test-time augmentation), for the views that predict; `used`
     /// is what the results on screen were made with, and a note says when they differ.
     pub fn mirror_ui(&self, ui: &mut egui::Ui, used: Option<bool>) {
         let Some(switch) = &self.mirror_tta else {
@@ -106,10 +106,11 @@ impl ModelPanel {
         };
         let mut on = switch.load(std::sync::atomic::Ordering::Relaxed);
         if ui
-            .checkbox(&mut on, "Mirror")
+            .checkbox(&mut on, "Average views")
             .on_hover_text(
-                "Predict each photo as the mean of it and its mirror image (test-time \
-                 augmentation): twice the work. Applies to photos classified or evaluated from now on.",
+                "Test-time augmentation: predict each photo as the mean of its views, its mirror \
+                 image and, for models trained to, the photo both squashed and centre-cropped (two \
+                 to four times the work). Applies to photos classified or evaluated from now on.",
             )
             .changed()
         {
@@ -117,7 +118,7 @@ impl ModelPanel {
         }
         if let Some(used) = used.filter(|&u| u != on) {
             ui.weak(format!(
-                "(the results shown were made with Mirror {}: classify or evaluate again to apply)",
+                "(the results shown were made with Average views {}: classify or evaluate again to apply)",
                 if used { "on" } else { "off" }
             ));
         }

@@ -356,6 +356,41 @@ impl TrainPanel {
     }
 }
 
+/// The Head row: the choice, with a learning rate left at the old head's default following
+/// the new head's.
+fn head_ui(c: &mut crate::train::TrainConfig, ui: &mut egui::Ui) {
+    let label = ui.label("Head");
+    let before = c.head;
+    egui::ComboBox::from_id_salt("head")
+        .selected_text(c.head.label())
+        .show_ui(ui, |ui| {
+            for (head, hint) in [
+                (
+                    HeadKind::Pooled,
+                    "Averages each feature over the photo first: the most accurate here, and an \
+                     epoch takes a fraction of a second",
+                ),
+                (
+                    HeadKind::Dense256,
+                    "The 2017 course's head: reads where in the photo each feature is",
+                ),
+                (
+                    HeadKind::Torchvision,
+                    "Keeps ImageNet's dense layers when the weights have them",
+                ),
+            ] {
+                ui.selectable_value(&mut c.head, head, head.label())
+                    .on_hover_text(hint);
+            }
+        })
+        .response
+        .labelled_by(label.id);
+    ui.end_row();
+    if c.head != before {
+        crate::train::config::head_changed(c, before);
+    }
+}
+
 fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
     let c = &mut shared.state.train;
     egui::Grid::new("train-config").num_columns(2).show(ui, |ui| {
@@ -370,25 +405,7 @@ fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
             .response
             .labelled_by(label.id);
         ui.end_row();
-        let label = ui.label("Head");
-        let before = c.head;
-        egui::ComboBox::from_id_salt("head")
-            .selected_text(c.head.label())
-            .show_ui(ui, |ui| {
-                for (head, hint) in [
-                    (HeadKind::Pooled, "Averages each feature over the photo first: the most accurate here, and an epoch takes a fraction of a second"),
-                    (HeadKind::Dense256, "The 2017 course's head: reads where in the photo each feature is"),
-                    (HeadKind::Torchvision, "Keeps ImageNet's dense layers when the weights have them"),
-                ] {
-                    ui.selectable_value(&mut c.head, head, head.label()).on_hover_text(hint);
-                }
-            })
-            .response
-            .labelled_by(label.id);
-        ui.end_row();
-        if c.head != before {
-            crate::train::config::head_changed(c, before);
-        }
+        head_ui(c, ui);
         let label = ui.label("Epochs");
         ui.add(egui::DragValue::new(&mut c.epochs).range(limits::EPOCHS)).labelled_by(label.id);
         ui.end_row();
@@ -424,8 +441,12 @@ fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
         });
         ui.end_row();
         ui.label("Predictions");
-        ui.checkbox(&mut c.mirror_tta, "mean of each photo and its mirror image")
-            .on_hover_text("Test-time augmentation: the model predicts twice per photo (its file records it; Predict and Evaluate can switch it)");
+        ui.vertical(|ui| {
+            ui.checkbox(&mut c.mirror_tta, "average with the mirror image")
+                .on_hover_text("Test-time augmentation: the model predicts twice per photo (its file records it; Predict and Evaluate can switch it)");
+            ui.checkbox(&mut c.square_tta, "average squashed and cropped")
+                .on_hover_text("Test-time augmentation: the photo is also made square the other way, so the model sees all of it and its centre at full size (twice the work again)");
+        });
         ui.end_row();
         let label = ui.label("Validation");
         let mut percent = c.split.valid_fraction * 100.0;

@@ -76,22 +76,29 @@ pub struct Classifier {
     device: Device,
     /// The dense layers on the host, copied on the first heatmap.
     host_head: std::sync::OnceLock<heatmap::HostHead>,
-    /// Predict the mean of each photo and its mirror image; shared with whoever holds
-    /// [`Self::mirror_switch`] (the window flips it without waiting for the model's lock).
+    /// Predict with the test-time augmentation (the mean of each photo's views: its mirror
+    /// image, and the photo made square the other way when the model says so); shared with
+    /// whoever holds [`Self::mirror_switch`] (the window flips it without waiting for the
+    /// model's lock).
     mirror: std::sync::Arc<AtomicBool>,
+    /// Whether the test-time augmentation includes the other square (the model's
+    /// `square_tta`, unless [`Self::set_square_tta`] turned it off).
+    squares: bool,
 }
 
 impl Classifier {
     /// Loads a saved model onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self, BundleError> {
         let loaded = bundle::load(path, device)?;
-        let mirror = loaded.header.mirror_tta;
+        let header = loaded.header;
+        let tta = header.mirror_tta || header.square_tta;
         Ok(Self {
-            header: loaded.header,
+            squares: header.square_tta,
+            header,
             base: FrozenConvs::whole_base(loaded.model.valid()),
             device: device.clone(),
             host_head: std::sync::OnceLock::new(),
-            mirror: std::sync::Arc::new(AtomicBool::new(mirror)),
+            mirror: std::sync::Arc::new(AtomicBool::new(tta)),
         })
     }
 
@@ -103,9 +110,26 @@ impl Classifier {
         Ok(Self::load(path, &chosen.device)?)
     }
 
-    /// Whether predictions average each photo with its mirror image (test-time augmentation).
+    /// Whether predictions use the test-time augmentation (each photo with its mirror image,
+    /// and made square the other way when the model says so).
     pub fn mirror_tta(&self) -> bool {
         self.mirror.load(Ordering::Relaxed)
+    }
+
+    /// Leaves the other square out of the test-time augmentation (or lets it in again, when the
+    /// model has it): the ONNX export, whose input is already square, averages the mirror only.
+    pub fn set_square_tta(&mut self, on: bool) {
+        self.squares = on && self.header.square_tta;
+    }
+
+    /// The views the test-time augmentation averages now, besides the photo: (its mirror image,
+    /// the other square). With the augmentation on and neither recorded in the model (models
+    /// from before it, or trained without), the mirror.
+    fn views(&self) -> (bool, bool) {
+        if !self.mirror_tta() {
+            return (false, false);
+        }
+        (self.header.mirror_tta || !self.squares, self.squares)
     }
 
     /// Turns the mirror test-time augmentation on or off (the model file says which is the
@@ -146,10 +170,11 @@ impl Classifier {
     ) -> (Vec<Prediction>, Vec<Unclassified>) {
         let n = self.header.classes.len();
         // One setting for the whole call, however the switch moves meanwhile.
-        let mirror = self.mirror_tta();
+        let (mirror, squares) = self.views();
         let mut predictions = Vec::new();
-        let failed = self.for_each_batch(paths, batch_size, progress, cancel, |ok, x| {
-            let probs = self.probabilities(x, mirror);
+        let batches = (batch_size, squares);
+        let failed = self.for_each_batch(paths, batches, progress, cancel, |ok, x, other| {
+            let probs = self.probabilities(x, other, mirror);
             for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
                 predictions.push(Prediction::new(path, p.to_vec()));
             }
@@ -171,21 +196,31 @@ impl Classifier {
         let head = self
             .host_head
             .get_or_init(|| heatmap::HostHead::of(self.base.model()));
-        let mirror = self.mirror_tta();
+        let (mirror, squares) = self.views();
         let n = self.header.classes.len();
         let mut explained = Vec::new();
-        let failed = self.for_each_batch(paths, batch_size, progress, cancel, |ok, x| {
-            let of_mirror = mirror.then(|| self.probabilities(x.clone().flip([3]), false));
+        let batches = (batch_size, squares);
+        let failed = self.for_each_batch(paths, batches, progress, cancel, |ok, x, other| {
+            // The other views' predictions, each on its own, averaged with the photo's below.
+            let mut others = Vec::new();
+            for x in std::iter::once(x.clone()).chain(other.clone()) {
+                if mirror {
+                    others.push(self.probabilities(x.flip([3]), None, false));
+                }
+            }
+            if let Some(other) = other {
+                others.push(self.probabilities(other, None, false));
+            }
             let (a, shape) = self.base.last_activation(x);
             let per_image = shape.iter().product::<usize>().max(1);
             let mut results: Vec<heatmap::Explained> = a
                 .par_chunks(per_image)
                 .map(|a| heatmap::explain(head, a, shape))
                 .collect();
-            if let Some(m) = &of_mirror {
-                for (e, q) in results.iter_mut().zip(m.chunks(n)) {
-                    mean_with_mirror(&mut e.probabilities, q);
-                }
+            for (i, e) in results.iter_mut().enumerate() {
+                let mut views = vec![std::mem::take(&mut e.probabilities)];
+                views.extend(others.iter().map(|o| o[i * n..(i + 1) * n].to_vec()));
+                e.probabilities = mean_of_views(views);
             }
             for (path, e) in ok.into_iter().zip(results) {
                 explained.push((Prediction::new(path, e.probabilities), e.maps));
@@ -194,33 +229,36 @@ impl Classifier {
         (explained, failed)
     }
 
-    /// The class probabilities of a batch (row-major): with the mirror test-time augmentation,
-    /// the mean of each photo's and its mirror image's.
-    fn probabilities(&self, x: Tensor<4>, mirror: bool) -> Vec<f32> {
+    /// The class probabilities of a batch (row-major): the mean over each photo's views, the
+    /// photo `x`, its mirror image (with `mirror`), and the photo made square the other way
+    /// (`other`, with its own mirror image when `mirror`).
+    fn probabilities(&self, x: Tensor<4>, other: Option<Tensor<4>>, mirror: bool) -> Vec<f32> {
         let forward = |x| {
             to_host(softmax(
                 self.base.model().forward_head(self.base.forward(x)),
                 1,
             ))
         };
-        if !mirror {
-            return forward(x);
+        let mut views = Vec::new();
+        for x in std::iter::once(x).chain(other) {
+            if mirror {
+                views.push(forward(x.clone().flip([3])));
+            }
+            views.push(forward(x));
         }
-        let mirrored = forward(x.clone().flip([3]));
-        let mut probs = forward(x);
-        mean_with_mirror(&mut probs, &mirrored);
-        probs
+        mean_of_views(views)
     }
 
-    /// Decodes `paths` in batches of `batch_size` and hands each batch's readable photos and
-    /// their input tensor to `run`; returns the photos that could not be read, with why.
+    /// Decodes `paths` in batches of `batch_size` and hands each batch's readable photos, their
+    /// input tensor and (with `squares`) their input made square the other way to `run`;
+    /// returns the photos that could not be read, with why.
     fn for_each_batch(
         &self,
         paths: &[PathBuf],
-        batch_size: usize,
+        (batch_size, squares): (usize, bool),
         mut progress: impl FnMut(usize, usize),
         cancel: &AtomicBool,
-        mut run: impl FnMut(Vec<PathBuf>, Tensor<4>),
+        mut run: impl FnMut(Vec<PathBuf>, Tensor<4>, Option<Tensor<4>>),
     ) -> Vec<Unclassified> {
         let pre = self.header.preprocessing;
         let s = pre.input_size as usize;
@@ -230,16 +268,23 @@ impl Classifier {
             if cancel.load(Ordering::Relaxed) {
                 break;
             }
-            let mut values = Vec::new();
+            let (mut values, mut other_values) = (Vec::new(), Vec::new());
             let mut ok = Vec::new();
             let chunk_paths: Vec<&Path> = chunk.iter().map(PathBuf::as_path).collect();
+            // With the other square, each photo's two inputs one after the other.
             let prepared = decode_prepared(&chunk_paths, &DecodeLimits::default(), |_, photo| {
-                pre.apply(photo, None)
+                let mut input = pre.apply(photo, None);
+                if squares {
+                    input.extend(pre.other_square().apply(photo, None));
+                }
+                input
             });
             for (path, photo) in chunk.iter().zip(prepared) {
                 match photo {
                     Ok(input) => {
-                        values.extend(input);
+                        let (main, other) = input.split_at(3 * s * s);
+                        values.extend_from_slice(main);
+                        other_values.extend_from_slice(other);
                         ok.push(path.clone());
                     }
                     Err(e) => failed.push(Unclassified {
@@ -249,11 +294,12 @@ impl Classifier {
                 }
             }
             if !ok.is_empty() {
-                let x = Tensor::<4>::from_data(
-                    TensorData::new(values, [ok.len(), 3, s, s]),
-                    &self.device,
-                );
-                run(ok, x);
+                let shape = [ok.len(), 3, s, s];
+                let x = Tensor::<4>::from_data(TensorData::new(values, shape), &self.device);
+                let other = squares.then(|| {
+                    Tensor::<4>::from_data(TensorData::new(other_values, shape), &self.device)
+                });
+                run(ok, x, other);
             }
             done += chunk.len();
             progress(done, paths.len());
@@ -262,12 +308,22 @@ impl Classifier {
     }
 }
 
-/// The mirror test-time augmentation's rule: `probs` becomes the mean of itself and the mirror
-/// images' `mirrored` (element by element), for prediction and a run's validation alike.
-pub fn mean_with_mirror(probs: &mut [f32], mirrored: &[f32]) {
-    for (p, m) in probs.iter_mut().zip(mirrored) {
-        *p = 0.5 * (*p + m);
+/// The test-time augmentation's rule: the element-by-element mean of the views' probabilities
+/// (the photo, its mirror image, the other square), for prediction and a run's validation
+/// alike.
+pub fn mean_of_views(views: Vec<Vec<f32>>) -> Vec<f32> {
+    let count = views.len().max(1) as f32;
+    let mut views = views.into_iter();
+    let mut mean = views.next().unwrap_or_default();
+    for view in views {
+        for (m, v) in mean.iter_mut().zip(view) {
+            *m += v;
+        }
     }
+    for m in &mut mean {
+        *m /= count;
+    }
+    mean
 }
 
 impl Prediction {

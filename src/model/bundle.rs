@@ -59,6 +59,11 @@ pub struct BundleHeader {
     /// (test-time augmentation; models written before this field: no).
     #[serde(default)]
     pub mirror_tta: bool,
+    /// Whether, with the test-time augmentation, the model also averages the photo made square
+    /// the other way ([`crate::data::ResizeMode::other`]; models written before this field:
+    /// no).
+    #[serde(default)]
+    pub square_tta: bool,
 }
 
 /// Why a bundle could not be read or written.
@@ -369,6 +374,7 @@ mod tests {
             next_epoch: 0,
             validation: None,
             mirror_tta: false,
+            square_tta: false,
         }
     }
 

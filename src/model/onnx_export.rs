@@ -230,11 +230,21 @@ fn metadata(header: &BundleHeader) -> Vec<(&'static str, String)> {
         (
             "output",
             format!(
-                "{OUTPUT_NAME}: float32 [batch, classes], softmax over the classes in the order of 'classes'{}",
+                "{OUTPUT_NAME}: float32 [batch, classes], softmax over the classes in the order of 'classes'{}{}",
                 if header.mirror_tta {
                     ", the mean of the photo's and its mirror image's (test-time augmentation)"
                 } else {
                     ""
+                },
+                if header.square_tta {
+                    format!(
+                        "; vggtune also averages the photo made square the other way ({}), \
+                         which needs the original photo: run this model on both squares and \
+                         average the two outputs for the same predictions",
+                        header.preprocessing.resize.other().describe(size)
+                    )
+                } else {
+                    String::new()
                 }
             ),
         ),

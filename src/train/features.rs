@@ -28,11 +28,43 @@ pub(super) struct Sample {
 }
 
 /// Which image of a photo a batch uses: the photo, or its mirror image (cached beside it when
-/// the run uses mirror views).
+/// the run uses mirror views), each made square the run's way or the other way (the second
+/// square of the test-time augmentation, cached for validation photos).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum View {
     Photo,
     Mirror,
+    OtherSquare,
+    OtherSquareMirrored,
+}
+
+impl View {
+    /// Whether the view is a mirror image.
+    pub fn mirrored(self) -> bool {
+        matches!(self, Self::Mirror | Self::OtherSquareMirrored)
+    }
+
+    /// How the view prepares a photo, from the run's `preprocessing`.
+    pub fn preprocessing(self, preprocessing: Preprocessing) -> Preprocessing {
+        match self {
+            Self::Photo | Self::Mirror => preprocessing,
+            Self::OtherSquare | Self::OtherSquareMirrored => preprocessing.other_square(),
+        }
+    }
+
+    /// The views the model predicts with when it averages mirror images (`mirror`) and both
+    /// squares (`squares`), the photo first.
+    pub fn predicted(mirror: bool, squares: bool) -> Vec<Self> {
+        [
+            (Self::Photo, true),
+            (Self::Mirror, mirror),
+            (Self::OtherSquare, squares),
+            (Self::OtherSquareMirrored, mirror && squares),
+        ]
+        .into_iter()
+        .filter_map(|(view, on)| on.then_some(view))
+        .collect()
+    }
 }
 
 impl Sample {
@@ -47,6 +79,8 @@ fn view_key(hash: &str, view: View) -> String {
     match view {
         View::Photo => hash.to_owned(),
         View::Mirror => format!("{hash}-mirror"),
+        View::OtherSquare => format!("{hash}-square"),
+        View::OtherSquareMirrored => format!("{hash}-square-mirror"),
     }
 }
 
@@ -126,18 +160,13 @@ impl Context<'_> {
     }
 
     /// The views the feature pass caches for each photo: the photo, and its mirror image when
-    /// the run trains on mirror views (training photos) or its model predicts with the mirror
-    /// (validation photos).
-    fn views(&self, validation: bool) -> &'static [View] {
-        let mirror = if validation {
-            self.config.mirror_tta
+    /// the run trains on mirror views (training photos); for validation photos, every view the
+    /// model predicts with.
+    fn views(&self, validation: bool) -> Vec<View> {
+        if validation {
+            View::predicted(self.config.mirror_tta, self.config.square_tta)
         } else {
-            self.config.mirror_views
-        };
-        if mirror {
-            &[View::Photo, View::Mirror]
-        } else {
-            &[View::Photo]
+            View::predicted(self.config.mirror_views, false)
         }
     }
 
@@ -197,8 +226,9 @@ impl Context<'_> {
                     derive_seed(config.seed, epoch, AUGMENT_STREAM, items[i]),
                 )
             });
-            let mut input = preprocessing.apply(photo, aug);
-            if views.get(i) == Some(&View::Mirror) {
+            let view = views.get(i).copied().unwrap_or(View::Photo);
+            let mut input = view.preprocessing(preprocessing).apply(photo, aug);
+            if view.mirrored() {
                 Preprocessing::mirror(&mut input, preprocessing.input_size as usize);
             }
             input
@@ -281,18 +311,30 @@ fn look_up(
         Ok(photo) => photo,
         Err(e) => return Ok(Lookup::Undecodable(e.reason())),
     };
-    let mut input = preprocessing.apply(&photo, None);
     let side = preprocessing.input_size as usize;
-    // The last view takes the input itself; only the others copy it.
+    // Each way of making the photo square is prepared once; the last view that needs it takes
+    // it, the others copy it.
+    let mut prepared: Vec<(Preprocessing, Vec<f32>, usize)> = Vec::new();
+    for (_, view) in &absent {
+        let pre = view.preprocessing(preprocessing);
+        match prepared.iter_mut().find(|(p, _, _)| *p == pre) {
+            Some((_, _, uses)) => *uses += 1,
+            None => prepared.push((pre, pre.apply(&photo, None), 1)),
+        }
+    }
     let mut missing = Vec::with_capacity(absent.len());
-    let last = absent.len() - 1;
-    for (i, (key, view)) in absent.into_iter().enumerate() {
-        let mut view_input = if i == last {
-            std::mem::take(&mut input)
+    for (key, view) in absent {
+        let pre = view.preprocessing(preprocessing);
+        let Some((_, input, uses)) = prepared.iter_mut().find(|(p, _, _)| *p == pre) else {
+            unreachable!("every view's preparation was made above")
+        };
+        *uses -= 1;
+        let mut view_input = if *uses == 0 {
+            std::mem::take(input)
         } else {
             input.clone()
         };
-        if view == View::Mirror {
+        if view.mirrored() {
             Preprocessing::mirror(&mut view_input, side);
         }
         missing.push((key, view_input));
@@ -378,7 +420,7 @@ pub(super) fn feature_pass(
             if ctx.stopped() {
                 return Ok(None);
             }
-            look_up_chunk(ctx, (cache, views), chunk, &mut pending, &mut pass)?;
+            look_up_chunk(ctx, (cache, &views), chunk, &mut pending, &mut pass)?;
             if pending.len() >= batch {
                 compute_features(ctx, cache, &mut pending)?;
             }

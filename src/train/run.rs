@@ -216,6 +216,7 @@ impl Identity<'_> {
             next_epoch,
             validation: None,
             mirror_tta: self.config.mirror_tta,
+            square_tta: self.config.square_tta,
         }
     }
 }
@@ -414,9 +415,9 @@ impl Epochs<'_> {
         let mut labels = Vec::with_capacity(total);
         let mut paths = Vec::with_capacity(total);
         let refs: Vec<&Sample> = self.valid.iter().collect();
-        // Validation predicts the way the saved model will by default: with the mirror
-        // test-time augmentation, each photo is the mean of it and its mirror image.
-        let mirror = ctx.config.mirror_tta;
+        // Validation predicts the way the saved model will by default: with the test-time
+        // augmentation, each photo is the mean of its views (mirror image, other square).
+        let views = View::predicted(ctx.config.mirror_tta, ctx.config.square_tta);
         let probabilities = |chunk: &[&Sample], view: View| {
             let views = vec![view; chunk.len()];
             let (input, kept) = ctx.batch_input(chunk, None, &views, &ctx.device);
@@ -429,15 +430,17 @@ impl Epochs<'_> {
             (probs, kept)
         };
         for chunk in refs.chunks(ctx.config.batch_size.max(1)) {
-            let (Some(mut p), kept) = probabilities(chunk, View::Photo) else {
+            let (Some(p), kept) = probabilities(chunk, View::Photo) else {
                 continue;
             };
-            if mirror && let (Some(m), mirror_kept) = probabilities(chunk, View::Mirror) {
-                if mirror_kept != kept {
-                    return Err("a validation photo's mirror image is missing".into());
+            let mut of_views = vec![p];
+            for &view in &views[1..] {
+                match probabilities(chunk, view) {
+                    (Some(q), view_kept) if view_kept == kept => of_views.push(q),
+                    _ => return Err(format!("a validation photo's {view:?} view is missing")),
                 }
-                crate::infer::mean_with_mirror(&mut p, &m);
             }
+            let p = crate::infer::mean_of_views(of_views);
             probs.extend(rows(p, classes.len()));
             labels.extend(kept.iter().map(|&i| chunk[i].label));
             paths.extend(kept.iter().map(|&i| chunk[i].path.clone()));

@@ -116,8 +116,10 @@ pub fn vggtune_and_onnxruntime(
     photos: &[std::path::PathBuf],
     batch: usize,
 ) -> (Vec<f32>, Vec<f32>, serde_json::Value) {
-    let classifier =
+    let mut classifier =
         vggtune::infer::Classifier::load(model, &burn::tensor::Device::flex()).unwrap();
+    // The graph's input is already square: it averages the mirror, not the other square.
+    classifier.set_square_tta(false);
     let (predictions, failed) = classifier.predict(photos, batch, |_, _| {});
     assert!(failed.is_empty(), "{failed:?}");
     let ours: Vec<f32> = predictions
