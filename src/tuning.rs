@@ -4,7 +4,7 @@
 //!
 //! - `VGGTUNE_CPU_CONV`: `im2col` runs the CPU convolution base with im2col + GEMM everywhere,
 //!   `burn` uses Burn's convolutions instead of the CPU base; anything else, Winograd.
-//! - `VGGTUNE_HOST_HEAD=off`: the light head trains through Burn's autodiff instead of the
+//! - `VGGTUNE_HOST_HEAD=off`: the light and pooled heads train through Burn's autodiff instead of the
 //!   hand-written host step.
 
 use std::sync::OnceLock;
@@ -25,7 +25,7 @@ pub enum CpuConv {
 pub struct Tuning {
     /// How the frozen convolutions run on the CPU.
     pub cpu_conv: CpuConv,
-    /// Whether the light head may train through the hand-written host step.
+    /// Whether the two-layer heads may train through the hand-written host step.
     pub host_head: bool,
 }
 

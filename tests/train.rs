@@ -717,6 +717,50 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     let header = bundle::read_header(&deeper).unwrap();
     assert_eq!((header.trained.as_str(), header.next_epoch), ("block5", 5));
 
+    // A stopped light-head run resumes with no flags but --resume: its head, rate and views
+    // come from the checkpoint; a flag that changes its views is refused with why.
+    let light = work.path().join("light.vggtune");
+    let cache = work.path().join("cache");
+    let common = [
+        data.path().to_str().unwrap(),
+        "--weights",
+        "none",
+        "--width-divisor",
+        "16",
+        "--input-size",
+        "32",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        light.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--quiet",
+    ];
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["train"];
+        a.extend(common);
+        a.extend(extra);
+        a
+    };
+    let stopped = run_cli(&args(&["--head", "dense256", "--stop-after", "1"]));
+    assert!(!stopped.status.success());
+    let changed = run_cli(&args(&["--resume", "--square-tta", "false"]));
+    let said = String::from_utf8_lossy(&changed.stderr);
+    assert!(
+        !changed.status.success() && said.contains("other-square"),
+        "{said}"
+    );
+    run_ok(&args(&["--resume"]));
+    let header = bundle::read_header(&light).unwrap();
+    assert_eq!(
+        (header.model.head, header.next_epoch),
+        (HeadKind::Dense256, 2)
+    );
+    assert!(header.square_tta && header.mirror_tta);
+
     let csv = work.path().join("p.csv");
     run_ok(&[
         "predict",
@@ -1364,6 +1408,34 @@ fn square_tta_averages_both_squares_as_the_runs_validation_does() {
             "{with:?} vs {four:?}"
         );
     }
+    // The heatmaps' predictions are the same four-view means.
+    let never = AtomicBool::new(false);
+    let (explained, _) = classifier.explain_until(&validation.images, 4, |_, _| {}, &never);
+    let (predicted, _) = classifier.predict(&validation.images, 4, |_, _| {});
+    for ((e, _), p) in explained.iter().zip(&predicted) {
+        assert!(max_abs_diff(&e.probabilities, &p.probabilities) < 1e-4);
+    }
+
+    // A model that records the other square but not the mirror averages two views; without
+    // the other square (as its ONNX export), it predicts the photo alone.
+    header.preprocessing.resize = header.preprocessing.resize.other();
+    header.mirror_tta = false;
+    let squares_only = work.path().join("squares-only.vggtune");
+    bundle::save(&squares_only, &header, &loaded.model, None).unwrap();
+    let mut classifier = Classifier::load(&squares_only, &burn::tensor::Device::flex()).unwrap();
+    let (two, _) = classifier.predict(std::slice::from_ref(&photo), 4, |_, _| {});
+    classifier.set_square_tta(false);
+    let (one, _) = classifier.predict(std::slice::from_ref(&photo), 4, |_, _| {});
+    let mean: Vec<f32> = four[0]
+        .iter()
+        .zip(&four[2])
+        .map(|(a, b)| 0.5 * (a + b))
+        .collect();
+    assert!(max_abs_diff(&two[0].probabilities, &mean) < 1e-5, "{two:?}");
+    assert!(
+        max_abs_diff(&one[0].probabilities, &four[0]) < 1e-5,
+        "{one:?}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

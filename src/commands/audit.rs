@@ -32,7 +32,7 @@ pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
     use vggtune::train::audit;
     let dataset = Dataset::scan(&args.data)?;
     let weights = args.recipe.weights()?;
-    let config = args.recipe.apply(choice, TrainConfig::default());
+    let config = args.recipe.apply(choice, TrainConfig::default(), false);
     config.validate().map_err(anyhow::Error::msg)?;
     let job = audit::AuditJob {
         dataset,

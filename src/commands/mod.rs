@@ -114,18 +114,20 @@ pub struct HeadRecipe {
     #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::DEFAULT_SCHEDULE == LrSchedule::Cosine, action = clap::ArgAction::Set)]
     cosine: bool,
     /// Cache each photo's mirror image too and train on one of the two each epoch (the cheap
-    /// augmentation: the feature pass costs twice, the epochs nothing more).
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_VIEWS_DEFAULT, action = clap::ArgAction::Set)]
-    mirror_views: bool,
+    /// augmentation: the feature pass costs twice, the epochs nothing more). Default: true
+    /// (with --resume: as the checkpoint's run).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    mirror_views: Option<bool>,
     /// The model predicts each photo as the mean of it and its mirror image (recorded in the
-    /// model file; the run's validation does the same).
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::MIRROR_TTA_DEFAULT, action = clap::ArgAction::Set)]
-    mirror_tta: bool,
+    /// model file; the run's validation does the same). Default: true (with --resume: as the
+    /// checkpoint's run).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    mirror_tta: Option<bool>,
     /// With the test-time augmentation, the model also averages the photo made square the other
     /// way (squashed and centre-cropped both; recorded in the model file; the run's validation
-    /// does the same).
-    #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::SQUARE_TTA_DEFAULT, action = clap::ArgAction::Set)]
-    square_tta: bool,
+    /// does the same). Default: true (with --resume: as the checkpoint's run).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    square_tta: Option<bool>,
     /// Seed for the split, shuffling, dropout, augmentation and new layers.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -145,13 +147,16 @@ pub struct HeadRecipe {
 
 impl HeadRecipe {
     /// `config` with these flags' settings (the seed seeds the split too).
-    /// A head and learning rate not given follow `config`'s head (a continued model's) and the
-    /// default rate for it.
-    fn apply(&self, choice: DeviceChoice, config: TrainConfig) -> TrainConfig {
+    /// Settings not given follow `config`: a resumed checkpoint's run or a continued model's
+    /// head, else the defaults; a learning rate not given is the resumed run's (`resumed`), or
+    /// the default for the head and what trains.
+    fn apply(&self, choice: DeviceChoice, config: TrainConfig, resumed: bool) -> TrainConfig {
         let head = self.head.unwrap_or(config.head);
-        let learning_rate = self
-            .lr
-            .unwrap_or_else(|| default_learning_rate(head, config.trainable));
+        let learning_rate = self.lr.unwrap_or(if resumed && head == config.head {
+            config.learning_rate
+        } else {
+            default_learning_rate(head, config.trainable)
+        });
         let mut config = TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -162,9 +167,9 @@ impl HeadRecipe {
             } else {
                 LrSchedule::Constant
             },
-            mirror_views: self.mirror_views,
-            mirror_tta: self.mirror_tta,
-            square_tta: self.square_tta,
+            mirror_views: self.mirror_views.unwrap_or(config.mirror_views),
+            mirror_tta: self.mirror_tta.unwrap_or(config.mirror_tta),
+            square_tta: self.square_tta.unwrap_or(config.square_tta),
             device: choice,
             input_size: self.input_size,
             resize: if self.center_crop {
@@ -306,11 +311,29 @@ impl TrainArgs {
             },
             ..TrainConfig::default()
         };
-        if let Some(from) = &self.from {
-            let network = vggtune::model::bundle::read_header(from)?.model;
-            config.head = network.head;
+        // A resumed run goes on as it was, a continued model keeps its head, unless the flags
+        // say otherwise (and a resume that changes them is refused with why).
+        let checkpoint = checkpoint_path_for(&self.out);
+        let resumed = self.resume && checkpoint.is_file();
+        if resumed {
+            let header = vggtune::model::bundle::read_header(&checkpoint)?;
+            let saved = &header.train_config;
+            let switch = |key| vggtune::train::config::saved_switch(saved, key);
+            config = TrainConfig {
+                head: header.model.head,
+                learning_rate: saved
+                    .get("learning_rate")
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(config.learning_rate),
+                mirror_views: switch("mirror_views"),
+                mirror_tta: switch("mirror_tta"),
+                square_tta: switch("square_tta"),
+                ..config
+            };
+        } else if let Some(from) = &self.from {
+            config.head = vggtune::model::bundle::read_header(from)?.model.head;
         }
-        Ok(self.recipe.apply(choice, config))
+        Ok(self.recipe.apply(choice, config, resumed))
     }
 }
 
@@ -425,12 +448,17 @@ fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
                         summary.cache_misses, summary.feature_secs, summary.cache_hits
                     );
                 }
-                println!(
-                    "validation: accuracy {:.2}%, log loss {:.4} ({} images)",
-                    100.0 * summary.validation.evaluation.accuracy,
-                    summary.validation.evaluation.log_loss,
-                    summary.validation.evaluation.count
-                );
+                let evaluation = &summary.validation.evaluation;
+                if evaluation.count == 0 {
+                    println!("validation: none (no photos were held out)");
+                } else {
+                    println!(
+                        "validation: accuracy {:.2}%, log loss {:.4} ({} images)",
+                        100.0 * evaluation.accuracy,
+                        evaluation.log_loss,
+                        evaluation.count
+                    );
+                }
                 println!("saved {}", model.display());
             }
             Ok(())
@@ -455,9 +483,9 @@ fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
 /// Test-time augmentation flags of the commands that predict.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct TtaFlags {
-    /// Predict each photo as the mean of its views: it and its mirror image, made square both
-    /// ways (squashed and centre-cropped) when the model was trained to (default: as the model
-    /// file says).
+    /// Predict each photo as the mean of the views its model records: its mirror image, and the
+    /// photo made square both ways (squashed and centre-cropped); a model that records none
+    /// takes the mirror (default: as the model file says).
     #[arg(long, conflicts_with = "no_tta")]
     tta: bool,
     /// Predict each photo as it is: one view, made square the model's way.

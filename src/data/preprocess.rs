@@ -72,6 +72,10 @@ pub enum ResizeMode {
     ShorterSideCenterCrop,
 }
 
+/// The longest a photo may be, in widths, when the centre crop resizes it (longer photos keep
+/// their middle part: the crop takes only its centre anyway).
+const MAX_CROP_ASPECT: u32 = 4;
+
 impl ResizeMode {
     /// The other way of making a photo square (the second square of the test-time
     /// augmentation).
@@ -165,6 +169,21 @@ impl Preprocessing {
         match self.resize {
             ResizeMode::Squash => image::imageops::resize(image, s, s, FilterType::Triangle),
             ResizeMode::ShorterSideCenterCrop => {
+                // A photo longer than MAX_CROP_ASPECT times its width keeps only its middle
+                // part that long before the resize: the centre square is inside it, and a
+                // 20000×2 strip no longer becomes a 2,560,000-pixel-wide image on the way.
+                let (w, h) = image.dimensions();
+                let short = w.min(h).max(1);
+                let keep = short.saturating_mul(MAX_CROP_ASPECT);
+                let middle;
+                let image = if w.max(h) > keep {
+                    let (cw, ch) = if w > h { (keep, h) } else { (w, keep) };
+                    middle = image::imageops::crop_imm(image, (w - cw) / 2, (h - ch) / 2, cw, ch)
+                        .to_image();
+                    &middle
+                } else {
+                    image
+                };
                 let (w, h) = image.dimensions();
                 let target = ResizeMode::shorter_side(s);
                 let scale = f64::from(target) / f64::from(w.min(h).max(1));
@@ -324,6 +343,21 @@ mod tests {
         let img = RgbImage::from_pixel(1, 1, image::Rgb([200, 100, 50]));
         let v = p.normalise(&img);
         assert_eq!(v, vec![50.0 - 103.939, 100.0 - 116.779, 200.0 - 123.68]);
+    }
+
+    #[test]
+    fn a_long_strip_is_cropped_without_resizing_all_of_it() {
+        // 20000×2: resized whole to a shorter side of 256 it would be 2,560,000 pixels wide
+        // (1.9 GB); its middle part is resized instead.
+        let img = RgbImage::from_fn(20000, 2, |x, _| image::Rgb([(x % 256) as u8, 0, 0]));
+        let p = Preprocessing {
+            input_size: 224,
+            resize: ResizeMode::ShorterSideCenterCrop,
+            ..Preprocessing::torchvision()
+        };
+        assert_eq!(p.resize(&img).dimensions(), (224, 224));
+        let tall = RgbImage::from_pixel(3, 9000, image::Rgb([9, 9, 9]));
+        assert_eq!(p.resize(&tall).dimensions(), (224, 224));
     }
 
     #[test]

@@ -356,11 +356,9 @@ impl TrainPanel {
     }
 }
 
-/// The Head row: the choice, with a learning rate left at the old head's default following
-/// the new head's.
+/// The Head row.
 fn head_ui(c: &mut crate::train::TrainConfig, ui: &mut egui::Ui) {
     let label = ui.label("Head");
-    let before = c.head;
     egui::ComboBox::from_id_salt("head")
         .selected_text(c.head.label())
         .show_ui(ui, |ui| {
@@ -386,13 +384,12 @@ fn head_ui(c: &mut crate::train::TrainConfig, ui: &mut egui::Ui) {
         .response
         .labelled_by(label.id);
     ui.end_row();
-    if c.head != before {
-        crate::train::config::head_changed(c, before);
-    }
 }
 
 fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
     let c = &mut shared.state.train;
+    // A rate left at its default follows a change of head or of what trains.
+    let before = (c.head, c.trainable);
     egui::Grid::new("train-config").num_columns(2).show(ui, |ui| {
         let label = ui.label("What trains").on_hover_text("Frozen layers' outputs are cached, so later epochs cost little");
         egui::ComboBox::from_id_salt("trainable")
@@ -406,6 +403,9 @@ fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
             .labelled_by(label.id);
         ui.end_row();
         head_ui(c, ui);
+        if (c.head, c.trainable) != before {
+            crate::train::config::rate_follows(c, before);
+        }
         let label = ui.label("Epochs");
         ui.add(egui::DragValue::new(&mut c.epochs).range(limits::EPOCHS)).labelled_by(label.id);
         ui.end_row();
@@ -549,19 +549,30 @@ fn run_ui(log: &TrainLog, ui: &mut egui::Ui) {
         } else {
             Corner::RightBottom
         };
-        Plot::new(format!("{name}-chart"))
+        // The plot keeps its bounds from frame to frame: it is reset to the fitted range whenever
+        // that range moves (every batch while training), and left to the user's zoom otherwise.
+        let fitted_id = egui::Id::unique((name, "fitted-range"));
+        let moved = ui.data_mut(|d| {
+            let moved = d.get_temp::<(f64, f64)>(fitted_id) != Some((low, high));
+            d.insert_temp(fitted_id, (low, high));
+            moved
+        });
+        let mut chart = Plot::new(format!("{name}-chart"))
             .legend(Legend::default().position(corner))
             .height(height)
             .x_axis_label("epoch")
             .y_axis_label(name)
             .default_y_bounds(low, high)
-            .allow_scroll(false)
-            .show(ui, |plot| {
-                let batch = PlotPoints::from(batches.to_vec());
-                plot.line(Line::new("train (batch)", batch).width(1.0));
-                plot.line(Line::new("train (epoch)", PlotPoints::from(train)).width(2.5));
-                plot.line(Line::new("validation", PlotPoints::from(valid)).width(2.5));
-            });
+            .allow_scroll(false);
+        if moved {
+            chart = chart.reset();
+        }
+        chart.show(ui, |plot| {
+            let batch = PlotPoints::from(batches.to_vec());
+            plot.line(Line::new("train (batch)", batch).width(1.0));
+            plot.line(Line::new("train (epoch)", PlotPoints::from(train)).width(2.5));
+            plot.line(Line::new("validation", PlotPoints::from(valid)).width(2.5));
+        });
     }
 }
 

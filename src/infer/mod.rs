@@ -129,11 +129,13 @@ impl Classifier {
         if !self.mirror_tta() {
             return (false, false);
         }
-        (self.header.mirror_tta || !self.squares, self.squares)
+        let recorded = self.header.mirror_tta || self.header.square_tta;
+        (self.header.mirror_tta || !recorded, self.squares)
     }
 
-    /// Turns the mirror test-time augmentation on or off (the model file says which is the
-    /// default); it applies from the next batch. Heatmaps always explain the photo as it is.
+    /// Turns the test-time augmentation (every view the model records: mirror image, other
+    /// square) on or off (the model file says which is the default); it applies from the next
+    /// call. Heatmaps always explain the photo as it is.
     pub fn set_mirror_tta(&self, on: bool) {
         self.mirror.store(on, Ordering::Relaxed);
     }
@@ -185,7 +187,8 @@ impl Classifier {
     /// [`Self::predict_until`] with the Grad-CAM heatmap of every class for each photo
     /// ([`heatmap::explain`]): the same forward pass, stopped at block 5's last activation, then
     /// the head and its backward pass on the host. The maps explain the photo as it is; the
-    /// probabilities are the model's predictions (with the mirror image too when it is on).
+    /// probabilities are the model's predictions (the mean over its views when the test-time
+    /// augmentation is on).
     pub fn explain_until(
         &self,
         paths: &[PathBuf],

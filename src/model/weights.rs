@@ -593,11 +593,10 @@ pub fn apply_weights(
                 .to_owned(),
         );
     } else if config.head != HeadKind::Torchvision && !dense_loaded.iter().any(|&l| l) {
-        messages.push(
-            "the light head (256 units), which decides between your classes, is new and learns \
-             from your photos"
-                .to_owned(),
-        );
+        messages.push(format!(
+            "the {} head, which decides between your classes, is new and learns from your photos",
+            config.head.label()
+        ));
     }
     Ok(ImportReport {
         file: path.clone(),
@@ -645,7 +644,8 @@ pub fn torchvision_state_dict(model: &Vgg16) -> Result<Vec<(String, RawTensor)>,
 /// Writes the model's weights as `.safetensors` with torchvision's key names, atomically, so
 /// `torchvision.models.vgg16(num_classes=N).load_state_dict(...)` accepts them (with the
 /// torchvision head; the light and pooled heads keep the names with their own shapes, and the
-/// pooled head's first layer reads the 512 channel means: `avgpool = AdaptiveAvgPool2d(1)`).
+/// pooled head's first layer reads the 512 channel means of the 7×7 pooled grid: at 224 px,
+/// `avgpool = AdaptiveAvgPool2d(1)`).
 pub fn export_safetensors(
     model: &Vgg16,
     convention: Convention,

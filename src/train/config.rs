@@ -10,7 +10,7 @@ use crate::model::HeadKind;
 #[serde(rename_all = "lowercase")]
 pub enum Trainable {
     /// Only the new last layer (with torchvision's head, ImageNet's dense layers stay frozen);
-    /// with the light head, both of its layers.
+    /// with the light or the pooled head, both of its layers.
     #[default]
     Head,
     /// All dense layers (new where the weights had none).
@@ -154,11 +154,11 @@ pub fn default_learning_rate(head: HeadKind, trainable: Trainable) -> f64 {
     }
 }
 
-/// What changes with the head: a learning rate left at the old head's default follows the new
-/// head's.
-pub fn head_changed(config: &mut TrainConfig, before: HeadKind) {
-    if config.learning_rate == before.default_learning_rate() {
-        config.learning_rate = config.head.default_learning_rate();
+/// What changes with the head or with what trains: a learning rate left at the default of the
+/// settings `before` follows the new settings' default ([`default_learning_rate`]).
+pub fn rate_follows(config: &mut TrainConfig, (head, trainable): (HeadKind, Trainable)) {
+    if config.learning_rate == default_learning_rate(head, trainable) {
+        config.learning_rate = default_learning_rate(config.head, config.trainable);
     }
 }
 
@@ -167,6 +167,16 @@ pub fn head_changed(config: &mut TrainConfig, before: HeadKind) {
 /// head, 98.53% → 98.67% and log loss 0.045 → 0.037 (seed 7: 98.48% → 98.70%, 0.045 → 0.037;
 /// BENCHMARKS.md).
 pub const SQUARE_TTA_DEFAULT: bool = true;
+
+/// A view switch (`mirror_views`, `mirror_tta`, `square_tta`) of a saved run's configuration
+/// (`train_config` of a model or checkpoint): off when the run was saved before the switch
+/// existed.
+pub fn saved_switch(train_config: &serde_json::Value, key: &str) -> bool {
+    train_config
+        .get(key)
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
 
 /// Everything about one training run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -196,7 +206,7 @@ pub struct TrainConfig {
     pub mirror_views: bool,
     /// The model predicts each photo as the mean of it and its mirror image (test-time
     /// augmentation): recorded in the model file, and used by the run's validation. `--tta` /
-    /// `--no-tta` and the window's Mirror switch change it when predicting.
+    /// `--no-tta` and the window's Average views switch change it when predicting.
     pub mirror_tta: bool,
     /// With the test-time augmentation, the model also averages the photo made square the other
     /// way (squashed and centre-cropped both; with the mirror, four views in all): recorded in
@@ -314,11 +324,20 @@ mod tests {
         assert_eq!(c.head, HeadKind::Pooled);
         assert_eq!(c.learning_rate, 1e-3);
         c.head = HeadKind::Dense256;
-        head_changed(&mut c, HeadKind::Pooled);
+        rate_follows(&mut c, (HeadKind::Pooled, Trainable::Head));
+        assert_eq!(c.learning_rate, 1e-4);
+        c.trainable = Trainable::Block5;
+        rate_follows(&mut c, (HeadKind::Dense256, Trainable::Head));
+        assert_eq!(
+            c.learning_rate, DEEPER_STAGE_LEARNING_RATE,
+            "convolutions learn slowly"
+        );
+        c.trainable = Trainable::Head;
+        rate_follows(&mut c, (HeadKind::Dense256, Trainable::Block5));
         assert_eq!(c.learning_rate, 1e-4);
         c.learning_rate = 3e-4;
         c.head = HeadKind::Pooled;
-        head_changed(&mut c, HeadKind::Dense256);
+        rate_follows(&mut c, (HeadKind::Dense256, Trainable::Head));
         assert_eq!(c.learning_rate, 3e-4, "a rate the user set is kept");
         assert_eq!(
             default_learning_rate(HeadKind::Pooled, Trainable::Block5),

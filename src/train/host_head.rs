@@ -1,4 +1,5 @@
-//! The light head's training step on cached features, by hand on the CPU.
+//! The two-layer heads' training step on cached features (the light and the pooled head), by
+//! hand on the CPU.
 //!
 //! With the base frozen and its output cached, a step of the light head (25088 → 256 → classes)
 //! is two matrix products over the 6.4 M weights of its first layer and an Adam pass over them.
@@ -11,7 +12,9 @@
 //!
 //! The arithmetic is the Burn path's: the same dropout masks drawn from the same generator in the
 //! same order, the same loss (mean negative log-softmax of the true class), ReLU's gradient where
-//! its input is positive. A test pins losses and weights to the Burn path's over several steps.
+//! its input is positive. The pooled head's step first averages each channel's cells, as its
+//! forward pass does (nothing below the first layer learns, so no gradient goes through the
+//! mean). A test pins losses and weights to the Burn path's over several steps, for both heads.
 
 use burn::module::Param;
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -367,7 +370,7 @@ impl<const D: usize> Taken<D> {
     }
 }
 
-/// Whether `model`'s head is the light head this step handles: exactly two dense layers with
+/// Whether `model`'s head is a two-layer head (light or pooled) this step handles: exactly two dense layers with
 /// biases (the caller sees to the CPU). `VGGTUNE_HOST_HEAD=off` hands every step to Burn's
 /// autodiff instead, for comparisons.
 pub fn handles(model: &Vgg16) -> bool {
@@ -410,7 +413,7 @@ fn first_layer(
     z1
 }
 
-/// One training step of the light head on the cached features `x` (`[batch, features]`
+/// One training step of a two-layer head on the cached features `x` (`[batch, features]`
 /// row-major) with true classes `labels`: forward with dropout drawn from `rng`, loss, backward,
 /// and `optim`'s update at learning rate `lr`. The model must satisfy [`handles`].
 pub fn step(

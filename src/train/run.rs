@@ -437,7 +437,13 @@ impl Epochs<'_> {
             for &view in &views[1..] {
                 match probabilities(chunk, view) {
                     (Some(q), view_kept) if view_kept == kept => of_views.push(q),
-                    _ => return Err(format!("a validation photo's {view:?} view is missing")),
+                    _ => {
+                        return Err(
+                            "a validation photo's mirror image or other square is missing from \
+                             the feature cache"
+                                .into(),
+                        );
+                    }
                 }
             }
             let p = crate::infer::mean_of_views(of_views);

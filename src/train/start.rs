@@ -128,25 +128,7 @@ impl StartingPoint {
         device: &Device,
     ) -> Result<Self, String> {
         let header = read_matching(path, "checkpoint", classes, model_config)?;
-        // Mirror views change which images each epoch draws: a resume that turned them on or
-        // off would not give the run it continues. (Checkpoints from before they existed had
-        // none.)
-        let saved_views = header
-            .train_config
-            .get("mirror_views")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        if saved_views != config.mirror_views {
-            let word = |on: bool| if on { "on" } else { "off" };
-            return Err(format!(
-                "{}: the checkpoint was trained with mirror views {}, this run asks for them {}; \
-                 resume with them {}, or start a new run (without resume) to change it",
-                path.display(),
-                word(saved_views),
-                word(config.mirror_views),
-                word(saved_views)
-            ));
-        }
+        same_switches(path, &header, config)?;
         let loaded = bundle::load(path, device).map_err(|e| e.to_string())?;
         let history: Vec<EpochMetrics> =
             serde_json::from_value(loaded.header.history.clone()).unwrap_or_default();
@@ -257,6 +239,42 @@ fn head_name(head: HeadKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Refuses to resume a checkpoint whose run had other views: mirror views change which images
+/// each epoch draws, and the test-time views what its validation measures, so a resume that
+/// turned one on or off would not give the run it continues. (Checkpoints from before a switch
+/// existed had it off.)
+fn same_switches(
+    path: &Path,
+    header: &bundle::BundleHeader,
+    config: &TrainConfig,
+) -> Result<(), String> {
+    let switches = [
+        ("mirror views", "mirror_views", config.mirror_views),
+        ("the mirror test-time view", "mirror_tta", config.mirror_tta),
+        (
+            "the other-square test-time views",
+            "square_tta",
+            config.square_tta,
+        ),
+    ];
+    let word = |on: bool| if on { "on" } else { "off" };
+    for (name, key, asked) in switches {
+        let saved = super::config::saved_switch(&header.train_config, key);
+        if saved != asked {
+            return Err(format!(
+                "{}: the checkpoint was trained with {name} {}, this run asks for {} {}; resume \
+                 with {}, or start a new run (without resume) to change it",
+                path.display(),
+                word(saved),
+                if name.ends_with('s') { "them" } else { "it" },
+                word(asked),
+                word(saved)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The header of the checkpoint or model (`what`) at `path`, refused when its classes or its

@@ -1,4 +1,4 @@
-//! One training step, made by one of two steppers: the hand-written step of the light head on
+//! One training step, made by one of two steppers: the hand-written step of a two-layer head on
 //! cached features on the CPU ([`host_head`]: same arithmetic, optimizer state and checkpoints,
 //! a third of the time), or Burn's autodiff for everything else. Also what trains and what is
 //! frozen, the optimizer, and the one cross-entropy the autodiff step and its tests use.
@@ -21,7 +21,8 @@ use crate::rng::SplitMix64;
 /// Which step a run takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stepper {
-    /// [`host_head::step`]: the light head on cached features, on the CPU, with Adam.
+    /// [`host_head::step`]: a two-layer head (light or pooled) on cached features, on the CPU,
+    /// with Adam.
     Host,
     /// Burn's autodiff: forward, [`cross_entropy`], backward, the optimizer's step.
     Autodiff,
@@ -39,7 +40,7 @@ pub(super) struct StepOutput {
 
 impl Stepper {
     /// The host step where it applies (the CPU, cached features of the whole base, Adam, the
-    /// light head), autodiff elsewhere.
+    /// light or pooled head), autodiff elsewhere.
     pub fn choose(ctx: &Context<'_>, model: &Vgg16) -> Self {
         let config = ctx.config;
         if ctx.device == Device::flex()
