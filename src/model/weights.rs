@@ -594,7 +594,8 @@ pub fn apply_weights(
         );
     } else if config.head != HeadKind::Torchvision && !dense_loaded.iter().any(|&l| l) {
         messages.push(format!(
-            "the {} head, which decides between your classes, is new and learns from your photos",
+            "the head, which decides between your classes, is new ({}) and learns from your \
+             photos",
             config.head.label()
         ));
     }
