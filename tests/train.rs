@@ -761,6 +761,32 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     );
     assert!(header.square_tta && header.mirror_tta);
 
+    // Stages in one command: the head for 2 epochs, then the dense layers for 1 more on its
+    // model; again with --resume, both are found complete and nothing trains.
+    let loud = |extra: &[&'static str]| -> Vec<&str> {
+        args(extra)
+            .into_iter()
+            .filter(|a| *a != "--quiet")
+            .collect()
+    };
+    let staged = run_ok(&loud(&["--then", "dense:1:1e-4"]));
+    let said = String::from_utf8_lossy(&staged.stdout);
+    assert!(
+        said.contains("stage 2 of 2: Dense for 1 epochs at 1e-4"),
+        "{said}"
+    );
+    let first = bundle::read_header(&work.path().join("light-stage1.vggtune")).unwrap();
+    assert_eq!((first.trained.as_str(), first.next_epoch), ("head", 2));
+    let last = bundle::read_header(&light).unwrap();
+    assert_eq!((last.trained.as_str(), last.next_epoch), ("dense", 3));
+    let history = last.history.as_array().map_or(0, Vec::len);
+    assert_eq!(history, 3, "both stages on one time axis");
+    let again = run_ok(&loud(&["--then", "dense:1:1e-4", "--resume"]));
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(said.matches("is complete").count(), 2, "{said}");
+    let bad = run_cli(&args(&["--then", "block5"]));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("TRAINABLE:EPOCHS[:LR]"));
+
     let csv = work.path().join("p.csv");
     run_ok(&[
         "predict",

@@ -8,7 +8,8 @@ use vggtune::device::DeviceChoice;
 use vggtune::infer;
 use vggtune::train::{TrainConfig, TrainEvent};
 
-use super::{Output, print_event};
+use super::Output;
+use super::train::print_event;
 
 /// `vggtune audit`.
 #[derive(Args, Debug)]

@@ -3,24 +3,22 @@
 //! prints machine-readable lines on stdout; `--quiet` prints only the result.
 
 mod audit;
+mod train;
 
 pub use audit::{AuditArgs, audit};
+pub use train::train;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
-use vggtune::data::{Dataset, ResizeMode, SplitConfig};
+use vggtune::data::{Dataset, ResizeMode};
 use vggtune::device::DeviceChoice;
 use vggtune::infer::{self, Classifier};
 use vggtune::model::HeadKind;
 use vggtune::train::config::default_learning_rate;
-use vggtune::train::{
-    Evaluation, LrSchedule, OptimizerKind, TrainConfig, TrainEvent, TrainJob, Trainable,
-    TrainingRun,
-};
-use vggtune::train::{checkpoint_path_for, log};
+use vggtune::train::{Evaluation, LrSchedule, OptimizerKind, TrainConfig, Trainable};
 
 /// How results are printed.
 #[derive(Args, Debug, Clone, Copy)]
@@ -67,6 +65,12 @@ pub struct TrainArgs {
     /// come first in the history; --epochs more are trained. (Give it again with --resume.)
     #[arg(long, value_name = "MODEL")]
     from: Option<PathBuf>,
+    /// A later stage in the same command (repeatable): TRAINABLE:EPOCHS[:LR] continues the model
+    /// the stage before wrote, e.g. `--then block5:2` fine-tunes block 5 for 2 epochs (at 1e-5
+    /// unless given) after the head. Stages before the last write OUT-stageK.vggtune; with
+    /// --resume, a stage whose model is complete is skipped.
+    #[arg(long, value_name = "TRAINABLE:EPOCHS[:LR]")]
+    then: Vec<train::StageSpec>,
     /// Where to save the model.
     #[arg(long, default_value = "model.vggtune")]
     out: PathBuf,
@@ -294,190 +298,6 @@ fn weights_arg(flag: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
 fn default_weights() -> Option<PathBuf> {
     let path = vggtune::model::download::cached_vgg16_path();
     path.is_file().then_some(path)
-}
-
-impl TrainArgs {
-    /// The run's configuration from the flags (and, with --from, the continued model's head).
-    fn config(&self, choice: DeviceChoice) -> anyhow::Result<TrainConfig> {
-        let mut config = TrainConfig {
-            trainable: self.trainable,
-            optimizer: self.optimizer,
-            weight_decay: self.weight_decay,
-            dropout: self.dropout,
-            augment: self.augment,
-            split: SplitConfig {
-                valid_fraction: self.valid_fraction,
-                ..SplitConfig::default()
-            },
-            ..TrainConfig::default()
-        };
-        // A resumed run goes on as it was, a continued model keeps its head, unless the flags
-        // say otherwise (and a resume that changes them is refused with why).
-        let checkpoint = checkpoint_path_for(&self.out);
-        let resumed = self.resume && checkpoint.is_file();
-        if resumed {
-            let header = vggtune::model::bundle::read_header(&checkpoint)?;
-            let saved = &header.train_config;
-            let switch = |key| vggtune::train::config::saved_switch(saved, key);
-            config = TrainConfig {
-                head: header.model.head,
-                learning_rate: saved
-                    .get("learning_rate")
-                    .and_then(serde_json::Value::as_f64)
-                    .unwrap_or(config.learning_rate),
-                mirror_views: switch("mirror_views"),
-                mirror_tta: switch("mirror_tta"),
-                square_tta: switch("square_tta"),
-                ..config
-            };
-        } else if let Some(from) = &self.from {
-            config.head = vggtune::model::bundle::read_header(from)?.model.head;
-        }
-        Ok(self.recipe.apply(choice, config, resumed))
-    }
-}
-
-/// Trains and saves a model.
-pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
-    let dataset = Dataset::scan(&args.data)?;
-    if !dataset.trainable() {
-        let problems: Vec<String> = dataset.problems.iter().map(ToString::to_string).collect();
-        anyhow::bail!(
-            "{}: cannot train: {}",
-            args.data.display(),
-            problems.join("; ")
-        );
-    }
-    // A run continuing a model takes its weights from the model.
-    let weights = match args.from {
-        Some(_) => None,
-        None => args.recipe.weights()?,
-    };
-    let config = args.config(choice)?;
-    let out = args.output;
-    for problem in &dataset.problems {
-        if !out.quiet && !out.json {
-            eprintln!("warning: {problem}");
-        }
-    }
-    let job = TrainJob {
-        dataset,
-        weights,
-        from_model: args.from.clone(),
-        config,
-        checkpoint: Some(checkpoint_path_for(&args.out)),
-        checkpoint_interval: std::time::Duration::try_from_secs_f64(args.checkpoint_secs)
-            .context("--checkpoint-secs must be a number of seconds, 0 or more")?,
-        final_checkpoint: true,
-        out: Some(args.out.clone()),
-        resume: args.resume,
-        cache_root: args.recipe.cache_dir.clone(),
-        stop_after: args.stop_after,
-    };
-    let bars = out.bars();
-    let mut progress: Option<indicatif::ProgressBar> = None;
-    let last =
-        TrainingRun::run_blocking(job, |event| print_event(&out, bars, &mut progress, event));
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
-    report(last, &out, &args.out)
-}
-
-/// Prints one training event: JSON lines with --json, else text and progress bars.
-fn print_event(
-    out: &Output,
-    bars: bool,
-    progress: &mut Option<indicatif::ProgressBar>,
-    event: &TrainEvent,
-) {
-    if out.json {
-        if !matches!(event, TrainEvent::Progress(_) | TrainEvent::Batch { .. }) || !out.quiet {
-            println!("{}", serde_json::to_string(event).unwrap_or_default());
-        }
-        return;
-    }
-    match event {
-        TrainEvent::Started { .. } if !out.quiet => {
-            for line in log::started_lines(event) {
-                eprintln!("{line}");
-            }
-        }
-        TrainEvent::Progress(vggtune::train::PhaseProgress {
-            phase,
-            epoch,
-            done,
-            total,
-            ..
-        }) if bars => {
-            let p = progress.get_or_insert_with(|| {
-                bar(
-                    *total as u64,
-                    "{msg:>12} {bar:40} {pos}/{len} {per_sec} ETA {eta}",
-                )
-            });
-            p.set_length(*total as u64);
-            p.set_message(log::phase_label(*phase, *epoch));
-            p.set_position(*done as u64);
-            if done == total {
-                p.finish_and_clear();
-                *progress = None;
-            }
-        }
-        TrainEvent::Epoch(m) if !out.quiet => {
-            if let Some(p) = progress.take() {
-                p.finish_and_clear();
-            }
-            eprintln!("{}", log::epoch_line(m));
-        }
-        TrainEvent::Skipped { path, reason } if !out.quiet => {
-            eprintln!("skipped {}: {reason}", path.display());
-        }
-        _ => {}
-    }
-}
-
-/// What a run's last event means for the user, and the exit code.
-fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
-    match last {
-        TrainEvent::Finished(summary) => {
-            if !out.json {
-                if summary.cache_hits + summary.cache_misses > 0 {
-                    println!(
-                        "features: {} computed in {:.1} s, {} from the cache",
-                        summary.cache_misses, summary.feature_secs, summary.cache_hits
-                    );
-                }
-                let evaluation = &summary.validation.evaluation;
-                if evaluation.count == 0 {
-                    println!("validation: none (no photos were held out)");
-                } else {
-                    println!(
-                        "validation: accuracy {:.2}%, log loss {:.4} ({} images)",
-                        100.0 * evaluation.accuracy,
-                        evaluation.log_loss,
-                        evaluation.count
-                    );
-                }
-                println!("saved {}", model.display());
-            }
-            Ok(())
-        }
-        TrainEvent::Stopped {
-            epochs_done,
-            checkpoint,
-        } => {
-            anyhow::bail!(
-                "stopped after {epochs_done} epoch(s); {}",
-                checkpoint.map_or("no checkpoint yet".to_owned(), |c| format!(
-                    "resume with --resume (checkpoint {})",
-                    c.display()
-                ))
-            )
-        }
-        TrainEvent::Failed { reason } => anyhow::bail!("training failed: {reason}"),
-        other => anyhow::bail!("training ended unexpectedly: {other:?}"),
-    }
 }
 
 /// Test-time augmentation flags of the commands that predict.
