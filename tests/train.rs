@@ -975,17 +975,24 @@ fn onnx_fixture() -> PathBuf {
     path
 }
 
-#[test]
-fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
+/// A folder of links to the real photos `cat.I.jpg` and `dog.I.jpg` of `../shared/data`
+/// for every I in `numbers`, and the folder they come from.
+fn real_photos(numbers: impl Iterator<Item = usize> + Clone) -> (PathBuf, tempfile::TempDir) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train");
     let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
     for class in ["cat", "dog"] {
-        for i in 1..=30 {
+        for i in numbers.clone() {
             let name = format!("{class}.{i}.jpg");
             std::os::unix::fs::symlink(source.join(&name), data.path().join(&name)).unwrap();
         }
     }
+    (source, data)
+}
+
+#[test]
+fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
+    let (source, data) = real_photos(1..=30);
+    let work = tempfile::tempdir().unwrap();
     // The light head, and the pooled head (the default) at its own default rate.
     for (head, learning_rate) in [
         (HeadKind::Dense256, 1e-4),
@@ -1197,15 +1204,8 @@ fn the_audit_lists_a_cat_filed_as_a_dog_first_on_the_real_imagenet_base() {
     // 40 real photos through the real ImageNet convolutions at 112 px, one cat renamed
     // dog.999.jpg: the heads that never saw it call it a cat, among the two they doubt most
     // (cat.200.jpg, a cat that looks like a dog to heads trained on 32 photos, is the other).
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dogscats/train");
-    let data = tempfile::tempdir().unwrap();
+    let (source, data) = real_photos(200..220);
     let work = tempfile::tempdir().unwrap();
-    for class in ["cat", "dog"] {
-        for i in 200..220 {
-            let name = format!("{class}.{i}.jpg");
-            std::os::unix::fs::symlink(source.join(&name), data.path().join(&name)).unwrap();
-        }
-    }
     std::os::unix::fs::symlink(source.join("cat.222.jpg"), data.path().join("dog.999.jpg"))
         .unwrap();
     let weights = onnx_fixture();

@@ -72,13 +72,13 @@ fn finished_model(path: &Path) -> Option<(usize, String)> {
 
 impl TrainArgs {
     /// The configuration of the stage that writes `out`, continuing `from` (a model): the flags,
-    /// a resumed checkpoint's settings, or the continued model's head.
+    /// a resumed checkpoint's settings, or the continued model's head; and whether it resumes.
     fn config(
         &self,
         choice: DeviceChoice,
         out: &Path,
         from: Option<&Path>,
-    ) -> anyhow::Result<TrainConfig> {
+    ) -> anyhow::Result<(TrainConfig, bool)> {
         let mut config = TrainConfig {
             trainable: self.trainable,
             optimizer: self.optimizer,
@@ -113,7 +113,7 @@ impl TrainArgs {
         } else if let Some(from) = from {
             config.head = vggtune::model::bundle::read_header(from)?.model.head;
         }
-        Ok(self.recipe.apply(choice, config, resumed))
+        Ok((self.recipe.apply(choice, config, resumed), resumed))
     }
 
     /// Stage `k`'s configuration: the flags' for the first, a `--then` stage's what-trains,
@@ -124,11 +124,10 @@ impl TrainArgs {
         k: usize,
         (out, from): (&Path, Option<&Path>),
     ) -> anyhow::Result<TrainConfig> {
-        let config = self.config(choice, out, from)?;
+        let (config, resumed) = self.config(choice, out, from)?;
         let Some(stage) = k.checked_sub(1).and_then(|i| self.then.get(i)) else {
             return Ok(config);
         };
-        let resumed = self.resume && checkpoint_path_for(out).is_file();
         Ok(TrainConfig {
             trainable: stage.trainable,
             epochs: stage.epochs,

@@ -204,16 +204,12 @@ impl Classifier {
         let mut explained = Vec::new();
         let batches = (batch_size, squares);
         let failed = self.for_each_batch(paths, batches, progress, cancel, |ok, x, other| {
-            // The other views' predictions, each on its own, averaged with the photo's below.
-            let mut others = Vec::new();
-            for x in std::iter::once(x.clone()).chain(other.clone()) {
-                if mirror {
-                    others.push(self.probabilities(x.flip([3]), None, false));
-                }
-            }
-            if let Some(other) = other {
-                others.push(self.probabilities(other, None, false));
-            }
+            // The other views' predictions, averaged with the photo's below.
+            let others: Vec<Vec<f32>> = view_inputs(x.clone(), other, mirror)
+                .into_iter()
+                .skip(1)
+                .map(|v| self.forward_probabilities(v))
+                .collect();
             let (a, shape) = self.base.last_activation(x);
             let per_image = shape.iter().product::<usize>().max(1);
             let mut results: Vec<heatmap::Explained> = a
@@ -236,20 +232,19 @@ impl Classifier {
     /// photo `x`, its mirror image (with `mirror`), and the photo made square the other way
     /// (`other`, with its own mirror image when `mirror`).
     fn probabilities(&self, x: Tensor<4>, other: Option<Tensor<4>>, mirror: bool) -> Vec<f32> {
-        let forward = |x| {
-            to_host(softmax(
-                self.base.model().forward_head(self.base.forward(x)),
-                1,
-            ))
-        };
-        let mut views = Vec::new();
-        for x in std::iter::once(x).chain(other) {
-            if mirror {
-                views.push(forward(x.clone().flip([3])));
-            }
-            views.push(forward(x));
-        }
+        let views = view_inputs(x, other, mirror)
+            .into_iter()
+            .map(|v| self.forward_probabilities(v))
+            .collect();
         mean_of_views(views)
+    }
+
+    /// One view's class probabilities for a batch (row-major).
+    fn forward_probabilities(&self, x: Tensor<4>) -> Vec<f32> {
+        to_host(softmax(
+            self.base.model().forward_head(self.base.forward(x)),
+            1,
+        ))
     }
 
     /// Decodes `paths` in batches of `batch_size` and hands each batch's readable photos, their
@@ -309,6 +304,19 @@ impl Classifier {
         }
         failed
     }
+}
+
+/// A batch's views, the photo `x` first: its mirror image (with `mirror`), the photo made
+/// square the other way (`other`) and that one's mirror image: the order of the run's
+/// validation views (`View::predicted`).
+fn view_inputs(x: Tensor<4>, other: Option<Tensor<4>>, mirror: bool) -> Vec<Tensor<4>> {
+    let mut views = Vec::new();
+    for square in std::iter::once(x).chain(other) {
+        let mirrored = mirror.then(|| square.clone().flip([3]));
+        views.push(square);
+        views.extend(mirrored);
+    }
+    views
 }
 
 /// The test-time augmentation's rule: the element-by-element mean of the views' probabilities
