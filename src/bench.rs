@@ -309,6 +309,7 @@ fn end_to_end(
         checkpoint_interval: Default::default(),
         final_checkpoint: false,
         resume: false,
+        resume_as_saved: false,
         cache_root: Some(cache.clone()),
         stop_after: None,
     };

@@ -11,12 +11,14 @@ pub mod fsutil;
 pub mod gui;
 pub mod infer;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 #[cfg(test)]
 mod mutation_tests;
 pub mod rng;
 pub mod train;
 pub mod tuning;
+pub mod words;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -21,6 +21,8 @@ pub const VALID_FRACTION: RangeInclusive<f64> = 0.0..=0.9;
 pub const INPUT_SIZE: RangeInclusive<u32> = 32..=1024;
 /// The divisor of every width (1 is VGG16; tests use 8 or 16).
 pub const WIDTH_DIVISOR: RangeInclusive<usize> = 1..=64;
+/// Folds of a label check: each trains a head on the others and judges its own photos.
+pub const FOLDS: RangeInclusive<usize> = 2..=50;
 /// Classes a model predicts.
 pub const CLASSES: RangeInclusive<usize> = 2..=10_000;
 

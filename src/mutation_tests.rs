@@ -190,6 +190,7 @@ fn tiny_model() -> (crate::model::Vgg16, crate::model::bundle::BundleHeader) {
         validation: None,
         mirror_tta: false,
         square_tta: false,
+        stage_start: None,
     };
     (config.init(&burn::tensor::Device::flex()), header)
 }

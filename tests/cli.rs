@@ -277,3 +277,135 @@ fn weights_import_copies_a_checked_file_into_the_cache_and_list_shows_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("notes.pth"), "{}", text(&out));
 }
+
+#[test]
+fn numbers_out_of_range_are_refused_with_the_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    common::colour_dataset(dir.path(), 3, 1);
+    let data = dir.path().to_str().unwrap();
+    for (args, words) in [
+        (
+            vec!["train", data, "--valid-fraction", "-0.5"],
+            "validation fraction -0.5 is out of range",
+        ),
+        (
+            vec!["train", data, "--then", "block5:0"],
+            "--then 'block5:0': the stage's epochs 0 is out of range",
+        ),
+        (
+            vec!["audit", data, "--folds", "0"],
+            "folds 0 is out of range",
+        ),
+        (
+            vec!["audit", data, "--folds", "1"],
+            "folds 1 is out of range",
+        ),
+    ] {
+        let out = vggtune(&args, &[]);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(text(&out).contains(words), "{args:?}: {}", text(&out));
+        assert!(!text(&out).contains("training"), "{args:?} started work");
+    }
+}
+
+/// Runs the binary and returns its output and its peak resident memory in bytes.
+fn run_measured(args: &[&str]) -> (Output, u64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_vggtune"))
+        .args(args)
+        .env_remove("VGGTUNE_DEVICE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the vggtune binary runs");
+    let pid = child.id() as libc::pid_t;
+    // Read its output on threads (a full pipe would block it), then reap it with wait4 for
+    // this child's own rusage.
+    let mut child = child;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut v).unwrap();
+        v
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet reaped; both pointers are valid for the call.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let output = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, usage.ru_maxrss as u64 * 1024)
+}
+
+#[test]
+fn a_3_gb_photo_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    common::colour_dataset(&photos, 4, 2);
+    let model = dir.path().join("m.vggtune");
+    let trained = vggtune(
+        &[
+            "train",
+            photos.to_str().unwrap(),
+            "--weights",
+            "none",
+            "--width-divisor",
+            "16",
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            model.to_str().unwrap(),
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(trained.status.success(), "{}", text(&trained));
+    // A sparse file that starts as a JPEG: 3 GiB long, no disk used.
+    let dropped = dir.path().join("dropped");
+    std::fs::create_dir_all(&dropped).unwrap();
+    let huge = dropped.join("huge.jpg");
+    let mut file = std::fs::File::create(&huge).unwrap();
+    std::io::Write::write_all(&mut file, &[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F'])
+        .unwrap();
+    file.set_len(3 << 30).unwrap();
+    drop(file);
+    std::fs::copy(photos.join("red/0.png"), dropped.join("red.png")).unwrap();
+    let (out, peak) = run_measured(&[
+        "predict",
+        model.to_str().unwrap(),
+        dropped.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("huge.jpg") && said.contains("3221") && said.contains("256 MB"),
+        "{said}"
+    );
+    assert!(
+        said.contains("red.png"),
+        "the other photo is classified: {said}"
+    );
+    assert!(
+        peak < 1 << 30,
+        "predict held {} MB at its peak: the refused file was read",
+        peak >> 20
+    );
+}

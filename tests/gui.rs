@@ -24,12 +24,20 @@ struct Folders {
 
 fn app() -> (Harness<'static, VggtuneApp>, Folders) {
     let work = tempfile::tempdir().unwrap();
+    let harness = app_in(work.path(), None);
+    (harness, Folders { work })
+}
+
+/// The app with its folders in `root` (a second call on the same root is a restart), its runs
+/// stopped after `stop_after` epochs when given.
+fn app_in(root: &Path, stop_after: Option<usize>) -> Harness<'static, VggtuneApp> {
     let options = AppOptions {
         device_choice: DeviceChoice::Cpu,
-        work_dir: Some(work.path().join("work")),
-        cache_root: Some(work.path().join("cache")),
+        work_dir: Some(root.join("work")),
+        cache_root: Some(root.join("cache")),
         // No weights in this folder, whatever the machine has downloaded.
-        weights_dir: Some(work.path().join("weights")),
+        weights_dir: Some(root.join("weights")),
+        stop_after,
     };
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1180.0, 780.0))
@@ -39,7 +47,7 @@ fn app() -> (Harness<'static, VggtuneApp>, Folders) {
     wait_for(&mut harness, 30, "the device probe", |a| {
         a.compute_device().is_some()
     });
-    (harness, Folders { work })
+    harness
 }
 
 /// Runs frames until `done` says so (workers answer on their own threads).
@@ -72,6 +80,20 @@ impl egui::DroppedFile for Dropped {
     fn bytes(&self) -> Result<Vec<u8>, String> {
         std::fs::read(&self.0).map_err(|e| e.to_string())
     }
+}
+
+/// A click of the primary button at `pos`, in one frame, as a person's quick click is.
+fn click_at(harness: &mut Harness<'static, VggtuneApp>, pos: egui::Pos2) {
+    harness.event(egui::Event::PointerMoved(pos));
+    for pressed in [true, false] {
+        harness.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        });
+    }
+    harness.run_steps(1);
 }
 
 fn drop_files(harness: &mut Harness<'static, VggtuneApp>, paths: &[PathBuf]) {
@@ -217,7 +239,7 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     harness.get_by_label("Fine-tune deeper").click();
     harness.run_steps(2);
     wait_for(&mut harness, 120, "the deeper stage", |a| {
-        !a.is_training() && a.epochs().len() == 6
+        !a.is_training() && a.epochs().len() == 3 + vggtune::train::config::DEEPER_STAGE_EPOCHS
     });
     // The run's end is taken in on a frame of its own, then the stage's model loads: wait for
     // both, so that nothing they do (a new model clears the predictions) lands in what follows.
@@ -255,7 +277,7 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     wait_for(&mut harness, 30, "the second drop's work", |a| !a.is_busy());
     assert_eq!(harness.state().predictions().len(), 1);
     assert_eq!(harness.state().rejected().len(), 1);
-    harness.get_by_label_contains("All 1 photos");
+    harness.get_by_label_contains("All: 1 photo");
     // Switching Average views says that the photos shown were classified the other way.
     harness.get_by_label("Average views").click();
     harness.run_steps(2);
@@ -297,7 +319,10 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
         .expect("a confusion cell")
         .click();
     harness.run_steps(2);
-    harness.get_by_label_contains(&format!("{count} photos of blue predicted as blue"));
+    harness.get_by_label_contains(&format!(
+        "{} of blue predicted as blue",
+        vggtune::words::photos(count)
+    ));
 
     // Evaluate any folder: its own path field; "Blue " and "reds" are the model's blue and red.
     let holdout = f.work.path().join("holdout");
@@ -465,24 +490,40 @@ fn check_labels_lists_a_planted_mistake_and_moves_it_back_and_forth() {
         (planted.clone(), "red".to_owned()),
         "{suspects:?}"
     );
-    harness.get_by_label_contains("look mislabelled");
-    harness
+    harness.get_by_label_contains("mislabelled");
+    let move_to = harness
         .get_all_by_label("Move to red")
         .next()
         .unwrap()
-        .click();
-    harness.run_steps(2);
-    assert!(!planted.exists());
+        .rect();
+    click_at(&mut harness, move_to.center());
+    // A double click: the second lands on Undo, where Move was, and does nothing.
+    click_at(&mut harness, move_to.center());
+    harness.run_steps(1);
+    assert!(!planted.exists(), "a double click undid the move");
     assert!(data.join("red/planted.png").is_file());
     wait_for(&mut harness, 30, "the rescan", |a| {
         a.dataset().is_some_and(|d| d.counts() == [20, 20])
     });
-    harness.get_by_label("Undo").click();
-    harness.run_steps(2);
+    let settle = |harness: &mut Harness<'static, VggtuneApp>| {
+        std::thread::sleep(Duration::from_millis(800));
+        harness.run_steps(2);
+    };
+    settle(&mut harness);
+    let undo = harness.get_by_label("Undo").rect();
+    click_at(&mut harness, undo.center());
+    // Undo double-clicked: Move to, back under the pointer, does nothing either.
+    click_at(&mut harness, undo.center());
+    harness.run_steps(1);
     assert!(planted.is_file());
+    assert!(
+        !data.join("red/planted.png").exists(),
+        "the move was done again"
+    );
     wait_for(&mut harness, 30, "the rescan", |a| {
         a.dataset().is_some_and(|d| d.counts() == [21, 19])
     });
+    settle(&mut harness);
     // Exclude: the file stays, the scan leaves it out, with the reason.
     harness.get_all_by_label("Exclude").next().unwrap().click();
     harness.run_steps(2);
@@ -495,5 +536,198 @@ fn check_labels_lists_a_planted_mistake_and_moves_it_back_and_forth() {
         skipped
             .iter()
             .any(|s| s.path == planted && s.message.contains("vggtune-excluded.txt"))
+    );
+    // Undone, the folder is as it was: no list of vggtune's is left behind.
+    settle(&mut harness);
+    harness.get_by_label("Undo").click();
+    harness.run_steps(2);
+    wait_for(&mut harness, 30, "the rescan", |a| {
+        a.dataset().is_some_and(|d| d.counts() == [21, 19])
+    });
+    assert!(!data.join("vggtune-excluded.txt").exists());
+}
+
+/// A tiny run that takes a second or more an epoch on 2 cores (so a Stop lands mid-stage).
+fn slow_tiny_config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        trainable: Trainable::Head,
+        epochs,
+        batch_size: 8,
+        learning_rate: 1e-3,
+        head: HeadKind::Dense256,
+        input_size: 64,
+        width_divisor: 8,
+        split: SplitConfig {
+            valid_fraction: 0.25,
+            seed: 3,
+        },
+        seed: 3,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn a_stopped_deeper_stage_is_the_model_saved_and_resumes_as_itself_after_a_restart() {
+    let f = Folders {
+        work: tempfile::tempdir().unwrap(),
+    };
+    // Runs stop after epoch 3, as a Stop there would: the head's 2 epochs finish, the deeper
+    // stage (epochs 3 and 4) stops after its first.
+    let mut harness = app_in(f.work.path(), Some(3));
+    let data = f.work.path().join("photos");
+    colour_dataset(&data, 40, 2);
+    {
+        let state = harness.state_mut().state_mut();
+        state.weights = WeightsChoice::Random;
+        state.train = slow_tiny_config(2);
+    }
+    drop_files(&mut harness, std::slice::from_ref(&data));
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    let started = Instant::now();
+    harness.get_by_label("Start").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 120, "the head's run and its model", |a| {
+        !a.is_training() && a.model_in_use().is_some_and(|m| m.1 == 2)
+    });
+    let wall = started.elapsed().as_secs_f64();
+    // The runs table's time is the run's wall time (the feature pass and the model's save
+    // included), not the sum of its epochs.
+    let runs = harness.state().runs();
+    assert_eq!(runs.len(), 1);
+    let (epochs, secs, outcome) = runs[0];
+    assert_eq!((epochs, outcome), (2, "finished"));
+    let epoch_secs: f64 = harness.state().epochs().iter().map(|m| m.secs).sum();
+    assert!(
+        secs > epoch_secs && secs <= wall,
+        "{secs} s against epochs {epoch_secs} s and wall {wall} s"
+    );
+
+    // Fine-tune deeper: the run says it is the stage, with the stage's own settings; it
+    // stops after its first epoch.
+    harness.get_by_label("Fine-tune deeper").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 60, "the stage's start", |a| {
+        a.run_settings().is_some_and(|(_, start)| start == 2)
+    });
+    let (run, _) = harness.state().run_settings().expect("the run's settings");
+    assert_eq!(run.trainable, Trainable::Block5);
+    wait_for(&mut harness, 60, "the stop and the stage's model", |a| {
+        !a.is_busy() && a.model_in_use().is_some_and(|m| !m.2 && m.1 == 3)
+    });
+    let shown = harness.state().epochs().len();
+    assert_eq!(shown, 3);
+    let (file, epochs, _) = harness.state().model_in_use().unwrap();
+    assert_eq!(
+        epochs, shown,
+        "the model in use is the model the charts show"
+    );
+    assert!(harness.state().title().contains("unsaved"));
+    assert!(harness.state().can_resume());
+    harness.get_by_label_contains("Stopped after epoch 3 (1 epoch in this run)");
+
+    // Model → Save: the file saved is the stage's model.
+    let saved = f.work.path().join("deeper.vggtune");
+    harness.get_by_label("Model").click();
+    harness.run_steps(2);
+    harness.get_by_label("Save model…").click();
+    harness.run_steps(3);
+    let field = harness.get_by_role(egui::accesskit::Role::TextInput);
+    field.focus();
+    harness.run_steps(1);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.run_steps(1);
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .type_text(saved.to_str().unwrap());
+    harness.run_steps(2);
+    harness.get_by_label("Save").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 30, "the save", |a| {
+        a.model_in_use().is_some_and(|m| m.2)
+    });
+    let header = vggtune::model::bundle::read_header(&saved).unwrap();
+    assert_eq!(header.next_epoch, shown);
+    assert_eq!(header.trained, "block5");
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        std::fs::read(&file).unwrap(),
+        "a copy of the stage's model"
+    );
+    // A restart: a new window on the same folders, the settings on screen back to a head run.
+    drop(harness);
+    let mut harness = app_in(f.work.path(), None);
+    {
+        let state = harness.state_mut().state_mut();
+        state.weights = WeightsChoice::Random;
+        state.train = slow_tiny_config(7);
+    }
+    drop_files(&mut harness, std::slice::from_ref(&data));
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    assert!(harness.state().can_resume());
+    harness.get_by_label("Resume").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 120, "the resumed stage and its model", |a| {
+        !a.is_training() && a.model_in_use().is_some_and(|m| m.1 == 4)
+    });
+    let (run, stage_start) = harness.state().run_settings().unwrap();
+    assert_eq!(
+        (run.trainable, run.epochs, stage_start),
+        (Trainable::Block5, 4, 2),
+        "the stage resumed as itself, not as the head run on screen"
+    );
+    let (file, _, _) = harness.state().model_in_use().unwrap();
+    let header = vggtune::model::bundle::read_header(&file).unwrap();
+    assert_eq!((header.trained.as_str(), header.next_epoch), ("block5", 4));
+}
+
+#[test]
+fn the_train_view_scrolls_to_its_charts_and_tables_in_a_small_window() {
+    let (mut harness, f) = app();
+    harness.set_size(egui::vec2(800.0, 600.0));
+    let data = f.work.path().join("photos");
+    colour_dataset(&data, 8, 1);
+    {
+        let state = harness.state_mut().state_mut();
+        state.weights = WeightsChoice::Random;
+        state.train = TrainConfig {
+            input_size: 32,
+            width_divisor: 16,
+            ..slow_tiny_config(2)
+        };
+    }
+    drop_files(&mut harness, std::slice::from_ref(&data));
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    harness.get_by_label("Start").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 120, "the run", |a| {
+        !a.is_training() && a.has_model()
+    });
+    // Both tables open, below the charts: the last row is past the window's bottom, and the
+    // view scrolls to it.
+    harness
+        .get_by_label_contains("Runs since vggtune started")
+        .click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("Epochs (2)").click();
+    harness.run_steps(2);
+    let row = harness.get_by_label("finished");
+    assert!(
+        row.rect().top() > 600.0,
+        "below the window: {:?}",
+        row.rect()
+    );
+    row.scroll_to_me();
+    harness.run_steps(3);
+    let row = harness.get_by_label("finished");
+    assert!(
+        row.rect().bottom() <= 600.0 && row.rect().top() >= 0.0,
+        "scrolled into view: {:?}",
+        row.rect()
     );
 }

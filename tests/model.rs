@@ -701,6 +701,7 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
         validation: None,
         mirror_tta: false,
         square_tta: false,
+        stage_start: None,
     };
     let mut model = config.init(&cpu());
     // Real ImageNet convolutions, so photos give different features whatever Burn's unseeded

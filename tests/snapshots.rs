@@ -59,6 +59,7 @@ fn every_view_looks_as_it_did() {
         cache_root: Some(work.path().join("cache")),
         // No weights in this folder, whatever the machine has downloaded.
         weights_dir: Some(work.path().join("weights")),
+        stop_after: None,
     };
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1000.0, 640.0))

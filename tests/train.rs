@@ -50,6 +50,7 @@ fn job(root: &Path, config: TrainConfig, work: &Path) -> TrainJob {
         checkpoint_interval: Duration::ZERO,
         final_checkpoint: true,
         resume: false,
+        resume_as_saved: false,
         cache_root: Some(work.join("cache")),
         stop_after: None,
     }
@@ -191,11 +192,18 @@ fn stop_ends_the_run_within_one_batch_and_keeps_the_last_checkpoint() {
         TrainEvent::Stopped {
             epochs_done,
             checkpoint,
+            model,
         } => {
             assert!(epochs_done >= 1);
             let checkpoint = checkpoint.expect("a checkpoint was kept");
             let header = bundle::read_header(&checkpoint).unwrap();
             assert_eq!(header.next_epoch, epochs_done);
+            // The model of the last finished epoch is saved too: the model shown is the
+            // model kept.
+            let model = bundle::read_header(&model.expect("the model at the stop")).unwrap();
+            assert_eq!(model.next_epoch, epochs_done);
+            assert_eq!(model.history.as_array().map(Vec::len), Some(epochs_done));
+            assert!(model.validation.is_some());
         }
         other => panic!("expected Stopped, got {other:?}"),
     }
@@ -226,6 +234,108 @@ fn a_checkpoint_that_cannot_be_written_fails_the_run_and_names_the_file() {
         other => panic!("expected the run to fail, got {other:?}"),
     }
     assert!(!work.path().join("model.vggtune").exists());
+}
+
+#[test]
+fn a_run_whose_model_is_saved_finishes_even_when_its_last_checkpoint_cannot_be_written() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 5);
+    let blocker = work.path().join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    // Only the last epoch's checkpoint is written (the interval is far longer than the run),
+    // and it cannot be.
+    let mut job = job(data.path(), tiny_config(2), work.path());
+    job.checkpoint = Some(blocker.join("model.ckpt.vggtune"));
+    job.checkpoint_interval = vggtune::train::DEFAULT_CHECKPOINT_INTERVAL;
+    let summary = finished(TrainingRun::run_blocking(job, |_| {}));
+    let warning = summary.warning.expect("the lost checkpoint is reported");
+    assert!(
+        warning.contains("model is saved") && warning.contains("a-file"),
+        "{warning}"
+    );
+    let model = work.path().join("model.vggtune");
+    assert_eq!(bundle::read_header(&model).unwrap().next_epoch, 2);
+
+    // A model that cannot be saved fails the run, and the last epoch's checkpoint is kept for
+    // a resume.
+    let mut job = self::job(data.path(), tiny_config(2), work.path());
+    job.out = Some(blocker.join("model.vggtune"));
+    job.final_checkpoint = false;
+    match TrainingRun::run_blocking(job, |_| {}) {
+        TrainEvent::Failed { reason } => assert!(reason.contains("a-file"), "{reason}"),
+        other => panic!("expected the run to fail, got {other:?}"),
+    }
+    let checkpoint = work.path().join("model.ckpt.vggtune");
+    assert_eq!(bundle::read_header(&checkpoint).unwrap().next_epoch, 2);
+}
+
+#[test]
+fn a_stage_stopped_and_resumed_as_saved_goes_on_as_the_stage_it_was() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 6);
+    let head = finished(TrainingRun::run_blocking(
+        job(data.path(), tiny_config(2), work.path()),
+        |_| {},
+    ));
+    let base = work.path().join("base.vggtune");
+    std::fs::rename(head.model.unwrap(), &base).unwrap();
+    // A deeper stage of 3 epochs, stopped after its first; its model and checkpoint both say
+    // epoch 3.
+    let stage_config = TrainConfig {
+        trainable: Trainable::Block5,
+        learning_rate: 1e-4,
+        ..tiny_config(3)
+    };
+    let mut stage = job(data.path(), stage_config.clone(), work.path());
+    stage.from_model = Some(base.clone());
+    stage.stop_after = Some(3);
+    match TrainingRun::run_blocking(stage, |_| {}) {
+        TrainEvent::Stopped {
+            epochs_done: 3,
+            model: Some(model),
+            ..
+        } => assert_eq!(bundle::read_header(&model).unwrap().next_epoch, 3),
+        other => panic!("expected a stop after epoch 3, got {other:?}"),
+    }
+    // Resumed as saved, with other settings on screen and without the model it continued:
+    // the checkpoint's stage, rate and end.
+    let mut resume = job(data.path(), tiny_config(10), work.path());
+    resume.resume = true;
+    resume.resume_as_saved = true;
+    let mut started = None;
+    let summary = finished(TrainingRun::run_blocking(resume, |e| {
+        if let TrainEvent::Started {
+            config,
+            stage_start,
+            resumed,
+            first_epoch,
+            ..
+        } = e
+        {
+            started = Some((
+                config.trainable,
+                config.learning_rate,
+                config.epochs,
+                *stage_start,
+                *resumed,
+                *first_epoch,
+            ));
+        }
+    }));
+    assert_eq!(
+        started,
+        Some((Trainable::Block5, 1e-4, 5, 2, true, 4)),
+        "trains block 5 at 1e-4 from epoch 4 to 5, a stage that began after epoch 2"
+    );
+    assert_eq!(summary.epochs, 5);
+    let rates: Vec<f64> = summary.history.iter().map(|m| m.learning_rate).collect();
+    assert_eq!(rates.len(), 5);
+    assert!(
+        rates[2] == 1e-4 && rates[4] < rates[3],
+        "the stage's own schedule, from its own rate: {rates:?}"
+    );
 }
 
 #[test]
@@ -315,10 +425,13 @@ fn a_resumed_run_gives_the_same_numbers_as_an_uninterrupted_one() {
         TrainEvent::Stopped {
             epochs_done,
             checkpoint,
+            model,
         } => {
             assert_eq!(epochs_done, 2);
             let checkpoint = checkpoint.expect("a checkpoint was kept");
             assert_eq!(bundle::read_header(&checkpoint).unwrap().next_epoch, 2);
+            let model = model.expect("the model at the stop");
+            assert_eq!(bundle::read_header(&model).unwrap().next_epoch, 2);
         }
         other => panic!("expected Stopped after 2 epochs, got {other:?}"),
     }
@@ -369,6 +482,8 @@ fn resuming_with_a_setting_that_changes_the_models_shape_is_refused_and_keeps_th
         other => panic!("expected a stop, got {other:?}"),
     };
     let before = std::fs::read(&checkpoint).unwrap();
+    let model = work.path().join("model.vggtune");
+    let stopped_model = std::fs::read(&model).expect("the model at the stop");
     for (change, named) in [
         (
             (|c: &mut TrainConfig| c.head = HeadKind::Torchvision) as fn(&mut TrainConfig),
@@ -399,8 +514,9 @@ fn resuming_with_a_setting_that_changes_the_models_shape_is_refused_and_keeps_th
             before,
             "the checkpoint is kept"
         );
-        assert!(
-            !work.path().join("model.vggtune").exists(),
+        assert_eq!(
+            std::fs::read(&model).unwrap(),
+            stopped_model,
             "no broken model is written"
         );
     }
@@ -747,6 +863,12 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     };
     let stopped = run_cli(&args(&["--head", "dense256", "--stop-after", "1"]));
     assert!(!stopped.status.success());
+    let said = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        said.contains("the model after epoch 1 is saved at"),
+        "{said}"
+    );
+    assert_eq!(bundle::read_header(&light).unwrap().next_epoch, 1);
     let changed = run_cli(&args(&["--resume", "--square-tta", "false"]));
     let said = String::from_utf8_lossy(&changed.stderr);
     assert!(
@@ -772,7 +894,7 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     let staged = run_ok(&loud(&["--then", "dense:1:1e-4"]));
     let said = String::from_utf8_lossy(&staged.stdout);
     assert!(
-        said.contains("stage 2 of 2: Dense for 1 epochs at 1e-4"),
+        said.contains("stage 2 of 2: the dense layers for 1 epoch at 1e-4"),
         "{said}"
     );
     let first = bundle::read_header(&work.path().join("light-stage1.vggtune")).unwrap();

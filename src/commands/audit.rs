@@ -17,7 +17,7 @@ pub struct AuditArgs {
     /// The photo folder (one sub-folder per class, or Kaggle's flat layout).
     data: PathBuf,
     /// Heads trained, each judging the photos it never saw.
-    #[arg(long, default_value_t = vggtune::train::audit::DEFAULT_FOLDS)]
+    #[arg(long, default_value_t = vggtune::train::audit::DEFAULT_FOLDS, value_parser = folds)]
     folds: usize,
     /// List at most this many photos (0: all of them).
     #[arg(long, default_value_t = 0)]
@@ -108,4 +108,14 @@ fn print_audit(found: &vggtune::train::audit::Audit, data: &Path, limit: usize) 
             infer::confidence_text(s.given_probability),
         );
     }
+}
+
+/// `--folds`: a count in [`vggtune::limits::FOLDS`].
+fn folds(s: &str) -> Result<usize, String> {
+    let value: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of folds"))?;
+    vggtune::limits::check("folds", value, &vggtune::limits::FOLDS)?;
+    Ok(value)
 }

@@ -49,16 +49,16 @@ pub struct TrainArgs {
     #[arg(long, default_value = "adam")]
     optimizer: OptimizerKind,
     /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     weight_decay: f64,
     /// Dropout between dense layers.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     dropout: f64,
     /// Random flips, rotations, shifts and zooms (turns the feature cache off).
     #[arg(long)]
     augment: bool,
     /// Share of each class held out for validation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = valid_fraction, allow_negative_numbers = true)]
     valid_fraction: f64,
     /// Continue from this trained model (.vggtune) as a new stage: e.g. `--from head.vggtune
     /// --trainable block5 --lr 1e-5 --epochs 3` fine-tunes block 5 after the head. Its epochs
@@ -84,7 +84,12 @@ pub struct TrainArgs {
     /// Write the checkpoint after an epoch once this many seconds of training have passed since
     /// the last one (0: after every epoch); it is always written after the last epoch and when
     /// the run stops.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30.0,
+        allow_negative_numbers = true
+    )]
     checkpoint_secs: f64,
     #[command(flatten)]
     recipe: HeadRecipe,
@@ -112,7 +117,7 @@ pub struct HeadRecipe {
     batch_size: usize,
     /// Learning rate (default: 1e-3 for the pooled head, 1e-4 for the others, 1e-5 when
     /// convolutions learn).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Cosine decay of the learning rate over the run (`--cosine false`: a constant rate).
     #[arg(long, value_name = "BOOL", default_value_t = vggtune::train::config::DEFAULT_SCHEDULE == LrSchedule::Cosine, action = clap::ArgAction::Set)]
@@ -263,7 +268,7 @@ pub struct SubmitArgs {
     #[arg(long, default_value = "submission.csv")]
     out: PathBuf,
     /// Clip P(dog) to [clip, 1 − clip]: a confident mistake costs less log loss.
-    #[arg(long, default_value_t = vggtune::infer::KAGGLE_CLIP)]
+    #[arg(long, default_value_t = vggtune::infer::KAGGLE_CLIP, allow_negative_numbers = true)]
     clip: f64,
     /// Photos per batch.
     #[arg(long, default_value_t = 32)]
@@ -550,4 +555,19 @@ pub fn submit(choice: DeviceChoice, args: SubmitArgs) -> anyhow::Result<()> {
         println!("wrote {} rows to {}", rows.len(), args.out.display());
     }
     Ok(())
+}
+
+/// `--valid-fraction`: a number in [`vggtune::limits::VALID_FRACTION`] (a negative one is read as
+/// a number and refused with the range, not taken for a flag).
+fn valid_fraction(s: &str) -> Result<f64, String> {
+    let value: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    vggtune::limits::check(
+        "the validation fraction",
+        value,
+        &vggtune::limits::VALID_FRACTION,
+    )?;
+    Ok(value)
 }

@@ -40,6 +40,8 @@ impl std::str::FromStr for StageSpec {
         let epochs = epochs
             .parse()
             .map_err(|_| format!("'{s}': '{epochs}' is not a number of epochs"))?;
+        vggtune::limits::check("the stage's epochs", epochs, &vggtune::limits::EPOCHS)
+            .map_err(|e| format!("--then '{s}': {e}"))?;
         let lr = lr
             .map(|lr| {
                 lr.parse()
@@ -182,10 +184,10 @@ pub fn train(choice: DeviceChoice, args: TrainArgs) -> anyhow::Result<()> {
         }
         if count > 1 && !out.quiet && !out.json {
             println!(
-                "stage {} of {count}: {:?} for {} epochs at {:.0e}",
+                "stage {} of {count}: {} for {} at {:.0e}",
                 k + 1,
-                config.trainable,
-                config.epochs,
+                config.trainable.label(),
+                log::epochs_text(config.epochs),
                 config.learning_rate
             );
         }
@@ -223,6 +225,7 @@ fn run_stage(
         final_checkpoint: true,
         out: Some(out_path.to_path_buf()),
         resume: args.resume,
+        resume_as_saved: false,
         cache_root: args.recipe.cache_dir.clone(),
         stop_after: args.stop_after,
     };
@@ -313,18 +316,27 @@ fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
                 }
                 println!("saved {}", model.display());
             }
+            if let Some(warning) = &summary.warning {
+                eprintln!("warning: {warning}");
+            }
             Ok(())
         }
         TrainEvent::Stopped {
             epochs_done,
             checkpoint,
+            model,
         } => {
             anyhow::bail!(
-                "stopped after {epochs_done} epoch(s); {}",
-                checkpoint.map_or("no checkpoint yet".to_owned(), |c| format!(
-                    "resume with --resume (checkpoint {})",
-                    c.display()
-                ))
+                "stopped after {}{}; {}",
+                log::epochs_text(epochs_done),
+                model.map_or(String::new(), |m| format!(
+                    " (the model after epoch {epochs_done} is saved at {})",
+                    m.display()
+                )),
+                checkpoint.map_or(
+                    "no checkpoint yet (features computed so far stay in the cache)".to_owned(),
+                    |c| format!("resume with --resume (checkpoint {})", c.display())
+                )
             )
         }
         TrainEvent::Failed { reason } => anyhow::bail!("training failed: {reason}"),

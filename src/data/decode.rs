@@ -359,6 +359,14 @@ pub fn read_header(path: &Path) -> Result<(image::ImageFormat, u32, u32), Decode
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
+    // Some decoders read their whole input before they parse a byte (the JPEG decoder does):
+    // a header is read from the file's first bytes only, so a 3 GB "photo" costs no more than
+    // a small one.
+    let file = Capped {
+        inner: file,
+        pos: 0,
+        cap: HEADER_READ_CAP,
+    };
     let reader = ImageReader::new(BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| DecodeError::Io {
@@ -372,6 +380,40 @@ pub fn read_header(path: &Path) -> Result<(image::ImageFormat, u32, u32), Decode
     };
     let (w, h) = reader.into_dimensions().map_err(|e| classify(e, path))?;
     Ok((format, w, h))
+}
+
+/// The most of a file read to find an image's format and size: markers before a JPEG's frame
+/// header are at most a few of 64 KB each, PNG's size is in its first chunk.
+pub const HEADER_READ_CAP: u64 = 16 << 20;
+
+/// A file read as if it ended at `cap` bytes.
+struct Capped {
+    inner: std::fs::File,
+    pos: u64,
+    cap: u64,
+}
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = usize::try_from(self.cap.saturating_sub(self.pos)).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Capped {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let to = match to {
+            std::io::SeekFrom::End(back) => {
+                std::io::SeekFrom::Start(self.cap.saturating_add_signed(back))
+            }
+            other => other,
+        };
+        self.pos = self.inner.seek(to)?;
+        Ok(self.pos)
+    }
 }
 
 /// True when a JPEG or PNG visibly ends early (no end marker near the end of the file).

@@ -6,6 +6,7 @@
 
 pub mod curate;
 pub mod decode;
+mod lists;
 pub mod preprocess;
 pub mod scan;
 pub mod split;

@@ -101,7 +101,7 @@ pub enum SkipReason {
     UnknownClass(String),
     /// A hidden file or folder (name starting with a dot).
     Hidden,
-    /// Listed in the folder's exclusion list ([`super::curate::EXCLUDED_FILE`]).
+    /// Listed in the folder's exclusion list ([`super::lists::EXCLUDED_FILE`]).
     Excluded,
     /// Any other I/O error.
     Io(String),
@@ -138,7 +138,7 @@ impl fmt::Display for SkipReason {
             Self::Excluded => write!(
                 f,
                 "left out of training by its line in {}",
-                super::curate::EXCLUDED_FILE
+                super::lists::EXCLUDED_FILE
             ),
             Self::Io(why) => write!(f, "cannot read: {why}"),
         }
@@ -320,11 +320,11 @@ impl Dataset {
 
         let mut skipped = Vec::new();
         let mut found = collect_labelled(&train_dir, &mut skipped)?;
-        let own = super::curate::OWN_FILES.map(|f| train_dir.join(f));
+        let own = super::lists::OWN_FILES.map(|f| train_dir.join(f));
         found.files.retain(|(path, _)| !own.contains(path));
         skipped.retain(|s| !own.contains(&s.path));
-        let list = train_dir.join(super::curate::EXCLUDED_FILE);
-        let excluded = super::curate::excluded(&train_dir).unwrap_or_else(|e| {
+        let list = train_dir.join(super::lists::EXCLUDED_FILE);
+        let excluded = super::lists::excluded(&train_dir).unwrap_or_else(|e| {
             skipped.push(Skipped::new(list.clone(), SkipReason::Io(e)));
             Default::default()
         });
@@ -705,6 +705,12 @@ fn check_file(
     };
     if bytes == 0 {
         return fail(path, SkipReason::Empty);
+    }
+    // Refused unread: nothing of a file over the cap is read, not even its header.
+    if let Err(DecodeError::TooLarge { reason, .. }) =
+        super::decode::check_file_size(&path, bytes, limits)
+    {
+        return fail(path, SkipReason::TooLarge(reason));
     }
     let (format, width, height) = match read_header(&path) {
         Ok(h) => h,

@@ -86,6 +86,7 @@ impl VggtuneApp {
                 weights_dir: options
                     .weights_dir
                     .unwrap_or_else(crate::model::download::weights_cache_dir),
+                stop_after: options.stop_after,
             },
             weights: WeightsPanel::default(),
             train: TrainPanel::default(),
@@ -160,7 +161,7 @@ impl VggtuneApp {
 
     /// True when a model is loaded and ready to predict.
     pub fn has_model(&self) -> bool {
-        self.model.classifier.is_some()
+        self.model.in_use.is_some()
     }
 
     /// The predictions shown in the Predict view.
@@ -198,7 +199,27 @@ impl VggtuneApp {
             || self.weights.is_busy()
     }
 
-    /// True when a checkpoint of an unfinished run exists.
+    /// The model in use: its file, the epochs it was trained for and whether it is saved.
+    pub fn model_in_use(&self) -> Option<(PathBuf, usize, bool)> {
+        self.model
+            .in_use
+            .as_ref()
+            .map(|m| (m.file.clone(), m.epochs, m.saved))
+    }
+
+    /// The runs since the app started, as the runs table shows them: epochs trained, wall
+    /// time in seconds and how each ended.
+    pub fn runs(&self) -> Vec<(usize, f64, &'static str)> {
+        self.train.runs()
+    }
+
+    /// What the Train view's run says of itself: its settings and the epoch its stage began at.
+    pub fn run_settings(&self) -> Option<(crate::train::TrainConfig, usize)> {
+        let log = &self.train.log;
+        log.config.clone().map(|c| (c, log.stage_start))
+    }
+
+    /// True when a stopped run can be continued (from its checkpoint, or started again).
     pub fn can_resume(&self) -> bool {
         self.train.can_resume(&self.shared)
     }
@@ -212,10 +233,10 @@ impl VggtuneApp {
     fn ask(&mut self, purpose: DialogPurpose) {
         let model_folder = self
             .model
-            .path
+            .in_use
             .as_ref()
-            .filter(|_| self.model.saved)
-            .and_then(|p| p.parent().map(PathBuf::from));
+            .filter(|m| m.saved)
+            .and_then(|m| m.file.parent().map(PathBuf::from));
         let folder = self.shared.last_folder.clone().or(model_folder);
         self.shared.prompt = Some(PathPrompt::new(purpose, folder));
     }
@@ -237,7 +258,7 @@ impl VggtuneApp {
             UiCommand::CancelDownload => self.weights.cancel_download(),
             UiCommand::StartTraining { resume } => {
                 // Resume continues the stopped run; only a new run replaces the model.
-                if !resume && self.model.path.is_some() && !self.model.saved {
+                if !resume && self.model.unsaved() {
                     // A new run replaces the unsaved model: ask first.
                     self.confirm_start = Some(resume);
                 } else {
@@ -291,7 +312,7 @@ impl VggtuneApp {
                 self.ask(DialogPurpose::SaveModel);
             }
             UiCommand::DiscardAndQuit => {
-                self.model.saved = true;
+                self.model.discard();
                 self.confirm_close = false;
                 self.closing = true;
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
@@ -319,11 +340,15 @@ impl VggtuneApp {
     }
 
     fn fine_tune_deeper(&mut self, ctx: &egui::Context) {
-        match (self.data.dataset.clone(), self.model.path.clone()) {
+        let model = self
+            .model
+            .in_use
+            .as_ref()
+            .map(|m| (m.file.clone(), m.network));
+        match (self.data.dataset.clone(), model) {
             (Some(dataset), Some(model)) => {
-                let before = (self.model.epochs, self.model.network);
                 self.train
-                    .start_stage(ctx, &mut self.shared, &dataset, (model, before))
+                    .start_stage(ctx, &mut self.shared, &dataset, model)
             }
             _ => self
                 .shared
@@ -359,9 +384,9 @@ impl VggtuneApp {
 
     /// Evaluates the model in use on `source`, or says there is none.
     fn evaluate_on(&mut self, ctx: &egui::Context, source: EvalSource) {
-        match self.model.classifier.clone() {
+        match self.model.classifier() {
             Some(classifier) => {
-                let classes = &self.model.classes;
+                let classes = self.model.classes();
                 let mirror = self.model.mirror_on();
                 self.evaluate
                     .start(ctx, (classifier, mirror), classes, source);
@@ -374,7 +399,7 @@ impl VggtuneApp {
     }
 
     fn classify(&mut self, ctx: &egui::Context, inputs: Vec<PathBuf>) {
-        let classifier = self.model.classifier.clone();
+        let classifier = self.model.classifier();
         let mirror = self.model.mirror_on();
         self.predict
             .classify(ctx, &mut self.shared, (classifier, mirror), inputs);
@@ -398,11 +423,14 @@ impl VggtuneApp {
         }
         self.data.poll();
         self.weights.poll(shared);
-        if let Some(finished) = self.train.poll(shared) {
-            self.evaluate.show(finished.validation);
-            if let Some(model) = finished.model {
-                self.model.load(ctx, shared, model, false);
+        if let Some(ended) = self.train.poll(shared) {
+            // The run's model becomes the model in use, unsaved; a stopped run's model shows
+            // its own last validation pass once it loads.
+            match ended.validation {
+                Some(validation) => self.evaluate.show(validation),
+                None => self.evaluate.clear(),
             }
+            self.model.load(ctx, shared, ended.model, false);
         }
         if let Some(loaded) = self.model.poll(shared) {
             // Another model's predictions would be shown under this one's classes.
@@ -412,7 +440,7 @@ impl VggtuneApp {
                 .evaluate
                 .evaluation
                 .as_ref()
-                .is_some_and(|e| e.evaluation.classes != self.model.classes)
+                .is_some_and(|e| e.evaluation.classes != self.model.classes())
             {
                 self.evaluate.clear();
             }
@@ -428,10 +456,11 @@ impl VggtuneApp {
             }
         }
         self.evaluate.poll(shared);
+        let in_use = self.model.in_use.as_ref();
         shared.heatmaps.set_model(
-            self.model.classifier.as_ref(),
-            self.model.preprocessing,
-            &self.model.classes,
+            in_use.map(|m| &m.classifier),
+            in_use.map(|m| m.preprocessing),
+            self.model.classes(),
         );
         let to_classify = self.predict.poll(shared);
         if !to_classify.is_empty() {
@@ -442,7 +471,7 @@ impl VggtuneApp {
             // The save that a quit waited for failed: the window stays, with the notice.
             self.quit_after_save = false;
         }
-        if self.quit_after_save && self.model.saved && self.model.activity().is_none() {
+        if self.quit_after_save && !self.model.unsaved() && self.model.activity().is_none() {
             self.quit_after_save = false;
             self.closing = true;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
@@ -481,7 +510,7 @@ impl VggtuneApp {
             DialogPurpose::Export(format) => self.model.export(ctx, shared, format, path),
             DialogPurpose::ExportCsv => {
                 let rows = self.predictions().len();
-                match infer::write_csv(&path, &self.model.classes, self.predictions()) {
+                match infer::write_csv(&path, self.model.classes(), self.predictions()) {
                     Ok(()) => self
                         .shared
                         .tell(format!("Saved {} ({rows} predictions)", path.display())),
@@ -489,11 +518,12 @@ impl VggtuneApp {
                 }
             }
             DialogPurpose::ExportSubmission => {
-                let result =
-                    infer::kaggle_rows(&self.model.classes, self.predictions(), infer::KAGGLE_CLIP)
-                        .and_then(|rows| {
-                            infer::write_submission(&path, &rows).map(|()| rows.len())
-                        });
+                let result = infer::kaggle_rows(
+                    self.model.classes(),
+                    self.predictions(),
+                    infer::KAGGLE_CLIP,
+                )
+                .and_then(|rows| infer::write_submission(&path, &rows).map(|()| rows.len()));
                 match result {
                     Ok(rows) => self
                         .shared
@@ -608,11 +638,11 @@ impl VggtuneApp {
             View::Weights => self.weights.ui(ui, shared, commands),
             View::Train => {
                 let dataset = self.data.dataset.as_deref();
-                let has_model = self.model.path.is_some();
+                let has_model = self.model.in_use.is_some();
                 self.train.ui(ui, shared, (dataset, has_model), commands);
             }
             View::Evaluate => {
-                let can_start = (self.model.classifier.is_some(), self.data.dataset.is_some());
+                let can_start = (self.model.in_use.is_some(), self.data.dataset.is_some());
                 self.evaluate
                     .ui(ui, shared, can_start, &self.model, commands);
             }
@@ -645,7 +675,8 @@ impl eframe::App for VggtuneApp {
         if paste && self.shared.state.view == View::Predict {
             self.run_command(ctx, UiCommand::PasteImage);
         }
-        if ctx.input(|i| i.viewport().close_requested()) && !self.model.saved && !self.closing {
+        let unsettled = self.model.unsaved() || self.is_training();
+        if ctx.input(|i| i.viewport().close_requested()) && unsettled && !self.closing {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
             self.confirm_close = true;
         }
@@ -665,7 +696,12 @@ impl eframe::App for VggtuneApp {
         // Over the view, not above it: a notice never moves the buttons under the pointer.
         chrome::notices_ui(&mut self.shared, &ctx);
         if self.confirm_close {
-            chrome::confirm_close_ui(&ctx, &mut commands);
+            let running = self
+                .is_training()
+                .then(|| self.train.log.progress_line())
+                .flatten();
+            let running = running.or_else(|| self.is_training().then(|| "starting".to_owned()));
+            chrome::confirm_close_ui(&ctx, (running, self.model.unsaved()), &mut commands);
         }
         if self.confirm_start.is_some() {
             chrome::confirm_start_ui(&ctx, &mut commands);
@@ -677,7 +713,7 @@ impl eframe::App for VggtuneApp {
         if let Some(prompt) = &mut self.shared.prompt {
             prompt.ui(&ctx, browsing, &mut commands);
         }
-        self.shared.heatmaps.window_ui(&ctx, &self.model.classes);
+        self.shared.heatmaps.window_ui(&ctx, self.model.classes());
         self.drop_overlay(&ctx);
         for command in commands {
             self.run_command(&ctx, command);

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use eframe::egui;
 
@@ -15,12 +16,13 @@ use super::{Commands, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::data::curate::{self, Change};
 use crate::infer::confidence_text;
-use crate::train::TrainEvent;
+
 use crate::train::audit::{self, Audit, AuditJob, Suspect};
+use crate::train::{TrainEvent, TrainLog};
 
 enum AuditMsg {
-    /// What runs now, in words, and how far the whole audit is (0–1).
-    Progress(String, f32),
+    /// An event of fold `.0` of `.1`'s training run.
+    Event(usize, usize, TrainEvent),
     /// The audit of the folder it was started on.
     Done(Result<Option<Box<Audit>>, String>, PathBuf),
 }
@@ -29,7 +31,10 @@ enum AuditMsg {
 #[derive(Default)]
 pub(crate) struct AuditPanel {
     job: Option<(Job<AuditMsg>, Arc<AtomicBool>)>,
-    progress: (String, f32),
+    progress: FoldsProgress,
+    /// When each listed photo's action was last carried out or undone: its buttons wait a
+    /// moment after, so a double click does not undo and redo.
+    changed_at: Vec<Option<Instant>>,
     /// The last audit and the folder it is of.
     found: Option<(Audit, PathBuf)>,
     decisions: Vec<Option<Change>>,
@@ -80,12 +85,15 @@ impl AuditPanel {
         let root = dataset.root.clone();
         self.error = None;
         self.cancelled = false;
-        self.progress = ("Fold 1: starting…".into(), 0.0);
+        self.progress = FoldsProgress::default();
         self.found = self.found.take().filter(|(_, r)| *r == root);
         let job = Job::spawn(ctx, "label-audit", move |r| {
             let result = audit::run(job, &worker_stop, |fold, folds, event| {
-                if let Some(text) = progress_text(fold, folds, event) {
-                    r.send(AuditMsg::Progress(text.0, text.1));
+                if matches!(
+                    event,
+                    TrainEvent::Progress(_) | TrainEvent::Started { .. } | TrainEvent::Epoch(_)
+                ) {
+                    r.send(AuditMsg::Event(fold, folds, event.clone()));
                 }
             });
             r.send(AuditMsg::Done(result.map(|a| a.map(Box::new)), root));
@@ -98,9 +106,12 @@ impl AuditPanel {
         if let Some((job, _)) = &mut self.job {
             for msg in job.poll() {
                 match msg {
-                    AuditMsg::Progress(text, fraction) => self.progress = (text, fraction),
+                    AuditMsg::Event(fold, folds, event) => {
+                        self.progress.apply(fold, folds, event, Instant::now());
+                    }
                     AuditMsg::Done(Ok(Some(found)), of) => {
                         self.decisions = (0..found.suspects.len()).map(|_| None).collect();
+                        self.changed_at = vec![None; found.suspects.len()];
                         self.found = Some((*found, of));
                     }
                     AuditMsg::Done(Ok(None), _) => self.cancelled = true,
@@ -135,10 +146,12 @@ impl AuditPanel {
             Some(_) => format!("Check labels ({left} to look at)"),
             None => "Check labels".to_owned(),
         };
-        egui::CollapsingHeader::new(title)
-            .id_salt("check-labels")
-            .default_open(self.found.is_some() || self.job.is_some())
-            .show(ui, |ui| {
+        super::widgets::collapsing(
+            ui,
+            egui::CollapsingHeader::new(title)
+                .id_salt("check-labels")
+                .default_open(self.found.is_some() || self.job.is_some()),
+            |ui| {
                 self.controls_ui(ui, commands);
                 if let Some(e) = &self.error {
                     ui.colored_label(ui.visuals().error_fg_color, e);
@@ -149,7 +162,8 @@ impl AuditPanel {
                 // A check running makes the list below out of date: look, but change nothing.
                 let idle = self.job.is_none();
                 ui.add_enabled_ui(idle, |ui| self.results_ui(ui, shared, dataset, commands));
-            });
+            },
+        );
     }
 
     fn controls_ui(&mut self, ui: &mut egui::Ui, commands: &mut Commands) {
@@ -168,11 +182,11 @@ impl AuditPanel {
                 commands.push(UiCommand::CheckLabels);
             }
             if let Some((_, stop)) = &self.job {
-                let (text, fraction) = &self.progress;
+                let (text, fraction) = self.progress.text(Instant::now());
                 ui.add(
-                    egui::ProgressBar::new(*fraction)
-                        .text(text.as_str())
-                        .desired_width(460.0),
+                    egui::ProgressBar::new(fraction)
+                        .text(text)
+                        .desired_width(520.0),
                 );
                 if ui.button("Cancel").clicked() {
                     stop.store(true, Ordering::Relaxed);
@@ -220,9 +234,19 @@ impl AuditPanel {
                         for (k, s) in chunk.iter().enumerate() {
                             let i = row * per_row + k;
                             let decided = self.decisions.get(i).and_then(Option::as_ref);
-                            if let Some(a) =
+                            let settled = self
+                                .changed_at
+                                .get(i)
+                                .copied()
+                                .flatten()
+                                .is_none_or(|at| at.elapsed() >= ACTION_PAUSE);
+                            let card = |ui: &mut egui::Ui| {
                                 suspect_ui(ui, shared, (s, explain), &found.classes, decided, size)
-                            {
+                            };
+                            if !settled {
+                                ui.ctx().request_repaint_after(ACTION_PAUSE);
+                            }
+                            if let Some(a) = ui.add_enabled_ui(settled, card).inner {
                                 act = Some((i, a));
                             }
                         }
@@ -276,6 +300,9 @@ impl AuditPanel {
                 }
                 if let Some(slot) = self.decisions.get_mut(i) {
                     *slot = decision;
+                }
+                if let Some(at) = self.changed_at.get_mut(i) {
+                    *at = Some(Instant::now());
                 }
                 commands.push(UiCommand::OpenDataset(dataset.root.clone()));
             }
@@ -369,19 +396,76 @@ fn suspect_ui(
     action
 }
 
-/// A fold's training event as progress over the whole audit: the words and the fraction done.
-fn progress_text(fold: usize, folds: usize, event: &TrainEvent) -> Option<(String, f32)> {
-    let TrainEvent::Progress(p) = event else {
-        return None;
-    };
-    let within = p.done as f32 / p.total.max(1) as f32;
-    let text = format!(
-        "Fold {} of {folds}: {} {} of {} — {} left",
-        fold + 1,
-        crate::train::log::phase_label(p.phase, p.epoch),
-        p.done,
-        p.total,
-        crate::train::log::duration_text(p.eta_secs)
-    );
-    Some((text, (fold as f32 + within) / folds.max(1) as f32))
+/// How long a listed photo's buttons wait after its last action (longer than a double click).
+const ACTION_PAUSE: std::time::Duration = std::time::Duration::from_millis(700);
+
+/// Where the audit's folds stand: the current fold's run, as its log says, and how long the
+/// folds after the first took (the first computes the features the others read).
+#[derive(Default)]
+struct FoldsProgress {
+    fold: usize,
+    folds: usize,
+    log: TrainLog,
+    fold_began: Option<Instant>,
+    later_fold_secs: Vec<f64>,
+}
+
+impl FoldsProgress {
+    fn apply(&mut self, fold: usize, folds: usize, event: TrainEvent, now: Instant) {
+        if fold != self.fold || self.fold_began.is_none() {
+            if let Some(began) = self.fold_began.filter(|_| self.fold > 0) {
+                self.later_fold_secs
+                    .push(now.duration_since(began).as_secs_f64());
+            }
+            self.fold = fold;
+            self.log = TrainLog::default();
+            self.fold_began = Some(now);
+        }
+        self.folds = folds;
+        self.log.apply(event, now);
+    }
+
+    /// The progress bar's words and fraction: the fold, its phase, and the time left in the
+    /// whole check once a fold after the first has been timed.
+    fn text(&self, now: Instant) -> (String, f32) {
+        let Some(p) = self.log.progress else {
+            return (
+                format!("Fold {} of {}: starting…", self.fold + 1, self.folds.max(1)),
+                0.0,
+            );
+        };
+        let within = p.done as f32 / p.total.max(1) as f32;
+        let fraction = (self.fold as f32 + within) / self.folds.max(1) as f32;
+        let folds_after = self.folds.saturating_sub(self.fold + 1);
+        let left = if self.later_fold_secs.is_empty() {
+            let this = self.log.time_left(now).unwrap_or_default();
+            match folds_after {
+                0 => this,
+                n if self.fold == 0 => {
+                    format!("{this}; then {n} more folds on the cached features")
+                }
+                n => format!("{this}; then {n} more folds"),
+            }
+        } else {
+            let mean = self.later_fold_secs.iter().sum::<f64>() / self.later_fold_secs.len() as f64;
+            let in_fold = self
+                .fold_began
+                .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
+            let secs = (mean - in_fold).max(0.0) + mean * folds_after as f64;
+            if secs >= 0.5 {
+                format!("about {} left", crate::train::log::duration_text(secs))
+            } else {
+                "finishing".to_owned()
+            }
+        };
+        let text = format!(
+            "Fold {} of {}: {} {} of {} — {left}",
+            self.fold + 1,
+            self.folds,
+            crate::train::log::phase_label(p.phase, p.epoch),
+            p.done,
+            p.total,
+        );
+        (text, fraction)
+    }
 }

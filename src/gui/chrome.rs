@@ -33,7 +33,7 @@ pub(crate) fn top_bar_ui(app: &VggtuneApp, ui: &mut egui::Ui, commands: &mut Com
                 commands.push(UiCommand::OpenModel);
                 ui.close();
             }
-            let has_model = app.model.path.is_some();
+            let has_model = app.model.in_use.is_some();
             if ui
                 .add_enabled(has_model, egui::Button::new("Save model…"))
                 .clicked()
@@ -177,7 +177,9 @@ pub(crate) fn about_ui(shared: &Shared, ctx: &egui::Context, commands: &mut Comm
                 ui.label(format!("Device: {} — {}", d.label(), d.reason));
             }
             ui.label("Burn 0.22 (wgpu, flex) · eframe/egui 0.37 · MIT OR Apache-2.0");
-            if ui.button("Close").clicked() {
+            if ui.button("Close").on_hover_text("Escape").clicked()
+                || ui.input(|i| i.key_pressed(egui::Key::Escape))
+            {
                 commands.push(UiCommand::ToggleAbout);
             }
         });
@@ -195,6 +197,7 @@ fn question_ui(
     egui::Window::new(title)
         .collapsible(false)
         .resizable(false)
+        .max_width(480.0)
         .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
         .show(ctx, |ui| {
             ui.label(text);
@@ -208,15 +211,39 @@ fn question_ui(
         });
 }
 
-/// Asks before an unsaved model is lost.
-pub(crate) fn confirm_close_ui(ctx: &egui::Context, commands: &mut Commands) {
+/// Asks before quitting loses something: a run going (`running`: where it is, in words) or a
+/// model not saved.
+pub(crate) fn confirm_close_ui(
+    ctx: &egui::Context,
+    (running, unsaved): (Option<String>, bool),
+    commands: &mut Commands,
+) {
+    let Some(now) = running else {
+        let answers = vec![
+            ("Save model…", vec![UiCommand::SaveAndQuit]),
+            ("Discard and quit", vec![UiCommand::DiscardAndQuit]),
+            ("Cancel", vec![UiCommand::CancelQuit]),
+        ];
+        let text = "The model in use was trained here and has not been saved. Quit anyway?";
+        question_ui(ctx, "Unsaved model", text, answers, commands);
+        return;
+    };
     let answers = vec![
-        ("Save model…", vec![UiCommand::SaveAndQuit]),
-        ("Discard and quit", vec![UiCommand::DiscardAndQuit]),
+        ("Stop training and quit", vec![UiCommand::DiscardAndQuit]),
         ("Cancel", vec![UiCommand::CancelQuit]),
     ];
-    let text = "The model you trained has not been saved. Quit anyway?";
-    question_ui(ctx, "Unsaved model", text, answers, commands);
+    let text = format!(
+        "A training run is going ({now}). Quitting stops it after the current batch: the model \
+         of its last finished epoch and its checkpoint are kept in vggtune's folder, and Resume \
+         continues the run the next time you open vggtune. {}",
+        if unsaved {
+            "The model in use has not been saved under a name of yours: save it after the run \
+             (Model → Save model…) to keep it where you choose."
+        } else {
+            "The model you saved is not changed."
+        }
+    );
+    question_ui(ctx, "Training is running", &text, answers, commands);
 }
 
 /// Asks before a new run replaces the model the last one trained and nobody saved.

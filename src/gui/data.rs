@@ -140,8 +140,8 @@ impl DataPanel {
                     Layout::FoldersAsLabels => "one folder per class",
                     Layout::KaggleFlat => "Kaggle flat layout",
                 },
-                count_text(total, "photo"),
-                count_text(dataset.classes.len(), "class"),
+                crate::words::photos(total),
+                crate::words::count(dataset.classes.len(), "class", "classes"),
             ));
         }
         if let Some(valid) = &dataset.explicit_valid {
@@ -177,19 +177,27 @@ impl DataPanel {
                 ui.end_row();
             }
         });
-        if !dataset.skipped.is_empty() {
-            egui::CollapsingHeader::new(format!("Skipped files ({})", dataset.skipped.len()))
-                .id_salt("skipped")
-                .show(ui, |ui| {
+        // Always there, at 0 too: the first photo excluded must not push what is below down
+        // under the pointer.
+        {
+            super::widgets::collapsing(
+                ui,
+                egui::CollapsingHeader::new(format!("Skipped files ({})", dataset.skipped.len()))
+                    .id_salt("skipped"),
+                |ui| {
                     egui::ScrollArea::vertical()
                         .max_height(140.0)
                         .id_salt("skipped-list")
                         .show(ui, |ui| {
+                            if dataset.skipped.is_empty() {
+                                ui.weak("None: every file in the folder was read.");
+                            }
                             for s in &dataset.skipped {
                                 ui.label(format!("{}: {}", s.path.display(), s.message));
                             }
                         });
-                });
+                },
+            );
         }
     }
 
@@ -201,7 +209,7 @@ impl DataPanel {
         let images: Vec<&crate::data::ImageEntry> =
             dataset.images.iter().filter(|i| i.label == class).collect();
         if let Some(name) = dataset.classes.get(class) {
-            ui.label(format!("{name}: {} photos", images.len()));
+            ui.label(format!("{name}: {}", crate::words::photos(images.len())));
         }
         let size = 112.0;
         let cell = (size + 6.0, size + 6.0);
@@ -212,16 +220,6 @@ impl DataPanel {
                 .show(ui, &image.path, size)
                 .on_hover_text(format!("{} ({}×{})", image.rel, image.width, image.height));
         });
-    }
-}
-
-/// "1 photo", "2 photos", "1 class", "3 classes".
-fn count_text(n: usize, noun: &str) -> String {
-    let plural = if noun.ends_with('s') { "es" } else { "s" };
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}{plural}")
     }
 }
 

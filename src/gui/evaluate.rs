@@ -13,8 +13,8 @@ use super::jobs::{Job, Reporter};
 use super::{Commands, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::infer::{ClassMapping, Classifier, DatasetEvaluation, match_classes};
+use crate::metrics::{EvaluatedImages, Evaluation, GalleryItem};
 use crate::train::log::duration_text;
-use crate::train::metrics::{EvaluatedImages, Evaluation, GalleryItem};
 
 /// What is evaluated: a folder to scan, or the Data view's open folder.
 pub(crate) enum EvalSource {
@@ -309,7 +309,7 @@ impl EvaluatePanel {
         model: &super::model::ModelPanel,
         commands: &mut Commands,
     ) {
-        let model_classes = &model.classes;
+        let model_classes = model.classes();
         ui.heading("Evaluation");
         self.controls_ui(ui, shared, can_start, commands);
         self.mapping_ui(ui, model_classes, commands);
@@ -324,13 +324,16 @@ impl EvaluatePanel {
             ui.weak(line);
         }
         if !unclassified.is_empty() {
-            egui::CollapsingHeader::new(format!("Not evaluated ({})", unclassified.len()))
-                .id_salt("not-evaluated")
-                .show(ui, |ui| {
+            super::widgets::collapsing(
+                ui,
+                egui::CollapsingHeader::new(format!("Not evaluated ({})", unclassified.len()))
+                    .id_salt("not-evaluated"),
+                |ui| {
                     for u in unclassified.iter() {
                         ui.label(format!("{}: {}", u.path.display(), u.reason));
                     }
-                });
+                },
+            );
         }
         let Some(data) = evaluation.as_ref() else {
             ui.label(
@@ -344,8 +347,8 @@ impl EvaluatePanel {
             ui.colored_label(ui.visuals().warn_fg_color, warning);
         }
         ui.label(format!(
-            "{} photos — accuracy {:.2}% — log loss {:.4}",
-            e.count,
+            "{} — accuracy {:.2}% — log loss {:.4}",
+            crate::words::photos(e.count),
             100.0 * e.accuracy,
             e.log_loss
         ));
@@ -361,8 +364,8 @@ impl EvaluatePanel {
                 if let Some((t, p)) = *selected_cell {
                     let cell = e.cell(&data.labels, &data.probs, t, p);
                     ui.label(format!(
-                        "{} photos of {} predicted as {}:",
-                        cell.len(),
+                        "{} of {} predicted as {}:",
+                        crate::words::photos(cell.len()),
                         e.classes[t],
                         e.classes[p]
                     ));
@@ -458,10 +461,12 @@ fn galleries_ui(ui: &mut egui::Ui, data: &EvaluatedImages, shared: &mut Shared) 
         )
     };
     for (c, g) in e.galleries.iter().enumerate() {
-        egui::CollapsingHeader::new(format!("Galleries: {}", e.classes[c]))
-            .id_salt(("galleries", c))
-            .default_open(c == 0)
-            .show(ui, |ui| {
+        super::widgets::collapsing(
+            ui,
+            egui::CollapsingHeader::new(format!("Galleries: {}", e.classes[c]))
+                .id_salt(("galleries", c))
+                .default_open(c == 0),
+            |ui| {
                 for (title, list) in [
                     ("Most confident mistakes", &g.confident_mistakes),
                     ("Most uncertain", &g.most_uncertain),
@@ -483,7 +488,8 @@ fn galleries_ui(ui: &mut egui::Ui, data: &EvaluatedImages, shared: &mut Shared) 
                     }
                     gallery_ui(shared, ui, &items);
                 }
-            });
+            },
+        );
     }
 }
 

@@ -292,14 +292,22 @@ impl Heatmaps {
             return;
         };
         let mut open = true;
-        let mut close = false;
+        let mut close = ctx.input(|i| i.key_pressed(egui::Key::Escape));
+        // The photo fits the window with the lines around it, so Close is never cut off.
+        let side = (ctx.content_rect().height() - 260.0).clamp(120.0, LARGE_PX as f32);
         egui::Window::new("Why this class?")
             .open(&mut open)
             .resizable(false)
             .collapsible(false)
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(ctx.content_rect().center())
+            .constrain(true)
             .show(ctx, |ui| {
-                self.large_ui(ui, &path, predicted, classes);
-                close = ui.button("Close").clicked();
+                ui.horizontal(|ui| {
+                    close |= ui.button("Close").on_hover_text("Escape").clicked();
+                    ui.label(path.display().to_string());
+                });
+                self.large_ui(ui, &path, (predicted, side), classes);
             });
         if !open || close {
             self.focus = None;
@@ -307,8 +315,13 @@ impl Heatmaps {
         }
     }
 
-    fn large_ui(&mut self, ui: &mut egui::Ui, path: &Path, predicted: usize, classes: &[String]) {
-        ui.label(path.display().to_string());
+    fn large_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        path: &Path,
+        (predicted, side): (usize, f32),
+        classes: &[String],
+    ) {
         if let Some(Ok(explained)) = self.maps(path) {
             let said: Vec<String> = classes
                 .iter()
@@ -334,7 +347,7 @@ impl Heatmaps {
             return;
         };
         let [w, h] = photo.size();
-        let scale = LARGE_PX as f32 / (w.max(h) as f32).max(1.0);
+        let scale = side / (w.max(h) as f32).max(1.0);
         let response = ui.image((photo.id(), egui::vec2(w as f32 * scale, h as f32 * scale)));
         if self.enabled {
             self.paint(ui, response.rect, path, predicted);

@@ -11,6 +11,7 @@
 
 mod app;
 mod audit;
+mod charts;
 mod chrome;
 mod data;
 mod evaluate;
@@ -22,6 +23,7 @@ mod prompt;
 mod thumbnails;
 mod train;
 mod weights;
+mod widgets;
 
 use std::path::PathBuf;
 
@@ -213,6 +215,8 @@ pub(crate) struct Shared {
     pub cache_root: Option<PathBuf>,
     /// Where downloaded and imported weights are kept.
     pub weights_dir: PathBuf,
+    /// See [`AppOptions::stop_after`].
+    pub stop_after: Option<usize>,
 }
 
 impl Shared {
@@ -233,6 +237,10 @@ pub struct AppOptions {
     pub cache_root: Option<PathBuf>,
     /// The folder of downloaded weights (default: the platform cache's `weights`).
     pub weights_dir: Option<PathBuf>,
+    /// Stop each run once this many epochs (counted across stages and resumes) are done, as
+    /// the Stop button does: the CLI's `--stop-after`, for tests that need a stop at an exact
+    /// epoch.
+    pub stop_after: Option<usize>,
 }
 
 /// Opens the window and runs until it is closed.

@@ -15,55 +15,45 @@ use crate::model::export::{ExportFormat, export_model};
 /// What a model file says of its training, for the Train and Evaluate views.
 pub(crate) struct Loaded {
     pub history: Vec<crate::train::EpochMetrics>,
-    pub validation: Option<crate::train::metrics::EvaluatedImages>,
+    pub validation: Option<crate::metrics::EvaluatedImages>,
 }
 
 /// What a model's load gives: the model and its file, or why it could not be loaded.
 type Loading = Result<(Classifier, PathBuf), String>;
 
-/// The model in use and the work on its file.
-pub(crate) struct ModelPanel {
+/// The model in use: one value for everything the window says of it (Save copies its file,
+/// Quit and Start ask when it is not saved, Fine-tune deeper continues it, the title names
+/// it), replaced whole when another model loads.
+pub(crate) struct InUse {
     /// The loaded model, shared with prediction and evaluation workers.
-    pub classifier: Option<Arc<Mutex<Classifier>>>,
+    pub classifier: Arc<Mutex<Classifier>>,
     /// Its class names.
     pub classes: Vec<String>,
     /// How it prepares photos.
-    pub preprocessing: Option<crate::data::Preprocessing>,
+    pub preprocessing: crate::data::Preprocessing,
     /// The epochs it was trained for (a deeper stage's come after them).
     pub epochs: usize,
     /// Its network's shape (a deeper stage keeps its head).
-    pub network: Option<crate::model::Vgg16Config>,
-    /// Its mirror test-time augmentation switch.
-    pub mirror_tta: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// Its file.
-    pub path: Option<PathBuf>,
-    /// False for a trained model not yet saved under a name of the user's.
+    pub network: crate::model::Vgg16Config,
+    /// Its test-time augmentation switch.
+    pub mirror_tta: Arc<std::sync::atomic::AtomicBool>,
+    /// Its file: a run's model file until the user saves it under a name of theirs.
+    pub file: PathBuf,
+    /// False for a model a run wrote that the user has not saved.
     pub saved: bool,
+}
+
+/// The model in use and the work on its file.
+#[derive(Default)]
+pub(crate) struct ModelPanel {
+    /// The model in use, if any.
+    pub in_use: Option<InUse>,
     /// The load in progress, and whether the model will count as saved once it loads.
     load_job: Option<(Job<Loading>, bool)>,
-    save_job: Option<Job<Result<PathBuf, String>>>,
+    save_job: Option<Job<Result<(PathBuf, PathBuf), String>>>,
     export_job: Option<Job<Result<String, String>>>,
     /// Set when a save failed, until the app has seen it (a quit waiting for it is called off).
     pub save_failed: bool,
-}
-
-impl Default for ModelPanel {
-    fn default() -> Self {
-        Self {
-            classifier: None,
-            classes: Vec::new(),
-            preprocessing: None,
-            mirror_tta: None,
-            epochs: 0,
-            network: None,
-            path: None,
-            saved: true,
-            load_job: None,
-            save_job: None,
-            export_job: None,
-            save_failed: false,
-        }
-    }
 }
 
 impl ModelPanel {
@@ -82,28 +72,46 @@ impl ModelPanel {
 
     /// Forgets the model.
     pub fn forget(&mut self, shared: &mut Shared) {
-        self.classifier = None;
-        self.mirror_tta = None;
-        self.preprocessing = None;
-        self.classes.clear();
-        self.path = None;
-        self.saved = true;
+        self.in_use = None;
         shared.state.last_model = None;
+    }
+
+    /// The model's class names (none without a model).
+    pub fn classes(&self) -> &[String] {
+        self.in_use.as_ref().map_or(&[], |m| &m.classes)
+    }
+
+    /// The model, for a worker (none without a model).
+    pub fn classifier(&self) -> Option<Arc<Mutex<Classifier>>> {
+        self.in_use.as_ref().map(|m| m.classifier.clone())
+    }
+
+    /// True when a run's model has not been saved under a name of the user's.
+    pub fn unsaved(&self) -> bool {
+        self.in_use.as_ref().is_some_and(|m| !m.saved)
+    }
+
+    /// Marks the model as needing no save (the user chose to discard it).
+    pub fn discard(&mut self) {
+        if let Some(m) = &mut self.in_use {
+            m.saved = true;
+        }
     }
 
     /// Whether the model predicts with its mirror image now (`None` without a model).
     pub fn mirror_on(&self) -> Option<bool> {
-        self.mirror_tta
+        self.in_use
             .as_ref()
-            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|m| m.mirror_tta.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The model's "Average views" switch (test-time augmentation), for the views that predict; `used`
     /// is what the results on screen were made with, and a note says when they differ.
     pub fn mirror_ui(&self, ui: &mut egui::Ui, used: Option<bool>) {
-        let Some(switch) = &self.mirror_tta else {
+        let Some(model) = &self.in_use else {
             return;
         };
+        let switch = &model.mirror_tta;
         let mut on = switch.load(std::sync::atomic::Ordering::Relaxed);
         if ui
             .checkbox(&mut on, "Average views")
@@ -126,14 +134,14 @@ impl ModelPanel {
 
     /// Copies the model's file to `to` on a worker (atomically).
     pub fn save_as(&mut self, ctx: &egui::Context, shared: &mut Shared, to: PathBuf) {
-        let Some(from) = self.path.clone() else {
+        let Some(from) = self.in_use.as_ref().map(|m| m.file.clone()) else {
             shared.notices.push("There is no model to save yet.".into());
             return;
         };
         self.save_job = Some(Job::once(ctx, "save-model", move || {
             std::fs::read(&from)
                 .and_then(|bytes| crate::fsutil::write_atomic(&to, &bytes))
-                .map(|()| to.clone())
+                .map(|()| (from, to.clone()))
                 .map_err(|e| format!("{}: could not save: {e}", to.display()))
         }));
     }
@@ -146,7 +154,7 @@ impl ModelPanel {
         format: ExportFormat,
         to: PathBuf,
     ) {
-        let Some(from) = self.path.clone() else {
+        let Some(from) = self.in_use.as_ref().map(|m| m.file.clone()) else {
             shared
                 .notices
                 .push("There is no model to export yet.".into());
@@ -187,22 +195,24 @@ impl ModelPanel {
             match result {
                 Ok((classifier, path)) => {
                     // Only a model that loaded replaces the one in use (and its saved state).
-                    self.saved = saved;
                     let header = &classifier.header;
                     loaded = Some(Loaded {
                         history: serde_json::from_value(header.history.clone()).unwrap_or_default(),
                         validation: header.validation.clone(),
                     });
-                    self.classes = classifier.classes().to_vec();
-                    self.preprocessing = Some(header.preprocessing);
-                    self.epochs = header.next_epoch;
-                    self.network = Some(header.model);
-                    self.mirror_tta = Some(classifier.mirror_switch());
-                    self.classifier = Some(Arc::new(Mutex::new(classifier)));
-                    if self.saved {
+                    if saved {
                         shared.state.last_model = Some(path.clone());
                     }
-                    self.path = Some(path);
+                    self.in_use = Some(InUse {
+                        classes: classifier.classes().to_vec(),
+                        preprocessing: header.preprocessing,
+                        epochs: header.next_epoch,
+                        network: header.model,
+                        mirror_tta: classifier.mirror_switch(),
+                        classifier: Arc::new(Mutex::new(classifier)),
+                        file: path,
+                        saved,
+                    });
                 }
                 Err(e) => shared
                     .notices
@@ -214,10 +224,14 @@ impl ModelPanel {
         {
             self.save_job = None;
             match result {
-                Ok(path) => {
+                Ok((from, path)) => {
                     shared.tell(format!("Saved {}", path.display()));
-                    self.path = Some(path.clone());
-                    self.saved = true;
+                    // The file saved is a copy of the model in use (unless another one loaded
+                    // meanwhile), which is now that file.
+                    if let Some(m) = self.in_use.as_mut().filter(|m| m.file == from) {
+                        m.file = path.clone();
+                        m.saved = true;
+                    }
                     shared.state.last_model = Some(path);
                 }
                 Err(e) => {
@@ -240,8 +254,9 @@ impl ModelPanel {
 
     /// The window title's part for the model: its file name, "unsaved model*" or "no model".
     pub fn title(&self) -> String {
-        match &self.path {
-            Some(p) if self.saved => p
+        match &self.in_use {
+            Some(m) if m.saved => m
+                .file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),

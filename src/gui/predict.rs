@@ -231,7 +231,7 @@ impl PredictPanel {
         commands: &mut Commands,
     ) {
         self.toolbar_ui(ui, commands);
-        match (&model.classifier, model.is_loading()) {
+        match (&model.in_use, model.is_loading()) {
             (_, true) => {
                 ui.horizontal(|ui| {
                     ui.spinner();
@@ -241,7 +241,7 @@ impl PredictPanel {
             (Some(_), false) => {
                 ui.label(format!(
                     "Model: {} — drop image files or folders anywhere on the window to classify them.",
-                    model.classes.join(" / ")
+                    model.classes().join(" / ")
                 ));
             }
             (None, false) => {
@@ -249,22 +249,25 @@ impl PredictPanel {
             }
         }
         if !self.rejected.is_empty() {
-            egui::CollapsingHeader::new(format!("Not classified ({})", self.rejected.len()))
-                .id_salt("rejected")
-                .default_open(true)
-                .show(ui, |ui| {
+            super::widgets::collapsing(
+                ui,
+                egui::CollapsingHeader::new(format!("Not classified ({})", self.rejected.len()))
+                    .id_salt("rejected")
+                    .default_open(true),
+                |ui| {
                     for r in &self.rejected {
                         ui.colored_label(
                             ui.visuals().warn_fg_color,
                             format!("{}: {}", r.path.display(), r.reason),
                         );
                     }
-                });
+                },
+            );
         }
-        self.summary_ui(ui, &model.classes);
+        self.summary_ui(ui, model.classes());
         let shown = self.shown();
-        let classes = &model.classes;
-        if model.classifier.is_some() {
+        let classes = model.classes();
+        if model.in_use.is_some() {
             ui.horizontal(|ui| {
                 model.mirror_ui(
                     ui,
@@ -301,7 +304,7 @@ impl PredictPanel {
             }
         }
         ui.horizontal(|ui| {
-            let all = format!("All {} photos", self.predictions.len());
+            let all = format!("All: {}", crate::words::photos(self.predictions.len()));
             if ui.selectable_label(self.filter.is_none(), all).clicked() {
                 self.filter = None;
             }

@@ -1,38 +1,51 @@
 //! The Train view: what trains and how, Start / Stop / Resume, and the run's progress and live
 //! loss and accuracy charts. The run itself lives on its worker ([`TrainingRun`]); this panel
-//! keeps its [`TrainLog`].
+//! keeps its [`TrainLog`], which holds what the run says of itself (its settings, its stage, its
+//! epochs): the view shows those, never a copy of its own.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use eframe::egui;
-use egui_plot::{Corner, Legend, Line, Plot, PlotPoints};
 
 use super::{Commands, DeviceStatus, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::limits;
+use crate::metrics::EvaluatedImages;
 use crate::model::HeadKind;
 use crate::train::log::duration_text;
-use crate::train::metrics::EvaluatedImages;
 use crate::train::{
-    EpochMetrics, OptimizerKind, RunSummary, TrainJob, TrainLog, Trainable, TrainingRun,
+    OptimizerKind, RunSummary, TrainConfig, TrainJob, TrainLog, Trainable, TrainingRun,
 };
 
-/// What a finished run hands to the other views.
-pub(crate) struct Finished {
-    /// Its validation pass, for the Evaluate view.
-    pub validation: EvaluatedImages,
-    /// The saved model, to load.
-    pub model: Option<PathBuf>,
+/// How a run that ended hands its model to the other views.
+pub(crate) struct Ended {
+    /// Its validation pass, for the Evaluate view (a finished run's; a stopped run's model
+    /// carries its own).
+    pub validation: Option<EvaluatedImages>,
+    /// The model it saved, to load as the model in use.
+    pub model: PathBuf,
 }
 
 /// One run since the app started, for the table that compares them.
 struct RunRecord {
     settings: String,
+    /// Epochs this run trained, and its last one's validation accuracy and log loss.
     epochs: usize,
-    accuracy: f64,
-    log_loss: f64,
+    last: Option<(f64, f64)>,
+    /// Wall time from Start to its end.
     secs: f64,
     outcome: &'static str,
+}
+
+/// What a run was started with, so that a run stopped before its first checkpoint can be
+/// started again as it was.
+#[derive(Clone)]
+struct Launch {
+    config: TrainConfig,
+    weights: Option<PathBuf>,
+    /// The model a deeper stage continues.
+    from: Option<PathBuf>,
 }
 
 /// The Train view's state: the run, what its events said, and the runs before it.
@@ -41,21 +54,11 @@ pub(crate) struct TrainPanel {
     run: Option<TrainingRun>,
     /// The current or last run's log.
     pub log: TrainLog,
-    /// The current run's settings, in words.
-    settings: String,
+    /// The current or last run's start, and when it began.
+    launch: Option<(Launch, Instant)>,
+    /// Set when the last run stopped before it wrote a checkpoint: Resume starts it again.
+    stopped_early: bool,
     runs: Vec<RunRecord>,
-    /// The deeper stage trained or stopped last, so Resume continues that stage.
-    stage: Option<Stage>,
-}
-
-/// A deeper stage: its settings, the model it continues and that model's epochs (the stage's
-/// come after them on the charts' time axis).
-#[derive(Clone)]
-struct Stage {
-    config: crate::train::TrainConfig,
-    /// `None` for a first run.
-    from: Option<PathBuf>,
-    before: usize,
 }
 
 impl TrainPanel {
@@ -72,14 +75,16 @@ impl TrainPanel {
         )
     }
 
-    /// True when a checkpoint of an unfinished run exists.
+    /// True when a stopped run can be continued: from its checkpoint (also after a restart),
+    /// or, stopped before it wrote one, started again (its features are cached).
     pub fn can_resume(&self, shared: &Shared) -> bool {
         let (_, checkpoint) = Self::run_paths(shared);
-        checkpoint.is_file() && !self.is_training()
+        !self.is_training() && (checkpoint.is_file() || self.stopped_early)
     }
 
-    /// Starts a run on `dataset` from `weights` (resuming the last checkpoint when `resume`: the
-    /// stopped deeper stage's, when that is what stopped).
+    /// Starts a new run on `dataset` from `weights` with the Train view's settings, or (with
+    /// `resume`) continues the stopped run as it was: from its checkpoint with the settings it
+    /// recorded, whatever the view says now (a deeper stage stays a deeper stage).
     pub fn start(
         &mut self,
         ctx: &egui::Context,
@@ -88,70 +93,64 @@ impl TrainPanel {
         weights: Option<PathBuf>,
         resume: bool,
     ) {
-        if !resume {
-            self.stage = None;
-        }
-        match self.stage.clone() {
-            Some(stage) => self.launch(ctx, shared, (dataset, None), stage, resume),
-            None => {
-                let first = Stage {
+        let (_, checkpoint) = Self::run_paths(shared);
+        let again = self.launch.as_ref().map(|(l, _)| l.clone());
+        match again.filter(|_| resume) {
+            Some(last) if !checkpoint.is_file() => self.launch(ctx, shared, dataset, last, false),
+            last => {
+                let launch = Launch {
                     config: shared.state.train.clone(),
-                    from: None,
-                    before: 0,
+                    weights: if resume {
+                        last.as_ref().and_then(|l| l.weights.clone()).or(weights)
+                    } else {
+                        weights
+                    },
+                    from: last.and_then(|l| l.from),
                 };
-                self.launch(ctx, shared, (dataset, weights), first, resume);
+                self.launch(ctx, shared, dataset, launch, resume);
             }
         }
     }
 
-    /// Fine-tunes deeper: continues the model at `from`, trained for `before` epochs with the
-    /// head of `network`, as a new stage, with the Train view's settings except that block 5
-    /// learns too (when less did) at the deeper stages' learning rate.
+    /// Fine-tunes deeper: continues the model at `from` (of shape `network`) as a new stage,
+    /// with the Train view's settings except that block 5 learns too (when less did), at the
+    /// deeper stages' learning rate, for [`crate::train::config::DEEPER_STAGE_EPOCHS`] epochs.
     pub fn start_stage(
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
         dataset: &Dataset,
-        (from, (before, network)): (PathBuf, (usize, Option<crate::model::Vgg16Config>)),
+        (from, network): (PathBuf, crate::model::Vgg16Config),
     ) {
-        let mut config = deeper_stage(&shared.state.train);
-        if let Some(network) = network {
-            config.head = network.head;
-        }
-        let stage = Stage {
+        let mut config = crate::train::config::deeper_stage(&shared.state.train);
+        config.head = network.head;
+        let launch = Launch {
             config,
+            weights: None,
             from: Some(from),
-            before,
         };
-        self.stage = Some(stage.clone());
-        self.launch(ctx, shared, (dataset, None), stage, false);
+        self.launch(ctx, shared, dataset, launch, false);
     }
 
-    /// Starts `stage` (a first run when it continues no model).
+    /// Starts `launch` (resuming the checkpoint, with its own settings, when `resume`).
     fn launch(
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
-        (dataset, weights): (&Dataset, Option<PathBuf>),
-        stage: Stage,
+        dataset: &Dataset,
+        launch: Launch,
         resume: bool,
     ) {
         if self.is_training() {
             return;
         }
         let (out, checkpoint) = Self::run_paths(shared);
-        let Stage {
-            mut config,
-            from,
-            before,
-        } = stage;
+        let mut config = launch.config.clone();
         config.device = shared.state.device_choice;
-        let train = config.clone();
-        let deeper = from.is_some();
         let job = TrainJob {
             dataset: dataset.clone(),
-            weights,
-            from_model: from,
+            weights: launch.weights.clone(),
+            from_model: launch.from.clone(),
             config,
             out: Some(out),
             checkpoint: Some(checkpoint),
@@ -159,23 +158,16 @@ impl TrainPanel {
             // A finished run's checkpoint is deleted (below), so it is not written.
             final_checkpoint: false,
             resume,
+            resume_as_saved: true,
             cache_root: shared.cache_root.clone(),
-            stop_after: None,
+            stop_after: shared.stop_after,
         };
         let wake = ctx.clone();
         match TrainingRun::start(job, move || wake.request_repaint()) {
             Ok(run) => {
-                self.log = TrainLog::new(before + train.epochs, train.batch_size);
-                self.settings = format!(
-                    "{}{:?}, {} head, batch {}, lr {:.0e}{}{}",
-                    if deeper { "deeper: " } else { "" },
-                    train.trainable,
-                    train.head.label(),
-                    train.batch_size,
-                    train.learning_rate,
-                    if train.augment { ", augmented" } else { "" },
-                    if resume { ", resumed" } else { "" },
-                );
+                self.log = TrainLog::default();
+                self.stopped_early = false;
+                self.launch = Some((launch, Instant::now()));
                 self.run = Some(run);
             }
             Err(e) => shared
@@ -185,20 +177,30 @@ impl TrainPanel {
     }
 
     /// Adds the run that just ended to the table of runs.
-    fn record(&mut self, finished: bool) {
-        let last = self.log.epochs.last();
+    fn record(&mut self, outcome: &'static str) {
+        let trained = self.log.trained_here();
+        let settings = self.log.config.as_ref().map_or_else(
+            || "did not start".to_owned(),
+            |c| settings_text(c, self.log.stage_start, self.log.first_epoch),
+        );
         self.runs.push(RunRecord {
-            settings: std::mem::take(&mut self.settings),
-            epochs: self.log.epochs.len(),
-            accuracy: last.map_or(f64::NAN, |m| m.valid_accuracy),
-            log_loss: last.map_or(f64::NAN, |m| m.valid_loss),
-            secs: self.log.epochs.iter().map(|m| m.secs).sum(),
-            outcome: match (finished, self.log.failed.is_some()) {
-                (true, _) => "finished",
-                (false, true) => "failed",
-                (false, false) => "stopped",
-            },
+            settings,
+            epochs: trained.len(),
+            last: trained.last().map(|m| (m.valid_accuracy, m.valid_loss)),
+            secs: self
+                .launch
+                .as_ref()
+                .map_or(f64::NAN, |(_, at)| at.elapsed().as_secs_f64()),
+            outcome,
         });
+    }
+
+    /// The runs since the app started: epochs trained, wall time and outcome.
+    pub fn runs(&self) -> Vec<(usize, f64, &'static str)> {
+        self.runs
+            .iter()
+            .map(|r| (r.epochs, r.secs, r.outcome))
+            .collect()
     }
 
     /// The runs since the app started, side by side.
@@ -206,14 +208,19 @@ impl TrainPanel {
         if self.runs.is_empty() {
             return;
         }
-        egui::CollapsingHeader::new(format!("Runs since vggtune started ({})", self.runs.len()))
-            .id_salt("runs")
-            .show(ui, |ui| {
+        super::widgets::collapsing(
+            ui,
+            egui::CollapsingHeader::new(format!(
+                "Runs since vggtune started ({})",
+                self.runs.len()
+            ))
+            .id_salt("runs"),
+            |ui| {
                 egui::Grid::new("runs-table").striped(true).show(ui, |ui| {
                     for h in [
                         "#",
                         "settings",
-                        "epochs",
+                        "epochs trained",
                         "valid acc",
                         "log loss",
                         "time",
@@ -226,14 +233,23 @@ impl TrainPanel {
                         ui.label((i + 1).to_string());
                         ui.label(&r.settings);
                         ui.label(r.epochs.to_string());
-                        ui.label(format!("{:.2}%", 100.0 * r.accuracy));
-                        ui.label(format!("{:.4}", r.log_loss));
+                        match r.last {
+                            Some((accuracy, loss)) => {
+                                ui.label(format!("{:.2}%", 100.0 * accuracy));
+                                ui.label(format!("{loss:.4}"));
+                            }
+                            None => {
+                                ui.weak("–");
+                                ui.weak("–");
+                            }
+                        }
                         ui.label(duration_text(r.secs));
                         ui.label(r.outcome);
                         ui.end_row();
                     }
                 });
-            });
+            },
+        );
     }
 
     /// Asks the run to stop after its current batch.
@@ -244,32 +260,87 @@ impl TrainPanel {
         }
     }
 
-    /// Takes in the run's events; what a finished run hands on.
-    pub fn poll(&mut self, shared: &Shared) -> Option<Finished> {
+    /// Takes in the run's events; a run that ended with a model hands it on (a finished run's,
+    /// or a stopped run's model of its last finished epoch).
+    pub fn poll(&mut self, shared: &Shared) -> Option<Ended> {
         let run = self.run.as_ref()?;
         // Asked before draining: a thread that had ended has sent everything it will send.
         let thread_done = !run.is_running();
         let mut finished: Option<Box<RunSummary>> = None;
+        let mut stopped: Option<(Option<PathBuf>, bool)> = None;
+        let now = Instant::now();
         for event in run.try_events() {
-            if let Some(summary) = self.log.apply(event) {
+            if let crate::train::TrainEvent::Stopped {
+                model, checkpoint, ..
+            } = &event
+            {
+                stopped = Some((model.clone(), checkpoint.is_some()));
+            }
+            if let Some(summary) = self.log.apply(event, now) {
                 finished = Some(summary);
             }
         }
-        if thread_done {
-            self.run = None;
-            self.record(finished.is_some());
+        if !thread_done {
+            return None;
         }
-        let RunSummary {
-            validation, model, ..
-        } = *finished?;
-        // The run is over: its checkpoint is not needed for a resume any more.
-        let (_, checkpoint) = Self::run_paths(shared);
-        let _ = std::fs::remove_file(checkpoint);
-        Some(Finished { validation, model })
+        self.run = None;
+        let outcome = match (&finished, &stopped) {
+            (Some(_), _) => "finished",
+            (None, Some(_)) => "stopped",
+            (None, None) => "failed",
+        };
+        self.record(outcome);
+        if let Some(summary) = finished {
+            // The run is over: its checkpoint is not needed for a resume any more.
+            let (_, checkpoint) = Self::run_paths(shared);
+            let _ = std::fs::remove_file(checkpoint);
+            let RunSummary {
+                validation, model, ..
+            } = *summary;
+            return model.map(|model| Ended {
+                validation: Some(validation),
+                model,
+            });
+        }
+        let (model, checkpoint) = stopped?;
+        self.stopped_early = !checkpoint;
+        model.map(|model| Ended {
+            validation: None,
+            model,
+        })
     }
 
-    /// The Train view; `dataset` is the open folder.
+    /// The Train view; `dataset` is the open folder. It scrolls as a whole, so a small window
+    /// reaches everything; the charts come before the tables.
     pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        (dataset, has_model): (Option<&Dataset>, bool),
+        commands: &mut Commands,
+    ) {
+        let view_height = ui.available_height();
+        egui::ScrollArea::both()
+            .id_salt("train-view")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| {
+                        ui.set_width(300.0);
+                        self.settings_ui(ui, shared, (dataset, has_model), commands);
+                    });
+                    ui.separator();
+                    ui.vertical(|ui| {
+                        super::charts::run_ui(&self.log, ui, (self.is_training(), view_height));
+                        self.runs_ui(ui);
+                    });
+                });
+            });
+    }
+
+    /// The settings column: a running run's own settings (read only), else the settings the
+    /// next run takes; then Start, Stop, Fine-tune deeper and Resume.
+    fn settings_ui(
         &mut self,
         ui: &mut egui::Ui,
         shared: &mut Shared,
@@ -278,82 +349,103 @@ impl TrainPanel {
     ) {
         let running = self.is_training();
         let can_resume = self.can_resume(shared);
-        ui.horizontal_top(|ui| {
-            ui.vertical(|ui| {
-                ui.set_width(300.0);
-                ui.heading("Settings");
-                // A deeper stage runs with its own settings, not the ones below.
-                if let Some(Stage {
-                    config: stage,
-                    from: Some(from),
-                    ..
-                }) = self.stage.as_ref().filter(|_| running || can_resume)
-                {
+        match self.log.config.clone().filter(|_| running) {
+            Some(mut run) => {
+                ui.heading("This run");
+                if self.log.stage_start > 0 {
                     ui.label(format!(
-                        "This run is a deeper stage of {}: {}, learning rate {:.0e}, {} more epochs.",
-                        from.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                        stage.trainable.describe(),
-                        stage.learning_rate,
-                        stage.epochs
+                        "A deeper stage: epochs {} to {}, after the model's {}.",
+                        self.log.stage_start + 1,
+                        run.epochs,
+                        crate::train::log::epochs_text(self.log.stage_start)
                     ));
                 }
-                ui.add_enabled_ui(!running, |ui| config_ui(shared, ui));
-                ui.add_space(8.0);
-                ui.horizontal(|ui| {
-                    let ready = dataset.is_some_and(Dataset::trainable);
-                    if ui
-                        .add_enabled(!running && ready, egui::Button::new("Start"))
-                        .on_disabled_hover_text(
-                            "Open a photo folder with at least two classes first",
-                        )
-                        .clicked()
-                    {
-                        commands.push(UiCommand::StartTraining { resume: false });
-                    }
-                    if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
-                        commands.push(UiCommand::StopTraining);
-                    }
-                    let deeper = deeper_stage(&shared.state.train);
-                    if ui
-                        .add_enabled(
-                            !running && ready && has_model,
-                            egui::Button::new("Fine-tune deeper"),
-                        )
-                        .on_hover_text(format!(
-                            "Continue the model in use as a new stage: {} learn at {:.0e} for {} \
-                             epochs, on the cached output of the layers before (block 5 on a \
-                             CPU: minutes an epoch)",
-                            deeper.trainable.describe(),
-                            deeper.learning_rate,
-                            deeper.epochs
-                        ))
-                        .on_disabled_hover_text(
-                            "Train or open a model of this folder's classes first",
-                        )
-                        .clicked()
-                    {
-                        commands.push(UiCommand::FineTuneDeeper);
-                    }
-                    if ui
-                        .add_enabled(can_resume && ready, egui::Button::new("Resume"))
-                        .on_hover_text("Continue the stopped run from its last checkpoint")
-                        .on_disabled_hover_text(
-                            "There is no stopped run to continue: Resume is for a run you \
-                             stopped (features computed before a stop stay in the cache)",
-                        )
-                        .clicked()
-                    {
-                        commands.push(UiCommand::StartTraining { resume: true });
-                    }
-                });
-            });
-            ui.separator();
-            ui.vertical(|ui| {
-                self.runs_ui(ui);
-                run_ui(&self.log, ui);
-            });
+                run.epochs -= self.log.stage_start.min(run.epochs);
+                let mut device = shared.state.device_choice;
+                ui.add_enabled_ui(false, |ui| config_ui(&mut run, &mut device, ui));
+            }
+            None => {
+                ui.heading("Settings");
+                if can_resume {
+                    ui.weak(
+                        "Resume continues the stopped run with the settings it started with; \
+                         Start begins a new run with these.",
+                    );
+                }
+                let state = &mut shared.state;
+                config_ui(&mut state.train, &mut state.device_choice, ui);
+            }
+        }
+        if let DeviceStatus::Ready(d) = &shared.device {
+            ui.weak(d.label());
+        }
+        ui.add_space(8.0);
+        ui.horizontal_wrapped(|ui| {
+            let ready = dataset.is_some_and(Dataset::trainable);
+            if ui
+                .add_enabled(!running && ready, egui::Button::new("Start"))
+                .on_disabled_hover_text("Open a photo folder with at least two classes first")
+                .clicked()
+            {
+                commands.push(UiCommand::StartTraining { resume: false });
+            }
+            if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
+                commands.push(UiCommand::StopTraining);
+            }
+            let deeper = crate::train::config::deeper_stage(&shared.state.train);
+            if ui
+                .add_enabled(
+                    !running && ready && has_model,
+                    egui::Button::new("Fine-tune deeper"),
+                )
+                .on_hover_text(format!(
+                    "Continue the model in use as a new stage: {} learn at {:.0e} for {}, on \
+                     the cached output of the layers before (block 5 on a CPU: minutes an \
+                     epoch)",
+                    deeper.trainable.describe(),
+                    deeper.learning_rate,
+                    crate::train::log::epochs_text(deeper.epochs)
+                ))
+                .on_disabled_hover_text("Train or open a model of this folder's classes first")
+                .clicked()
+            {
+                commands.push(UiCommand::FineTuneDeeper);
+            }
+            if ui
+                .add_enabled(can_resume && ready, egui::Button::new("Resume"))
+                .on_hover_text("Continue the stopped run as it was, from where it stopped")
+                .on_disabled_hover_text(
+                    "There is no stopped run to continue: Resume is for a run you stopped \
+                     (features computed before a stop stay in the cache)",
+                )
+                .clicked()
+            {
+                commands.push(UiCommand::StartTraining { resume: true });
+            }
         });
     }
+}
+
+/// A run's settings in a few words, for the runs table.
+fn settings_text(c: &TrainConfig, stage_start: usize, first_epoch: usize) -> String {
+    format!(
+        "{}{} head; learns {}; batch {}, lr {:.0e}{}{}",
+        if stage_start > 0 {
+            "deeper stage: "
+        } else {
+            ""
+        },
+        c.head.short(),
+        c.trainable.label(),
+        c.batch_size,
+        c.learning_rate,
+        if c.augment { ", augmented" } else { "" },
+        if first_epoch > stage_start {
+            format!(", resumed at epoch {}", first_epoch + 1)
+        } else {
+            String::new()
+        },
+    )
 }
 
 /// The Head row.
@@ -386,17 +478,20 @@ fn head_ui(c: &mut crate::train::TrainConfig, ui: &mut egui::Ui) {
     ui.end_row();
 }
 
-fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
-    let c = &mut shared.state.train;
+fn config_ui(
+    c: &mut TrainConfig,
+    device_choice: &mut crate::device::DeviceChoice,
+    ui: &mut egui::Ui,
+) {
     // A rate left at its default follows a change of head or of what trains.
     let before = (c.head, c.trainable);
     egui::Grid::new("train-config").num_columns(2).show(ui, |ui| {
         let label = ui.label("What trains").on_hover_text("Frozen layers' outputs are cached, so later epochs cost little");
         egui::ComboBox::from_id_salt("trainable")
-            .selected_text(format!("{:?}", c.trainable))
+            .selected_text(c.trainable.label())
             .show_ui(ui, |ui| {
                 for t in Trainable::ALL {
-                    ui.selectable_value(&mut c.trainable, t, format!("{t:?}")).on_hover_text(t.describe());
+                    ui.selectable_value(&mut c.trainable, t, t.label()).on_hover_text(t.describe());
                 }
             })
             .response
@@ -466,201 +561,14 @@ fn config_ui(shared: &mut Shared, ui: &mut egui::Ui) {
         ui.end_row();
         let label = ui.label("Device");
         egui::ComboBox::from_id_salt("device")
-            .selected_text(shared.state.device_choice.to_string())
+            .selected_text(device_choice.to_string())
             .show_ui(ui, |ui| {
                 for d in crate::device::DeviceChoice::ALL {
-                    ui.selectable_value(&mut shared.state.device_choice, d, d.to_string());
+                    ui.selectable_value(device_choice, d, d.to_string());
                 }
             })
             .response
             .labelled_by(label.id);
         ui.end_row();
     });
-    if let DeviceStatus::Ready(d) = &shared.device {
-        ui.weak(d.label());
-    }
-}
-
-fn run_ui(log: &TrainLog, ui: &mut egui::Ui) {
-    for line in &log.info {
-        ui.label(line);
-    }
-    if let (Some(p), Some(line)) = (log.progress, log.progress_line()) {
-        ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(line));
-        let epochs_done = log.epochs.len() as f32;
-        ui.add(
-            egui::ProgressBar::new(epochs_done / log.total_epochs.max(1) as f32).text(format!(
-                "Run: {} of {} epochs",
-                log.epochs.len(),
-                log.total_epochs
-            )),
-        );
-    }
-    if let Some(outcome) = &log.outcome {
-        ui.label(outcome);
-    }
-    if let Some(failed) = &log.failed {
-        ui.colored_label(
-            ui.visuals().error_fg_color,
-            format!("Training failed: {failed}"),
-        );
-    }
-    if !log.skipped.is_empty() {
-        ui.colored_label(
-            ui.visuals().warn_fg_color,
-            format!(
-                "{} photos could not be read and were skipped",
-                log.skipped.len()
-            ),
-        );
-    }
-    if log.epochs.is_empty() && log.batch_loss.is_empty() {
-        ui.add_space(40.0);
-        ui.weak(if log.info.is_empty() {
-            "The loss and accuracy curves appear here once a run starts."
-        } else {
-            "The curves start with the first training batch, once the photos' features are ready."
-        });
-        return;
-    }
-    epochs_table_ui(ui, log);
-    let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
-    let epoch_points = |f: fn(&EpochMetrics) -> f64| -> Vec<[f64; 2]> {
-        log.epochs.iter().map(|m| [m.epoch as f64, f(m)]).collect()
-    };
-    let curves = [
-        (
-            "loss",
-            &log.batch_loss[..],
-            epoch_points(|m| m.train_loss),
-            epoch_points(|m| m.valid_loss),
-        ),
-        (
-            "accuracy",
-            &log.batch_accuracy[..],
-            epoch_points(|m| m.train_accuracy),
-            epoch_points(|m| m.valid_accuracy),
-        ),
-    ];
-    for (name, batches, train, valid) in curves {
-        let (low, high) = fitted_range(name, batches, &train, &valid);
-        let corner = if name == "loss" {
-            Corner::RightTop
-        } else {
-            Corner::RightBottom
-        };
-        // The plot keeps its bounds from frame to frame: it is reset to the fitted range whenever
-        // that range moves (every batch while training), and left to the user's zoom otherwise.
-        let fitted_id = egui::Id::unique((name, "fitted-range"));
-        let moved = ui.data_mut(|d| {
-            let moved = d.get_temp::<(f64, f64)>(fitted_id) != Some((low, high));
-            d.insert_temp(fitted_id, (low, high));
-            moved
-        });
-        let mut chart = Plot::new(format!("{name}-chart"))
-            .legend(Legend::default().position(corner))
-            .height(height)
-            .x_axis_label("epoch")
-            .y_axis_label(name)
-            .default_y_bounds(low, high)
-            .allow_scroll(false);
-        if moved {
-            chart = chart.reset();
-        }
-        chart.show(ui, |plot| {
-            let batch = PlotPoints::from(batches.to_vec());
-            plot.line(Line::new("train (batch)", batch).width(1.0));
-            plot.line(Line::new("train (epoch)", PlotPoints::from(train)).width(2.5));
-            plot.line(Line::new("validation", PlotPoints::from(valid)).width(2.5));
-        });
-    }
-}
-
-/// The y range that shows what matters: every epoch's value and the batches after the first
-/// epoch (the first batches' loss of 2 or accuracy of 50% would flatten the rest), with a margin;
-/// accuracy up to 100%, loss down to 0 when it comes close.
-fn fitted_range(
-    name: &str,
-    batches: &[[f64; 2]],
-    train: &[[f64; 2]],
-    valid: &[[f64; 2]],
-) -> (f64, f64) {
-    let later = batches.iter().filter(|p| p[0] > 1.0);
-    let values: Vec<f64> = train
-        .iter()
-        .chain(valid)
-        .chain(later)
-        .map(|p| p[1])
-        .filter(|v| v.is_finite())
-        .collect();
-    let values = if values.is_empty() {
-        batches
-            .iter()
-            .map(|p| p[1])
-            .filter(|v| v.is_finite())
-            .collect()
-    } else {
-        values
-    };
-    let (min, max) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    if !min.is_finite() {
-        return (0.0, 1.0);
-    }
-    let margin = ((max - min) * 0.1).max(1e-3);
-    if name == "accuracy" {
-        // Headroom above 100%, so a validation curve at 1.0 does not hide in the frame.
-        ((min - margin).max(0.0), 1.0 + margin.clamp(0.01, 0.03))
-    } else {
-        let low = if min < (max - min) { 0.0 } else { min - margin };
-        (low, max + margin)
-    }
-}
-
-/// Every finished epoch in a row (collapsed), with the numbers the curves draw.
-fn epochs_table_ui(ui: &mut egui::Ui, log: &TrainLog) {
-    if log.epochs.is_empty() {
-        return;
-    }
-    egui::CollapsingHeader::new(format!("Epochs ({})", log.epochs.len()))
-        .id_salt("epochs-table")
-        .show(ui, |ui| {
-            egui::Grid::new("epochs").striped(true).show(ui, |ui| {
-                for h in [
-                    "epoch",
-                    "train loss",
-                    "train acc",
-                    "valid loss",
-                    "valid acc",
-                    "time",
-                ] {
-                    ui.strong(h);
-                }
-                ui.end_row();
-                for m in &log.epochs {
-                    ui.label(m.epoch.to_string());
-                    ui.label(format!("{:.4}", m.train_loss));
-                    ui.label(format!("{:.2}%", 100.0 * m.train_accuracy));
-                    ui.label(format!("{:.4}", m.valid_loss));
-                    ui.label(format!("{:.2}%", 100.0 * m.valid_accuracy));
-                    ui.label(duration_text(m.secs));
-                    ui.end_row();
-                }
-            });
-        });
-}
-
-/// The settings of a deeper stage after a run with `settings`: block 5 learns too (when less
-/// did), at the deeper stages' rate.
-fn deeper_stage(settings: &crate::train::TrainConfig) -> crate::train::TrainConfig {
-    let mut config = settings.clone();
-    if config.trainable.frozen_convs() > crate::train::Trainable::Block5.frozen_convs() {
-        config.trainable = crate::train::Trainable::Block5;
-    }
-    config.learning_rate =
-        crate::train::config::default_learning_rate(config.head, config.trainable);
-    config
 }

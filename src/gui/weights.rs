@@ -187,14 +187,20 @@ impl WeightsPanel {
                     WeightsFormat::Safetensors => "safetensors file",
                     WeightsFormat::Onnx => "ONNX file",
                 };
-                ui.label(format!(
-                    "{format}; photos are prepared {} (handled for you)",
-                    match info.convention {
-                        Convention::Torchvision => "as torchvision does (RGB, mean/std)",
-                        Convention::Caffe => "as Keras and Caffe do (BGR, minus the mean)",
-                    },
-                ))
-                .on_hover_text(format!("SHA-256 {}", info.sha256));
+                // How photos are prepared, said once: a Keras file's note says it already.
+                let how = match info.convention {
+                    Convention::Torchvision => Some("as torchvision does (RGB, mean/std)"),
+                    Convention::Caffe if info.notes.is_empty() => {
+                        Some("as Keras and Caffe do (BGR, minus the mean)")
+                    }
+                    Convention::Caffe => None,
+                };
+                let text = match how {
+                    Some(how) => format!("{format}; photos are prepared {how} (handled for you)"),
+                    None => format!("{format}."),
+                };
+                ui.label(text)
+                    .on_hover_text(format!("SHA-256 {}", info.sha256));
                 ui.label(if info.imagenet_classifier {
                     "Includes ImageNet's 1000-way classifier."
                 } else {

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::{Classifier, Unclassified};
 use crate::data::Dataset;
-use crate::train::metrics::EvaluatedImages;
+use crate::metrics::EvaluatedImages;
 
 /// One folder class named as one of the model's classes (`--class-map FOLDER=MODEL`).
 #[derive(Clone, Debug, PartialEq, Eq)]

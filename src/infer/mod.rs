@@ -19,11 +19,11 @@ use rayon::prelude::*;
 use crate::data::scan::{self, SkipReason};
 use crate::data::{DecodeLimits, decode_prepared};
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
+use crate::metrics::argmax;
 use crate::model::Vgg16Config;
 use crate::model::bundle::{self, BundleError, BundleHeader};
 use crate::model::frozen::FrozenConvs;
 use crate::model::host::to_host;
-use crate::train::metrics::argmax;
 
 pub use crate::data::has_image_extension;
 pub use evaluate::{ClassMapping, DatasetEvaluation, match_classes};
@@ -319,23 +319,7 @@ fn view_inputs(x: Tensor<4>, other: Option<Tensor<4>>, mirror: bool) -> Vec<Tens
     views
 }
 
-/// The test-time augmentation's rule: the element-by-element mean of the views' probabilities
-/// (the photo, its mirror image, the other square), for prediction and a run's validation
-/// alike.
-pub fn mean_of_views(views: Vec<Vec<f32>>) -> Vec<f32> {
-    let count = views.len().max(1) as f32;
-    let mut views = views.into_iter();
-    let mut mean = views.next().unwrap_or_default();
-    for view in views {
-        for (m, v) in mean.iter_mut().zip(view) {
-            *m += v;
-        }
-    }
-    for m in &mut mean {
-        *m /= count;
-    }
-    mean
-}
+pub use crate::metrics::mean_of_views;
 
 impl Prediction {
     fn new(path: PathBuf, probabilities: Vec<f32>) -> Self {

@@ -54,7 +54,7 @@ pub struct BundleHeader {
     /// The last validation pass, photo by photo (models written since this field exists), so
     /// the Evaluate view shows it again when the model is opened.
     #[serde(default)]
-    pub validation: Option<crate::train::metrics::EvaluatedImages>,
+    pub validation: Option<crate::metrics::EvaluatedImages>,
     /// Whether the model predicts by default as the mean of the photo and its mirror image
     /// (test-time augmentation; models written before this field: no).
     #[serde(default)]
@@ -64,6 +64,11 @@ pub struct BundleHeader {
     /// no).
     #[serde(default)]
     pub square_tta: bool,
+    /// The epoch the stage that wrote it began at (the continued model's epochs; 0 for a first
+    /// stage), so a stopped stage resumes as the stage it was. `None` in files written before
+    /// this field.
+    #[serde(default)]
+    pub stage_start: Option<usize>,
 }
 
 /// Why a bundle could not be read or written.
@@ -375,6 +380,7 @@ mod tests {
             validation: None,
             mirror_tta: false,
             square_tta: false,
+            stage_start: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod host;
 pub mod imagenet;
 pub mod onnx;
 pub mod onnx_export;
+pub mod raw;
 pub mod vgg;
 pub mod weights;
 

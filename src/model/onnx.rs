@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::weights::{Endian, FloatKind, RawTensor, checked_len, decode_floats};
+use super::raw::{Endian, FloatKind, RawTensor, checked_len, decode_floats};
 
 /// A protobuf field as read off the wire.
 #[derive(Clone, Copy, Debug)]

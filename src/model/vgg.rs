@@ -75,7 +75,16 @@ impl HeadKind {
         }
     }
 
-    /// The head's name in the window and in messages.
+    /// The head's short name, for messages and tables.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::Torchvision => "torchvision",
+            Self::Dense256 => "light",
+            Self::Pooled => "pooled",
+        }
+    }
+
+    /// Its name with its shape, for menus.
     pub fn label(self) -> &'static str {
         match self {
             Self::Torchvision => "torchvision (4096×2)",

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::config::{TrainConfig, Trainable};
 use super::events::TrainEvent;
-use super::metrics::{EvaluatedImages, Evaluation, argmax};
-use super::worker::{TrainJob, TrainingRun};
+use super::job::TrainJob;
+use super::worker::TrainingRun;
 use crate::data::{Dataset, Split};
+use crate::metrics::{EvaluatedImages, Evaluation, argmax};
 
 /// Folds when none is asked for.
 pub const DEFAULT_FOLDS: usize = 5;
@@ -100,14 +101,17 @@ impl Audit {
             n => format!(" ({n} more were kept earlier)"),
         };
         format!(
-            "{} photos at {} px with {}: out-of-fold accuracy {:.2}%, log loss {:.4}; {} look \
+            "{} at {} px with {}: out-of-fold accuracy {:.2}%, log loss {:.4}; {} \
              mislabelled{kept}",
-            e.count,
+            crate::words::photos(e.count),
             self.input_size,
             self.weights,
             100.0 * e.accuracy,
             e.log_loss,
-            self.suspects.len()
+            match self.suspects.len() {
+                1 => "1 looks".to_owned(),
+                n => format!("{n} look"),
+            }
         )
     }
 }
@@ -142,6 +146,7 @@ pub fn run(
     if dataset.classes.len() < 2 {
         return Err("a label audit needs at least two classes".into());
     }
+    crate::limits::check("folds", job.folds, &crate::limits::FOLDS)?;
     let mut config = job.config.clone();
     config.trainable = Trainable::Head;
     config.augment = false;
@@ -212,6 +217,7 @@ fn run_fold(
         checkpoint_interval: std::time::Duration::ZERO,
         final_checkpoint: false,
         resume: false,
+        resume_as_saved: false,
         cache_root: job.cache_root.clone(),
         stop_after: None,
     };

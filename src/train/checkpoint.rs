@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use burn::optim::ModuleOptimizer;
 
 use super::events::TrainEvent;
-use super::worker::Emitter;
+use super::job::Emitter;
 use crate::model::Vgg16;
 use crate::model::bundle::{self, BundleHeader};
 

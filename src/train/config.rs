@@ -34,6 +34,16 @@ impl Trainable {
         }
     }
 
+    /// What learns, in a few words (menus, tables).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Head => "the head",
+            Self::Dense => "the dense layers",
+            Self::Block5 => "block 5 and the head",
+            Self::All => "every layer",
+        }
+    }
+
     /// Words for menus and tooltips.
     pub fn describe(self) -> &'static str {
         match self {
@@ -143,6 +153,23 @@ pub const DEFAULT_HEAD: HeadKind = HeadKind::Pooled;
 /// for: small, so the ImageNet features are adjusted rather than overwritten.
 pub const DEEPER_STAGE_LEARNING_RATE: f64 = 1e-5;
 
+/// Epochs of the window's *Fine-tune deeper* stage: block 5 learns through the CPU's autodiff
+/// at about 90 s an epoch on 2 cores, and 2 such epochs after the default head took one fold's
+/// validation from 98.50% to 99.25% (BENCHMARKS.md, "Stages in one command").
+pub const DEEPER_STAGE_EPOCHS: usize = 2;
+
+/// The settings of a deeper stage after a run with `settings`: block 5 learns too (when less
+/// did), at the deeper stages' rate, for [`DEEPER_STAGE_EPOCHS`].
+pub fn deeper_stage(settings: &TrainConfig) -> TrainConfig {
+    let mut config = settings.clone();
+    if config.trainable.frozen_convs() > Trainable::Block5.frozen_convs() {
+        config.trainable = Trainable::Block5;
+    }
+    config.learning_rate = default_learning_rate(config.head, config.trainable);
+    config.epochs = DEEPER_STAGE_EPOCHS;
+    config
+}
+
 /// The learning rate a run starts from when none is asked for: the head's own
 /// ([`HeadKind::default_learning_rate`]), or [`DEEPER_STAGE_LEARNING_RATE`] when
 /// convolutions learn.
@@ -176,6 +203,32 @@ pub fn saved_switch(train_config: &serde_json::Value, key: &str) -> bool {
         .get(key)
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false)
+}
+
+/// The settings a stopped run was saved with (a checkpoint's header), for a resume that
+/// continues it as it was: every setting but the device (`asked`'s), with `epochs` the stage's
+/// own count; and the epoch its stage began at.
+pub fn as_saved(
+    header: &crate::model::bundle::BundleHeader,
+    asked: &TrainConfig,
+) -> Result<(TrainConfig, usize), String> {
+    let mut saved: TrainConfig = serde_json::from_value(header.train_config.clone())
+        .map_err(|e| format!("the checkpoint's settings cannot be read: {e}"))?;
+    // A checkpoint's `epochs` is the epoch its run ends at; a stage's own come after the model
+    // it continues.
+    let stage_start = header.stage_start.unwrap_or(0);
+    saved.epochs = saved
+        .epochs
+        .checked_sub(stage_start)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            format!(
+                "the checkpoint ends at epoch {} but its stage starts at epoch {stage_start}",
+                saved.epochs
+            )
+        })?;
+    saved.device = asked.device;
+    Ok((saved, stage_start))
 }
 
 /// Everything about one training run.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::metrics::EvaluatedImages;
+use crate::metrics::EvaluatedImages;
 
 /// Metrics of one finished epoch.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,6 +47,9 @@ pub struct RunSummary {
     /// Where the model was saved, if it was.
     #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub model: Option<PathBuf>,
+    /// What went wrong after the model was saved (its last checkpoint could not be written):
+    /// the model is complete, so the run still finished.
+    pub warning: Option<String>,
 }
 
 /// The phases a progress bar can show.
@@ -101,6 +104,14 @@ pub enum TrainEvent {
         /// The epochs trained before a resume (empty for a fresh start), so the curves go on
         /// from where they stopped.
         history: Vec<EpochMetrics>,
+        /// The settings the run trains with, as it was asked or as the checkpoint it resumes
+        /// says; `epochs` is the epoch the run ends at (a stage's come after the model's).
+        config: Box<super::TrainConfig>,
+        /// The epoch this stage began at: the epochs of the model it continues (0 for a
+        /// first stage).
+        stage_start: usize,
+        /// True when it continues a stopped run from its checkpoint.
+        resumed: bool,
     },
     /// Progress within a phase.
     Progress(PhaseProgress),
@@ -137,11 +148,16 @@ pub enum TrainEvent {
     Finished(Box<RunSummary>),
     /// The run was stopped by the user.
     Stopped {
-        /// Epochs completed.
+        /// Epochs completed (counting the continued model's and any before a resume).
         epochs_done: usize,
         /// The last good checkpoint.
         #[serde(serialize_with = "crate::fsutil::lossy::option")]
         checkpoint: Option<PathBuf>,
+        /// Where the model of the last finished epoch was saved: a run that finished an epoch
+        /// before its stop saves it (at the run's `out`), so the model in use is the one its
+        /// curves show; `None` when no epoch finished in this run.
+        #[serde(serialize_with = "crate::fsutil::lossy::option")]
+        model: Option<PathBuf>,
     },
     /// The run failed.
     Failed {

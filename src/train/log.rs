@@ -1,8 +1,11 @@
 //! A run's events turned into what people read: the lines the CLI prints and the window shows
-//! (one wording for both), and the curves and progress the window draws. Knows nothing of egui.
+//! (one wording for both), the curves and progress the window draws, and the time left in the
+//! whole run. Knows nothing of egui.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
+use super::config::TrainConfig;
 use super::events::{EpochMetrics, Phase, PhaseProgress, RunSummary, TrainEvent};
 
 /// Everything a run's events said, as the window keeps it.
@@ -12,65 +15,86 @@ pub struct TrainLog {
     pub classes: Vec<String>,
     /// What the run said when it started ([`started_lines`]).
     pub info: Vec<String>,
-    /// Photos a step.
-    pub batch_size: usize,
+    /// The settings the run trains with (from its first event: a resumed run's are the
+    /// checkpoint's), once it started.
+    pub config: Option<TrainConfig>,
+    /// The epoch its stage began at (the continued model's epochs; 0 for a first stage).
+    pub stage_start: usize,
+    /// The epoch (0-based) this run started at: after the model's and any before a resume.
+    pub first_epoch: usize,
     /// Optimizer steps per epoch (for the charts' x axis in epochs), once the run started.
     pub steps_per_epoch: usize,
-    /// Epochs the run was asked for.
+    /// The epoch the run ends at, once it started.
     pub total_epochs: usize,
     /// (epoch, loss) of every batch.
     pub batch_loss: Vec<[f64; 2]>,
     /// (epoch, accuracy) of every batch.
     pub batch_accuracy: Vec<[f64; 2]>,
-    /// Every finished epoch.
+    /// Every finished epoch (the continued model's and a resumed run's first).
     pub epochs: Vec<EpochMetrics>,
-    /// The phase in progress.
+    /// The phase in progress, and when the window heard of it.
     pub progress: Option<PhaseProgress>,
+    progress_at: Option<Instant>,
+    /// When this run's current epoch began, and the wall time of each epoch it finished.
+    epoch_began: Option<Instant>,
+    epoch_secs: Vec<f64>,
     /// Photos left out, with why.
     pub skipped: Vec<(PathBuf, String)>,
     /// How the run ended, in words.
     pub outcome: Option<String>,
     /// Why the run failed.
     pub failed: Option<String>,
+    /// What went wrong without failing the run.
+    pub warning: Option<String>,
 }
 
 impl TrainLog {
-    /// A log for a run of `total_epochs` epochs of `batch_size` photos a step.
-    pub fn new(total_epochs: usize, batch_size: usize) -> Self {
-        Self {
-            total_epochs,
-            batch_size,
-            ..Self::default()
-        }
-    }
-
     /// The log of a model's saved history (a model opened after a restart shows its curves).
     pub fn from_history(history: Vec<EpochMetrics>) -> Self {
         Self {
             total_epochs: history.len(),
             outcome: (!history.is_empty())
-                .then(|| format!("The model's training: {} epoch(s)", history.len())),
+                .then(|| format!("The model's training: {}", epochs_text(history.len()))),
             epochs: history,
             ..Self::default()
         }
     }
 
-    /// Takes in one event. Returns the summary when the run finished.
-    pub fn apply(&mut self, event: TrainEvent) -> Option<Box<RunSummary>> {
+    /// The epochs this run finished (not the continued model's, nor those before a resume).
+    pub fn trained_here(&self) -> &[EpochMetrics] {
+        let before = self.epochs.partition_point(|m| m.epoch <= self.first_epoch);
+        &self.epochs[before..]
+    }
+
+    /// Takes in one event, heard at `now`. Returns the summary when the run finished.
+    pub fn apply(&mut self, event: TrainEvent, now: Instant) -> Option<Box<RunSummary>> {
         match event {
             TrainEvent::Started {
                 ref classes,
                 train,
                 ref history,
+                ref config,
+                stage_start,
+                first_epoch,
                 ..
             } => {
-                self.steps_per_epoch = train.div_ceil(self.batch_size.max(1)).max(1);
+                self.steps_per_epoch = train.div_ceil(config.batch_size.max(1)).max(1);
                 self.info = started_lines(&event);
                 self.classes.clone_from(classes);
+                self.total_epochs = config.epochs;
+                self.stage_start = stage_start;
+                self.first_epoch = first_epoch.saturating_sub(1);
+                self.config = Some((**config).clone());
                 // A resumed run's curves go on from the epochs before the stop.
                 self.epochs.clone_from(history);
             }
-            TrainEvent::Progress(progress) => self.progress = Some(progress),
+            TrainEvent::Progress(progress) => {
+                if progress.phase != Phase::Features && self.epoch_began.is_none() {
+                    self.epoch_began = Some(now);
+                }
+                self.progress = Some(progress);
+                self.progress_at = Some(now);
+            }
             TrainEvent::Batch {
                 step,
                 loss,
@@ -81,19 +105,32 @@ impl TrainLog {
                 self.batch_loss.push([x, loss]);
                 self.batch_accuracy.push([x, accuracy]);
             }
-            TrainEvent::Epoch(m) => self.epochs.push(m),
+            TrainEvent::Epoch(m) => {
+                if let Some(began) = self.epoch_began.take() {
+                    self.epoch_secs
+                        .push(now.duration_since(began).as_secs_f64());
+                }
+                self.epochs.push(m);
+            }
             TrainEvent::CheckpointSaved { .. } => {}
             TrainEvent::Skipped { path, reason } => self.skipped.push((path, reason)),
             TrainEvent::Finished(summary) => {
                 self.outcome = Some(finished_line(&summary));
+                self.warning.clone_from(&summary.warning);
                 self.progress = None;
                 return Some(summary);
             }
             TrainEvent::Stopped {
                 epochs_done,
-                checkpoint,
+                ref checkpoint,
+                ref model,
             } => {
-                self.outcome = Some(stopped_line(epochs_done, checkpoint.is_some()));
+                let trained = self.trained_here().len();
+                self.outcome = Some(stopped_line(
+                    epochs_done,
+                    trained,
+                    (checkpoint.is_some(), model.is_some()),
+                ));
                 self.progress = None;
             }
             TrainEvent::Failed { reason } => {
@@ -104,22 +141,76 @@ impl TrainLog {
         None
     }
 
-    /// The phase in progress in one line: "Epoch 2 of 10: 320/1600 — 410.2 images/s — 3s left".
+    /// The phase in progress in one line: "Epoch 2 of 10: 320/1600 — 410.2 images/s".
     pub fn progress_line(&self) -> Option<String> {
         let p = self.progress?;
         let name = match p.phase {
-            Phase::Features => "Computing frozen features".to_owned(),
+            Phase::Features => "Computing the frozen layers' features (photos)".to_owned(),
             Phase::Training => format!("Epoch {} of {}", p.epoch, self.total_epochs),
-            Phase::Validating => "Validating".to_owned(),
+            Phase::Validating => format!("Validating epoch {}", p.epoch),
         };
         Some(format!(
-            "{name}: {}/{} — {:.1} images/s — {} left",
-            p.done,
-            p.total,
-            p.images_per_sec,
-            duration_text(p.eta_secs)
+            "{name}: {} of {} — {:.1} images/s",
+            p.done, p.total, p.images_per_sec
         ))
     }
+
+    /// How long the rest of the run takes, seen at `now`, in words: the whole run once an
+    /// epoch of it has been timed, else the phase in progress and what comes after it. It
+    /// counts down between events, and says "finishing" rather than a time that ran out.
+    pub fn time_left(&self, now: Instant) -> Option<String> {
+        let p = self.progress?;
+        let heard = self
+            .progress_at
+            .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
+        let phase_left = p.eta_secs - heard;
+        let epochs_after = self
+            .total_epochs
+            .saturating_sub(p.epoch.max(self.first_epoch));
+        if p.phase == Phase::Features {
+            let then = match self.total_epochs.saturating_sub(self.first_epoch) {
+                0 => String::new(),
+                n => format!(", then {}", epochs_text(n)),
+            };
+            return Some(match left_text(phase_left) {
+                Some(t) => format!("{t} left for the features{then}"),
+                None => format!("Finishing the features{then}"),
+            });
+        }
+        let mean = self.epoch_secs.iter().sum::<f64>() / self.epoch_secs.len().max(1) as f64;
+        if self.epoch_secs.is_empty() {
+            let then = match epochs_after {
+                0 => String::new(),
+                n => format!(
+                    ", then {}",
+                    crate::words::count(n, "more epoch", "more epochs")
+                ),
+            };
+            return Some(match (left_text(phase_left), p.phase) {
+                (Some(t), Phase::Training) => format!("{t} left in epoch {}{then}", p.epoch),
+                (Some(t), _) => format!("{t} left in its validation{then}"),
+                (None, _) => format!("Finishing epoch {}{then}", p.epoch.max(1)),
+            });
+        }
+        let in_epoch = self
+            .epoch_began
+            .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
+        let left = (mean - in_epoch).max(phase_left.max(0.0)) + mean * epochs_after as f64;
+        Some(match left_text(left) {
+            Some(t) => format!("{t} left"),
+            None => "Finishing".to_owned(),
+        })
+    }
+}
+
+/// "About 3m10s" for a time still to come; `None` once it has run out (the work is late).
+fn left_text(secs: f64) -> Option<String> {
+    (secs >= 0.5).then(|| format!("About {}", duration_text(secs)))
+}
+
+/// "1 epoch", "3 epochs".
+pub fn epochs_text(n: usize) -> String {
+    crate::words::epochs(n)
 }
 
 /// What a run says when it starts, one line each: photos, device, feature cache, weights.
@@ -144,8 +235,30 @@ pub fn started_lines(event: &TrainEvent) -> Vec<String> {
         format!("feature cache: {cache}"),
     ];
     lines.extend(weights.iter().map(|w| format!("weights: {w}")));
-    if *first_epoch > 1 {
-        lines.push(format!("resuming at epoch {first_epoch}"));
+    if let TrainEvent::Started {
+        config,
+        stage_start,
+        resumed,
+        ..
+    } = event
+    {
+        lines.push(format!(
+            "training: {} ({} head), learning rate {:.0e}, epochs {} to {}",
+            config.trainable.label(),
+            config.head.short(),
+            config.learning_rate,
+            stage_start + 1,
+            config.epochs
+        ));
+        if *stage_start > 0 {
+            lines.push(format!(
+                "a new stage of a model trained for {}",
+                epochs_text(*stage_start)
+            ));
+        }
+        if *resumed {
+            lines.push(format!("resuming at epoch {first_epoch}"));
+        }
     }
     lines
 }
@@ -173,16 +286,33 @@ pub fn finished_line(summary: &RunSummary) -> String {
     )
 }
 
-/// What a stopped run left.
-pub fn stopped_line(epochs_done: usize, has_checkpoint: bool) -> String {
-    format!(
-        "Stopped after {epochs_done} epoch(s).{}",
-        if has_checkpoint {
-            " Resume continues from the last checkpoint."
-        } else {
-            " No checkpoint was written yet."
-        }
-    )
+/// What a stopped run left: `epochs_done` in all, `trained` of them in this run; whether a
+/// checkpoint and a model were written.
+pub fn stopped_line(
+    epochs_done: usize,
+    trained: usize,
+    (checkpoint, model): (bool, bool),
+) -> String {
+    let resume = if checkpoint {
+        " Resume continues from the last checkpoint."
+    } else {
+        " Features computed so far stay in the cache: Resume (or Start) goes on from there."
+    };
+    if model {
+        format!(
+            "Stopped after epoch {epochs_done} ({} in this run): the model in use is the one \
+             after epoch {epochs_done}.{resume}",
+            epochs_text(trained)
+        )
+    } else if epochs_done == 0 {
+        format!("Stopped before the first epoch finished.{resume}")
+    } else {
+        format!(
+            "Stopped before an epoch of this run finished: the model in use is unchanged \
+             ({}).{resume}",
+            epochs_text(epochs_done)
+        )
+    }
 }
 
 /// The short name of a phase for a progress bar: "features", "epoch 3", "validating".
@@ -228,19 +358,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn events_become_the_lines_and_curves_people_see() {
-        let mut log = TrainLog::new(3, 4);
-        log.apply(TrainEvent::Started {
+    fn started(first_epoch: usize, stage_start: usize, history: Vec<EpochMetrics>) -> TrainEvent {
+        TrainEvent::Started {
             classes: vec!["cat".into(), "dog".into()],
             train: 10,
             valid: 2,
             device: "CPU".into(),
             cache: "on".into(),
-            first_epoch: 2,
+            first_epoch,
             weights: vec!["13 convolutions from ImageNet".into()],
-            history: vec![epoch(1)],
-        });
+            history,
+            config: Box::new(TrainConfig {
+                epochs: 3,
+                batch_size: 4,
+                ..TrainConfig::default()
+            }),
+            stage_start,
+            resumed: first_epoch > stage_start + 1,
+        }
+    }
+
+    fn progress(phase: Phase, epoch: usize, done: usize, eta_secs: f64) -> TrainEvent {
+        TrainEvent::Progress(PhaseProgress {
+            phase,
+            epoch,
+            done,
+            total: 10,
+            images_per_sec: 4.0,
+            eta_secs,
+        })
+    }
+
+    #[test]
+    fn events_become_the_lines_and_curves_people_see() {
+        let now = Instant::now();
+        let mut log = TrainLog::default();
+        log.apply(started(2, 0, vec![epoch(1)]), now);
         assert_eq!(
             log.epochs,
             [epoch(1)],
@@ -255,46 +408,115 @@ mod tests {
                 "device: CPU",
                 "feature cache: on",
                 "weights: 13 convolutions from ImageNet",
+                "training: the head (pooled head), learning rate 1e-3, epochs 1 to 3",
                 "resuming at epoch 2",
             ]
         );
-        log.apply(TrainEvent::Batch {
-            epoch: 2,
-            step: 6,
-            loss: 0.5,
-            accuracy: 1.0,
-        });
+        log.apply(
+            TrainEvent::Batch {
+                epoch: 2,
+                step: 6,
+                loss: 0.5,
+                accuracy: 1.0,
+            },
+            now,
+        );
         assert_eq!(log.batch_loss, [[2.0, 0.5]]);
-        log.apply(TrainEvent::Progress(PhaseProgress {
-            phase: Phase::Training,
-            epoch: 2,
-            done: 8,
-            total: 10,
-            images_per_sec: 4.0,
-            eta_secs: 65.0,
-        }));
+        log.apply(progress(Phase::Training, 2, 8, 65.0), now);
         assert_eq!(
             log.progress_line().as_deref(),
-            Some("Epoch 2 of 3: 8/10 — 4.0 images/s — 1m05s left")
+            Some("Epoch 2 of 3: 8 of 10 — 4.0 images/s")
         );
-        log.apply(TrainEvent::Epoch(epoch(2)));
+        log.apply(TrainEvent::Epoch(epoch(2)), now);
         assert_eq!(log.epochs.len(), 2);
+        assert_eq!(
+            log.trained_here(),
+            [epoch(2)],
+            "epoch 1 came before the resume"
+        );
         assert_eq!(
             epoch_line(&log.epochs[1]),
             "epoch   2: train loss 0.5000 acc 75.00% | valid loss 0.2500 acc 87.50% | 1.2 s"
         );
-        assert!(
-            log.apply(TrainEvent::Stopped {
-                epochs_done: 2,
-                checkpoint: None
-            })
-            .is_none()
-        );
+        let stop = TrainEvent::Stopped {
+            epochs_done: 2,
+            checkpoint: Some("c".into()),
+            model: Some("m".into()),
+        };
+        assert!(log.apply(stop, now).is_none());
         assert_eq!(log.progress, None);
         assert_eq!(
             log.outcome.as_deref(),
-            Some("Stopped after 2 epoch(s). No checkpoint was written yet.")
+            Some(
+                "Stopped after epoch 2 (1 epoch in this run): the model in use is the one after \
+                 epoch 2. Resume continues from the last checkpoint."
+            )
         );
+        // A stage that says so, and a stop before its first epoch leaves the model as it was.
+        let mut stage = TrainLog::default();
+        stage.apply(started(3, 2, vec![epoch(1), epoch(2)]), now);
+        assert!(
+            stage
+                .info
+                .iter()
+                .any(|l| l == "a new stage of a model trained for 2 epochs")
+        );
+        assert!(
+            !stage.info.iter().any(|l| l.starts_with("resuming")),
+            "{:?}",
+            stage.info
+        );
+        let stop = TrainEvent::Stopped {
+            epochs_done: 2,
+            checkpoint: None,
+            model: None,
+        };
+        stage.apply(stop, now);
+        assert!(
+            stage
+                .outcome
+                .as_deref()
+                .is_some_and(|o| o.contains("the model in use is unchanged (2 epochs)")
+                    && o.contains("stay in the cache")),
+            "{:?}",
+            stage.outcome
+        );
+    }
+
+    #[test]
+    fn the_time_left_is_the_whole_runs_and_counts_down_between_events() {
+        let t0 = Instant::now();
+        let at = |secs: f64| t0 + std::time::Duration::from_secs_f64(secs);
+        let mut log = TrainLog::default();
+        log.apply(started(1, 0, Vec::new()), t0);
+        // The feature pass: its own time, then the epochs to come.
+        log.apply(progress(Phase::Features, 0, 2, 40.0), t0);
+        assert_eq!(
+            log.time_left(at(10.0)).as_deref(),
+            Some("About 30s left for the features, then 3 epochs")
+        );
+        assert_eq!(
+            log.time_left(at(45.0)).as_deref(),
+            Some("Finishing the features, then 3 epochs"),
+            "never a time that already ran out"
+        );
+        // The first epoch, before any epoch was timed.
+        log.apply(progress(Phase::Training, 1, 5, 20.0), at(50.0));
+        assert_eq!(
+            log.time_left(at(50.0)).as_deref(),
+            Some("About 20s left in epoch 1, then 2 more epochs")
+        );
+        log.apply(TrainEvent::Epoch(epoch(1)), at(90.0));
+        // 40 s an epoch: the whole run's rest, counting down.
+        log.apply(progress(Phase::Training, 2, 1, 35.0), at(91.0));
+        assert_eq!(
+            log.time_left(at(100.0)).as_deref(),
+            Some("About 1m11s left")
+        );
+        assert_eq!(log.time_left(at(130.0)).as_deref(), Some("About 41s left"));
+        log.apply(TrainEvent::Epoch(epoch(2)), at(131.0));
+        log.apply(progress(Phase::Training, 3, 9, 1.0), at(170.0));
+        assert_eq!(log.time_left(at(250.0)).as_deref(), Some("Finishing"));
     }
 
     #[test]

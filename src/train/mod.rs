@@ -19,17 +19,22 @@ pub mod config;
 pub mod events;
 mod features;
 pub mod host_head;
+mod job;
 pub mod log;
-pub mod metrics;
 pub mod optim;
 mod run;
+mod seeds;
 mod start;
 mod stepper;
 pub mod worker;
 
+/// The metrics of an evaluation live below training (a model file holds one), where prediction
+/// reads them too.
+pub use crate::metrics;
 pub use checkpoint::{DEFAULT_CHECKPOINT_INTERVAL, checkpoint_path_for};
 pub use config::{LrSchedule, OptimizerKind, TrainConfig, Trainable};
 pub use events::{EpochMetrics, Phase, PhaseProgress, RunSummary, TrainEvent};
+pub use job::TrainJob;
 pub use log::TrainLog;
 pub use metrics::Evaluation;
-pub use worker::{TrainJob, TrainingRun};
+pub use worker::TrainingRun;

@@ -154,3 +154,22 @@ mod tests {
         }
     }
 }
+
+/// The run's optimizer, as its settings ask.
+pub(super) fn optimizer(config: &super::config::TrainConfig) -> burn::optim::ModuleOptimizer {
+    use burn::optim::SgdConfig;
+    use burn::optim::momentum::MomentumConfig;
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        super::config::OptimizerKind::Adam => {
+            burn::optim::ModuleOptimizer::from(FusedAdam::new(config.weight_decay as f32))
+        }
+        super::config::OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+            ))
+            .with_weight_decay(decay)
+            .init(),
+    }
+}

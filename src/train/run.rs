@@ -23,34 +23,34 @@ use super::events::{EpochMetrics, Phase, RunSummary, TrainEvent};
 use super::features::{
     Context, FeaturePass, Sample, View, feature_pass, frozen_output_shape, samples_of,
 };
-use super::metrics::{EvaluatedImages, argmax};
+use super::job::{Emitter, Outcome, TrainJob};
+use super::seeds::{DROPOUT_STREAM, MIRROR_STREAM, SHUFFLE_STREAM, derive_seed};
 use super::start::StartingPoint;
 use super::stepper::{Stepper, forward_trainable, freeze};
-use super::worker::{Emitter, Outcome, TrainJob};
 use crate::data::{DecodeLimits, Preprocessing, Split};
 use crate::device;
+use crate::metrics::{EvaluatedImages, argmax};
 use crate::model::bundle::{self, BundleHeader};
 use crate::model::frozen::FrozenConvs;
 use crate::model::host::to_host;
 use crate::model::{Vgg16, Vgg16Config};
 use crate::rng::SplitMix64;
 
-/// The random streams a run draws from, each seeded per epoch and item ([`derive_seed`]).
-const SHUFFLE_STREAM: u64 = 1;
-const DROPOUT_STREAM: u64 = 2;
-pub(super) const AUGMENT_STREAM: u64 = 3;
-const MIRROR_STREAM: u64 = 4;
-
-/// A seed for (run seed, epoch, stream, item): distinct streams never share draws.
-pub(super) fn derive_seed(seed: u64, epoch: usize, stream: u64, item: usize) -> u64 {
-    let mut rng = SplitMix64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let a = rng.next_u64() ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    SplitMix64(a ^ (item as u64).wrapping_mul(0xA24B_AED4_963E_E407)).next_u64()
-}
-
 /// Runs `job` to its end, a stop, or an error.
 pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, String> {
     let mut config = job.config.clone();
+    let resuming = job
+        .checkpoint
+        .as_deref()
+        .filter(|p| job.resume && p.is_file());
+    if let Some(path) = resuming.filter(|_| job.resume_as_saved) {
+        // The window's Resume: the stopped run goes on as it was saved, whatever the settings
+        // on screen say now (a deeper stage stays the deeper stage).
+        let header = bundle::read_header(path).map_err(|e| e.to_string())?;
+        let (saved, _) = super::config::as_saved(&header, &config)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        config = saved;
+    }
     config.validate()?;
     let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
     let classes = job.dataset.classes.clone();
@@ -83,7 +83,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         &model_config,
         &classes,
         (job.weights.as_deref(), job.from_model.as_deref()),
-        job.checkpoint.as_deref().filter(|_| job.resume),
+        resuming,
         &device,
     )?;
     // A stage continuing a model adds its epochs after the model's, on one time axis.
@@ -95,7 +95,12 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
     };
     let frozen_convs = config.trainable.frozen_convs();
     let frozen = FrozenConvs::new(start.model.valid(), frozen_convs);
-    let cache = open_cache(&job, &start.weights_id, preprocessing, &model_config)?;
+    let cache = open_cache(
+        (&job, &config),
+        &start.weights_id,
+        preprocessing,
+        &model_config,
+    )?;
     let cache_note = cache_note(cache.as_ref(), &config);
     let ctx = Context {
         emit,
@@ -118,6 +123,9 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         first_epoch: start.first_epoch + 1,
         weights: start.messages.clone(),
         history: start.history.clone(),
+        config: Box::new(config.clone()),
+        stage_start: start.stage_start,
+        resumed: start.resumed_from.is_some(),
     });
 
     let mut train = samples_of(&split.train);
@@ -126,6 +134,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         return Ok(Outcome::Stopped {
             epochs_done: start.first_epoch,
             checkpoint: start.resumed_from,
+            model: None,
         });
     };
     let model = freeze(
@@ -145,6 +154,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
             config: &config,
             weights_id: &start.weights_id,
             weights_file: &start.weights_file,
+            stage_start: start.stage_start,
         },
         train,
         valid,
@@ -152,14 +162,14 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
     epochs.run(model, start.optim, start.history, start.first_epoch, pass)
 }
 
-/// The feature cache for the run's frozen convolutions, when the run caches them.
+/// The feature cache for the run's frozen convolutions (with the run's own settings, which a
+/// resumed run takes from its checkpoint), when the run caches them.
 fn open_cache(
-    job: &TrainJob,
+    (job, config): (&TrainJob, &TrainConfig),
     weights_id: &str,
     preprocessing: Preprocessing,
     model_config: &Vgg16Config,
 ) -> Result<Option<FeatureCache>, String> {
-    let config = &job.config;
     if !config.uses_feature_cache() {
         return Ok(None);
     }
@@ -194,6 +204,7 @@ struct Identity<'a> {
     config: &'a TrainConfig,
     weights_id: &'a str,
     weights_file: &'a Option<String>,
+    stage_start: usize,
 }
 
 impl Identity<'_> {
@@ -217,6 +228,7 @@ impl Identity<'_> {
             validation: None,
             mirror_tta: self.config.mirror_tta,
             square_tta: self.config.square_tta,
+            stage_start: Some(self.stage_start),
         }
     }
 }
@@ -253,10 +265,8 @@ impl Epochs<'_> {
         let mut evaluated = self.evaluate(&model.valid(), 0)?;
         let mut step = first_epoch * self.train.len().div_ceil(config.batch_size.max(1));
         let mut writer = CheckpointWriter::new(job.checkpoint_interval);
-        let stopped = |epochs_done| Outcome::Stopped {
-            epochs_done,
-            checkpoint: job.checkpoint.clone().filter(|p| p.is_file()),
-        };
+        // The model as it stood after the last epoch this run finished: what a stop saves.
+        let mut finished: Option<Vgg16> = None;
         for epoch in first_epoch..config.epochs {
             let started = Instant::now();
             let lr = config.schedule.rate(
@@ -268,8 +278,7 @@ impl Epochs<'_> {
             (model, trained) =
                 self.train_epoch(model, &mut optim, &mut writer, epoch, lr, &mut step)?;
             let Some(trained) = trained else {
-                writer.flush(ctx.emit)?;
-                return Ok(stopped(epoch));
+                return self.stopped(&mut writer, (finished, &history, &evaluated), epoch);
             };
             evaluated = self.evaluate(&model.valid(), epoch + 1)?;
             let metrics = EpochMetrics {
@@ -283,6 +292,7 @@ impl Epochs<'_> {
             };
             history.push(metrics.clone());
             ctx.emit.send(TrainEvent::Epoch(metrics));
+            finished = Some(model.valid());
             if let Some(path) = &job.checkpoint {
                 let header = self.identity.header(&history, epoch + 1);
                 let last = epoch + 1 == config.epochs;
@@ -296,22 +306,29 @@ impl Epochs<'_> {
                 .stop_after
                 .is_some_and(|n| epoch + 1 >= n && epoch + 1 < config.epochs)
             {
-                writer.flush(ctx.emit)?;
-                return Ok(stopped(epoch + 1));
+                return self.stopped(&mut writer, (finished, &history, &evaluated), epoch + 1);
             }
         }
 
-        // The model is saved while the last checkpoint is still being written on its thread.
+        // The checkpoint is written while the model is saved; a model that is saved is a
+        // finished run, even when its last checkpoint then cannot be written (it is only
+        // needed to add epochs later), and a model that cannot be saved leaves `out` as it
+        // was (a failed run: the last epoch's checkpoint is written instead, for a resume).
         if let Some(out) = &job.out {
-            let mut header = self.identity.header(&history, config.epochs);
-            header.validation = Some(evaluated.clone());
-            bundle::save(out, &header, &model.valid(), None).map_err(|e| e.to_string())?;
+            self.save_model(out, &model.valid(), &history, &evaluated)?;
         }
         if !job.final_checkpoint {
             // The model is safe on disk: the snapshot kept for a failed save is not needed.
             writer.discard();
         }
-        writer.flush(ctx.emit)?;
+        let warning = match writer.flush(ctx.emit) {
+            Ok(()) => None,
+            Err(e) if job.out.is_some() => Some(format!(
+                "the model is saved, but its last checkpoint could not be written ({e}): a \
+                 later run cannot add epochs to it"
+            )),
+            Err(e) => return Err(e),
+        };
         Ok(Outcome::Finished(Box::new(RunSummary {
             epochs: config.epochs,
             validation: evaluated,
@@ -322,7 +339,47 @@ impl Epochs<'_> {
             cache_misses: pass.misses,
             skipped: pass.skipped,
             model: job.out.clone(),
+            warning,
         })))
+    }
+
+    /// Saves the model at `out` (atomically) with its history and last validation pass.
+    fn save_model(
+        &self,
+        out: &std::path::Path,
+        model: &Vgg16,
+        history: &[EpochMetrics],
+        evaluated: &EvaluatedImages,
+    ) -> Result<(), String> {
+        let epochs = history.last().map_or(0, |m| m.epoch);
+        let mut header = self.identity.header(history, epochs);
+        header.validation = Some(evaluated.clone());
+        bundle::save(out, &header, model, None).map_err(|e| e.to_string())
+    }
+
+    /// Ends a stopped run after `epochs_done` epochs: its last checkpoint is written, and the
+    /// model of the last epoch this run finished, if it finished one, is saved at `out`, so
+    /// that what the run shows is what it leaves.
+    fn stopped(
+        &self,
+        writer: &mut CheckpointWriter,
+        (finished, history, evaluated): (Option<Vgg16>, &[EpochMetrics], &EvaluatedImages),
+        epochs_done: usize,
+    ) -> Result<Outcome, String> {
+        let job = self.job;
+        writer.flush(self.ctx.emit)?;
+        let model = match (finished, &job.out) {
+            (Some(model), Some(out)) => {
+                self.save_model(out, &model, history, evaluated)?;
+                Some(out.clone())
+            }
+            _ => None,
+        };
+        Ok(Outcome::Stopped {
+            epochs_done,
+            checkpoint: job.checkpoint.clone().filter(|p| p.is_file()),
+            model,
+        })
     }
 
     /// One epoch's training batches, in an order shuffled from the seed; `None` when stopped.
@@ -446,7 +503,7 @@ impl Epochs<'_> {
                     }
                 }
             }
-            let p = crate::infer::mean_of_views(of_views);
+            let p = crate::metrics::mean_of_views(of_views);
             probs.extend(rows(p, classes.len()));
             labels.extend(kept.iter().map(|&i| chunk[i].label));
             paths.extend(kept.iter().map(|&i| chunk[i].path.clone()));

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::TrainConfig;
 use super::events::EpochMetrics;
-use super::stepper::optimizer;
+use super::optim::optimizer;
 use crate::data::Convention;
 use crate::device;
 use crate::model::bundle;
@@ -47,6 +47,12 @@ pub(super) struct StartingPoint {
     pub stage_start: usize,
 }
 
+/// A checkpoint read back, and the stage it says it belongs to.
+struct Resumed {
+    start: StartingPoint,
+    stage_start: Option<usize>,
+}
+
 impl StartingPoint {
     /// Resumes `checkpoint` when it is given and exists, else continues `from_model` as a new
     /// stage when given, else starts fresh from `weights` (or seeded random values when there
@@ -59,22 +65,31 @@ impl StartingPoint {
         checkpoint: Option<&Path>,
         device: &Device,
     ) -> Result<Self, String> {
-        let stage_start = match from_model {
-            Some(path) => {
-                bundle::read_header(path)
-                    .map_err(|e| e.to_string())?
-                    .next_epoch
-            }
-            None => 0,
+        // The continued model's epochs, for a checkpoint written before the checkpoint said
+        // which stage it belongs to.
+        let model_epochs = || match from_model {
+            Some(path) => bundle::read_header(path)
+                .map(|h| h.next_epoch)
+                .map_err(|e| e.to_string()),
+            None => Ok(0),
         };
-        let start = match (checkpoint.filter(|p| p.is_file()), from_model) {
-            (Some(path), _) => Self::resume(path, config, model_config, classes, device),
+        match (checkpoint.filter(|p| p.is_file()), from_model) {
+            (Some(path), _) => {
+                let resumed = Self::resume(path, config, model_config, classes, device)?;
+                let stage_start = match resumed.stage_start {
+                    Some(k) => k,
+                    None => model_epochs()?,
+                };
+                Ok(Self {
+                    stage_start,
+                    ..resumed.start
+                })
+            }
             (None, Some(model)) => {
                 Self::continue_from(model, config, model_config, classes, device)
             }
             (None, None) => Self::fresh(weights, config, model_config, device),
-        };
-        start.map(|s| Self { stage_start, ..s })
+        }
     }
 
     /// A new stage on a trained model: its weights, classes, preprocessing and history, with a
@@ -120,13 +135,15 @@ impl StartingPoint {
         })
     }
 
+    /// The checkpoint at `path`, with the stage it says it belongs to (`None` in checkpoints
+    /// written before they said).
     fn resume(
         path: &Path,
         config: &TrainConfig,
         model_config: &Vgg16Config,
         classes: &[String],
         device: &Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Resumed, String> {
         let header = read_matching(path, "checkpoint", classes, model_config)?;
         same_switches(path, &header, config)?;
         let loaded = bundle::load(path, device).map_err(|e| e.to_string())?;
@@ -143,17 +160,20 @@ impl StartingPoint {
             optim = optim.load_record(record);
         }
         let header = loaded.header;
-        Ok(Self {
-            model: loaded.model,
-            optim,
-            history,
-            first_epoch: header.next_epoch,
-            convention: header.preprocessing.convention,
-            weights_id: header.base_weights_sha256,
-            weights_file: header.base_weights_file,
-            messages: vec![format!("resumed from {}", path.display())],
-            resumed_from: Some(path.to_owned()),
-            stage_start: 0,
+        Ok(Resumed {
+            stage_start: header.stage_start,
+            start: Self {
+                model: loaded.model,
+                optim,
+                history,
+                first_epoch: header.next_epoch,
+                convention: header.preprocessing.convention,
+                weights_id: header.base_weights_sha256,
+                weights_file: header.base_weights_file,
+                messages: vec![format!("resumed from {}", path.display())],
+                resumed_from: Some(path.to_owned()),
+                stage_start: 0,
+            },
         })
     }
 

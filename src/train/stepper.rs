@@ -4,16 +4,13 @@
 //! frozen, the optimizer, and the one cross-entropy the autodiff step and its tests use.
 
 use burn::module::Module as _;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::config::{OptimizerKind, TrainConfig, Trainable};
+use super::config::{OptimizerKind, Trainable};
 use super::features::{Context, Sample, View};
 use super::host_head;
-use super::optim::FusedAdam;
 use crate::model::host::to_host;
 use crate::model::{HeadKind, Vgg16};
 use crate::rng::SplitMix64;
@@ -144,20 +141,6 @@ pub(super) fn freeze(mut model: Vgg16, trainable: Trainable, head: HeadKind) -> 
         }
     }
     model
-}
-
-pub(super) fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.optimizer {
-        OptimizerKind::Adam => ModuleOptimizer::from(FusedAdam::new(config.weight_decay as f32)),
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
-            ))
-            .with_weight_decay(decay)
-            .init(),
-    }
 }
 
 /// The trainable part's forward pass from the frozen part's output.

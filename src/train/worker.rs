@@ -1,50 +1,13 @@
 //! The worker thread a run lives on: starting it, stopping it within one batch, handing its
 //! events to whoever listens, and turning a panic into a `Failed` event instead of a lost run.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, channel};
 
-use super::config::TrainConfig;
-use super::events::{RunSummary, TrainEvent};
+use super::events::TrainEvent;
+use super::job::{Emitter, Outcome, TrainJob};
 use super::run::run;
-use crate::data::Dataset;
-
-/// One training run's inputs.
-#[derive(Clone, Debug)]
-pub struct TrainJob {
-    /// The scanned photos.
-    pub dataset: Dataset,
-    /// The base weights; `None` starts from seeded random weights (tests, from-scratch runs).
-    pub weights: Option<PathBuf>,
-    /// A trained model (`.vggtune`) to continue from as a new stage (e.g. block 5 at a lower
-    /// learning rate after the head): its weights, classes and history; `weights` is not used.
-    /// Its epochs come first on the run's time axis and the run adds `config.epochs` more.
-    pub from_model: Option<PathBuf>,
-    /// What to do.
-    pub config: TrainConfig,
-    /// Where to save the finished model.
-    pub out: Option<PathBuf>,
-    /// The checkpoint: rewritten after an epoch once `checkpoint_interval` has passed since the
-    /// last write, and always after the last epoch and when the run stops.
-    pub checkpoint: Option<PathBuf>,
-    /// See `checkpoint`; [`Duration::ZERO`] writes it after every epoch.
-    pub checkpoint_interval: Duration,
-    /// Whether the checkpoint is written after the last epoch too (the CLI keeps it, for a
-    /// `--resume` with more epochs; the window deletes a finished run's). Without it, the last
-    /// epoch's snapshot is written only if saving the model fails.
-    pub final_checkpoint: bool,
-    /// Continue from `checkpoint` when it exists.
-    pub resume: bool,
-    /// The feature cache's folder (default: the platform cache).
-    pub cache_root: Option<PathBuf>,
-    /// Stop, as the Stop button does, once this many epochs (counted across resumes) are done
-    /// and checkpointed; `resume` continues later. For scripts with a time budget, and for
-    /// tests that need the stop at an exact epoch.
-    pub stop_after: Option<usize>,
-}
 
 /// A run in progress on its worker thread.
 pub struct TrainingRun {
@@ -84,9 +47,11 @@ impl TrainingRun {
                     Ok(Ok(Outcome::Stopped {
                         epochs_done,
                         checkpoint,
+                        model,
                     })) => TrainEvent::Stopped {
                         epochs_done,
                         checkpoint,
+                        model,
                     },
                     Ok(Err(reason)) => TrainEvent::Failed { reason },
                     Err(panic) => TrainEvent::Failed {
@@ -157,27 +122,4 @@ impl Drop for TrainingRun {
             let _ = h.join();
         }
     }
-}
-
-/// Sends a run's events and wakes the listener.
-pub(super) struct Emitter {
-    tx: Sender<TrainEvent>,
-    wake: Box<dyn Fn() + Send>,
-}
-
-impl Emitter {
-    pub(super) fn send(&self, event: TrainEvent) {
-        // A closed receiver means nobody listens any more; the run goes on to its end or stop.
-        let _ = self.tx.send(event);
-        (self.wake)();
-    }
-}
-
-/// How a run ended, when it did not fail.
-pub(super) enum Outcome {
-    Finished(Box<RunSummary>),
-    Stopped {
-        epochs_done: usize,
-        checkpoint: Option<PathBuf>,
-    },
 }

@@ -236,21 +236,24 @@ impl Evaluation {
                         .then(a.index.cmp(&b.index))
                 });
                 mistakes.truncate(gallery_size);
-                let mut right: Vec<GalleryItem> = of_class
+                // Each photo in one gallery: the mistakes, then the least sure half of the
+                // rest (at most a gallery), then the surest of what is left.
+                let mut rest: Vec<GalleryItem> = of_class
                     .iter()
                     .filter(|i| i.predicted == c)
                     .map(|&i| i.clone())
                     .collect();
+                rest.sort_by(|a, b| margin(a).total_cmp(&margin(b)).then(a.index.cmp(&b.index)));
+                let uncertain: Vec<GalleryItem> = rest
+                    .drain(..rest.len().div_ceil(2).min(gallery_size))
+                    .collect();
+                let mut right = rest;
                 right.sort_by(|a, b| {
                     b.confidence
                         .total_cmp(&a.confidence)
                         .then(a.index.cmp(&b.index))
                 });
                 right.truncate(gallery_size);
-                let mut uncertain: Vec<GalleryItem> = of_class.iter().map(|&i| i.clone()).collect();
-                uncertain
-                    .sort_by(|a, b| margin(a).total_cmp(&margin(b)).then(a.index.cmp(&b.index)));
-                uncertain.truncate(gallery_size);
                 Galleries {
                     confident_mistakes: mistakes,
                     most_uncertain: uncertain,
@@ -289,6 +292,23 @@ impl Evaluation {
             .map(|(i, _)| i)
             .collect()
     }
+}
+
+/// The mean of a photo's views' probabilities (its mirror image, the other square): the one
+/// rule by which prediction, heatmaps' predictions and a run's validation combine views.
+pub fn mean_of_views(views: Vec<Vec<f32>>) -> Vec<f32> {
+    let count = views.len().max(1) as f32;
+    let mut views = views.into_iter();
+    let mut mean = views.next().unwrap_or_default();
+    for view in views {
+        for (m, v) in mean.iter_mut().zip(view) {
+            *m += v;
+        }
+    }
+    for m in &mut mean {
+        *m /= count;
+    }
+    mean
 }
 
 #[cfg(test)]
@@ -347,8 +367,8 @@ mod tests {
         assert!((e.per_class[0].recall - 2.0 / 3.0).abs() < 1e-12);
         assert!((e.per_class[1].f1 - 0.5).abs() < 1e-12);
         assert_eq!(e.per_class[1].support, 2);
-        // Galleries of cats: the one mistake (0.7 dog), right ones 0.9 then 0.6, most uncertain
-        // is the 0.6/0.4 image (margin 0.2).
+        // Galleries of cats, each photo in one: the one mistake (0.7 dog), the least sure
+        // half of the rest (the 0.6/0.4 image, margin 0.2), and the surest right (0.9).
         let g = &e.galleries[0];
         assert_eq!(
             g.confident_mistakes
@@ -362,10 +382,18 @@ mod tests {
                 .iter()
                 .map(|i| i.index)
                 .collect::<Vec<_>>(),
-            vec![0, 1]
+            vec![0]
         );
-        assert_eq!(g.most_uncertain[0].index, 1);
-        assert_eq!(e.galleries[1].most_uncertain[0].index, 4);
+        assert_eq!(
+            g.most_uncertain.iter().map(|i| i.index).collect::<Vec<_>>(),
+            vec![1]
+        );
+        let dogs = &e.galleries[1];
+        assert_eq!(dogs.confident_mistakes[0].index, 4);
+        assert!(
+            dogs.most_uncertain.iter().all(|i| i.index != 4),
+            "a mistake is shown once"
+        );
         assert_eq!(e.cell(&labels, &probs, 1, 0), vec![4]);
     }
 
