@@ -5,6 +5,14 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `text` as a sentence of its own: a capital first letter.
+pub fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
 /// "1 photo", "3 photos".
 pub fn photos(n: usize) -> String {
     count(n, "photo", "photos")
@@ -23,5 +31,6 @@ mod tests {
         assert_eq!(super::photos(0), "0 photos");
         assert_eq!(super::count(2, "class", "classes"), "2 classes");
         assert_eq!(super::epochs(1), "1 epoch");
+        assert_eq!(super::sentence("made with Keras"), "Made with Keras");
     }
 }

@@ -271,6 +271,36 @@ fn a_run_whose_model_is_saved_finishes_even_when_its_last_checkpoint_cannot_be_w
 }
 
 #[test]
+fn a_new_run_does_not_report_or_resume_an_older_runs_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    colour_dataset(data.path(), 8, 7);
+    let mut first = job(data.path(), tiny_config(3), work.path());
+    first.stop_after = Some(1);
+    let old = match TrainingRun::run_blocking(first, |_| {}) {
+        TrainEvent::Stopped { checkpoint, .. } => checkpoint.expect("the first run's checkpoint"),
+        other => panic!("expected a stop, got {other:?}"),
+    };
+    // A new run stopped before its first epoch: it has no checkpoint of its own, and the
+    // first run's is gone, so nothing resumes the wrong run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let run =
+        TrainingRun::start_with_stop(job(data.path(), tiny_config(3), work.path()), stop, || {})
+            .unwrap();
+    let mut last = None;
+    while let Some(e) = run.next_event() {
+        last = Some(e);
+    }
+    match last {
+        Some(TrainEvent::Stopped {
+            checkpoint, model, ..
+        }) => assert_eq!((checkpoint, model), (None, None)),
+        other => panic!("expected a stop, got {other:?}"),
+    }
+    assert!(!old.exists());
+}
+
+#[test]
 fn a_stage_stopped_and_resumed_as_saved_goes_on_as_the_stage_it_was() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();

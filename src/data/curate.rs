@@ -2,8 +2,8 @@
 //! to (into that class's folder, or renamed `dog.123.jpg` in Kaggle's flat layout), leave it out
 //! of training through an exclusion list kept in the photo folder itself ([`EXCLUDED_FILE`], one
 //! relative path a line, which the scan reads), or mark its label as checked ([`KEPT_FILE`], which
-//! label audits read). Nothing is deleted and nothing is overwritten; every change can be undone
-//! ([`Change::undo`]).
+//! label audits read). No photo is deleted and nothing is overwritten; every change can be undone
+//! ([`Change::undo`]), and a list that undoing empties is removed.
 
 use std::path::{Path, PathBuf};
 

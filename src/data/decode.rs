@@ -364,8 +364,7 @@ pub fn read_header(path: &Path) -> Result<(image::ImageFormat, u32, u32), Decode
     // a small one.
     let file = Capped {
         inner: file,
-        pos: 0,
-        cap: HEADER_READ_CAP,
+        left: HEADER_READ_CAP,
     };
     let reader = ImageReader::new(BufReader::new(file))
         .with_guessed_format()
@@ -383,36 +382,30 @@ pub fn read_header(path: &Path) -> Result<(image::ImageFormat, u32, u32), Decode
 }
 
 /// The most of a file read to find an image's format and size: markers before a JPEG's frame
-/// header are at most a few of 64 KB each, PNG's size is in its first chunk.
+/// header are at most a few of 64 KB each, PNG's size is in its first chunk, a TIFF's
+/// directory is read where it lies.
 pub const HEADER_READ_CAP: u64 = 16 << 20;
 
-/// A file read as if it ended at `cap` bytes.
+/// A file of which at most `left` bytes are read in all; seeks go through (a TIFF's directory
+/// may sit after its pixels), reads past the budget see the end of the file.
 struct Capped {
     inner: std::fs::File,
-    pos: u64,
-    cap: u64,
+    left: u64,
 }
 
 impl Read for Capped {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let room = usize::try_from(self.cap.saturating_sub(self.pos)).unwrap_or(usize::MAX);
+        let room = usize::try_from(self.left).unwrap_or(usize::MAX);
         let want = buf.len().min(room);
         let n = self.inner.read(&mut buf[..want])?;
-        self.pos += n as u64;
+        self.left -= n as u64;
         Ok(n)
     }
 }
 
 impl Seek for Capped {
     fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        let to = match to {
-            std::io::SeekFrom::End(back) => {
-                std::io::SeekFrom::Start(self.cap.saturating_add_signed(back))
-            }
-            other => other,
-        };
-        self.pos = self.inner.seek(to)?;
-        Ok(self.pos)
+        self.inner.seek(to)
     }
 }
 
@@ -475,5 +468,31 @@ mod budget_tests {
             "{text}"
         );
         assert!(check_file_size(Path::new("ok.jpg"), 5_000_000, &limits).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn a_large_tiff_whose_directory_follows_its_pixels_still_has_a_header() {
+        // 3000×2000 RGB, uncompressed: 18 MB of pixels before the directory, past the 16 MiB
+        // a header read may take.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.tif");
+        let pixels = vec![128u8; 3000 * 2000 * 3];
+        image::save_buffer_with_format(
+            &path,
+            &pixels,
+            3000,
+            2000,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Tiff,
+        )
+        .unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > HEADER_READ_CAP);
+        let (format, w, h) = read_header(&path).unwrap();
+        assert_eq!((format, w, h), (image::ImageFormat::Tiff, 3000, 2000));
     }
 }

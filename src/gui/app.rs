@@ -14,8 +14,8 @@ use super::prompt::{OpenDialog, PathPrompt};
 use super::train::TrainPanel;
 use super::weights::WeightsPanel;
 use super::{
-    APP_NAME, AppOptions, Commands, DeviceStatus, DialogPurpose, Shared, State, Thumbnails,
-    UiCommand, View, WeightsChoice, chrome,
+    APP_NAME, AppOptions, Commands, DeviceStatus, DialogPurpose, Replacing, Shared, State,
+    Thumbnails, UiCommand, View, WeightsChoice, chrome,
 };
 use crate::data::Dataset;
 use crate::device::{self, ComputeDevice, DeviceChoice, DeviceError};
@@ -32,8 +32,10 @@ pub struct VggtuneApp {
     pub(super) predict: PredictPanel,
     pub(super) model: ModelPanel,
     confirm_close: bool,
-    /// Start (resume: true) once the user agrees to replace the unsaved model.
-    confirm_start: Option<bool>,
+    /// What replaces the unsaved model once the user agrees.
+    confirm_replace: Option<Replacing>,
+    /// Quit once the run has stopped (the quit question's Stop training and quit).
+    quit_after_stop: bool,
     /// Quit once the model is saved (the unsaved-model question's Save).
     quit_after_save: bool,
     closing: bool,
@@ -94,7 +96,8 @@ impl VggtuneApp {
             predict: PredictPanel::default(),
             model: ModelPanel::default(),
             confirm_close: false,
-            confirm_start: None,
+            confirm_replace: None,
+            quit_after_stop: false,
             quit_after_save: false,
             closing: false,
             show_about: false,
@@ -258,19 +261,19 @@ impl VggtuneApp {
             UiCommand::CancelDownload => self.weights.cancel_download(),
             UiCommand::StartTraining { resume } => {
                 // Resume continues the stopped run; only a new run replaces the model.
-                if !resume && self.model.unsaved() {
-                    // A new run replaces the unsaved model: ask first.
-                    self.confirm_start = Some(resume);
-                } else {
-                    self.start_training(ctx, resume);
+                self.replace(ctx, Replacing::Start { resume }, !resume);
+            }
+            UiCommand::ReplaceAnyway => {
+                if let Some(what) = self.confirm_replace.take() {
+                    self.replace(ctx, what, false);
                 }
             }
-            UiCommand::StartAnyway => {
-                if let Some(resume) = self.confirm_start.take() {
-                    self.start_training(ctx, resume);
-                }
+            UiCommand::CancelReplace => self.confirm_replace = None,
+            UiCommand::StopAndQuit => {
+                self.confirm_close = false;
+                self.quit_after_stop = true;
+                self.train.stop();
             }
-            UiCommand::CancelStart => self.confirm_start = None,
             UiCommand::StopTraining => self.train.stop(),
             UiCommand::AddImages => self.predict.choose_files(ctx),
             UiCommand::PasteImage => self.predict.paste(ctx, shared),
@@ -280,12 +283,8 @@ impl VggtuneApp {
             UiCommand::ExportSubmission => self.ask(DialogPurpose::ExportSubmission),
             UiCommand::EvaluateDataset => self.evaluate_dataset(ctx),
             UiCommand::EvaluateFolder(path) => self.evaluate_folder(ctx, path),
-            UiCommand::NewModel => {
-                self.model.forget(shared);
-                self.evaluate.clear();
-                self.predict.clear();
-            }
-            UiCommand::OpenModel => self.ask(DialogPurpose::OpenModel),
+            UiCommand::NewModel => self.replace(ctx, Replacing::New, true),
+            UiCommand::OpenModel => self.replace(ctx, Replacing::Open, true),
             UiCommand::SaveModel => self.ask(DialogPurpose::SaveModel),
             UiCommand::Export(format) => self.ask(DialogPurpose::Export(format)),
             UiCommand::PromptOk => {
@@ -321,6 +320,27 @@ impl VggtuneApp {
             UiCommand::ToggleAbout => self.show_about = !self.show_about,
             UiCommand::CheckLabels => self.check_labels(ctx),
             UiCommand::FineTuneDeeper => self.fine_tune_deeper(ctx),
+        }
+    }
+
+    /// Does `what`, which replaces the model in use; when `ask` and that model is unsaved, asks
+    /// first (the question's answers come back as commands).
+    fn replace(&mut self, ctx: &egui::Context, what: Replacing, ask: bool) {
+        if ask && self.model.unsaved() {
+            self.confirm_replace = Some(what);
+            return;
+        }
+        match what {
+            Replacing::Start { resume } => self.start_training(ctx, resume),
+            Replacing::Open => self.ask(DialogPurpose::OpenModel),
+            Replacing::New => {
+                self.model.forget(&mut self.shared);
+                self.evaluate.clear();
+                self.predict.clear();
+                if !self.train.is_training() {
+                    self.train.log = crate::train::TrainLog::default();
+                }
+            }
         }
     }
 
@@ -444,12 +464,18 @@ impl VggtuneApp {
             {
                 self.evaluate.clear();
             }
-            // A model opened (after a restart, say) shows its curves and evaluation again,
-            // unless a run's are on screen.
-            if !self.train.is_training() && self.train.log.epochs.is_empty() {
-                self.train.log = crate::train::TrainLog::from_history(loaded.history);
-            }
-            if let Some(validation) = loaded.validation
+            // A model opened (after a restart too) shows its own curves and last validation
+            // in place of whatever was on screen, unless a run is going; a run's own model
+            // matches what its run showed.
+            if loaded.opened {
+                if !self.train.is_training() {
+                    self.train.log = crate::train::TrainLog::from_history(loaded.history);
+                }
+                match loaded.validation {
+                    Some(validation) => self.evaluate.show(validation),
+                    None => self.evaluate.clear(),
+                }
+            } else if let Some(validation) = loaded.validation
                 && self.evaluate.evaluation.is_none()
             {
                 self.evaluate.show(validation);
@@ -470,6 +496,12 @@ impl VggtuneApp {
         if std::mem::take(&mut self.model.save_failed) {
             // The save that a quit waited for failed: the window stays, with the notice.
             self.quit_after_save = false;
+        }
+        if self.quit_after_stop && !self.is_training() {
+            self.quit_after_stop = false;
+            self.model.discard();
+            self.closing = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         if self.quit_after_save && !self.model.unsaved() && self.model.activity().is_none() {
             self.quit_after_save = false;
@@ -696,15 +728,26 @@ impl eframe::App for VggtuneApp {
         // Over the view, not above it: a notice never moves the buttons under the pointer.
         chrome::notices_ui(&mut self.shared, &ctx);
         if self.confirm_close {
-            let running = self
-                .is_training()
-                .then(|| self.train.log.progress_line())
-                .flatten();
-            let running = running.or_else(|| self.is_training().then(|| "starting".to_owned()));
-            chrome::confirm_close_ui(&ctx, (running, self.model.unsaved()), &mut commands);
+            let running = self.is_training().then(|| {
+                self.train
+                    .log
+                    .phase_words()
+                    .map_or_else(|| "starting".to_owned(), |w| w.to_lowercase())
+            });
+            let log = &self.train.log;
+            // A checkpoint is kept if an epoch of the run finished or it resumed one.
+            let resumable = !log.trained_here().is_empty() || log.first_epoch > log.stage_start;
+            chrome::confirm_close_ui(
+                &ctx,
+                (running, resumable, self.model.unsaved()),
+                &mut commands,
+            );
         }
-        if self.confirm_start.is_some() {
-            chrome::confirm_start_ui(&ctx, &mut commands);
+        if let Some(what) = self.confirm_replace {
+            chrome::confirm_replace_ui(&ctx, what, &mut commands);
+        }
+        if self.quit_after_stop {
+            chrome::stopping_ui(&ctx);
         }
         if self.show_about {
             chrome::about_ui(&self.shared, &ctx, &mut commands);

@@ -183,10 +183,11 @@ impl AuditPanel {
             }
             if let Some((_, stop)) = &self.job {
                 let (text, fraction) = self.progress.text(Instant::now());
+                let width = (ui.available_width() - 80.0).max(320.0);
                 ui.add(
                     egui::ProgressBar::new(fraction)
                         .text(text)
-                        .desired_width(520.0),
+                        .desired_width(width),
                 );
                 if ui.button("Cancel").clicked() {
                     stop.store(true, Ordering::Relaxed);
@@ -437,14 +438,22 @@ impl FoldsProgress {
         let within = p.done as f32 / p.total.max(1) as f32;
         let fraction = (self.fold as f32 + within) / self.folds.max(1) as f32;
         let folds_after = self.folds.saturating_sub(self.fold + 1);
+        let more = |n: usize| crate::words::count(n, "more fold", "more folds");
         let left = if self.later_fold_secs.is_empty() {
-            let this = self.log.time_left(now).unwrap_or_default();
+            // Before a fold after the first is timed: this phase's time, then the folds.
+            let this = match self.log.phase_left(now) {
+                Some(secs) if secs >= 0.5 => {
+                    format!(
+                        "about {} left in this",
+                        crate::train::log::duration_text(secs)
+                    )
+                }
+                Some(_) => "finishing this".to_owned(),
+                None => "estimating".to_owned(),
+            };
             match folds_after {
                 0 => this,
-                n if self.fold == 0 => {
-                    format!("{this}; then {n} more folds on the cached features")
-                }
-                n => format!("{this}; then {n} more folds"),
+                n => format!("{this}; then {}", more(n)),
             }
         } else {
             let mean = self.later_fold_secs.iter().sum::<f64>() / self.later_fold_secs.len() as f64;

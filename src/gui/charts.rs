@@ -27,20 +27,33 @@ pub(super) fn run_ui(log: &TrainLog, ui: &mut egui::Ui, (running, view_height): 
         ui.label(line);
     }
     if let (Some(p), Some(line)) = (log.progress, log.progress_line()) {
-        ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(line));
-        let (done, total) = (
-            log.epochs.len().saturating_sub(log.stage_start),
-            log.total_epochs.saturating_sub(log.stage_start),
-        );
-        let what = if log.stage_start > 0 { "Stage" } else { "Run" };
         let left = log.time_left(Instant::now()).unwrap_or_default();
-        ui.add(
-            egui::ProgressBar::new(done as f32 / total.max(1) as f32)
-                .text(format!("{what}: {done} of {total} epochs done — {left}")),
-        );
+        let phase = egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32);
+        if p.phase == crate::train::Phase::Features {
+            // The feature pass is most of a first run: its bar is the run's.
+            ui.add(phase.text(format!("{line} — {left}")));
+        } else {
+            ui.add(phase.text(line));
+            let (done, total) = (
+                log.epochs.len().saturating_sub(log.stage_start),
+                log.total_epochs.saturating_sub(log.stage_start),
+            );
+            let what = if log.stage_start > 0 { "Stage" } else { "Run" };
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                    .text(format!("{what}: {done} of {total} epochs done — {left}")),
+            );
+        }
     }
     if let Some(outcome) = &log.outcome {
         ui.label(outcome);
+    }
+    if let Some(secs) = log.features_secs {
+        ui.weak(format!(
+            "Feature pass: {} (the frozen layers' output of every photo, cached for later runs); \
+             the epochs' times are below.",
+            crate::train::log::duration_text(secs)
+        ));
     }
     if let Some(warning) = &log.warning {
         ui.colored_label(ui.visuals().warn_fg_color, format!("Note: {warning}"));
@@ -114,15 +127,29 @@ pub(super) fn run_ui(log: &TrainLog, ui: &mut egui::Ui, (running, view_height): 
             .x_axis_label("epoch")
             .y_axis_label(name)
             .default_y_bounds(low, high)
+            .x_grid_spacer(epoch_marks())
             .allow_scroll(false);
         if moved {
             chart = chart.reset();
         }
         chart.show(ui, |plot| {
             let batch = PlotPoints::from(batches.to_vec());
-            plot.line(Line::new("train (batch)", batch).width(1.0));
-            plot.line(Line::new("train (epoch)", PlotPoints::from(train)).width(2.5));
-            plot.line(Line::new("validation", PlotPoints::from(valid)).width(2.5));
+            // One colour a series, whichever of them has points yet.
+            plot.line(
+                Line::new("train (batch)", batch)
+                    .width(1.0)
+                    .color(egui::Color32::from_rgb(150, 150, 150)),
+            );
+            plot.line(
+                Line::new("train (epoch)", PlotPoints::from(train))
+                    .width(2.5)
+                    .color(egui::Color32::from_rgb(80, 150, 230)),
+            );
+            plot.line(
+                Line::new("validation", PlotPoints::from(valid))
+                    .width(2.5)
+                    .color(egui::Color32::from_rgb(240, 150, 50)),
+            );
         });
     }
     epochs_table_ui(ui, log);
@@ -206,4 +233,17 @@ fn epochs_table_ui(ui: &mut egui::Ui, log: &TrainLog) {
             });
         },
     );
+}
+
+/// Marks on the epoch axis at whole epochs, about ten of them whatever the chart's width (the
+/// default spacer dropped every label but one at 1024 px).
+fn epoch_marks() -> impl Fn(egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
+    egui_plot::uniform_grid_spacer(|input| {
+        let span = (input.bounds.1 - input.bounds.0).max(1.0);
+        let step = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]
+            .into_iter()
+            .find(|s| span / s <= 12.0)
+            .unwrap_or(1000.0);
+        [step, step * 5.0, step * 10.0]
+    })
 }

@@ -90,7 +90,11 @@ pub(crate) fn status_ui(app: &VggtuneApp, ui: &mut egui::Ui) {
         if app.is_training() {
             ui.separator();
             ui.spinner();
-            ui.label("Training");
+            // What the run does: the feature pass is most of a first run.
+            ui.label(match app.train.log.phase_words() {
+                Some(words) => format!("Training: {}", words.to_lowercase()),
+                None => "Training: starting".to_owned(),
+            });
         }
         for (busy, what) in [
             (app.data.is_scanning(), "Scanning the folder"),
@@ -215,7 +219,7 @@ fn question_ui(
 /// model not saved.
 pub(crate) fn confirm_close_ui(
     ctx: &egui::Context,
-    (running, unsaved): (Option<String>, bool),
+    (running, resumable, unsaved): (Option<String>, bool, bool),
     commands: &mut Commands,
 ) {
     let Some(now) = running else {
@@ -229,16 +233,21 @@ pub(crate) fn confirm_close_ui(
         return;
     };
     let answers = vec![
-        ("Stop training and quit", vec![UiCommand::DiscardAndQuit]),
+        ("Stop training and quit", vec![UiCommand::StopAndQuit]),
         ("Cancel", vec![UiCommand::CancelQuit]),
     ];
+    let after = if resumable {
+        "the model of its last finished epoch and its checkpoint are kept in vggtune's folder, \
+         and Resume continues the run the next time you open vggtune."
+    } else {
+        "no epoch of it has finished yet, so nothing of it is kept but the features computed so \
+         far, which are cached: the next run on these photos starts from them."
+    };
     let text = format!(
-        "A training run is going ({now}). Quitting stops it after the current batch: the model \
-         of its last finished epoch and its checkpoint are kept in vggtune's folder, and Resume \
-         continues the run the next time you open vggtune. {}",
+        "A training run is going ({now}). Quitting stops it after the current batch: {after} {}",
         if unsaved {
-            "The model in use has not been saved under a name of yours: save it after the run \
-             (Model → Save model…) to keep it where you choose."
+            "The model in use has not been saved under a name of yours: to keep it where you \
+             choose, Cancel, let the run finish or stop it, then Model → Save model…."
         } else {
             "The model you saved is not changed."
         }
@@ -246,16 +255,53 @@ pub(crate) fn confirm_close_ui(
     question_ui(ctx, "Training is running", &text, answers, commands);
 }
 
-/// Asks before a new run replaces the model the last one trained and nobody saved.
-pub(crate) fn confirm_start_ui(ctx: &egui::Context, commands: &mut Commands) {
+/// Asks before `what` replaces the model a run trained and nobody saved.
+pub(crate) fn confirm_replace_ui(
+    ctx: &egui::Context,
+    what: super::Replacing,
+    commands: &mut Commands,
+) {
+    let (title, text, go) = match what {
+        super::Replacing::Start { .. } => (
+            "Start a new run?",
+            "The model the last run trained has not been saved; a new run replaces it.",
+            "Start anyway",
+        ),
+        super::Replacing::Open => (
+            "Open another model?",
+            "The model the last run trained has not been saved; opening another replaces it.",
+            "Open another",
+        ),
+        super::Replacing::New => (
+            "Forget the model?",
+            "The model the last run trained has not been saved; New forgets it.",
+            "Forget it",
+        ),
+    };
     let answers = vec![
         (
             "Save model…",
-            vec![UiCommand::CancelStart, UiCommand::SaveModel],
+            vec![UiCommand::CancelReplace, UiCommand::SaveModel],
         ),
-        ("Start anyway", vec![UiCommand::StartAnyway]),
-        ("Cancel", vec![UiCommand::CancelStart]),
+        (go, vec![UiCommand::ReplaceAnyway]),
+        ("Cancel", vec![UiCommand::CancelReplace]),
     ];
-    let text = "The model the last run trained has not been saved; a new run replaces it.";
-    question_ui(ctx, "Start a new run?", text, answers, commands);
+    question_ui(ctx, title, text, answers, commands);
+}
+
+/// Says that the window closes once the run has stopped.
+pub(crate) fn stopping_ui(ctx: &egui::Context) {
+    egui::Window::new("Stopping")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(
+                    "Stopping the run after this batch and writing its checkpoint; vggtune \
+                     closes when it is done.",
+                );
+            });
+        });
 }

@@ -182,7 +182,7 @@ impl DataPanel {
         {
             super::widgets::collapsing(
                 ui,
-                egui::CollapsingHeader::new(format!("Skipped files ({})", dataset.skipped.len()))
+                egui::CollapsingHeader::new(format!("Files left out ({})", dataset.skipped.len()))
                     .id_salt("skipped"),
                 |ui| {
                     egui::ScrollArea::vertical()

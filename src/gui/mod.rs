@@ -140,9 +140,11 @@ pub(crate) enum UiCommand {
     StartTraining {
         resume: bool,
     },
-    /// Start although the last run's model is not saved (it is replaced).
-    StartAnyway,
-    CancelStart,
+    /// Go on with what replaces the unsaved model (a new run, opening or forgetting a model).
+    ReplaceAnyway,
+    CancelReplace,
+    /// Stop the run, then quit once it has stopped (its checkpoint and model are written).
+    StopAndQuit,
     StopTraining,
     AddImages,
     PasteImage,
@@ -177,6 +179,17 @@ pub(crate) enum UiCommand {
 
 /// The commands a frame's views pushed.
 pub(crate) type Commands = Vec<UiCommand>;
+
+/// What would replace the unsaved model in use, once the user agrees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Replacing {
+    /// A new run (resume: false) or a resumed one.
+    Start { resume: bool },
+    /// Model → Open model….
+    Open,
+    /// Model → New.
+    New,
+}
 
 /// What a native file dialog was opened for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

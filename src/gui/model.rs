@@ -14,6 +14,8 @@ use crate::model::export::{ExportFormat, export_model};
 
 /// What a model file says of its training, for the Train and Evaluate views.
 pub(crate) struct Loaded {
+    /// True for a model the user opened (or the one restored at start), false for a run's.
+    pub opened: bool,
     pub history: Vec<crate::train::EpochMetrics>,
     pub validation: Option<crate::metrics::EvaluatedImages>,
 }
@@ -41,6 +43,9 @@ pub(crate) struct InUse {
     pub file: PathBuf,
     /// False for a model a run wrote that the user has not saved.
     pub saved: bool,
+    /// Which load this is: a save of the file names the load it copied, so that a model
+    /// loaded meanwhile from the same file (a run's) is not taken for saved.
+    pub generation: u64,
 }
 
 /// The model in use and the work on its file.
@@ -50,10 +55,12 @@ pub(crate) struct ModelPanel {
     pub in_use: Option<InUse>,
     /// The load in progress, and whether the model will count as saved once it loads.
     load_job: Option<(Job<Loading>, bool)>,
-    save_job: Option<Job<Result<(PathBuf, PathBuf), String>>>,
+    save_job: Option<Job<Result<(u64, PathBuf), String>>>,
     export_job: Option<Job<Result<String, String>>>,
     /// Set when a save failed, until the app has seen it (a quit waiting for it is called off).
     pub save_failed: bool,
+    /// Models loaded so far (each [`InUse::generation`]).
+    loads: u64,
 }
 
 impl ModelPanel {
@@ -134,14 +141,15 @@ impl ModelPanel {
 
     /// Copies the model's file to `to` on a worker (atomically).
     pub fn save_as(&mut self, ctx: &egui::Context, shared: &mut Shared, to: PathBuf) {
-        let Some(from) = self.in_use.as_ref().map(|m| m.file.clone()) else {
+        let Some((from, generation)) = self.in_use.as_ref().map(|m| (m.file.clone(), m.generation))
+        else {
             shared.notices.push("There is no model to save yet.".into());
             return;
         };
         self.save_job = Some(Job::once(ctx, "save-model", move || {
             std::fs::read(&from)
                 .and_then(|bytes| crate::fsutil::write_atomic(&to, &bytes))
-                .map(|()| (from, to.clone()))
+                .map(|()| (generation, to.clone()))
                 .map_err(|e| format!("{}: could not save: {e}", to.display()))
         }));
     }
@@ -197,13 +205,16 @@ impl ModelPanel {
                     // Only a model that loaded replaces the one in use (and its saved state).
                     let header = &classifier.header;
                     loaded = Some(Loaded {
+                        opened: saved,
                         history: serde_json::from_value(header.history.clone()).unwrap_or_default(),
                         validation: header.validation.clone(),
                     });
                     if saved {
                         shared.state.last_model = Some(path.clone());
                     }
+                    self.loads += 1;
                     self.in_use = Some(InUse {
+                        generation: self.loads,
                         classes: classifier.classes().to_vec(),
                         preprocessing: header.preprocessing,
                         epochs: header.next_epoch,
@@ -224,11 +235,11 @@ impl ModelPanel {
         {
             self.save_job = None;
             match result {
-                Ok((from, path)) => {
+                Ok((generation, path)) => {
                     shared.tell(format!("Saved {}", path.display()));
                     // The file saved is a copy of the model in use (unless another one loaded
                     // meanwhile), which is now that file.
-                    if let Some(m) = self.in_use.as_mut().filter(|m| m.file == from) {
+                    if let Some(m) = self.in_use.as_mut().filter(|m| m.generation == generation) {
                         m.file = path.clone();
                         m.saved = true;
                     }

@@ -408,10 +408,14 @@ impl PredictPanel {
             } else {
                 total.saturating_sub(done) as f64 / rate
             };
-            let text = format!(
-                "Classifying: {done} of {total} photos — {rate:.1} photos/s — {} left",
-                crate::train::log::duration_text(eta)
-            );
+            let text = if done == 0 {
+                format!("Classifying: 0 of {total} photos — starting…")
+            } else {
+                format!(
+                    "Classifying: {done} of {total} photos — {rate:.1} a second — about {} left",
+                    crate::train::log::duration_text(eta)
+                )
+            };
             let fraction = done as f32 / total.max(1) as f32;
             ui.add(
                 egui::ProgressBar::new(fraction)

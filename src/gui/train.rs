@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use eframe::egui;
 
-use super::{Commands, DeviceStatus, Shared, UiCommand};
+use super::{Commands, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::limits;
 use crate::metrics::EvaluatedImages;
@@ -219,19 +219,18 @@ impl TrainPanel {
                 egui::Grid::new("runs-table").striped(true).show(ui, |ui| {
                     for h in [
                         "#",
-                        "settings",
                         "epochs trained",
                         "valid acc",
                         "log loss",
                         "time",
                         "",
+                        "settings",
                     ] {
                         ui.strong(h);
                     }
                     ui.end_row();
                     for (i, r) in self.runs.iter().enumerate() {
                         ui.label((i + 1).to_string());
-                        ui.label(&r.settings);
                         ui.label(r.epochs.to_string());
                         match r.last {
                             Some((accuracy, loss)) => {
@@ -245,6 +244,12 @@ impl TrainPanel {
                         }
                         ui.label(duration_text(r.secs));
                         ui.label(r.outcome);
+                        // The settings last, cut to the panel (all of them on hover).
+                        ui.scope(|ui| {
+                            ui.set_max_width(ui.available_width().clamp(160.0, 420.0));
+                            ui.add(egui::Label::new(&r.settings).truncate())
+                                .on_hover_text(&r.settings);
+                        });
                         ui.end_row();
                     }
                 });
@@ -320,22 +325,30 @@ impl TrainPanel {
         commands: &mut Commands,
     ) {
         let view_height = ui.available_height();
-        egui::ScrollArea::both()
-            .id_salt("train-view")
-            .auto_shrink([false, false])
-            .show(ui, |ui| {
-                ui.horizontal_top(|ui| {
+        // Two columns that scroll apart: Start and Stop stay in reach while the charts and
+        // tables scroll.
+        ui.horizontal_top(|ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("train-settings")
+                .max_width(310.0)
+                .auto_shrink([true, false])
+                .show(ui, |ui| {
                     ui.vertical(|ui| {
                         ui.set_width(300.0);
                         self.settings_ui(ui, shared, (dataset, has_model), commands);
                     });
-                    ui.separator();
+                });
+            ui.separator();
+            egui::ScrollArea::both()
+                .id_salt("train-view")
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
                     ui.vertical(|ui| {
                         super::charts::run_ui(&self.log, ui, (self.is_training(), view_height));
                         self.runs_ui(ui);
                     });
                 });
-            });
+        });
     }
 
     /// The settings column: a running run's own settings (read only), else the settings the
@@ -349,6 +362,15 @@ impl TrainPanel {
     ) {
         let running = self.is_training();
         let can_resume = self.can_resume(shared);
+        if running && self.log.config.is_none() {
+            // Resume and a deeper stage bring their own settings: none is shown until the run
+            // has said which.
+            ui.heading("This run");
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Starting…");
+            });
+        }
         match self.log.config.clone().filter(|_| running) {
             Some(mut run) => {
                 ui.heading("This run");
@@ -364,6 +386,7 @@ impl TrainPanel {
                 let mut device = shared.state.device_choice;
                 ui.add_enabled_ui(false, |ui| config_ui(&mut run, &mut device, ui));
             }
+            None if running => {}
             None => {
                 ui.heading("Settings");
                 if can_resume {
@@ -375,9 +398,6 @@ impl TrainPanel {
                 let state = &mut shared.state;
                 config_ui(&mut state.train, &mut state.device_choice, ui);
             }
-        }
-        if let DeviceStatus::Ready(d) = &shared.device {
-            ui.weak(d.label());
         }
         ui.add_space(8.0);
         ui.horizontal_wrapped(|ui| {

@@ -207,7 +207,7 @@ impl WeightsPanel {
                     "The convolution layers only: the head that decides between your classes is new and learns from your photos."
                 });
                 for note in &info.notes {
-                    ui.weak(note);
+                    ui.weak(crate::words::sentence(note));
                 }
             }
         });

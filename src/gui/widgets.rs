@@ -3,7 +3,8 @@
 use eframe::egui;
 
 /// `header` shown with `add` as its body, with a ring around the header while it has the
-/// keyboard focus (egui draws none for a collapsing header, so Tab seemed to go nowhere).
+/// keyboard focus (egui draws none for a collapsing header, so Tab seemed to go nowhere); a
+/// header that gains the focus is scrolled into view, and so is a body the user just opened.
 pub(super) fn collapsing<R>(
     ui: &mut egui::Ui,
     header: egui::CollapsingHeader,
@@ -18,6 +19,26 @@ pub(super) fn collapsing<R>(
             ui.visuals().selection.stroke,
             egui::StrokeKind::Outside,
         );
+    }
+    if response.gained_focus() {
+        response.scroll_to_me(None);
+    }
+    // Opened by a click: once it has fully opened, its end is brought into view.
+    let opening = response.id.with("opening");
+    if response.clicked() {
+        ui.data_mut(|d| d.insert_temp(opening, true));
+    }
+    if ui.data(|d| d.get_temp::<bool>(opening).unwrap_or(false)) {
+        match &shown.body_response {
+            Some(body) if shown.openness >= 1.0 => {
+                body.scroll_to_me(Some(egui::Align::Max));
+                ui.data_mut(|d| d.remove::<bool>(opening));
+            }
+            Some(_) => ui.ctx().request_repaint(),
+            // Closed instead.
+            None if !response.clicked() => ui.data_mut(|d| d.remove::<bool>(opening)),
+            None => ui.ctx().request_repaint(),
+        }
     }
     shown
 }

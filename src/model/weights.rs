@@ -421,9 +421,9 @@ pub fn apply_weights(
         );
     } else if config.head != HeadKind::Torchvision && !dense_loaded.iter().any(|&l| l) {
         messages.push(format!(
-            "the head, which decides between your classes, is new ({}) and learns from your \
-             photos",
-            config.head.label()
+            "the head, which decides between your classes, is new (the {} head) and learns from \
+             your photos",
+            config.head.short()
         ));
     }
     Ok(ImportReport {

@@ -150,6 +150,10 @@ pub fn run(
     let mut config = job.config.clone();
     config.trainable = Trainable::Head;
     config.augment = false;
+    // The heads judge each photo by itself and its mirror image, both cached for every photo
+    // by the first fold (and by a training run with mirror views): the other square's views,
+    // cached only for a run's validation photos, would be computed again in every fold.
+    config.square_tta = false;
     let splits = Split::folds(dataset, job.folds, config.seed);
     let folds = splits.len();
     if dataset.images.len() < folds {

@@ -123,7 +123,12 @@ impl Context<'_> {
             done,
             total,
             images_per_sec: rate,
-            eta_secs: total.saturating_sub(done) as f64 / rate.max(1e-9),
+            // Unknown (not infinite) before the first photo is done.
+            eta_secs: if done == 0 {
+                f64::NAN
+            } else {
+                total.saturating_sub(done) as f64 / rate
+            },
         }));
     }
 
@@ -420,6 +425,10 @@ pub(super) fn feature_pass(
     let batch = ctx.config.batch_size.clamp(1, FEATURE_CHUNK_PHOTOS);
     // Views not in the cache: cache key and preprocessed pixels, up to a batch.
     let mut pending: Vec<(String, Vec<f32>)> = Vec::new();
+    // Views sent through the network so far, and how many each photo has.
+    let mut computed = 0usize;
+    let (train_total, train_views, valid_views) =
+        (train.len(), ctx.views(false).len(), ctx.views(true).len());
     for (list, views) in [
         (&mut *train, ctx.views(false)),
         (&mut *valid, ctx.views(true)),
@@ -435,17 +444,22 @@ pub(super) fn feature_pass(
                 }
                 let rest = pending.split_off(FEATURE_PASS_VIEWS);
                 compute_features(ctx, cache, &mut pending)?;
+                computed += FEATURE_PASS_VIEWS;
                 pending = rest;
             }
             let done = pass.hits + pass.misses + pass.skipped;
             let secs = started.elapsed().as_secs_f64().max(1e-6);
-            // The time left is what the photos still to come cost if they need the network:
-            // cached ones go by hundreds a second, and counting them made a restarted pass say
-            // 25 s with 12 minutes to go.
-            let per_photo = if pass.misses > 0 {
-                secs / pass.misses as f64
+            // The time left is what the views still to come cost if they need the network:
+            // cached ones go by hundreds a second (counting them made a restarted pass say 25 s
+            // with 12 minutes to go), and a validation photo has up to twice a training photo's
+            // views (counting photos ran out before the validation photos were done).
+            let views_left = train_total.saturating_sub(done) * train_views
+                + (total - done.max(train_total)) * valid_views
+                + pending.len();
+            let per_view = if computed > 0 {
+                secs / computed as f64
             } else {
-                secs / done.max(1) as f64
+                secs / (done.max(1) * train_views) as f64
             };
             ctx.emit.send(TrainEvent::Progress(PhaseProgress {
                 phase: Phase::Features,
@@ -453,9 +467,10 @@ pub(super) fn feature_pass(
                 done,
                 total,
                 images_per_sec: done as f64 / secs,
-                eta_secs: (total - done) as f64 * per_photo,
+                eta_secs: views_left as f64 * per_view,
             }));
         }
+        computed += pending.len();
         compute_features(ctx, cache, &mut pending)?;
     }
     train.retain(|s| s.hash.is_some());

@@ -38,6 +38,10 @@ pub struct TrainLog {
     /// When this run's current epoch began, and the wall time of each epoch it finished.
     epoch_began: Option<Instant>,
     epoch_secs: Vec<f64>,
+    /// When the feature pass began.
+    features_began: Option<Instant>,
+    /// The feature pass's wall time, once it is over.
+    pub features_secs: Option<f64>,
     /// Photos left out, with why.
     pub skipped: Vec<(PathBuf, String)>,
     /// How the run ended, in words.
@@ -89,8 +93,15 @@ impl TrainLog {
                 self.epochs.clone_from(history);
             }
             TrainEvent::Progress(progress) => {
-                if progress.phase != Phase::Features && self.epoch_began.is_none() {
-                    self.epoch_began = Some(now);
+                if progress.phase == Phase::Features {
+                    self.features_began.get_or_insert(now);
+                } else {
+                    if let Some(began) = self.features_began.take() {
+                        self.features_secs = Some(now.duration_since(began).as_secs_f64());
+                    }
+                    if self.epoch_began.is_none() {
+                        self.epoch_began = Some(now);
+                    }
                 }
                 self.progress = Some(progress);
                 self.progress_at = Some(now);
@@ -110,6 +121,10 @@ impl TrainLog {
                     self.epoch_secs
                         .push(now.duration_since(began).as_secs_f64());
                 }
+                // The next epoch begins now; after the last, the model is being saved.
+                if m.epoch < self.total_epochs {
+                    self.epoch_began = Some(now);
+                }
                 self.epochs.push(m);
             }
             TrainEvent::CheckpointSaved { .. } => {}
@@ -125,11 +140,18 @@ impl TrainLog {
                 ref checkpoint,
                 ref model,
             } => {
+                // The batches of the epoch the stop cut short are not the model's.
+                let kept = |p: &[f64; 2]| p[0] <= epochs_done as f64 + 1e-9;
+                self.batch_loss.retain(kept);
+                self.batch_accuracy.retain(kept);
                 let trained = self.trained_here().len();
+                let cached = self
+                    .config
+                    .as_ref()
+                    .is_some_and(TrainConfig::uses_feature_cache);
                 self.outcome = Some(stopped_line(
-                    epochs_done,
-                    trained,
-                    (checkpoint.is_some(), model.is_some()),
+                    (epochs_done, trained),
+                    (checkpoint.is_some(), model.is_some(), cached),
                 ));
                 self.progress = None;
             }
@@ -141,18 +163,37 @@ impl TrainLog {
         None
     }
 
-    /// The phase in progress in one line: "Epoch 2 of 10: 320/1600 — 410.2 images/s".
+    /// The phase in progress in one line: "Epoch 2 of 10: 320 of 1600 photos — 410.2 a second".
     pub fn progress_line(&self) -> Option<String> {
         let p = self.progress?;
-        let name = match p.phase {
-            Phase::Features => "Computing the frozen layers' features (photos)".to_owned(),
+        Some(format!(
+            "{}: {} of {} photos — {:.1} a second",
+            self.phase_words()?,
+            p.done,
+            p.total,
+            p.images_per_sec
+        ))
+    }
+
+    /// What the run does now, in a few words: "Features of the frozen layers", "Epoch 3 of 10",
+    /// "Validating epoch 3".
+    pub fn phase_words(&self) -> Option<String> {
+        let p = self.progress?;
+        Some(match p.phase {
+            Phase::Features => "Features of the frozen layers".to_owned(),
             Phase::Training => format!("Epoch {} of {}", p.epoch, self.total_epochs),
             Phase::Validating => format!("Validating epoch {}", p.epoch),
-        };
-        Some(format!(
-            "{name}: {} of {} — {:.1} images/s",
-            p.done, p.total, p.images_per_sec
-        ))
+        })
+    }
+
+    /// Seconds left in the phase in progress, counted down from when it was last heard of;
+    /// `None` while unknown (before its first photo).
+    pub fn phase_left(&self, now: Instant) -> Option<f64> {
+        let p = self.progress?;
+        let heard = self
+            .progress_at
+            .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
+        p.eta_secs.is_finite().then(|| p.eta_secs - heard)
     }
 
     /// How long the rest of the run takes, seen at `now`, in words: the whole run once an
@@ -160,10 +201,14 @@ impl TrainLog {
     /// counts down between events, and says "finishing" rather than a time that ran out.
     pub fn time_left(&self, now: Instant) -> Option<String> {
         let p = self.progress?;
-        let heard = self
-            .progress_at
-            .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
-        let phase_left = p.eta_secs - heard;
+        if self
+            .epochs
+            .last()
+            .is_some_and(|m| m.epoch >= self.total_epochs)
+        {
+            return Some("Saving the model".to_owned());
+        }
+        let phase_left = self.phase_left(now);
         let epochs_after = self
             .total_epochs
             .saturating_sub(p.epoch.max(self.first_epoch));
@@ -172,9 +217,10 @@ impl TrainLog {
                 0 => String::new(),
                 n => format!(", then {}", epochs_text(n)),
             };
-            return Some(match left_text(phase_left) {
-                Some(t) => format!("{t} left for the features{then}"),
-                None => format!("Finishing the features{then}"),
+            return Some(match phase_left.map(left_text) {
+                Some(Some(t)) => format!("{t} left for the features{then}"),
+                Some(None) => format!("Finishing the features{then}"),
+                None => format!("Estimating the time left{then}"),
             });
         }
         let mean = self.epoch_secs.iter().sum::<f64>() / self.epoch_secs.len().max(1) as f64;
@@ -186,16 +232,20 @@ impl TrainLog {
                     crate::words::count(n, "more epoch", "more epochs")
                 ),
             };
-            return Some(match (left_text(phase_left), p.phase) {
-                (Some(t), Phase::Training) => format!("{t} left in epoch {}{then}", p.epoch),
-                (Some(t), _) => format!("{t} left in its validation{then}"),
-                (None, _) => format!("Finishing epoch {}{then}", p.epoch.max(1)),
+            return Some(match (phase_left.map(left_text), p.phase) {
+                (Some(Some(t)), Phase::Training) => {
+                    format!("{t} left in epoch {}{then}", p.epoch)
+                }
+                (Some(Some(t)), _) => format!("{t} left in its validation{then}"),
+                (Some(None), _) => format!("Finishing epoch {}{then}", p.epoch),
+                (None, _) => format!("Estimating the time left in epoch {}{then}", p.epoch),
             });
         }
         let in_epoch = self
             .epoch_began
             .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
-        let left = (mean - in_epoch).max(phase_left.max(0.0)) + mean * epochs_after as f64;
+        let left =
+            (mean - in_epoch).max(phase_left.unwrap_or(0.0).max(0.0)) + mean * epochs_after as f64;
         Some(match left_text(left) {
             Some(t) => format!("{t} left"),
             None => "Finishing".to_owned(),
@@ -243,7 +293,7 @@ pub fn started_lines(event: &TrainEvent) -> Vec<String> {
     } = event
     {
         lines.push(format!(
-            "training: {} ({} head), learning rate {:.0e}, epochs {} to {}",
+            "training: {} ({}), learning rate {:.0e}, epochs {} to {}",
             config.trainable.label(),
             config.head.short(),
             config.learning_rate,
@@ -287,16 +337,17 @@ pub fn finished_line(summary: &RunSummary) -> String {
 }
 
 /// What a stopped run left: `epochs_done` in all, `trained` of them in this run; whether a
-/// checkpoint and a model were written.
+/// checkpoint and a model were written, and whether the run caches features.
 pub fn stopped_line(
-    epochs_done: usize,
-    trained: usize,
-    (checkpoint, model): (bool, bool),
+    (epochs_done, trained): (usize, usize),
+    (checkpoint, model, cached): (bool, bool, bool),
 ) -> String {
-    let resume = if checkpoint {
-        " Resume continues from the last checkpoint."
-    } else {
-        " Features computed so far stay in the cache: Resume (or Start) goes on from there."
+    let resume = match (checkpoint, cached) {
+        (true, _) => " Resume continues from the last checkpoint.",
+        (false, true) => {
+            " Features computed so far stay in the cache: Resume (or Start) goes on from there."
+        }
+        (false, false) => " Resume starts it again.",
     };
     if model {
         format!(
@@ -408,7 +459,7 @@ mod tests {
                 "device: CPU",
                 "feature cache: on",
                 "weights: 13 convolutions from ImageNet",
-                "training: the head (pooled head), learning rate 1e-3, epochs 1 to 3",
+                "training: the head (pooled), learning rate 1e-3, epochs 1 to 3",
                 "resuming at epoch 2",
             ]
         );
@@ -425,7 +476,7 @@ mod tests {
         log.apply(progress(Phase::Training, 2, 8, 65.0), now);
         assert_eq!(
             log.progress_line().as_deref(),
-            Some("Epoch 2 of 3: 8 of 10 — 4.0 images/s")
+            Some("Epoch 2 of 3: 8 of 10 photos — 4.0 a second")
         );
         log.apply(TrainEvent::Epoch(epoch(2)), now);
         assert_eq!(log.epochs.len(), 2);
@@ -511,9 +562,9 @@ mod tests {
         log.apply(progress(Phase::Training, 2, 1, 35.0), at(91.0));
         assert_eq!(
             log.time_left(at(100.0)).as_deref(),
-            Some("About 1m11s left")
+            Some("About 1m10s left")
         );
-        assert_eq!(log.time_left(at(130.0)).as_deref(), Some("About 41s left"));
+        assert_eq!(log.time_left(at(130.0)).as_deref(), Some("About 40s left"));
         log.apply(TrainEvent::Epoch(epoch(2)), at(131.0));
         log.apply(progress(Phase::Training, 3, 9, 1.0), at(170.0));
         assert_eq!(log.time_left(at(250.0)).as_deref(), Some("Finishing"));

@@ -115,6 +115,25 @@ impl Optimizer for FusedAdam {
     }
 }
 
+/// The run's optimizer, as its settings ask.
+pub(super) fn optimizer(config: &super::config::TrainConfig) -> burn::optim::ModuleOptimizer {
+    use burn::optim::SgdConfig;
+    use burn::optim::momentum::MomentumConfig;
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        super::config::OptimizerKind::Adam => {
+            burn::optim::ModuleOptimizer::from(FusedAdam::new(config.weight_decay as f32))
+        }
+        super::config::OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+            ))
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,24 +171,5 @@ mod tests {
                 assert!((x - y).abs() <= 1e-7);
             }
         }
-    }
-}
-
-/// The run's optimizer, as its settings ask.
-pub(super) fn optimizer(config: &super::config::TrainConfig) -> burn::optim::ModuleOptimizer {
-    use burn::optim::SgdConfig;
-    use burn::optim::momentum::MomentumConfig;
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.optimizer {
-        super::config::OptimizerKind::Adam => {
-            burn::optim::ModuleOptimizer::from(FusedAdam::new(config.weight_decay as f32))
-        }
-        super::config::OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
-            ))
-            .with_weight_decay(decay)
-            .init(),
     }
 }

@@ -43,13 +43,22 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         .checkpoint
         .as_deref()
         .filter(|p| job.resume && p.is_file());
+    if !job.resume
+        && let Some(old) = job.checkpoint.as_deref().filter(|p| p.is_file())
+    {
+        // A new run: an older run's checkpoint is not this run's to resume or report.
+        std::fs::remove_file(old)
+            .map_err(|e| format!("{}: cannot remove the old checkpoint: {e}", old.display()))?;
+    }
+    let mut saved_stage = None;
     if let Some(path) = resuming.filter(|_| job.resume_as_saved) {
         // The window's Resume: the stopped run goes on as it was saved, whatever the settings
         // on screen say now (a deeper stage stays the deeper stage).
         let header = bundle::read_header(path).map_err(|e| e.to_string())?;
-        let (saved, _) = super::config::as_saved(&header, &config)
+        let (saved, stage_start) = super::config::as_saved(&header, &config)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         config = saved;
+        saved_stage = Some(stage_start);
     }
     config.validate()?;
     let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
@@ -86,6 +95,12 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         resuming,
         &device,
     )?;
+    // Resumed as saved: the stage the settings were read with (a checkpoint written before
+    // checkpoints said their stage is a first stage).
+    let mut start = start;
+    if let Some(stage_start) = saved_stage {
+        start.stage_start = stage_start;
+    }
     // A stage continuing a model adds its epochs after the model's, on one time axis.
     config.epochs += start.stage_start;
     let preprocessing = Preprocessing {
