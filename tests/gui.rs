@@ -82,6 +82,20 @@ impl egui::DroppedFile for Dropped {
     }
 }
 
+/// Replaces the text of the path prompt's field by `path`, as typed.
+fn type_path(harness: &mut Harness<'static, VggtuneApp>, path: &Path) {
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .focus();
+    harness.run_steps(1);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.run_steps(1);
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .type_text(path.to_str().unwrap());
+    harness.run_steps(2);
+}
+
 /// A click of the primary button at `pos`, in one frame, as a person's quick click is.
 fn click_at(harness: &mut Harness<'static, VggtuneApp>, pos: egui::Pos2) {
     harness.event(egui::Event::PointerMoved(pos));
@@ -350,15 +364,7 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     harness.run_steps(3);
     harness.get_by_label_contains("Export ONNX to");
     let onnx = f.work.path().join("typed.onnx");
-    let field = harness.get_by_role(egui::accesskit::Role::TextInput);
-    field.focus();
-    harness.run_steps(1);
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.run_steps(1);
-    harness
-        .get_by_role(egui::accesskit::Role::TextInput)
-        .type_text(onnx.to_str().unwrap());
-    harness.run_steps(2);
+    type_path(&mut harness, &onnx);
     harness.get_by_label("Export").click();
     harness.run_steps(1);
     wait_for(&mut harness, 60, "the export", |_| onnx.is_file());
@@ -633,15 +639,7 @@ fn a_stopped_deeper_stage_is_the_model_saved_and_resumes_as_itself_after_a_resta
     harness.run_steps(2);
     harness.get_by_label("Save model…").click();
     harness.run_steps(3);
-    let field = harness.get_by_role(egui::accesskit::Role::TextInput);
-    field.focus();
-    harness.run_steps(1);
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.run_steps(1);
-    harness
-        .get_by_role(egui::accesskit::Role::TextInput)
-        .type_text(saved.to_str().unwrap());
-    harness.run_steps(2);
+    type_path(&mut harness, &saved);
     harness.get_by_label("Save").click();
     harness.run_steps(1);
     wait_for(&mut harness, 30, "the save", |a| {

@@ -85,7 +85,10 @@ impl AuditPanel {
         let root = dataset.root.clone();
         self.error = None;
         self.cancelled = false;
-        self.progress = FoldsProgress::default();
+        self.progress = FoldsProgress {
+            folds: audit::DEFAULT_FOLDS,
+            ..FoldsProgress::default()
+        };
         self.found = self.found.take().filter(|(_, r)| *r == root);
         let job = Job::spawn(ctx, "label-audit", move |r| {
             let result = audit::run(job, &worker_stop, |fold, folds, event| {

@@ -17,6 +17,27 @@ const MIN_CHART_HEIGHT: f32 = 180.0;
 /// them), then the epochs table.
 pub(super) fn run_ui(log: &TrainLog, ui: &mut egui::Ui, (running, view_height): (bool, f32)) {
     let top = ui.cursor().top();
+    status_ui(log, ui, running);
+    if log.epochs.is_empty() && log.batch_loss.is_empty() {
+        ui.add_space(40.0);
+        ui.weak(if log.info.is_empty() {
+            "The loss and accuracy curves appear here once a run starts."
+        } else {
+            "The curves start with the first training batch, once the photos' features are ready."
+        });
+        return;
+    }
+    let above = ui.cursor().top() - top;
+    charts_ui(
+        log,
+        ui,
+        ((view_height - above - 60.0) / 2.0).max(MIN_CHART_HEIGHT),
+    );
+    epochs_table_ui(ui, log);
+}
+
+/// What the run said: its first lines, its progress with the time left, how it ended.
+fn status_ui(log: &TrainLog, ui: &mut egui::Ui, running: bool) {
     if running && log.config.is_none() && log.failed.is_none() {
         ui.horizontal(|ui| {
             ui.spinner();
@@ -78,17 +99,10 @@ pub(super) fn run_ui(log: &TrainLog, ui: &mut egui::Ui, (running, view_height): 
             ),
         );
     }
-    if log.epochs.is_empty() && log.batch_loss.is_empty() {
-        ui.add_space(40.0);
-        ui.weak(if log.info.is_empty() {
-            "The loss and accuracy curves appear here once a run starts."
-        } else {
-            "The curves start with the first training batch, once the photos' features are ready."
-        });
-        return;
-    }
-    let above = ui.cursor().top() - top;
-    let height = ((view_height - above - 60.0) / 2.0).max(MIN_CHART_HEIGHT);
+}
+
+/// The loss and accuracy charts, each `height` high.
+fn charts_ui(log: &TrainLog, ui: &mut egui::Ui, height: f32) {
     let epoch_points = |f: fn(&EpochMetrics) -> f64| -> Vec<[f64; 2]> {
         log.epochs.iter().map(|m| [m.epoch as f64, f(m)]).collect()
     };
@@ -152,7 +166,6 @@ pub(super) fn run_ui(log: &TrainLog, ui: &mut egui::Ui, (running, view_height): 
             );
         });
     }
-    epochs_table_ui(ui, log);
 }
 
 /// The y range that shows what matters: every epoch's value and the batches after the first

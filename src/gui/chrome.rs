@@ -299,7 +299,7 @@ pub(crate) fn stopping_ui(ctx: &egui::Context) {
             ui.horizontal(|ui| {
                 ui.spinner();
                 ui.label(
-                    "Stopping the run after this batch and writing its checkpoint; vggtune \
+                    "Stopping the run after this batch (keeping what the question said); vggtune \
                      closes when it is done.",
                 );
             });

@@ -14,6 +14,7 @@ mod audit;
 mod charts;
 mod chrome;
 mod data;
+mod drops;
 mod evaluate;
 mod heatmaps;
 mod jobs;

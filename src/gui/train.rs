@@ -223,7 +223,7 @@ impl TrainPanel {
                         "valid acc",
                         "log loss",
                         "time",
-                        "",
+                        "outcome",
                         "settings",
                     ] {
                         ui.strong(h);
@@ -246,7 +246,7 @@ impl TrainPanel {
                         ui.label(r.outcome);
                         // The settings last, cut to the panel (all of them on hover).
                         ui.scope(|ui| {
-                            ui.set_max_width(ui.available_width().clamp(160.0, 420.0));
+                            ui.set_max_width(320.0);
                             ui.add(egui::Label::new(&r.settings).truncate())
                                 .on_hover_text(&r.settings);
                         });

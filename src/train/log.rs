@@ -193,7 +193,7 @@ impl TrainLog {
         let heard = self
             .progress_at
             .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
-        p.eta_secs.is_finite().then(|| p.eta_secs - heard)
+        p.eta_secs.is_finite().then_some(p.eta_secs - heard)
     }
 
     /// How long the rest of the run takes, seen at `now`, in words: the whole run once an
@@ -209,9 +209,11 @@ impl TrainLog {
             return Some("Saving the model".to_owned());
         }
         let phase_left = self.phase_left(now);
+        // The epochs after the one in progress (the one after the last finished).
+        let done = self.epochs.last().map_or(self.first_epoch, |m| m.epoch);
         let epochs_after = self
             .total_epochs
-            .saturating_sub(p.epoch.max(self.first_epoch));
+            .saturating_sub(done.max(self.first_epoch) + 1);
         if p.phase == Phase::Features {
             let then = match self.total_epochs.saturating_sub(self.first_epoch) {
                 0 => String::new(),

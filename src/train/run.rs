@@ -38,28 +38,11 @@ use crate::rng::SplitMix64;
 
 /// Runs `job` to its end, a stop, or an error.
 pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, String> {
-    let mut config = job.config.clone();
+    let (mut config, saved_stage) = settings_of(&job)?;
     let resuming = job
         .checkpoint
         .as_deref()
         .filter(|p| job.resume && p.is_file());
-    if !job.resume
-        && let Some(old) = job.checkpoint.as_deref().filter(|p| p.is_file())
-    {
-        // A new run: an older run's checkpoint is not this run's to resume or report.
-        std::fs::remove_file(old)
-            .map_err(|e| format!("{}: cannot remove the old checkpoint: {e}", old.display()))?;
-    }
-    let mut saved_stage = None;
-    if let Some(path) = resuming.filter(|_| job.resume_as_saved) {
-        // The window's Resume: the stopped run goes on as it was saved, whatever the settings
-        // on screen say now (a deeper stage stays the deeper stage).
-        let header = bundle::read_header(path).map_err(|e| e.to_string())?;
-        let (saved, stage_start) = super::config::as_saved(&header, &config)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        config = saved;
-        saved_stage = Some(stage_start);
-    }
     config.validate()?;
     let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
     let classes = job.dataset.classes.clone();
@@ -177,6 +160,28 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
     epochs.run(model, start.optim, start.history, start.first_epoch, pass)
 }
 
+/// The run's settings: the job's, or with `resume_as_saved` the checkpoint's (the window's
+/// Resume: the stopped run goes on as it was saved, whatever the settings on screen say now, a
+/// deeper stage as the deeper stage), with the epoch that stage began at. A new run first
+/// removes an older run's checkpoint, which is not this run's to resume or report.
+fn settings_of(job: &TrainJob) -> Result<(TrainConfig, Option<usize>), String> {
+    let checkpoint = job.checkpoint.as_deref().filter(|p| p.is_file());
+    match checkpoint {
+        Some(old) if !job.resume => {
+            std::fs::remove_file(old)
+                .map_err(|e| format!("{}: cannot remove the old checkpoint: {e}", old.display()))?;
+            Ok((job.config.clone(), None))
+        }
+        Some(path) if job.resume_as_saved => {
+            let header = bundle::read_header(path).map_err(|e| e.to_string())?;
+            let (saved, stage_start) = super::config::as_saved(&header, &job.config)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((saved, Some(stage_start)))
+        }
+        _ => Ok((job.config.clone(), None)),
+    }
+}
+
 /// The feature cache for the run's frozen convolutions (with the run's own settings, which a
 /// resumed run takes from its checkpoint), when the run caches them.
 fn open_cache(
@@ -277,7 +282,9 @@ impl Epochs<'_> {
         pass: FeaturePass,
     ) -> Result<Outcome, String> {
         let (ctx, job, config) = (self.ctx, self.job, self.ctx.config);
-        let mut evaluated = self.evaluate(&model.valid(), 0)?;
+        // The last validation pass: each epoch's; a run with no epoch left to train (a
+        // resume of a finished run) validates the model it has, at the end.
+        let mut evaluated: Option<EvaluatedImages> = None;
         let mut step = first_epoch * self.train.len().div_ceil(config.batch_size.max(1));
         let mut writer = CheckpointWriter::new(job.checkpoint_interval);
         // The model as it stood after the last epoch this run finished: what a stop saves.
@@ -293,18 +300,19 @@ impl Epochs<'_> {
             (model, trained) =
                 self.train_epoch(model, &mut optim, &mut writer, epoch, lr, &mut step)?;
             let Some(trained) = trained else {
-                return self.stopped(&mut writer, (finished, &history, &evaluated), epoch);
+                return self.stopped(&mut writer, (finished, &history, evaluated), epoch);
             };
-            evaluated = self.evaluate(&model.valid(), epoch + 1)?;
+            let validated = self.evaluate(&model.valid(), epoch + 1)?;
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
                 train_loss: trained.loss,
                 train_accuracy: trained.accuracy,
-                valid_loss: evaluated.evaluation.log_loss,
-                valid_accuracy: evaluated.evaluation.accuracy,
+                valid_loss: validated.evaluation.log_loss,
+                valid_accuracy: validated.evaluation.accuracy,
                 learning_rate: lr,
                 secs: started.elapsed().as_secs_f64(),
             };
+            evaluated = Some(validated);
             history.push(metrics.clone());
             ctx.emit.send(TrainEvent::Epoch(metrics));
             finished = Some(model.valid());
@@ -321,7 +329,7 @@ impl Epochs<'_> {
                 .stop_after
                 .is_some_and(|n| epoch + 1 >= n && epoch + 1 < config.epochs)
             {
-                return self.stopped(&mut writer, (finished, &history, &evaluated), epoch + 1);
+                return self.stopped(&mut writer, (finished, &history, evaluated), epoch + 1);
             }
         }
 
@@ -329,6 +337,10 @@ impl Epochs<'_> {
         // finished run, even when its last checkpoint then cannot be written (it is only
         // needed to add epochs later), and a model that cannot be saved leaves `out` as it
         // was (a failed run: the last epoch's checkpoint is written instead, for a resume).
+        let evaluated = match evaluated {
+            Some(e) => e,
+            None => self.evaluate(&model.valid(), config.epochs)?,
+        };
         if let Some(out) = &job.out {
             self.save_model(out, &model.valid(), &history, &evaluated)?;
         }
@@ -378,14 +390,14 @@ impl Epochs<'_> {
     fn stopped(
         &self,
         writer: &mut CheckpointWriter,
-        (finished, history, evaluated): (Option<Vgg16>, &[EpochMetrics], &EvaluatedImages),
+        (finished, history, evaluated): (Option<Vgg16>, &[EpochMetrics], Option<EvaluatedImages>),
         epochs_done: usize,
     ) -> Result<Outcome, String> {
         let job = self.job;
         writer.flush(self.ctx.emit)?;
-        let model = match (finished, &job.out) {
-            (Some(model), Some(out)) => {
-                self.save_model(out, &model, history, evaluated)?;
+        let model = match (finished, evaluated, &job.out) {
+            (Some(model), Some(evaluated), Some(out)) => {
+                self.save_model(out, &model, history, &evaluated)?;
                 Some(out.clone())
             }
             _ => None,
@@ -415,6 +427,8 @@ impl Epochs<'_> {
             let j = (shuffle.next_u64() % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
+        // The epoch begins now, before its first batch (a deeper stage's takes seconds).
+        ctx.progress(Phase::Training, epoch + 1, 0, self.train.len(), started);
         let mut dropout_rng = SplitMix64(derive_seed(config.seed, epoch, DROPOUT_STREAM, 0));
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for chunk in order.chunks(config.batch_size.max(1)) {
