@@ -82,6 +82,23 @@ impl egui::DroppedFile for Dropped {
     }
 }
 
+/// Clicks Start and waits until the run has begun (a click in the frame where the view's
+/// layout still settles can miss; a person would click again).
+fn click_start(harness: &mut Harness<'static, VggtuneApp>) {
+    let before = harness.state().runs().len();
+    for _ in 0..5 {
+        harness.get_by_label("Start").click();
+        harness.run_steps(2);
+        let app = harness.state();
+        if app.is_training() || app.run_settings().is_some() || app.runs().len() > before {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        harness.run_steps(1);
+    }
+    panic!("Start did not start a run");
+}
+
 /// Replaces the text of the path prompt's field by `path`, as typed.
 fn type_path(harness: &mut Harness<'static, VggtuneApp>, path: &Path) {
     harness
@@ -224,7 +241,7 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
     harness.get_by_label("Train").click();
     harness.run_steps(2);
-    harness.get_by_label("Start").click();
+    click_start(&mut harness);
     harness.run_steps(1);
     wait_for(&mut harness, 120, "the run and its model", |a| {
         !a.is_training() && a.has_model()
@@ -592,7 +609,7 @@ fn a_stopped_deeper_stage_is_the_model_saved_and_resumes_as_itself_after_a_resta
     harness.get_by_label("Train").click();
     harness.run_steps(2);
     let started = Instant::now();
-    harness.get_by_label("Start").click();
+    click_start(&mut harness);
     harness.run_steps(1);
     wait_for(&mut harness, 120, "the head's run and its model", |a| {
         !a.is_training() && a.model_in_use().is_some_and(|m| m.1 == 2)
@@ -701,7 +718,7 @@ fn the_train_view_scrolls_to_its_charts_and_tables_in_a_small_window() {
     wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
     harness.get_by_label("Train").click();
     harness.run_steps(2);
-    harness.get_by_label("Start").click();
+    click_start(&mut harness);
     harness.run_steps(1);
     wait_for(&mut harness, 120, "the run", |a| {
         !a.is_training() && a.has_model()

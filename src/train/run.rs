@@ -43,22 +43,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         .checkpoint
         .as_deref()
         .filter(|p| job.resume && p.is_file());
-    config.validate()?;
-    let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
-    let classes = job.dataset.classes.clone();
-    if classes.len() < 2 {
-        return Err("training needs at least two classes".into());
-    }
-    if split.train.is_empty() {
-        return Err("there are no training images".into());
-    }
-    let model_config = Vgg16Config {
-        num_classes: classes.len(),
-        input_size: config.input_size,
-        width_divisor: config.width_divisor,
-        head: config.head,
-        dropout: config.dropout,
-    };
+    let (split, classes, model_config) = checked(&job, &config)?;
     // Before any work: a GPU that cannot bind the run's largest buffer is left for the CPU
     // (auto) or refused with the reason (--device gpu), rather than failing mid-run.
     let chosen = device::select_fitting(config.device, |limit| {
@@ -70,7 +55,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
     })
     .map_err(|e| e.to_string())?;
     let device = chosen.device.clone();
-    let start = StartingPoint::resolve(
+    let mut start = StartingPoint::resolve(
         &config,
         &model_config,
         &classes,
@@ -80,7 +65,6 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
     )?;
     // Resumed as saved: the stage the settings were read with (a checkpoint written before
     // checkpoints said their stage is a first stage).
-    let mut start = start;
     if let Some(stage_start) = saved_stage {
         start.stage_start = stage_start;
     }
@@ -158,6 +142,31 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
         valid,
     };
     epochs.run(model, start.optim, start.history, start.first_epoch, pass)
+}
+
+/// The run's settings checked, its split, classes and network shape; refused with why when
+/// there is nothing to train.
+fn checked(
+    job: &TrainJob,
+    config: &TrainConfig,
+) -> Result<(Split, Vec<String>, Vgg16Config), String> {
+    config.validate()?;
+    let split = Split::of(&job.dataset, &config.split).map_err(|e| e.to_string())?;
+    let classes = job.dataset.classes.clone();
+    if classes.len() < 2 {
+        return Err("training needs at least two classes".into());
+    }
+    if split.train.is_empty() {
+        return Err("there are no training images".into());
+    }
+    let model_config = Vgg16Config {
+        num_classes: classes.len(),
+        input_size: config.input_size,
+        width_divisor: config.width_divisor,
+        head: config.head,
+        dropout: config.dropout,
+    };
+    Ok((split, classes, model_config))
 }
 
 /// The run's settings: the job's, or with `resume_as_saved` the checkpoint's (the window's
