@@ -313,8 +313,7 @@ impl VggtuneApp {
             UiCommand::DiscardAndQuit => {
                 self.model.discard();
                 self.confirm_close = false;
-                self.closing = true;
-                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                self.close(ctx);
             }
             UiCommand::CancelQuit => self.confirm_close = false,
             UiCommand::ToggleAbout => self.show_about = !self.show_about,
@@ -499,15 +498,18 @@ impl VggtuneApp {
         }
         if self.quit_after_stop && !self.is_training() {
             self.quit_after_stop = false;
-            self.model.discard();
-            self.closing = true;
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            self.close(ctx);
         }
         if self.quit_after_save && !self.model.unsaved() && self.model.activity().is_none() {
             self.quit_after_save = false;
-            self.closing = true;
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            self.close(ctx);
         }
+    }
+
+    /// Closes the window without asking again (the question was answered).
+    fn close(&mut self, ctx: &egui::Context) {
+        self.closing = true;
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
 
     /// Acts on the native dialog's answer: a chosen path is used at once; a dialog that could

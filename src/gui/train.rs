@@ -95,17 +95,15 @@ impl TrainPanel {
     ) {
         let (_, checkpoint) = Self::run_paths(shared);
         let again = self.launch.as_ref().map(|(l, _)| l.clone());
-        match again.filter(|_| resume) {
-            Some(last) if !checkpoint.is_file() => self.launch(ctx, shared, dataset, last, false),
-            last => {
+        match again.filter(|_| resume && !checkpoint.is_file()) {
+            // Stopped before its first checkpoint: the same run again, on the cached features.
+            Some(last) => self.launch(ctx, shared, dataset, last, false),
+            // A new run; or the checkpoint's, which brings its own settings, stage and weights.
+            None => {
                 let launch = Launch {
                     config: shared.state.train.clone(),
-                    weights: if resume {
-                        last.as_ref().and_then(|l| l.weights.clone()).or(weights)
-                    } else {
-                        weights
-                    },
-                    from: last.and_then(|l| l.from),
+                    weights,
+                    from: None,
                 };
                 self.launch(ctx, shared, dataset, launch, resume);
             }
