@@ -5,6 +5,8 @@
 //! knows egui exists; nothing in `gui` computes a tensor.
 
 pub mod bench;
+pub mod bench_unknown;
+pub mod calibration;
 pub mod data;
 pub mod device;
 pub mod fsutil;
@@ -18,6 +20,7 @@ mod mutation_tests;
 pub mod rng;
 pub mod train;
 pub mod tuning;
+pub mod typical;
 pub mod words;
 
 /// The crate version.

@@ -113,6 +113,24 @@ enum Command {
         #[arg(long)]
         json_out: Option<PathBuf>,
     },
+    /// Measure the "none of these" verdict against the baselines (maximum softmax probability,
+    /// energy) on known photos and photos of none of the model's classes.
+    BenchUnknown {
+        /// The saved model (.vggtune).
+        model: PathBuf,
+        /// A folder of photos like the training photos (repeatable).
+        #[arg(long)]
+        known: Vec<PathBuf>,
+        /// Also count the model's own validation photos as known.
+        #[arg(long)]
+        valid: bool,
+        /// A folder of photos of none of the model's classes (repeatable).
+        #[arg(long, required = true)]
+        unknown: Vec<PathBuf>,
+        /// The neighbour counts to compare.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20,50")]
+        k: Vec<usize>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +203,13 @@ fn main() -> ExitCode {
             },
             json_out,
         ),
+        Command::BenchUnknown {
+            model,
+            known,
+            valid,
+            unknown,
+            k,
+        } => bench_unknown(cli.device, &model, (&known, valid), &unknown, &k),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -355,6 +380,37 @@ fn export(
         )
     })?;
     println!("{}", export_model(model, format, out)?);
+    Ok(())
+}
+
+fn bench_unknown(
+    choice: DeviceChoice,
+    model: &std::path::Path,
+    (known, valid): (&[PathBuf], bool),
+    unknown: &[PathBuf],
+    ks: &[usize],
+) -> anyhow::Result<()> {
+    use vggtune::bench_unknown::PhotoSet;
+    let classifier = vggtune::infer::Classifier::load_for(model, choice)?;
+    let mut known_sets: Vec<PhotoSet> = known.iter().map(|d| PhotoSet::of_folder(d)).collect();
+    if valid {
+        let images = classifier
+            .header
+            .validation
+            .as_ref()
+            .map(|v| v.images.clone())
+            .unwrap_or_default();
+        known_sets.push(PhotoSet {
+            name: "the model's validation photos".into(),
+            paths: images,
+        });
+    }
+    let unknown_sets: Vec<PhotoSet> = unknown.iter().map(|d| PhotoSet::of_folder(d)).collect();
+    let report = vggtune::bench_unknown::run(&classifier, &known_sets, &unknown_sets, ks, |s| {
+        eprintln!("{s}…");
+    })
+    .map_err(anyhow::Error::msg)?;
+    print!("{report}");
     Ok(())
 }
 

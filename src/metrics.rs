@@ -61,6 +61,10 @@ pub struct EvaluatedImages {
     pub labels: Vec<usize>,
     /// Their predicted probabilities.
     pub probs: Vec<Vec<f32>>,
+    /// How typical each is of the model's training photos, in the same order; empty when
+    /// the *none of these* verdict was off (or the model keeps no training features).
+    #[serde(default)]
+    pub typicality: Vec<crate::typical::Judgement>,
 }
 
 impl EvaluatedImages {
@@ -76,7 +80,41 @@ impl EvaluatedImages {
             images,
             labels,
             probs,
+            typicality: Vec::new(),
         }
+    }
+
+    /// The same with each photo's typicality (one per photo, or it is left out).
+    pub fn with_typicality(mut self, typicality: Vec<crate::typical::Judgement>) -> Self {
+        if typicality.len() == self.images.len() {
+            self.typicality = typicality;
+        }
+        self
+    }
+
+    /// The photos judged *none of these* (indices), when the photos were judged.
+    pub fn unknown(&self) -> Option<Vec<usize>> {
+        if self.typicality.is_empty() {
+            return None;
+        }
+        let unknown = self.typicality.iter().enumerate();
+        Some(unknown.filter(|(_, j)| !j.known).map(|(i, _)| i).collect())
+    }
+
+    /// Accuracy over the photos not judged *none of these* (`None` when not judged or none
+    /// is left).
+    pub fn accuracy_of_known(&self) -> Option<f64> {
+        if self.typicality.is_empty() {
+            return None;
+        }
+        let (mut right, mut n) = (0usize, 0usize);
+        for ((j, &label), p) in self.typicality.iter().zip(&self.labels).zip(&self.probs) {
+            if j.known {
+                n += 1;
+                right += usize::from(argmax(p) == label);
+            }
+        }
+        (n > 0).then(|| right as f64 / n as f64)
     }
 }
 
@@ -112,7 +150,9 @@ impl EvaluatedImages {
             && self.probs.len() == n
             && self.labels.iter().all(|&l| l < classes.len())
             && self.probs.iter().all(|p| p.len() == classes.len());
+        let typicality = self.typicality;
         fits.then(|| Self::new(classes, self.images, self.labels, self.probs))
+            .map(|e| e.with_typicality(typicality))
     }
 }
 
@@ -136,6 +176,9 @@ pub struct Evaluation {
     pub per_class: Vec<ClassMetrics>,
     /// Galleries per true class.
     pub galleries: Vec<Galleries>,
+    /// Confidence against accuracy, and the expected calibration error.
+    #[serde(default)]
+    pub reliability: crate::calibration::Reliability,
 }
 
 /// The index of the largest value.
@@ -273,6 +316,7 @@ impl Evaluation {
             confusion,
             per_class,
             galleries,
+            reliability: crate::calibration::reliability(probs, labels),
         }
     }
 

@@ -191,6 +191,8 @@ fn tiny_model() -> (crate::model::Vgg16, crate::model::bundle::BundleHeader) {
         mirror_tta: false,
         square_tta: false,
         stage_start: None,
+        calibration: None,
+        typicality: None,
     };
     (config.init(&burn::tensor::Device::flex()), header)
 }
@@ -203,7 +205,7 @@ fn mutated_onnx_safetensors_and_model_files_never_panic_nor_allocate_past_a_cap(
     let (model, header) = tiny_model();
 
     let onnx = dir.path().join("m.onnx");
-    crate::model::onnx_export::export_onnx(&model, &header, &onnx).expect("export");
+    crate::model::onnx_export::export_onnx(&model, &header, None, &onnx).expect("export");
     let onnx = std::fs::read(onnx).expect("read");
     let ok = fuzz("onnx", &onnx, 1500, SMALL_CAP, |b| {
         crate::model::onnx::read_onnx(b).is_ok()
@@ -219,7 +221,13 @@ fn mutated_onnx_safetensors_and_model_files_never_panic_nor_allocate_past_a_cap(
     });
 
     let bundle = dir.path().join("m.vggtune");
-    crate::model::bundle::save(&bundle, &header, &model, None).expect("save");
+    // With its training photos' features, so the fourth section is mutated too.
+    let mut rng = crate::rng::SplitMix64(3);
+    let features: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..32).map(|_| (rng.next_u64() % 100) as f32).collect())
+        .collect();
+    let typical = crate::typical::Typicality::fit(&features, 1).expect("fit");
+    crate::model::bundle::save_model(&bundle, &header, &model, Some(&typical)).expect("save");
     let bundle = std::fs::read(bundle).expect("read");
     // Half of the cases get a repaired checksum, so the header and weights are parsed too.
     let mut repair = false;

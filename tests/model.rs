@@ -702,6 +702,8 @@ fn full_size_vgg16_with_torchvisions_head_exports_to_one_onnx_file_that_onnxrunt
         mirror_tta: false,
         square_tta: false,
         stage_start: None,
+        calibration: None,
+        typicality: None,
     };
     let mut model = config.init(&cpu());
     // Real ImageNet convolutions, so photos give different features whatever Burn's unseeded

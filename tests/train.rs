@@ -952,10 +952,58 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     ]);
     let csv_text = std::fs::read_to_string(&csv).unwrap();
     assert!(
-        csv_text.starts_with("path,predicted,p_cat,p_dog\n"),
+        csv_text.starts_with("path,predicted,p_cat,p_dog,verdict,typicality\n"),
         "{csv_text}"
     );
     assert_eq!(csv_text.lines().count(), 4);
+    for line in csv_text.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 6, "{line}");
+        assert!(
+            ["cat", "dog", "none of these"].contains(&fields[4]),
+            "{line}"
+        );
+        let typical: f64 = fields[5].parse().unwrap();
+        assert!((0.0..=1.0).contains(&typical), "{line}");
+    }
+    // JSON: each prediction's verdict in words and how typical it is; --no-unknown leaves
+    // the verdict out and names every photo's class.
+    let out = run_ok(&[
+        "predict",
+        m,
+        test.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "on");
+    for p in v["predictions"].as_array().unwrap() {
+        assert!(p["verdict"].is_string(), "{p}");
+        let j = &p["typicality"];
+        assert!(
+            j["distance"].is_number() && j["typicality"].is_number() && j["known"].is_boolean(),
+            "{p}"
+        );
+    }
+    let out = run_ok(&[
+        "predict",
+        m,
+        test.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+        "--no-unknown",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "the none-of-these verdict is switched off");
+    for p in v["predictions"].as_array().unwrap() {
+        assert!(p["typicality"].is_null(), "{p}");
+        assert!(
+            ["cat", "dog"].contains(&p["verdict"].as_str().unwrap()),
+            "{p}"
+        );
+    }
 
     let submission = work.path().join("submission.csv");
     run_ok(&[
@@ -991,6 +1039,17 @@ fn the_cli_trains_predicts_and_writes_a_kaggle_submission() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["evaluation"]["count"], 24);
+    // The calibration error with its bins, and each photo's typicality.
+    let ece = v["evaluation"]["reliability"]["ece"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ece), "{ece}");
+    assert_eq!(
+        v["evaluation"]["reliability"]["bins"]
+            .as_array()
+            .unwrap()
+            .len(),
+        15
+    );
+    assert_eq!(v["typicality"].as_array().unwrap().len(), 24);
 
     // Any folder: cats/ and dogs/ are the model's cat and dog (and the output says so); a
     // class named otherwise is an error naming it, until mapped with --class-map.
@@ -1234,6 +1293,21 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
         );
         assert_eq!(info["output"]["name"], "probabilities");
         assert_eq!(info["result_shape"], serde_json::json!([5, 2]));
+        // Beside the probabilities: the features, and the distance the verdict compares
+        // (checked against vggtune's above), with the rule in the metadata.
+        assert_eq!(info["features_shape"], serde_json::json!([5, 512]));
+        assert_eq!(
+            info["distances"].as_array().map(Vec::len),
+            Some(5),
+            "{info}"
+        );
+        assert!(
+            info["metadata"]["none_of_these"]
+                .as_str()
+                .unwrap()
+                .contains("5th nearest"),
+            "{info}"
+        );
         let metadata = &info["metadata"];
         assert_eq!(metadata["classes"], r#"["cat","dog"]"#);
         assert!(
@@ -1248,7 +1322,95 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
             "{metadata}"
         );
         heatmaps_match_an_independent_grad_cam(&model_path, &onnx, &photos);
+        if head == HeadKind::Pooled {
+            photos_of_neither_class_are_none_of_these(&model_path, &source);
+        }
     }
+}
+
+/// The *none of these* verdict of a model trained on 48 real photos at 112 px: real photos of
+/// neither class (`../shared/data/ood`: flowers, and 30-px photos of planes, cars, fruit,
+/// motorbikes and people) are none of these, and real cats and dogs it never saw are not. A
+/// copy of the model in the format from before the verdict (version 2) still predicts, with
+/// the verdict off and why.
+fn photos_of_neither_class_are_none_of_these(model: &Path, source: &Path) {
+    let mut ood: Vec<PathBuf> = std::fs::read_dir(source.join("../../ood"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    ood.sort();
+    let ood: Vec<PathBuf> = ood.into_iter().step_by(5).collect();
+    let known: Vec<PathBuf> = (201..=220)
+        .flat_map(|i| ["cat", "dog"].map(|c| source.join(format!("{c}.{i}.jpg"))))
+        .collect();
+    let classifier = Classifier::load(model, &burn::tensor::Device::flex()).unwrap();
+    assert_eq!(classifier.verdict_off(), None);
+    let called = |paths: &[PathBuf]| {
+        let (predictions, failed) = classifier.predict(paths, 8, |_, _| {});
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(predictions.iter().all(|p| p.typicality.is_some()));
+        predictions.iter().filter(|p| p.is_unknown()).count()
+    };
+    let (known_called, ood_called) = (called(&known), called(&ood));
+    eprintln!(
+        "none of these: {known_called} of {} unseen cats and dogs, {ood_called} of {} photos of \
+         neither",
+        known.len(),
+        ood.len()
+    );
+    assert!(known_called <= 8, "{known_called} of 40 cats and dogs");
+    assert!(
+        ood_called >= 32,
+        "{ood_called} of {} photos of neither",
+        ood.len()
+    );
+    classifier.set_verdict(false);
+    let (predictions, _) = classifier.predict(&ood[..4], 8, |_, _| {});
+    assert!(
+        predictions
+            .iter()
+            .all(|p| p.typicality.is_none() && !p.is_unknown())
+    );
+
+    let old = model.with_extension("v2.vggtune");
+    std::fs::write(&old, as_format_2(&std::fs::read(model).unwrap())).unwrap();
+    let classifier = Classifier::load(&old, &burn::tensor::Device::flex()).unwrap();
+    assert_eq!(
+        classifier.verdict_off(),
+        Some(vggtune::typical::NO_FEATURES)
+    );
+    let (predictions, _) = classifier.predict(&known[..4], 8, |_, _| {});
+    assert_eq!(predictions.len(), 4);
+    assert!(predictions.iter().all(|p| p.typicality.is_none()));
+}
+
+/// A version-3 model file as version 2 wrote it: its first three sections, no training
+/// features, and the checksum of what is left.
+fn as_format_2(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut out = bytes[..8].to_vec();
+    out.extend(2u32.to_le_bytes());
+    let mut pos = 12;
+    for _ in 0..3 {
+        let len = u64::from_le_bytes(bytes[pos..pos + 8].try_into().unwrap()) as usize;
+        out.extend(&bytes[pos..pos + 8 + len]);
+        pos += 8 + len;
+    }
+    let mut header_len = [0u8; 8];
+    header_len.copy_from_slice(&out[12..20]);
+    let header_len = u64::from_le_bytes(header_len) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&out[20..20 + header_len]).unwrap();
+    header["format_version"] = 2.into();
+    header.as_object_mut().unwrap().remove("typicality");
+    header.as_object_mut().unwrap().remove("calibration");
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut v2 = out[..12].to_vec();
+    v2.extend((json.len() as u64).to_le_bytes());
+    v2.extend(&json);
+    v2.extend(&out[20 + header_len..]);
+    let digest = sha2::Sha256::digest(&v2);
+    v2.extend(digest);
+    v2
 }
 
 /// vggtune's Grad-CAM heatmaps of every class of `photos` equal those of

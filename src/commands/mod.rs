@@ -227,6 +227,8 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     tta: TtaFlags,
     #[command(flatten)]
+    verdict: VerdictFlag,
+    #[command(flatten)]
     output: Output,
 }
 
@@ -253,6 +255,8 @@ pub struct PredictArgs {
     heatmap_class: Option<String>,
     #[command(flatten)]
     tta: TtaFlags,
+    #[command(flatten)]
+    verdict: VerdictFlag,
     #[command(flatten)]
     output: Output,
 }
@@ -318,10 +322,30 @@ pub struct TtaFlags {
     no_tta: bool,
 }
 
-fn load_classifier(choice: DeviceChoice, path: &Path, tta: TtaFlags) -> anyhow::Result<Classifier> {
+/// The *none of these* verdict's flag, of the commands that predict and evaluate.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct VerdictFlag {
+    /// Never say "none of these": give every photo one of the model's classes, however unlike
+    /// the training photos it is (default: photos unlike them are "none of these").
+    #[arg(long)]
+    no_unknown: bool,
+}
+
+fn load_classifier(
+    choice: DeviceChoice,
+    path: &Path,
+    tta: TtaFlags,
+    verdict: Option<VerdictFlag>,
+) -> anyhow::Result<Classifier> {
     let classifier = Classifier::load_for(path, choice)?;
     if tta.tta || tta.no_tta {
         classifier.set_mirror_tta(tta.tta);
+    }
+    classifier.set_verdict(verdict.is_some_and(|v| !v.no_unknown));
+    if verdict.is_some_and(|v| !v.no_unknown)
+        && let Some(why) = classifier.verdict_off()
+    {
+        eprintln!("note: {}: {why}", path.display());
     }
     Ok(classifier)
 }
@@ -405,6 +429,11 @@ pub fn print_evaluation(e: &Evaluation) {
     println!("images:    {}", e.count);
     println!("accuracy:  {:.2}%", 100.0 * e.accuracy);
     println!("log loss:  {:.4}", e.log_loss);
+    println!(
+        "calibration error (ECE, {} bins): {:.2}%",
+        vggtune::calibration::BINS,
+        100.0 * e.reliability.ece
+    );
     let width = e.classes.iter().map(String::len).max().unwrap_or(5).max(5);
     println!("confusion (rows: true class, columns: predicted):");
     print!("  {:width$}", "");
@@ -428,9 +457,30 @@ pub fn print_evaluation(e: &Evaluation) {
     }
 }
 
+/// The evaluation's photos judged *none of these*, and the accuracy without them.
+fn print_unknown(e: &vggtune::metrics::EvaluatedImages) {
+    let Some(unknown) = e.unknown() else {
+        return;
+    };
+    let share = 100.0 * unknown.len() as f64 / e.images.len().max(1) as f64;
+    println!(
+        "{}: {} of {} ({share:.1}%, {})",
+        vggtune::typical::NONE_OF_THESE,
+        unknown.len(),
+        e.images.len(),
+        vggtune::typical::NONE_OF_THESE_MEANS
+    );
+    if let Some(accuracy) = e.accuracy_of_known().filter(|_| !unknown.is_empty()) {
+        println!("accuracy without them: {:.2}%", 100.0 * accuracy);
+    }
+    for &i in &unknown {
+        println!("  {}", e.images[i].display());
+    }
+}
+
 /// Evaluates a saved model on a labelled folder.
 pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> {
-    let classifier = load_classifier(choice, &args.model, args.tta)?;
+    let classifier = load_classifier(choice, &args.model, args.tta, Some(args.verdict))?;
     let dataset = Dataset::scan(&args.data)?;
     let progress = args
         .output
@@ -469,6 +519,7 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
         println!("classes: {line}");
     }
     print_evaluation(evaluation);
+    print_unknown(&result.evaluated);
     for f in failed {
         eprintln!("skipped {}: {}", f.path.display(), f.reason);
     }
@@ -477,7 +528,7 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
 
 /// Classifies images and folders.
 pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
-    let classifier = load_classifier(choice, &args.model, args.tta)?;
+    let classifier = load_classifier(choice, &args.model, args.tta, Some(args.verdict))?;
     let (paths, mut rejected) = infer::collect_images(&args.inputs);
     let (predictions, failed) = match &args.heatmaps {
         None => predict_with_bar(&classifier, &paths, args.batch_size, args.output),
@@ -507,7 +558,8 @@ pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "classes": classes,
-                "predictions": predictions,
+                "verdict": classifier.verdict_off().map_or("on", |why| why),
+                "predictions": predictions_json(classes, &predictions)?,
                 "unclassified": rejected,
             }))?
         );
@@ -518,10 +570,13 @@ pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
                 .zip(&p.probabilities)
                 .map(|(c, v)| format!("{c} {}", infer::confidence_text(*v)))
                 .collect();
+            let typical = p.typicality.map_or(String::new(), |j| {
+                format!("; typical {}", infer::confidence_text(j.typicality))
+            });
             println!(
-                "{}: {} ({})",
+                "{}: {} ({}{typical})",
                 p.path.display(),
-                classes[p.class],
+                p.verdict(classes),
                 probs.join(", ")
             );
         }
@@ -536,9 +591,26 @@ pub fn predict(choice: DeviceChoice, args: PredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Predictions as JSON, each with its verdict in words ("cat", or "none of these").
+fn predictions_json(
+    classes: &[String],
+    predictions: &[infer::Prediction],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    predictions
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("verdict".into(), p.verdict(classes).into());
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
 /// Writes a Kaggle submission.
 pub fn submit(choice: DeviceChoice, args: SubmitArgs) -> anyhow::Result<()> {
-    let classifier = load_classifier(choice, &args.model, args.tta)?;
+    let classifier = load_classifier(choice, &args.model, args.tta, None)?;
     let (paths, rejected) = infer::collect_images(std::slice::from_ref(&args.test_dir));
     let (predictions, failed) = predict_with_bar(&classifier, &paths, args.batch_size, args.output);
     let rows = infer::kaggle_rows(classifier.classes(), &predictions, args.clip)?;

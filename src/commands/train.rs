@@ -314,6 +314,16 @@ fn report(last: TrainEvent, out: &Output, model: &Path) -> anyhow::Result<()> {
                         evaluation.count
                     );
                 }
+                match &summary.calibration {
+                    Ok(c) => println!("calibration: {}", c.describe()),
+                    Err(why) => println!("calibration: {why}"),
+                }
+                match &summary.typicality {
+                    Some(t) => println!("none of these: {}", vggtune::typical::describe(t)),
+                    None => println!(
+                        "none of these: off (too few training photos to tell what is typical)"
+                    ),
+                }
                 println!("saved {}", model.display());
             }
             if let Some(warning) = &summary.warning {

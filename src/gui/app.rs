@@ -406,9 +406,9 @@ impl VggtuneApp {
         match self.model.classifier() {
             Some(classifier) => {
                 let classes = self.model.classes();
-                let mirror = self.model.mirror_on();
+                let switches = self.model.switches();
                 self.evaluate
-                    .start(ctx, (classifier, mirror), classes, source);
+                    .start(ctx, (classifier, switches), classes, source);
             }
             None => self
                 .shared
@@ -419,9 +419,9 @@ impl VggtuneApp {
 
     pub(super) fn classify(&mut self, ctx: &egui::Context, inputs: Vec<PathBuf>) {
         let classifier = self.model.classifier();
-        let mirror = self.model.mirror_on();
+        let switches = self.model.switches();
         self.predict
-            .classify(ctx, &mut self.shared, (classifier, mirror), inputs);
+            .classify(ctx, &mut self.shared, (classifier, switches), inputs);
     }
 
     /// Applies what the workers sent since the last frame.

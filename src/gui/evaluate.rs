@@ -10,6 +10,7 @@ use std::time::Instant;
 use eframe::egui;
 
 use super::jobs::{Job, Reporter};
+use super::model::Switches;
 use super::{Commands, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::infer::{ClassMapping, Classifier, DatasetEvaluation, match_classes};
@@ -44,7 +45,7 @@ struct Mapping {
 /// An evaluation running on its worker.
 struct Running {
     job: Job<EvalMsg>,
-    mirror: Option<bool>,
+    switches: Switches,
     cancel: Arc<AtomicBool>,
     started: Instant,
     done: usize,
@@ -61,8 +62,8 @@ pub(crate) struct EvaluatePanel {
     /// Photos of the evaluated folder that could not be classified, with why.
     unclassified: Vec<crate::infer::Unclassified>,
     running: Option<Running>,
-    /// Whether the evaluation shown was made with the mirror (`None`: not known, e.g. a run's).
-    mirror_used: Option<bool>,
+    /// The model's switches when the evaluation shown was made (not known for a run's).
+    used: Switches,
     mapping: Option<Mapping>,
     folder_edit: String,
     selected_cell: Option<(usize, usize)>,
@@ -72,7 +73,7 @@ impl EvaluatePanel {
     /// Shows a finished run's validation pass.
     pub fn show(&mut self, evaluation: EvaluatedImages) {
         self.evaluation = Some(evaluation);
-        self.mirror_used = None;
+        self.used = Switches::default();
         self.about = vec!["The last run's validation photos".into()];
         self.unclassified.clear();
         self.selected_cell = None;
@@ -91,7 +92,7 @@ impl EvaluatePanel {
     pub fn start(
         &mut self,
         ctx: &egui::Context,
-        (classifier, mirror): (Arc<Mutex<Classifier>>, Option<bool>),
+        (classifier, switches): (Arc<Mutex<Classifier>>, Switches),
         model_classes: &[String],
         source: EvalSource,
     ) {
@@ -127,7 +128,7 @@ impl EvaluatePanel {
         });
         self.running = Some(Running {
             job,
-            mirror,
+            switches,
             cancel,
             started: Instant::now(),
             done: 0,
@@ -171,7 +172,7 @@ impl EvaluatePanel {
             finished = Some(Some(Err(why)));
         }
         let Some(finished) = finished else { return };
-        let mirror = self.running.take().and_then(|r| r.mirror);
+        let switches = self.running.take().map(|r| r.switches).unwrap_or_default();
         match finished {
             Some(Ok(result)) => {
                 let mut about = vec![format!("Folder: {}", result.folder.display())];
@@ -180,7 +181,7 @@ impl EvaluatePanel {
                     about.push("Cancelled: only the photos reached so far are counted.".into());
                 }
                 self.evaluation = Some(result.evaluated);
-                self.mirror_used = mirror;
+                self.used = switches;
                 self.about = about;
                 self.unclassified = result.unclassified;
                 self.selected_cell = None;
@@ -347,13 +348,26 @@ impl EvaluatePanel {
             ui.colored_label(ui.visuals().warn_fg_color, warning);
         }
         ui.label(format!(
-            "{} — accuracy {:.2}% — log loss {:.4}",
+            "{} — accuracy {:.2}% — log loss {:.4} — calibration error {:.2}%",
             crate::words::photos(e.count),
             100.0 * e.accuracy,
-            e.log_loss
+            e.log_loss,
+            100.0 * e.reliability.ece
         ));
+        let unknown = data.unknown();
+        if let Some(unknown) = unknown.as_ref().filter(|u| !u.is_empty()) {
+            let without = data.accuracy_of_known().map_or(String::new(), |a| {
+                format!(" — accuracy without them {:.2}%", 100.0 * a)
+            });
+            ui.label(format!(
+                "{}: {} ({}){without}",
+                crate::words::sentence(crate::typical::NONE_OF_THESE),
+                crate::words::photos(unknown.len()),
+                crate::typical::NONE_OF_THESE_MEANS
+            ));
+        }
         ui.horizontal(|ui| {
-            model.mirror_ui(ui, self.mirror_used);
+            model.switches_ui(ui, self.used);
             shared.heatmaps.controls_ui(ui, model_classes);
         });
         egui::ScrollArea::vertical()
@@ -361,6 +375,9 @@ impl EvaluatePanel {
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 confusion_ui(ui, e, selected_cell);
+                if let Some(unknown) = unknown.filter(|u| !u.is_empty()) {
+                    unknown_ui(ui, data, &unknown, shared);
+                }
                 if let Some((t, p)) = *selected_cell {
                     let cell = e.cell(&data.labels, &data.probs, t, p);
                     ui.label(format!(
@@ -402,6 +419,8 @@ impl EvaluatePanel {
                     }
                 });
                 galleries_ui(ui, data, shared);
+                let temperature = model.in_use.as_ref().and_then(|m| m.temperature);
+                super::reliability::reliability_ui(ui, &e.reliability, temperature);
             });
     }
 }
@@ -448,6 +467,46 @@ fn confusion_ui(ui: &mut egui::Ui, e: &Evaluation, selected_cell: &mut Option<(u
             ui.end_row();
         }
     });
+}
+
+/// The photos judged *none of these*, least typical first, each with its true class and the
+/// class the model would have given it.
+fn unknown_ui(ui: &mut egui::Ui, data: &EvaluatedImages, unknown: &[usize], shared: &mut Shared) {
+    let e = &data.evaluation;
+    let mut order = unknown.to_vec();
+    let typicality = |i: usize| data.typicality.get(i).map_or(0.0, |j| j.typicality);
+    order.sort_by(|&a, &b| typicality(a).total_cmp(&typicality(b)));
+    super::widgets::collapsing(
+        ui,
+        egui::CollapsingHeader::new(format!(
+            "{} ({})",
+            crate::words::sentence(crate::typical::NONE_OF_THESE),
+            unknown.len()
+        ))
+        .id_salt("none-of-these"),
+        |ui| {
+            ui.label(format!(
+                "Photos {}, least typical first: true class, then the class the model would \
+                 give.",
+                crate::typical::NONE_OF_THESE_MEANS
+            ));
+            let items: Vec<(PathBuf, usize, String)> = order
+                .iter()
+                .take(60)
+                .map(|&i| {
+                    let predicted = crate::metrics::argmax(&data.probs[i]);
+                    let caption = format!(
+                        "{} → {} {}",
+                        e.classes[data.labels[i]],
+                        e.classes[predicted],
+                        crate::infer::confidence_text(data.probs[i][predicted])
+                    );
+                    (data.images[i].clone(), predicted, caption)
+                })
+                .collect();
+            gallery_ui(shared, ui, &items);
+        },
+    );
 }
 
 /// Per class: the most confident mistakes, the most uncertain and the most confident right.

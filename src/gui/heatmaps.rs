@@ -491,6 +491,7 @@ fn worker(queue: &Queue, tx: &Sender<Done>, ctx: &egui::Context) {
             .map(|(p, maps)| {
                 let explained = Explained {
                     probabilities: p.probabilities,
+                    pooled: Vec::new(),
                     maps,
                 };
                 (p.path, Ok(Arc::new(explained)))

@@ -21,6 +21,7 @@ mod jobs;
 mod model;
 mod predict;
 mod prompt;
+mod reliability;
 mod thumbnails;
 mod train;
 mod weights;

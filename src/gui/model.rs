@@ -23,6 +23,16 @@ pub(crate) struct Loaded {
 /// What a model's load gives: the model and its file, or why it could not be loaded.
 type Loading = Result<(Classifier, PathBuf), String>;
 
+/// The model's switches as they stood when a job began: what the results on screen were made
+/// with (`None`: not known, or no such switch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Switches {
+    /// Average views (test-time augmentation).
+    pub mirror: Option<bool>,
+    /// Say "none of these".
+    pub verdict: Option<bool>,
+}
+
 /// The model in use: one value for everything the window says of it (Save copies its file,
 /// Quit and Start ask when it is not saved, Fine-tune deeper continues it, the title names
 /// it), replaced whole when another model loads.
@@ -39,6 +49,12 @@ pub(crate) struct InUse {
     pub network: crate::model::Vgg16Config,
     /// Its test-time augmentation switch.
     pub mirror_tta: Arc<std::sync::atomic::AtomicBool>,
+    /// Its *none of these* switch.
+    pub verdict: Arc<std::sync::atomic::AtomicBool>,
+    /// The temperature of its confidences, when one was fitted.
+    pub temperature: Option<f32>,
+    /// What its training photos' features say (`None`: the model keeps none, no verdict).
+    pub typicality: Option<crate::typical::TypicalitySummary>,
     /// Its file: a run's model file until the user saves it under a name of theirs.
     pub file: PathBuf,
     /// False for a model a run wrote that the user has not saved.
@@ -105,6 +121,20 @@ impl ModelPanel {
         }
     }
 
+    /// The switches now.
+    pub fn switches(&self) -> Switches {
+        Switches {
+            mirror: self.mirror_on(),
+            verdict: self.verdict_on(),
+        }
+    }
+
+    /// Both switches in a row; `used` is what the results on screen were made with.
+    pub fn switches_ui(&self, ui: &mut egui::Ui, used: Switches) {
+        self.mirror_ui(ui, used.mirror);
+        self.verdict_ui(ui, used.verdict);
+    }
+
     /// Whether the model predicts with its mirror image now (`None` without a model).
     pub fn mirror_on(&self) -> Option<bool> {
         self.in_use
@@ -134,6 +164,48 @@ impl ModelPanel {
         if let Some(used) = used.filter(|&u| u != on) {
             ui.weak(format!(
                 "(the results shown were made with Average views {}: classify or evaluate again to apply)",
+                if used { "on" } else { "off" }
+            ));
+        }
+    }
+
+    /// Whether predictions say *none of these* now (`None` without a model, or a model that
+    /// keeps no training features).
+    pub fn verdict_on(&self) -> Option<bool> {
+        let model = self.in_use.as_ref()?;
+        model.typicality.as_ref()?;
+        Some(model.verdict.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The model's "None of these" switch, for the views that predict; `used` is what the
+    /// results on screen were made with, and a note says when they differ. A model that keeps
+    /// no training features says why there is no switch.
+    pub fn verdict_ui(&self, ui: &mut egui::Ui, used: Option<bool>) {
+        use crate::typical::{NO_FEATURES, NONE_OF_THESE, NONE_OF_THESE_MEANS, describe};
+        let Some(model) = &self.in_use else {
+            return;
+        };
+        let Some(summary) = &model.typicality else {
+            ui.weak(format!("No \"{NONE_OF_THESE}\": {NO_FEATURES}."));
+            return;
+        };
+        let switch = &model.verdict;
+        let mut on = switch.load(std::sync::atomic::Ordering::Relaxed);
+        if ui
+            .checkbox(&mut on, format!("Say \"{NONE_OF_THESE}\""))
+            .on_hover_text(format!(
+                "A photo {NONE_OF_THESE_MEANS} is \"{NONE_OF_THESE}\" rather than one of the \
+                 classes: {}. Off: every photo gets a class. Applies to photos classified or \
+                 evaluated from now on.",
+                describe(summary)
+            ))
+            .changed()
+        {
+            switch.store(on, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(used) = used.filter(|&u| u != on) {
+            ui.weak(format!(
+                "(the results shown were made with it {}: classify or evaluate again to apply)",
                 if used { "on" } else { "off" }
             ));
         }
@@ -220,6 +292,9 @@ impl ModelPanel {
                         epochs: header.next_epoch,
                         network: header.model,
                         mirror_tta: classifier.mirror_switch(),
+                        verdict: classifier.verdict_switch(),
+                        typicality: classifier.typicality().map(|t| t.summary.clone()),
+                        temperature: header.calibration.as_ref().map(|c| c.temperature),
                         classifier: Arc::new(Mutex::new(classifier)),
                         file: path,
                         saved,

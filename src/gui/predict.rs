@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use eframe::egui;
 
 use super::jobs::{self, Job};
-use super::model::ModelPanel;
+use super::model::{ModelPanel, Switches};
 use super::{Commands, Shared, UiCommand};
 use crate::infer::{self, Classifier, Prediction, Unclassified};
 
@@ -38,13 +38,8 @@ fn card_ui(
             .collect();
         super::heatmaps::photo_ui(ui, thumbnails, heatmaps, &p.path, size, p.class)
             .on_hover_text(format!("{}\n{}", p.path.display(), all.join("\n")));
-        let class = classes.get(p.class).map_or("?", String::as_str);
-        let confidence = p.probabilities.get(p.class).copied().unwrap_or(0.0);
-        let badge = egui::RichText::new(format!("{class} {}", infer::confidence_text(confidence)))
-            .strong()
-            .color(egui::Color32::WHITE)
-            .background_color(badge_colour(p.class));
-        ui.label(badge);
+        ui.label(badge(p, classes))
+            .on_hover_text(verdict_words(p, classes));
         let name = p
             .path
             .file_name()
@@ -52,6 +47,49 @@ fn card_ui(
             .unwrap_or_default();
         ui.add(egui::Label::new(egui::RichText::new(name).small()).truncate());
     });
+}
+
+/// The badge under a photo: its class and calibrated confidence, or *none of these*.
+fn badge(p: &Prediction, classes: &[String]) -> egui::RichText {
+    let class = classes.get(p.class).map_or("?", String::as_str);
+    let confidence = p.probabilities.get(p.class).copied().unwrap_or(0.0);
+    let (text, colour) = if p.is_unknown() {
+        let text = crate::typical::NONE_OF_THESE.to_owned();
+        (text, egui::Color32::from_rgb(70, 70, 70))
+    } else {
+        let text = format!("{class} {}", infer::confidence_text(confidence));
+        (text, badge_colour(p.class))
+    };
+    egui::RichText::new(text)
+        .strong()
+        .color(egui::Color32::WHITE)
+        .background_color(colour)
+}
+
+/// What the badge means, on hover: how typical the photo is, and for *none of these*, which
+/// class it looks most like.
+pub(crate) fn verdict_words(p: &Prediction, classes: &[String]) -> String {
+    let class = classes.get(p.class).map_or("?", String::as_str);
+    let confidence = p.probabilities.get(p.class).copied().unwrap_or(0.0);
+    let Some(j) = p.typicality else {
+        return format!("{class}, {} sure", infer::confidence_text(confidence));
+    };
+    let typical = format!(
+        "more typical than {} of the training photos",
+        infer::confidence_text(j.typicality)
+    );
+    if p.is_unknown() {
+        format!(
+            "None of these: {} ({typical}). Of the classes it looks most like {class} ({}).",
+            crate::typical::NONE_OF_THESE_MEANS,
+            infer::confidence_text(confidence)
+        )
+    } else {
+        format!(
+            "{class}, {} sure; {typical}",
+            infer::confidence_text(confidence)
+        )
+    }
 }
 
 /// A colour per class for the badges.
@@ -89,10 +127,19 @@ pub(crate) struct PredictPanel {
     files_dialog: Option<(Job<Option<Vec<PathBuf>>>, std::time::Instant)>,
     /// Files with a prediction or a reason: dropped again, they are not added twice.
     known: std::collections::HashSet<PathBuf>,
-    filter: Option<usize>,
+    filter: Option<Filter>,
     sort: Sort,
-    /// Whether the last photos classified were with the mirror.
-    mirror_used: Option<bool>,
+    /// The model's switches when the last photos were classified.
+    used: Option<Switches>,
+}
+
+/// Which photos the grid shows, besides all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Filter {
+    /// Those given this class.
+    Class(usize),
+    /// Those that are *none of these*.
+    Unknown,
 }
 
 impl PredictPanel {
@@ -101,7 +148,7 @@ impl PredictPanel {
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
-        (classifier, mirror): (Option<Arc<Mutex<Classifier>>>, Option<bool>),
+        (classifier, switches): (Option<Arc<Mutex<Classifier>>>, Switches),
         inputs: Vec<PathBuf>,
     ) {
         shared.state.view = super::View::Predict;
@@ -111,7 +158,7 @@ impl PredictPanel {
                 .push("Train or open a model first; then drop images to classify them.".into());
             return;
         };
-        self.mirror_used = mirror;
+        self.used = Some(switches);
         if self.jobs.is_empty() {
             self.progress = (0, 0, Some(std::time::Instant::now()));
             self.cancel
@@ -269,10 +316,8 @@ impl PredictPanel {
         let classes = model.classes();
         if model.in_use.is_some() {
             ui.horizontal(|ui| {
-                model.mirror_ui(
-                    ui,
-                    self.mirror_used.filter(|_| !self.predictions.is_empty()),
-                );
+                let used = self.used.filter(|_| !self.predictions.is_empty());
+                model.switches_ui(ui, used.unwrap_or_default());
                 if !self.predictions.is_empty() {
                     shared.heatmaps.controls_ui(ui, classes);
                 }
@@ -298,11 +343,15 @@ impl PredictPanel {
             return;
         }
         let mut counts = vec![0usize; classes.len()];
+        let mut unknown = 0;
         for p in &self.predictions {
-            if let Some(c) = counts.get_mut(p.class) {
+            if p.is_unknown() {
+                unknown += 1;
+            } else if let Some(c) = counts.get_mut(p.class) {
                 *c += 1;
             }
         }
+        let judged = self.predictions.iter().any(|p| p.typicality.is_some());
         ui.horizontal(|ui| {
             let all = format!("All: {}", crate::words::photos(self.predictions.len()));
             if ui.selectable_label(self.filter.is_none(), all).clicked() {
@@ -310,8 +359,20 @@ impl PredictPanel {
             }
             for (i, (class, count)) in classes.iter().zip(&counts).enumerate() {
                 let label = format!("{class}: {count}");
-                if ui.selectable_label(self.filter == Some(i), label).clicked() {
-                    self.filter = Some(i);
+                let filter = Some(Filter::Class(i));
+                if ui.selectable_label(self.filter == filter, label).clicked() {
+                    self.filter = filter;
+                }
+            }
+            if judged || self.filter == Some(Filter::Unknown) {
+                let label = format!("{}: {unknown}", crate::typical::NONE_OF_THESE);
+                let filter = Some(Filter::Unknown);
+                if ui
+                    .selectable_label(self.filter == filter, label)
+                    .on_hover_text(crate::words::sentence(crate::typical::NONE_OF_THESE_MEANS))
+                    .clicked()
+                {
+                    self.filter = filter;
                 }
             }
             ui.separator();
@@ -329,7 +390,14 @@ impl PredictPanel {
     /// The predictions shown, in the order shown (filtered by class, sorted).
     fn shown(&self) -> Vec<usize> {
         let mut shown: Vec<usize> = (0..self.predictions.len())
-            .filter(|&i| self.filter.is_none_or(|c| self.predictions[i].class == c))
+            .filter(|&i| {
+                let p = &self.predictions[i];
+                match self.filter {
+                    None => true,
+                    Some(Filter::Class(c)) => !p.is_unknown() && p.class == c,
+                    Some(Filter::Unknown) => p.is_unknown(),
+                }
+            })
             .collect();
         let p = &self.predictions;
         match self.sort {

@@ -163,6 +163,7 @@ impl Classifier {
             .map(|p| p.probabilities.clone())
             .collect();
         let labels: Vec<usize> = predictions.iter().map(|p| truth[&p.path]).collect();
+        let typicality: Option<Vec<_>> = predictions.iter().map(|p| p.typicality).collect();
         let images = predictions.into_iter().map(|p| p.path).collect();
         unclassified.extend(dataset.skipped.iter().map(|s| Unclassified {
             path: s.path.clone(),
@@ -171,7 +172,8 @@ impl Classifier {
         Ok(DatasetEvaluation {
             folder: dataset.root.clone(),
             matched,
-            evaluated: EvaluatedImages::new(&classes, images, labels, probs),
+            evaluated: EvaluatedImages::new(&classes, images, labels, probs)
+                .with_typicality(typicality.unwrap_or_default()),
             unclassified,
             cancelled,
         })

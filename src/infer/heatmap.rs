@@ -139,6 +139,8 @@ pub struct ClassMaps {
 pub struct Explained {
     /// Probability per class (the same the model predicts).
     pub probabilities: Vec<f32>,
+    /// The head's input: the base's pooled output, `[C·49]`.
+    pub pooled: Vec<f32>,
     /// Why, per class.
     pub maps: ClassMaps,
 }
@@ -173,6 +175,7 @@ pub fn explain(head: &HostHead, a: &[f32], [c, h, w]: [usize; 3]) -> Explained {
         .collect();
     Explained {
         probabilities,
+        pooled,
         maps: ClassMaps {
             height: h,
             width: w,

@@ -24,6 +24,7 @@ use crate::model::Vgg16Config;
 use crate::model::bundle::{self, BundleError, BundleHeader};
 use crate::model::frozen::FrozenConvs;
 use crate::model::host::to_host;
+use crate::typical::{Judgement, NONE_OF_THESE, Typicality};
 
 pub use crate::data::has_image_extension;
 pub use evaluate::{ClassMapping, DatasetEvaluation, match_classes};
@@ -33,10 +34,45 @@ pub struct Prediction {
     /// The image.
     #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
-    /// Probability per class, in the model's class order.
+    /// Probability per class, in the model's class order: calibrated with the model's
+    /// temperature ([`crate::calibration`]).
     pub probabilities: Vec<f32>,
     /// The most likely class's index.
     pub class: usize,
+    /// How typical the photo is of the training photos; `None` when the verdict is off or the
+    /// model keeps no training features ([`Classifier::verdict_off`] says why).
+    pub typicality: Option<Judgement>,
+}
+
+impl Prediction {
+    /// Whether the photo is *none of these*: unlike the photos the model was trained on.
+    pub fn is_unknown(&self) -> bool {
+        self.typicality.is_some_and(|j| !j.known)
+    }
+
+    /// The verdict in words: the class's name, or [`NONE_OF_THESE`].
+    pub fn verdict<'a>(&self, classes: &'a [String]) -> &'a str {
+        if self.is_unknown() {
+            NONE_OF_THESE
+        } else {
+            classes.get(self.class).map_or("", String::as_str)
+        }
+    }
+}
+
+/// One photo as a model sees it, for whoever compares ways of scoring it (the benchmark of
+/// the *none of these* verdict): its calibrated probabilities, the photo view's logits and its
+/// pooled block-5 features.
+#[derive(Clone, Debug)]
+pub struct Scored {
+    /// The image.
+    pub path: PathBuf,
+    /// As [`Prediction::probabilities`].
+    pub probabilities: Vec<f32>,
+    /// The network's logits for the photo as it is.
+    pub logits: Vec<f32>,
+    /// Its pooled block-5 features (the global average of the base's output).
+    pub features: Vec<f32>,
 }
 
 /// An image that could not be classified, and why.
@@ -84,6 +120,10 @@ pub struct Classifier {
     /// Whether the test-time augmentation includes the other square (the model's
     /// `square_tta`, unless [`Self::set_square_tta`] turned it off).
     squares: bool,
+    /// The training photos' features, when the model keeps them.
+    typical: Option<Typicality>,
+    /// Whether predictions carry the *none of these* verdict (shared like [`Self::mirror`]).
+    verdict: std::sync::Arc<AtomicBool>,
 }
 
 impl Classifier {
@@ -99,7 +139,46 @@ impl Classifier {
             device: device.clone(),
             host_head: std::sync::OnceLock::new(),
             mirror: std::sync::Arc::new(AtomicBool::new(tta)),
+            typical: loaded.typicality,
+            verdict: std::sync::Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// Why predictions carry no *none of these* verdict, when they do not: the switch is off,
+    /// or the model keeps no training photos' features.
+    pub fn verdict_off(&self) -> Option<&'static str> {
+        if self.typical.is_none() {
+            Some(crate::typical::NO_FEATURES)
+        } else if !self.verdict.load(Ordering::Relaxed) {
+            Some("the none-of-these verdict is switched off")
+        } else {
+            None
+        }
+    }
+
+    /// Turns the *none of these* verdict on or off (on by default); it applies from the next
+    /// call.
+    pub fn set_verdict(&self, on: bool) {
+        self.verdict.store(on, Ordering::Relaxed);
+    }
+
+    /// The switch of the verdict, to flip from another thread.
+    pub fn verdict_switch(&self) -> std::sync::Arc<AtomicBool> {
+        self.verdict.clone()
+    }
+
+    /// The training photos' features, when the model keeps them.
+    pub fn typicality(&self) -> Option<&Typicality> {
+        self.typical.as_ref()
+    }
+
+    /// How typical a photo with these pooled features is, when the verdict is on.
+    fn judge(&self, features: &[f32]) -> Option<Judgement> {
+        let on = self.verdict.load(Ordering::Relaxed);
+        self.typical
+            .as_ref()
+            .filter(|_| on)
+            .map(|t| t.judge(features))
     }
 
     /// Loads a saved model onto the device `choice` gives for it ([`device_for`]: its header is
@@ -170,18 +249,49 @@ impl Classifier {
         progress: impl FnMut(usize, usize),
         cancel: &AtomicBool,
     ) -> (Vec<Prediction>, Vec<Unclassified>) {
+        let (scored, failed) = self.score_until(paths, batch_size, progress, cancel);
+        let predictions = scored
+            .into_iter()
+            .map(|s| {
+                let judged = self.judge(&s.features);
+                Prediction::new(s.path, s.probabilities, judged)
+            })
+            .collect();
+        (predictions, failed)
+    }
+
+    /// Each photo's calibrated probabilities, logits and pooled features ([`Scored`]), as
+    /// [`Self::predict_until`] computes them.
+    pub fn score_until(
+        &self,
+        paths: &[PathBuf],
+        batch_size: usize,
+        progress: impl FnMut(usize, usize),
+        cancel: &AtomicBool,
+    ) -> (Vec<Scored>, Vec<Unclassified>) {
         let n = self.header.classes.len();
+        let channels = self.header.model.conv_channels()[12].max(1);
         // One setting for the whole call, however the switch moves meanwhile.
         let (mirror, squares) = self.views();
-        let mut predictions = Vec::new();
+        let mut scored = Vec::new();
         let batches = (batch_size, squares);
         let failed = self.for_each_batch(paths, batches, progress, cancel, |ok, x, other| {
-            let probs = self.probabilities(x, other, mirror);
-            for (path, p) in ok.into_iter().zip(probs.chunks(n)) {
-                predictions.push(Prediction::new(path, p.to_vec()));
+            let out = self.outputs(x, other, mirror);
+            let rows = out
+                .probabilities
+                .chunks(n)
+                .zip(out.logits.chunks(n))
+                .zip(out.features.chunks(channels));
+            for (path, ((p, logits), features)) in ok.into_iter().zip(rows) {
+                scored.push(Scored {
+                    path,
+                    probabilities: p.to_vec(),
+                    logits: logits.to_vec(),
+                    features: features.to_vec(),
+                });
             }
         });
-        (predictions, failed)
+        (scored, failed)
     }
 
     /// [`Self::predict_until`] with the Grad-CAM heatmap of every class for each photo
@@ -222,21 +332,46 @@ impl Classifier {
                 e.probabilities = mean_of_views(views);
             }
             for (path, e) in ok.into_iter().zip(results) {
-                explained.push((Prediction::new(path, e.probabilities), e.maps));
+                let judged = self.judge(&crate::model::vgg::global_average(&e.pooled));
+                let p = self.calibrated(e.probabilities);
+                explained.push((Prediction::new(path, p, judged), e.maps));
             }
         });
         (explained, failed)
     }
 
-    /// The class probabilities of a batch (row-major): the mean over each photo's views, the
-    /// photo `x`, its mirror image (with `mirror`), and the photo made square the other way
-    /// (`other`, with its own mirror image when `mirror`).
-    fn probabilities(&self, x: Tensor<4>, other: Option<Tensor<4>>, mirror: bool) -> Vec<f32> {
-        let views = view_inputs(x, other, mirror)
-            .into_iter()
-            .map(|v| self.forward_probabilities(v))
+    /// A batch's outputs (row-major): the class probabilities, the mean over each photo's
+    /// views (the photo `x`, its mirror image with `mirror`, the photo made square the other
+    /// way `other` with its own mirror image when `mirror`), calibrated; and the photo's own
+    /// logits and pooled features.
+    fn outputs(&self, x: Tensor<4>, other: Option<Tensor<4>>, mirror: bool) -> BatchOutputs {
+        let mut views = view_inputs(x, other, mirror).into_iter();
+        let Some(photo) = views.next() else {
+            return BatchOutputs::default();
+        };
+        let base = self.base.forward(photo);
+        let features = crate::model::vgg::global_average(&to_host(base.clone()));
+        let logits = self.base.model().forward_head(base);
+        let mut of_views = vec![to_host(softmax(logits.clone(), 1))];
+        of_views.extend(views.map(|v| self.forward_probabilities(v)));
+        let n = self.header.classes.len().max(1);
+        let probabilities = mean_of_views(of_views)
+            .chunks(n)
+            .flat_map(|p| self.calibrated(p.to_vec()))
             .collect();
-        mean_of_views(views)
+        BatchOutputs {
+            probabilities,
+            logits: to_host(logits),
+            features,
+        }
+    }
+
+    /// A photo's probabilities calibrated with the model's temperature.
+    fn calibrated(&self, probabilities: Vec<f32>) -> Vec<f32> {
+        match self.header.temperature() {
+            1.0 => probabilities,
+            t => crate::calibration::calibrate(&probabilities, t),
+        }
     }
 
     /// One view's class probabilities for a batch (row-major).
@@ -321,12 +456,21 @@ fn view_inputs(x: Tensor<4>, other: Option<Tensor<4>>, mirror: bool) -> Vec<Tens
 
 pub use crate::metrics::mean_of_views;
 
+/// What [`Classifier::outputs`] gives for a batch.
+#[derive(Default)]
+struct BatchOutputs {
+    probabilities: Vec<f32>,
+    logits: Vec<f32>,
+    features: Vec<f32>,
+}
+
 impl Prediction {
-    fn new(path: PathBuf, probabilities: Vec<f32>) -> Self {
+    fn new(path: PathBuf, probabilities: Vec<f32>, typicality: Option<Judgement>) -> Self {
         Self {
             class: argmax(&probabilities),
             probabilities,
             path,
+            typicality,
         }
     }
 }
@@ -448,7 +592,9 @@ fn strip_zeros(digits: &[u8]) -> &[u8] {
     &digits[zeros..]
 }
 
-/// Writes predictions as CSV (`path,predicted,<class probabilities…>`), atomically.
+/// Writes predictions as CSV (`path,predicted,<class probabilities…>,verdict,typicality`:
+/// the most likely class, its calibrated probabilities, then the class or "none of these", and
+/// the share of training photos less typical, empty when the verdict is off), atomically.
 pub fn write_csv(
     path: &Path,
     classes: &[String],
@@ -459,7 +605,7 @@ pub fn write_csv(
         out.push(',');
         out.push_str(&csv_field(&format!("p_{c}")));
     }
-    out.push('\n');
+    out.push_str(",verdict,typicality\n");
     for p in predictions {
         let class = classes
             .get(p.class)
@@ -475,6 +621,12 @@ pub fn write_csv(
         out.push_str(&csv_field(class));
         for v in &p.probabilities {
             out.push_str(&format!(",{v:.6}"));
+        }
+        out.push(',');
+        out.push_str(&csv_field(p.verdict(classes)));
+        out.push(',');
+        if let Some(j) = p.typicality {
+            out.push_str(&format!("{:.4}", j.typicality));
         }
         out.push('\n');
     }
@@ -607,6 +759,7 @@ mod tests {
             path: PathBuf::from("1.jpg"),
             class: 2,
             probabilities: vec![0.1, 0.1, 0.8],
+            typicality: None,
         };
         let two: Vec<String> = vec!["cat".into(), "dog".into()];
         assert!(write_csv(&dir.path().join("p.csv"), &two, std::slice::from_ref(&p)).is_err());
@@ -622,6 +775,7 @@ mod tests {
             path: PathBuf::from(format!("test/{name}")),
             probabilities: vec![1.0 - p_dog, p_dog],
             class: usize::from(p_dog > 0.5),
+            typicality: None,
         }
     }
 

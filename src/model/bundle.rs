@@ -5,9 +5,10 @@
 //! Layout: the magic `VGGTUNE\0`, a little-endian u32 format version, then three sections, each
 //! a little-endian u64 length and its bytes: the JSON header, the weights (Burn's burnpack, which
 //! keeps parameter ids so an optimizer state can be matched on resume), and the optimizer record
-//! (empty in a finished model); since version 2, the SHA-256 of all the bytes before it, so a
-//! damaged copy is refused instead of predicting nonsense. Written to a temporary file and
-//! renamed.
+//! (empty in a finished model); since version 3 a fourth, the training photos' features that
+//! tell how typical a new photo is ([`crate::typical`], f16; empty in checkpoints and in models
+//! trained without them); since version 2, the SHA-256 of all the bytes before it, so a damaged
+//! copy is refused instead of predicting nonsense. Written to a temporary file and renamed.
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +21,9 @@ use crate::data::Preprocessing;
 
 const MAGIC: &[u8; 8] = b"VGGTUNE\0";
 /// The bundle format this build writes: 2 adds a SHA-256 of everything before it at the end,
-/// checked on load. Version 1 files (no checksum) are still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// checked on load; 3 a fourth section, the training photos' features. Versions 1 (no
+/// checksum) and 2 are still read (without the features: no *none of these* verdict).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The length of the checksum that ends a version-2 file.
 const CHECKSUM_BYTES: usize = 32;
@@ -69,6 +71,21 @@ pub struct BundleHeader {
     /// this field.
     #[serde(default)]
     pub stage_start: Option<usize>,
+    /// The temperature that calibrates the model's confidences, fitted on its validation photos,
+    /// with what it did to them. `None` in files written before it, and when there were no
+    /// validation photos: the confidences are the network's own.
+    #[serde(default)]
+    pub calibration: Option<crate::calibration::Calibration>,
+    /// What the fourth section (the training photos' features) holds; `None` when it is empty.
+    #[serde(default)]
+    pub typicality: Option<crate::typical::TypicalitySummary>,
+}
+
+impl BundleHeader {
+    /// The temperature of the model's confidences (1: as the network says them).
+    pub fn temperature(&self) -> f32 {
+        self.calibration.as_ref().map_or(1.0, |c| c.temperature)
+    }
 }
 
 /// Why a bundle could not be read or written.
@@ -100,20 +117,49 @@ pub struct LoadedBundle {
     pub model: Vgg16,
     /// The optimizer's state, in checkpoints.
     pub optimizer: Option<burn::optim::OptimizerRecord>,
+    /// The training photos' features, in models that keep them.
+    pub typicality: Option<crate::typical::Typicality>,
 }
 
-/// Writes a bundle atomically.
+/// Writes a bundle atomically, without training photos' features (a checkpoint, or a model
+/// that gives no *none of these* verdict).
 pub fn save(
     path: &Path,
     header: &BundleHeader,
     model: &Vgg16,
     optimizer: Option<&burn::optim::ModuleOptimizer>,
 ) -> Result<(), BundleError> {
+    write(path, header, model, optimizer, None)
+}
+
+/// Writes a finished model atomically with its training photos' features (the header's
+/// `typicality` is theirs, whatever it said).
+pub fn save_model(
+    path: &Path,
+    header: &BundleHeader,
+    model: &Vgg16,
+    typicality: Option<&crate::typical::Typicality>,
+) -> Result<(), BundleError> {
+    write(path, header, model, None, typicality)
+}
+
+fn write(
+    path: &Path,
+    header: &BundleHeader,
+    model: &Vgg16,
+    optimizer: Option<&burn::optim::ModuleOptimizer>,
+    typicality: Option<&crate::typical::Typicality>,
+) -> Result<(), BundleError> {
     let fail = |reason: String| BundleError::Io {
         path: path.to_owned(),
         reason,
     };
-    let json = serde_json::to_vec(header).map_err(|e| fail(e.to_string()))?;
+    let mut header = header.clone();
+    header.format_version = FORMAT_VERSION;
+    header.typicality = typicality.map(|t| t.summary.clone());
+    let bank = typicality.map(crate::typical::Typicality::bank_bytes);
+    let bank: &[u8] = bank.as_deref().unwrap_or_default();
+    let json = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
     let mut store = BurnpackStore::from_bytes(None);
     model
         .save_into(&mut store)
@@ -134,7 +180,8 @@ pub fn save(
         std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
     }
     let version = FORMAT_VERSION.to_le_bytes();
-    let lengths = [json.len(), weights.len(), optim.len()].map(|n| (n as u64).to_le_bytes());
+    let lengths =
+        [json.len(), weights.len(), optim.len(), bank.len()].map(|n| (n as u64).to_le_bytes());
     let mut parts = vec![
         &MAGIC[..],
         &version,
@@ -144,6 +191,8 @@ pub fn save(
         &weights,
         &lengths[2],
         optim,
+        &lengths[3],
+        bank,
     ];
     let mut hasher = Sha256::new();
     for part in &parts {
@@ -259,13 +308,17 @@ fn check_header(header: &BundleHeader) -> Result<(), String> {
         model.width_divisor,
         &limits::WIDTH_DIVISOR,
     )?;
+    if let Some(c) = &header.calibration {
+        check("its temperature", c.temperature, &limits::TEMPERATURE)?;
+    }
     check("its dropout", model.dropout, &limits::DROPOUT)
 }
 
-fn sections<'a>(
-    path: &Path,
-    bytes: &'a [u8],
-) -> Result<(BundleHeader, &'a [u8], &'a [u8]), BundleError> {
+/// A bundle's parts: the header, the weights, the optimizer state and the training photos'
+/// features (empty before version 3).
+type Sections<'a> = (BundleHeader, &'a [u8], &'a [u8], &'a [u8]);
+
+fn sections<'a>(path: &Path, bytes: &'a [u8]) -> Result<Sections<'a>, BundleError> {
     let version = check_start(path, bytes)?;
     let mut pos = 12;
     let mut take = || -> Result<&'a [u8], BundleError> {
@@ -287,6 +340,7 @@ fn sections<'a>(
     let json = take()?;
     let weights = take()?;
     let optim = take()?;
+    let bank = if version >= 3 { take()? } else { &[][..] };
     if version >= 2 {
         // The checksum follows the last section and ends the file.
         let stored = bytes.get(pos..).filter(|s| s.len() == CHECKSUM_BYTES);
@@ -299,7 +353,7 @@ fn sections<'a>(
             ));
         }
     }
-    Ok((parse_header(path, json)?, weights, optim))
+    Ok((parse_header(path, json)?, weights, optim, bank))
 }
 
 /// Reads a bundle, building its model on `device`.
@@ -325,7 +379,7 @@ pub(crate) fn parse_bytes(path: &Path, bytes: &[u8], repair: bool) -> Result<(),
 }
 
 fn load_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<LoadedBundle, BundleError> {
-    let (header, weights, optim) = sections(path, bytes)?;
+    let (header, weights, optim, bank) = sections(path, bytes)?;
     let damaged = |reason: String| BundleError::Damaged {
         path: path.to_owned(),
         reason,
@@ -350,10 +404,23 @@ fn load_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<LoadedBundle
                 .map_err(|e| damaged(format!("its optimizer state is unreadable: {e:?}")))?,
         )
     };
+    let typicality = match &header.typicality {
+        Some(summary) => Some(
+            crate::typical::Typicality::from_parts(summary.clone(), bank)
+                .map_err(|reason| damaged(format!("its training photos' features: {reason}")))?,
+        ),
+        None if bank.is_empty() => None,
+        None => {
+            return Err(damaged(
+                "it holds training photos' features its header does not describe".into(),
+            ));
+        }
+    };
     Ok(LoadedBundle {
         header,
         model,
         optimizer,
+        typicality,
     })
 }
 
@@ -381,6 +448,8 @@ mod tests {
             mirror_tta: false,
             square_tta: false,
             stage_start: None,
+            calibration: None,
+            typicality: None,
         }
     }
 

@@ -100,7 +100,8 @@ pub fn export_model(
             "torchvision key names".to_owned()
         }
         ExportFormat::Onnx => {
-            onnx_export::export_onnx(&loaded.model, header, out).map_err(fail)?;
+            let typicality = loaded.typicality.as_ref();
+            onnx_export::export_onnx(&loaded.model, header, typicality, out).map_err(fail)?;
             let size = header.preprocessing.input_size;
             format!(
                 "ONNX opset {}; input '{}': float RGB 0-255, [batch, 3, {size}, {size}]; output '{}'",

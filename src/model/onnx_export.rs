@@ -37,9 +37,15 @@ const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
 pub const INPUT_NAME: &str = "image";
 /// See [`INPUT_NAME`].
 pub const OUTPUT_NAME: &str = "probabilities";
+/// The photo's pooled block-5 features: what the *none of these* verdict compares.
+pub const FEATURES_NAME: &str = "features";
+/// The distance to the k-th nearest training photo, computed in the graph from the training
+/// features it holds (models that keep them).
+pub const DISTANCE_NAME: &str = "typicality_distance";
 
 // ONNX's enum values.
 const FLOAT: i64 = 1;
+const INT64: i64 = 7;
 const ATTR_INT: i64 = 2;
 const ATTR_INTS: i64 = 7;
 
@@ -125,14 +131,29 @@ impl<'a> Graph<'a> {
     /// Adds a node computing `output` (with the graph's suffix) from `inputs`; returns the
     /// output's name.
     fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: &[Attr]) -> String {
-        let output = format!("{output}{}", self.suffix);
-        let output = output.as_str();
+        self.node_outputs(op, inputs, &[output], attrs)
+    }
+
+    /// [`Self::node`] with several outputs; returns the first's name.
+    fn node_outputs(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: &[Attr],
+    ) -> String {
+        let outputs: Vec<String> = outputs
+            .iter()
+            .map(|o| format!("{o}{}", self.suffix))
+            .collect();
         let mut node = Message::default();
         for input in inputs {
             node.string(1, input);
         }
-        node.string(2, output)
-            .string(3, &format!("{op}_{}", self.nodes))
+        for output in &outputs {
+            node.string(2, output);
+        }
+        node.string(3, &format!("{op}_{}", self.nodes))
             .string(4, op);
         for attr in attrs {
             let mut a = Message::default();
@@ -153,7 +174,21 @@ impl<'a> Graph<'a> {
         let mut field = Message::default();
         field.message(1, &node);
         self.pieces.push(Piece::Encoded(field.0));
-        output.to_owned()
+        outputs.into_iter().next().unwrap_or_default()
+    }
+
+    /// Adds a one-value int64 initializer (TopK's K); returns its name.
+    fn int64_initializer(&mut self, name: &str, value: i64) -> String {
+        let mut tensor = Message::default();
+        tensor
+            .int(1, 1)
+            .int(2, INT64)
+            .string(8, name)
+            .bytes(9, &value.to_le_bytes());
+        let mut field = Message::default();
+        field.message(5, &tensor);
+        self.pieces.push(Piece::Encoded(field.0));
+        name.to_owned()
     }
 
     /// Adds a float initializer named `name`; returns the name. A name already in the graph is
@@ -213,9 +248,13 @@ fn block5_side(input_size: u32) -> usize {
 
 /// What each `metadata_props` entry says: the class names (a JSON list), the input and output,
 /// how to make a photo square, the preprocessing (JSON, as in the model file) and the version.
-fn metadata(header: &BundleHeader) -> Vec<(&'static str, String)> {
+fn metadata(
+    header: &BundleHeader,
+    typicality: Option<&crate::typical::TypicalitySummary>,
+) -> Vec<(&'static str, String)> {
     let size = header.preprocessing.input_size;
-    vec![
+    let mut entries = verdict_metadata(header, typicality);
+    entries.extend([
         (
             "classes",
             serde_json::to_string(&header.classes).unwrap_or_default(),
@@ -253,7 +292,50 @@ fn metadata(header: &BundleHeader) -> Vec<(&'static str, String)> {
             serde_json::to_string(&header.preprocessing).unwrap_or_default(),
         ),
         ("vggtune_version", crate::VERSION_LINE.to_owned()),
-    ]
+    ]);
+    entries
+}
+
+/// The metadata that says how to reproduce the calibrated confidence and the *none of these*
+/// verdict from the graph's outputs.
+fn verdict_metadata(
+    header: &BundleHeader,
+    typicality: Option<&crate::typical::TypicalitySummary>,
+) -> Vec<(&'static str, String)> {
+    let mut entries = vec![(
+        "calibration",
+        match &header.calibration {
+            Some(c) => format!(
+                "{OUTPUT_NAME} are calibrated: softmax(ln(p) / T) of the network's probabilities \
+                 p, with T = {} fitted on {} validation photos",
+                c.temperature, c.photos
+            ),
+            None => format!("{OUTPUT_NAME} are the network's own (no temperature fitted)"),
+        },
+    )];
+    entries.push((
+        "features",
+        format!(
+            "{FEATURES_NAME}: float32 [batch, channels], the global average of block 5's pooled \
+             output for the photo as it is"
+        ),
+    ));
+    if let Some(t) = typicality {
+        entries.push((
+            "none_of_these",
+            format!(
+                "{DISTANCE_NAME}: float32 [batch], the distance from the L2-normalised {FEATURES_NAME} \
+                 to the {} nearest of {} training photos' (kept in the graph); a photo is \
+                 'none of these' (unlike the photos the model was trained on) when it is above \
+                 {} (the distance {:.0}% of the training photos are within, leave-one-out)",
+                crate::typical::ordinal(t.k),
+                t.count,
+                t.threshold,
+                100.0 * t.keep
+            ),
+        ));
+    }
+    entries
 }
 
 /// The model's tensors in torchvision's order, taken one by one by name.
@@ -425,6 +507,7 @@ fn head<'a>(
 fn build_graph<'a>(
     header: &BundleHeader,
     tensors: &'a mut [(String, RawTensor)],
+    typicality: Option<&crate::typical::Typicality>,
 ) -> Result<Graph<'a>, String> {
     let size = header.preprocessing.input_size;
     let side = block5_side(size);
@@ -447,9 +530,9 @@ fn build_graph<'a>(
         let x = normalise(graph, convention, input);
         let x = conv_base(graph, params, x)?;
         let x = adaptive_pool(graph, x, side);
-        head(graph, params, x, (dense_count, pools))
+        head(graph, params, x.clone(), (dense_count, pools)).map(|p| (x, p))
     };
-    let probabilities = network(&mut graph, &mut params, INPUT_NAME)?;
+    let (pooled, probabilities) = network(&mut graph, &mut params, INPUT_NAME)?;
     if let Some((name, _)) = params.0.peek() {
         return Err(format!("the model holds {name}, which VGG16 does not have"));
     }
@@ -460,13 +543,24 @@ fn build_graph<'a>(
         let mirrored = mirrored_input(&mut graph, s);
         params.2 = Some(0);
         graph.suffix = ".mirror";
-        let of_mirror = network(&mut graph, &mut params, &mirrored)?;
+        let (_, of_mirror) = network(&mut graph, &mut params, &mirrored)?;
         graph.suffix = "";
         let half = graph.initializer("mirror.half", &[1], Cow::Owned(vec![0.5]));
         let sum = graph.node("Add", &[&probabilities, &of_mirror], "mirror.sum", &[]);
-        graph.node("Mul", &[&sum, &half], OUTPUT_NAME, &[]);
+        let mean = graph.node("Mul", &[&sum, &half], "mirror.mean", &[]);
+        calibrated(&mut graph, &mean, header.temperature());
     } else {
-        graph.node("Identity", &[&probabilities], OUTPUT_NAME, &[]);
+        calibrated(&mut graph, &probabilities, header.temperature());
+    }
+    let features = graph.node("GlobalAveragePool", &[&pooled], "features.pool", &[]);
+    let features = graph.node(
+        "Flatten",
+        &[&features],
+        FEATURES_NAME,
+        &[Attr::Int("axis", 1)],
+    );
+    if let Some(t) = typicality {
+        nearest_distance(&mut graph, &features, t);
     }
     let batch = Dim::Named("batch");
     graph.value_info(
@@ -476,13 +570,85 @@ fn build_graph<'a>(
     );
     let classes = Dim::Fixed(header.classes.len());
     graph.value_info(12, OUTPUT_NAME, &[Dim::Named("batch"), classes]);
+    let channels = Dim::Fixed(header.model.conv_channels()[12]);
+    graph.value_info(12, FEATURES_NAME, &[Dim::Named("batch"), channels]);
+    if typicality.is_some() {
+        graph.value_info(12, DISTANCE_NAME, &[Dim::Named("batch")]);
+    }
     Ok(graph)
 }
 
+/// The output probabilities from `probabilities`: calibrated with temperature `t`,
+/// `softmax(ln(max(p, tiny)) / t)` as [`crate::calibration::calibrate`], or as they are.
+fn calibrated(graph: &mut Graph<'_>, probabilities: &str, t: f32) {
+    if t == 1.0 {
+        graph.node("Identity", &[probabilities], OUTPUT_NAME, &[]);
+        return;
+    }
+    let tiny = graph.initializer(
+        "calibration.tiny",
+        &[1],
+        Cow::Owned(vec![f32::MIN_POSITIVE]),
+    );
+    let t = graph.initializer("calibration.temperature", &[1], Cow::Owned(vec![t]));
+    let floor = graph.node("Max", &[probabilities, &tiny], "calibration.floor", &[]);
+    let log = graph.node("Log", &[&floor], "calibration.log", &[]);
+    let scaled = graph.node("Div", &[&log, &t], "calibration.scaled", &[]);
+    graph.node("Softmax", &[&scaled], OUTPUT_NAME, &[Attr::Int("axis", 1)]);
+}
+
+/// The distance from the L2-normalised `features` to the k-th nearest training photo's, with
+/// the training features as a constant: cosine similarities (`MatMul`), the k largest
+/// (`TopK`), the smallest of those, then `sqrt(2 − 2·s)`, as [`crate::typical`] computes it.
+fn nearest_distance(graph: &mut Graph<'_>, features: &str, t: &crate::typical::Typicality) {
+    let (count, dim) = (t.summary.count, t.summary.dim);
+    let vectors = t.vectors();
+    let mut transposed = vec![0.0f32; count * dim];
+    for (i, v) in vectors.chunks_exact(dim).enumerate() {
+        for (j, &x) in v.iter().enumerate() {
+            transposed[j * count + i] = x;
+        }
+    }
+    let bank = graph.initializer("typicality.bank", &[dim, count], Cow::Owned(transposed));
+    let tiny = graph.initializer("typicality.tiny", &[1], Cow::Owned(vec![1e-12]));
+    let two = graph.initializer("typicality.two", &[1], Cow::Owned(vec![2.0]));
+    let k = graph.int64_initializer("typicality.k", t.summary.k as i64);
+    let norm = graph.node(
+        "ReduceL2",
+        &[features],
+        "typicality.norm",
+        &[Attr::Ints("axes", &[1]), Attr::Int("keepdims", 1)],
+    );
+    let norm = graph.node("Max", &[&norm, &tiny], "typicality.norm_floor", &[]);
+    let unit = graph.node("Div", &[features, &norm], "typicality.unit", &[]);
+    let similarity = graph.node("MatMul", &[&unit, &bank], "typicality.similarity", &[]);
+    let nearest = graph.node_outputs(
+        "TopK",
+        &[&similarity, &k],
+        &["typicality.nearest", "typicality.nearest_index"],
+        &[Attr::Int("axis", 1), Attr::Int("largest", 1)],
+    );
+    let kth = graph.node(
+        "ReduceMin",
+        &[&nearest],
+        "typicality.kth",
+        &[Attr::Ints("axes", &[1]), Attr::Int("keepdims", 0)],
+    );
+    let twice = graph.node("Mul", &[&kth, &two], "typicality.twice", &[]);
+    let gap = graph.node("Sub", &[&two, &twice], "typicality.gap", &[]);
+    let gap = graph.node("Relu", &[&gap], "typicality.gap_floor", &[]);
+    graph.node("Sqrt", &[&gap], DISTANCE_NAME, &[]);
+}
+
 /// Writes `model` (described by `header`) to `path` as an ONNX model, atomically.
-pub fn export_onnx(model: &Vgg16, header: &BundleHeader, path: &Path) -> Result<(), String> {
+pub fn export_onnx(
+    model: &Vgg16,
+    header: &BundleHeader,
+    typicality: Option<&crate::typical::Typicality>,
+    path: &Path,
+) -> Result<(), String> {
     let mut tensors = torchvision_state_dict(model)?;
-    let graph = build_graph(header, &mut tensors)?;
+    let graph = build_graph(header, &mut tensors, typicality)?;
     let mut graph_head = Message::default();
     graph_head.string(2, "vggtune").string(
         10,
@@ -507,7 +673,7 @@ pub fn export_onnx(model: &Vgg16, header: &BundleHeader, path: &Path) -> Result<
     model_head.message(8, &opset);
     model_head.open(7, graph_len);
     let mut model_tail = Message::default();
-    for (key, value) in metadata(header) {
+    for (key, value) in metadata(header, typicality.map(|t| &t.summary)) {
         let mut entry = Message::default();
         entry.string(1, key).string(2, &value);
         model_tail.message(14, &entry);

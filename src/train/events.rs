@@ -50,6 +50,11 @@ pub struct RunSummary {
     /// What went wrong after the model was saved (its last checkpoint could not be written):
     /// the model is complete, so the run still finished.
     pub warning: Option<String>,
+    /// The temperature fitted on the validation photos and what it did, or why none was.
+    pub calibration: Result<crate::calibration::Calibration, String>,
+    /// What the model keeps of its training photos' features for the *none of these* verdict
+    /// (`None` when no model was saved, or with too few training photos).
+    pub typicality: Option<crate::typical::TypicalitySummary>,
 }
 
 /// The phases a progress bar can show.

@@ -22,6 +22,7 @@ pub mod host_head;
 mod job;
 pub mod log;
 pub mod optim;
+mod record;
 mod run;
 mod seeds;
 mod start;

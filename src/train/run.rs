@@ -24,9 +24,11 @@ use super::features::{
     Context, FeaturePass, Sample, View, feature_pass, frozen_output_shape, samples_of,
 };
 use super::job::{Emitter, Outcome, TrainJob};
+use super::record;
 use super::seeds::{DROPOUT_STREAM, MIRROR_STREAM, SHUFFLE_STREAM, derive_seed};
 use super::start::StartingPoint;
 use super::stepper::{Stepper, forward_trainable, freeze};
+use crate::calibration::Calibration;
 use crate::data::{DecodeLimits, Preprocessing, Split};
 use crate::device;
 use crate::metrics::{EvaluatedImages, argmax};
@@ -35,6 +37,7 @@ use crate::model::frozen::FrozenConvs;
 use crate::model::host::to_host;
 use crate::model::{Vgg16, Vgg16Config};
 use crate::rng::SplitMix64;
+use crate::typical::TypicalitySummary;
 
 /// Runs `job` to its end, a stop, or an error.
 pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Outcome, String> {
@@ -258,6 +261,8 @@ impl Identity<'_> {
             mirror_tta: self.config.mirror_tta,
             square_tta: self.config.square_tta,
             stage_start: Some(self.stage_start),
+            calibration: None,
+            typicality: None,
         }
     }
 }
@@ -350,9 +355,13 @@ impl Epochs<'_> {
             Some(e) => e,
             None => self.evaluate(&model.valid(), config.epochs)?,
         };
-        if let Some(out) = &job.out {
-            self.save_model(out, &model.valid(), &history, &evaluated)?;
-        }
+        let (evaluated, calibration) = record::calibrated(self.identity.classes, evaluated);
+        let typicality = match &job.out {
+            Some(out) => {
+                self.save_model(out, &model.valid(), &history, (&evaluated, &calibration))?
+            }
+            None => None,
+        };
         if !job.final_checkpoint {
             // The model is safe on disk: the snapshot kept for a failed save is not needed.
             writer.discard();
@@ -376,21 +385,28 @@ impl Epochs<'_> {
             skipped: pass.skipped,
             model: job.out.clone(),
             warning,
+            calibration,
+            typicality,
         })))
     }
 
-    /// Saves the model at `out` (atomically) with its history and last validation pass.
+    /// Saves the model at `out` (atomically) with its history, its last validation pass (with
+    /// calibrated confidences), its temperature and its training photos' features; returns
+    /// what those features say.
     fn save_model(
         &self,
         out: &std::path::Path,
         model: &Vgg16,
         history: &[EpochMetrics],
-        evaluated: &EvaluatedImages,
-    ) -> Result<(), String> {
+        (evaluated, calibration): (&EvaluatedImages, &Result<Calibration, String>),
+    ) -> Result<Option<TypicalitySummary>, String> {
         let epochs = history.last().map_or(0, |m| m.epoch);
         let mut header = self.identity.header(history, epochs);
         header.validation = Some(evaluated.clone());
-        bundle::save(out, &header, model, None).map_err(|e| e.to_string())
+        header.calibration = calibration.as_ref().ok().cloned();
+        let typicality = record::training_features(self.ctx, model, &self.train);
+        bundle::save_model(out, &header, model, typicality.as_ref()).map_err(|e| e.to_string())?;
+        Ok(typicality.map(|t| t.summary))
     }
 
     /// Ends a stopped run after `epochs_done` epochs: its last checkpoint is written, and the
@@ -406,7 +422,8 @@ impl Epochs<'_> {
         writer.flush(self.ctx.emit)?;
         let model = match (finished, evaluated, &job.out) {
             (Some(model), Some(evaluated), Some(out)) => {
-                self.save_model(out, &model, history, &evaluated)?;
+                let calibrated = record::calibrated(self.identity.classes, evaluated);
+                self.save_model(out, &model, history, (&calibrated.0, &calibrated.1))?;
                 Some(out.clone())
             }
             _ => None,

@@ -128,5 +128,16 @@ pub fn vggtune_and_onnxruntime(
         .collect();
     let (theirs, info) = onnxruntime_outputs(onnx, photos, &classifier.header.preprocessing);
     assert_eq!(ours.len(), theirs.len(), "{info}");
+    // The graph's typicality distance, when it has one, is vggtune's.
+    if let Some(distances) = info["distances"].as_array() {
+        for (p, d) in predictions.iter().zip(distances) {
+            let ours = p.typicality.expect("judged").distance;
+            let theirs = d.as_f64().unwrap() as f32;
+            assert!(
+                (ours - theirs).abs() < 1e-3,
+                "distance {ours} vs onnxruntime {theirs}"
+            );
+        }
+    }
     (ours, theirs, info)
 }
