@@ -18,6 +18,8 @@ pub struct PhotoSet {
     pub name: String,
     /// The photos.
     pub paths: Vec<PathBuf>,
+    /// Their true classes (the model's indices), when the folder names them.
+    pub labels: Option<std::collections::HashMap<PathBuf, usize>>,
 }
 
 impl PhotoSet {
@@ -27,8 +29,59 @@ impl PhotoSet {
         Self {
             name: dir.display().to_string(),
             paths,
+            labels: None,
         }
     }
+
+    /// Every image under `dir`, with its class when the folder's classes are the model's
+    /// (`classes`), so accuracy and calibration are measured on it too.
+    pub fn labelled(dir: &std::path::Path, classes: &[String]) -> Self {
+        let scanned = crate::data::Dataset::scan(dir).ok().and_then(|d| {
+            let (to_model, _) = crate::infer::match_classes(classes, &d.classes, &[]).ok()?;
+            Some(
+                d.images
+                    .iter()
+                    .map(|i| (i.path.clone(), to_model[i.label]))
+                    .collect(),
+            )
+        });
+        match scanned {
+            Some(labels) => {
+                let labels: std::collections::HashMap<PathBuf, usize> = labels;
+                let mut paths: Vec<PathBuf> = labels.keys().cloned().collect();
+                paths.sort();
+                Self {
+                    name: dir.display().to_string(),
+                    paths,
+                    labels: Some(labels),
+                }
+            }
+            None => Self::of_folder(dir),
+        }
+    }
+}
+
+/// Accuracy, log loss and calibration error of a labelled set, with the model's temperature
+/// and without it (`calibrate(p, 1/T)` undoes it).
+fn calibration_line(name: &str, scored: &[Scored], labels: &[usize], t: f32) -> String {
+    use crate::calibration::{calibrate, reliability};
+    let after: Vec<Vec<f32>> = scored.iter().map(|s| s.probabilities.clone()).collect();
+    let before: Vec<Vec<f32>> = after.iter().map(|p| calibrate(p, 1.0 / t)).collect();
+    let right = after
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| crate::metrics::argmax(p) == **l)
+        .count();
+    format!(
+        "Known {name}: accuracy {:.2}% ({right} of {}); log loss {:.4} → {:.4} and ECE {:.2}% → \
+         {:.2}% with the temperature {t:.3}.\n",
+        100.0 * right as f64 / labels.len().max(1) as f64,
+        labels.len(),
+        crate::metrics::log_loss(&before, labels),
+        crate::metrics::log_loss(&after, labels),
+        100.0 * reliability(&before, labels).ece,
+        100.0 * reliability(&after, labels).ece,
+    )
 }
 
 /// A score per photo: higher is more like the training photos.
@@ -98,6 +151,49 @@ pub fn caught_at(known: &[f64], unknown: &[f64], keep: f64) -> f64 {
     unknown.iter().filter(|&&u| u < threshold).count() as f64 / unknown.len().max(1) as f64
 }
 
+/// The shares the training photos' own threshold gives, for each k and each share of training
+/// photos kept (the threshold at that leave-one-out quantile): known photos called *none of
+/// these*, and each unknown set's photos caught.
+fn thresholds_table(
+    by_k: &[(usize, Typicality)],
+    known: &[Scored],
+    unknown: &[PhotoSet],
+    unknown_sets: &[Vec<Scored>],
+) -> String {
+    let mut out = String::from(
+        "### The training photos' threshold, by k and by the share of training photos kept\n\n\
+         | k | kept | threshold | known called none of these |",
+    );
+    for set in unknown {
+        out.push_str(&format!(" {} caught |", set.name));
+    }
+    out.push_str("\n| --- | --- | --- | --- |");
+    out.push_str(&" --- |".repeat(unknown.len()));
+    out.push('\n');
+    let beyond = |set: &[Scored], t: &Typicality, threshold: f32| {
+        let n = set
+            .iter()
+            .filter(|s| t.distance(&s.features) > threshold)
+            .count();
+        100.0 * n as f64 / set.len().max(1) as f64
+    };
+    for (k, t) in by_k {
+        for keep in [95usize, 98, 99] {
+            let threshold = t.summary.quantiles[keep];
+            out.push_str(&format!(
+                "| {k} | {keep}% | {threshold:.4} | {:.1}% |",
+                beyond(known, t, threshold)
+            ));
+            for set in unknown_sets {
+                out.push_str(&format!(" {:.1}% |", beyond(set, t, threshold)));
+            }
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// Runs the benchmark and returns its report (Markdown).
 pub fn run(
     classifier: &Classifier,
@@ -128,7 +224,8 @@ pub fn run(
     // The verdict's own cost: judging every scored photo once more.
     let started = Instant::now();
     let all = scored_sets.iter().flatten();
-    let judged = all.map(|s| typical.judge(&s.features)).count();
+    let judgements: Vec<_> = all.map(|s| typical.judge(&s.features)).collect();
+    let judged = judgements.len();
     let judge_secs = started.elapsed().as_secs_f64();
     let mut scores: Vec<Score> = ks.iter().map(|&k| Score::Knn(k)).collect();
     scores.extend([Score::MaxSoftmax, Score::Energy]);
@@ -187,7 +284,17 @@ pub fn run(
             100.0 * caught as f64 / scored.len().max(1) as f64
         ));
     }
+    out.push_str(&thresholds_table(&by_k, &known_all, unknown, unknown_sets));
+    let t = classifier.header.temperature();
+    let mut all_labels = Vec::new();
+    let mut all_labelled = Vec::new();
     for (set, scored) in known.iter().zip(known_sets) {
+        if let Some(labels) = &set.labels {
+            let of: Vec<usize> = scored.iter().map(|s| labels[&s.path]).collect();
+            out.push_str(&calibration_line(&set.name, scored, &of, t));
+            all_labels.extend(of);
+            all_labelled.extend(scored.iter().cloned());
+        }
         let called = scored
             .iter()
             .filter(|x| !typical.judge(&x.features).known)
@@ -198,6 +305,14 @@ pub fn run(
             called,
             scored.len(),
             100.0 * called as f64 / scored.len().max(1) as f64
+        ));
+    }
+    if known.iter().filter(|k| k.labels.is_some()).count() > 1 {
+        out.push_str(&calibration_line(
+            "photos, all together",
+            &all_labelled,
+            &all_labels,
+            t,
         ));
     }
     out.push_str(&format!(

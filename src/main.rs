@@ -392,17 +392,22 @@ fn bench_unknown(
 ) -> anyhow::Result<()> {
     use vggtune::bench_unknown::PhotoSet;
     let classifier = vggtune::infer::Classifier::load_for(model, choice)?;
-    let mut known_sets: Vec<PhotoSet> = known.iter().map(|d| PhotoSet::of_folder(d)).collect();
-    if valid {
-        let images = classifier
-            .header
-            .validation
-            .as_ref()
-            .map(|v| v.images.clone())
-            .unwrap_or_default();
+    let classes = classifier.classes().to_vec();
+    let mut known_sets: Vec<PhotoSet> = known
+        .iter()
+        .map(|d| PhotoSet::labelled(d, &classes))
+        .collect();
+    if let Some(v) = classifier.header.validation.as_ref().filter(|_| valid) {
         known_sets.push(PhotoSet {
             name: "the model's validation photos".into(),
-            paths: images,
+            paths: v.images.clone(),
+            labels: Some(
+                v.images
+                    .iter()
+                    .cloned()
+                    .zip(v.labels.iter().copied())
+                    .collect(),
+            ),
         });
     }
     let unknown_sets: Vec<PhotoSet> = unknown.iter().map(|d| PhotoSet::of_folder(d)).collect();

@@ -13,14 +13,16 @@ use rayon::prelude::*;
 use crate::rng::SplitMix64;
 
 /// The share of training photos a model calls typical (leave-one-out): the threshold is the
-/// distance below which 95% of them fall, so about 5% of photos like the training photos are
-/// called *none of these*, the rate the issue allows; BENCHMARKS.md measures it on photos the
-/// model never saw.
-pub const KEEP: f64 = 0.95;
+/// distance below which 98% of them fall, so about 2% of photos like the training photos are
+/// called *none of these*. At 95% it would be 5% by construction and more on photos from
+/// elsewhere (5.5% of Kaggle's squashed test photos), the most the issue allows; at 98% every
+/// photo of the half of `../shared/data/ood` used for choosing is still caught, and at 99% some
+/// are not (BENCHMARKS.md, "Photos of none of the classes").
+pub const KEEP: f64 = 0.98;
 
-/// The neighbour whose distance counts (the k of k-nearest-neighbours); chosen on held-out
-/// folds and half of the unknown photos (BENCHMARKS.md, "Photos of none of the classes").
-pub const K: usize = 5;
+/// The neighbour whose distance counts (the k of k-nearest-neighbours): of 1, 2, 5, 10, 20 and
+/// 50, the best AUROC on the half of the unknown photos used for choosing (BENCHMARKS.md).
+pub const K: usize = 10;
 
 /// The verdict's words, everywhere: the badge, the CSV and JSON, the CLI.
 pub const NONE_OF_THESE: &str = "none of these";
@@ -78,8 +80,8 @@ pub struct Judgement {
     pub known: bool,
 }
 
-/// The verdict's rule in words, for the CLI and the window: "a photo further from its 5th
-/// nearest of 1,599 training photos than 95% of them are".
+/// The verdict's rule in words, for the CLI and the window: "a photo further from its 10th
+/// nearest of 1,799 training photos than 98% of them are".
 pub fn describe(s: &TypicalitySummary) -> String {
     format!(
         "a photo further from its {} nearest of {} training photos than {:.0}% of them are \
@@ -295,7 +297,7 @@ impl Typicality {
         if s.quantiles.len() != QUANTILES || !sorted || !finite {
             return Err("its training photos' distances are not increasing numbers".into());
         }
-        if !(s.threshold.is_finite() && s.threshold >= 0.0) || !(0.0..=1.0).contains(&s.keep) {
+        if !(s.threshold.is_finite() && s.threshold >= 0.0 && (0.0..=1.0).contains(&s.keep)) {
             return Err("its typicality threshold is not a distance".into());
         }
         let expected = s
@@ -356,7 +358,7 @@ mod tests {
         let at_threshold = t.summary.threshold;
         let q = &t.summary.quantiles;
         assert!(q.windows(2).all(|w| w[0] <= w[1]));
-        assert!((q[95] - at_threshold).abs() < 1e-6);
+        assert!((q[(KEEP * 100.0).round() as usize] - at_threshold).abs() < 1e-6);
         // Scale does not matter: features are compared by direction.
         let scaled: Vec<f32> = near[0].iter().map(|v| v * 40.0).collect();
         assert!((t.distance(&scaled) - t.distance(&near[0])).abs() < 1e-5);

@@ -59,9 +59,18 @@ fn wait_for(
 ) {
     let start = Instant::now();
     while !done(harness.state()) {
+        let a = harness.state();
+        // What the window was doing, for a timeout that cannot be reproduced at will.
         assert!(
             start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
+            "timed out waiting for {what} (training: {}, epochs: {}, model: {}, busy: {}, runs: \
+             {:?}, title: {})",
+            a.is_training(),
+            a.epochs().len(),
+            a.has_model(),
+            a.is_busy(),
+            a.runs(),
+            a.title()
         );
         harness.run_steps(1);
         std::thread::sleep(Duration::from_millis(20));
@@ -314,6 +323,19 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     harness.run_steps(2);
     harness.get_by_label_contains("the results shown were made with Average views on");
     harness.get_by_label("Average views").click();
+    harness.run_steps(2);
+    // The none-of-these verdict: the photo is judged (the deeper stage's model recorded its
+    // training photos' features through its own block 5), its total filters, and the switch
+    // says when the photos shown were judged otherwise.
+    assert!(harness.state().predictions()[0].typicality.is_some());
+    harness.get_by_label_contains("none of these: ").click();
+    harness.run_steps(2);
+    harness.get_by_label("All: 1 photo").click();
+    harness.run_steps(2);
+    harness.get_by_label("Say \"none of these\"").click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("the results shown were made with it on");
+    harness.get_by_label("Say \"none of these\"").click();
     harness.run_steps(2);
 
     // Heatmaps: switched on, the photo on screen gets one map per class, computed on the

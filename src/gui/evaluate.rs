@@ -32,7 +32,7 @@ enum EvalMsg {
         folder: PathBuf,
         classes: Vec<String>,
     },
-    Done(Result<DatasetEvaluation, String>),
+    Done(Box<Result<DatasetEvaluation, String>>),
 }
 
 /// Folder classes the model does not know, and the model class the user picked for each.
@@ -123,7 +123,7 @@ impl EvaluatePanel {
         let job = Job::spawn(ctx, "evaluate", move |r| {
             let result = evaluate(r, &classifier, source, &mapping, &flag);
             if let Some(result) = result {
-                r.send(EvalMsg::Done(result));
+                r.send(EvalMsg::Done(Box::new(result)));
             }
         });
         self.running = Some(Running {
@@ -163,7 +163,7 @@ impl EvaluatePanel {
                     });
                     finished = Some(None);
                 }
-                EvalMsg::Done(result) => finished = Some(Some(result)),
+                EvalMsg::Done(result) => finished = Some(Some(*result)),
             }
         }
         if finished.is_none()

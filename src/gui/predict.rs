@@ -68,7 +68,7 @@ fn badge(p: &Prediction, classes: &[String]) -> egui::RichText {
 
 /// What the badge means, on hover: how typical the photo is, and for *none of these*, which
 /// class it looks most like.
-pub(crate) fn verdict_words(p: &Prediction, classes: &[String]) -> String {
+fn verdict_words(p: &Prediction, classes: &[String]) -> String {
     let class = classes.get(p.class).map_or("?", String::as_str);
     let confidence = p.probabilities.get(p.class).copied().unwrap_or(0.0);
     let Some(j) = p.typicality else {

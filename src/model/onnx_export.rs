@@ -334,6 +334,7 @@ fn verdict_metadata(
                 100.0 * t.keep
             ),
         ));
+        entries.push(("none_of_these_threshold", t.threshold.to_string()));
     }
     entries
 }

@@ -330,8 +330,15 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
 
 /// How a finished run did.
 pub fn finished_line(summary: &RunSummary) -> String {
+    let calibrated = match &summary.calibration {
+        Ok(c) => format!(
+            "; confidences calibrated (temperature {:.2}; log loss {:.4} before)",
+            c.temperature, c.log_loss_before
+        ),
+        Err(_) => String::new(),
+    };
     format!(
-        "Finished: validation accuracy {:.2}%, log loss {:.4} ({} images)",
+        "Finished: validation accuracy {:.2}%, log loss {:.4} ({} images){calibrated}",
         100.0 * summary.validation.evaluation.accuracy,
         summary.validation.evaluation.log_loss,
         summary.validation.evaluation.count

@@ -141,3 +141,34 @@ pub fn vggtune_and_onnxruntime(
     }
     (ours, theirs, info)
 }
+
+/// A model file of this version (3) as `version` 1 or 2 wrote it: its first three sections, no
+/// training features or temperature in the header, and (version 2) the checksum of the rest.
+#[allow(dead_code)]
+pub fn as_old_format(bytes: &[u8], version: u32) -> Vec<u8> {
+    use sha2::Digest as _;
+    let section = |pos: usize| {
+        let len = u64::from_le_bytes(bytes[pos..pos + 8].try_into().unwrap()) as usize;
+        (&bytes[pos + 8..pos + 8 + len], pos + 8 + len)
+    };
+    let (json, next) = section(12);
+    let (weights, next) = section(next);
+    let (optim, _) = section(next);
+    let mut header: serde_json::Value = serde_json::from_slice(json).unwrap();
+    header["format_version"] = version.into();
+    let fields = header.as_object_mut().unwrap();
+    fields.remove("typicality");
+    fields.remove("calibration");
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut old = bytes[..8].to_vec();
+    old.extend(version.to_le_bytes());
+    for part in [&json[..], weights, optim] {
+        old.extend((part.len() as u64).to_le_bytes());
+        old.extend(part);
+    }
+    if version >= 2 {
+        let digest = sha2::Sha256::digest(&old);
+        old.extend(digest);
+    }
+    old
+}

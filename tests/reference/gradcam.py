@@ -4,8 +4,8 @@ usage: gradcam.py MODEL.onnx PIXELS.bin N SIZE OUT.bin
 PIXELS.bin holds N x 3 x SIZE x SIZE float32 values as onnx_classify.py takes them. The
 exported model runs in onnxruntime up to the last convolution's ReLU (`features.28.relu`,
 block 5's third), which gives the activation A. The rest of the network (2x2 max-pool, PyTorch's
-adaptive average pool to 7x7, the pooled head's mean over the 7x7 cells when the graph has a
-GlobalAveragePool, the dense layers read from the file's initializers) is re-run in
+adaptive average pool to 7x7, the pooled head's mean over the 7x7 cells when the graph has its
+GlobalAveragePool (`global_pool`), the dense layers read from the file's initializers) is re-run in
 numpy, in float64. Grad-CAM's channel weights, the spatial mean of d(logit_c)/dA_k, are taken as
 directional derivatives by central finite differences (A plus and minus eps on the whole of
 channel k), so no hand-written backward pass is involved. The map is ReLU(sum_k alpha_k A_k)
@@ -31,7 +31,9 @@ x = np.fromfile(pixels_path, dtype=np.float32).reshape(n, 3, size, size)
 (activations,) = session.run(["features.28.relu"], {session.get_inputs()[0].name: x})
 activations = activations.astype(np.float64)
 
-pools = any(node.op_type == "GlobalAveragePool" for node in model.graph.node)
+# The pooled head's own GlobalAveragePool (the graph's other one gives the `features` output).
+pools = any(node.op_type == "GlobalAveragePool" and node.output[0] == "global_pool"
+            for node in model.graph.node)
 dense = []
 j = 0
 while f"classifier.{3 * j}.weight" in weights:
