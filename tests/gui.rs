@@ -409,6 +409,23 @@ fn train_then_drop_images_to_classify_and_inspect_the_confusion_matrix() {
     wait_for(&mut harness, 60, "the export", |_| onnx.is_file());
     wait_for(&mut harness, 10, "its notice", |a| !a.is_busy());
     harness.get_by_label_contains("Exported: wrote");
+
+    // A model file dropped on the window opens it in the Predict view, after the question
+    // the unsaved model in use asks.
+    let (file, _, saved) = harness.state().model_in_use().unwrap();
+    assert!(!saved);
+    let copy = f.work.path().join("dropped.vggtune");
+    std::fs::copy(&file, &copy).unwrap();
+    harness.get_by_label("Data").click();
+    harness.run_steps(2);
+    drop_files(&mut harness, std::slice::from_ref(&copy));
+    harness.run_steps(2);
+    harness.get_by_label("Open another").click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 30, "the dropped model", |a| {
+        a.model_in_use().is_some_and(|m| m.0 == copy && m.2)
+    });
+    assert_eq!(harness.state().view(), View::Predict);
 }
 
 #[test]

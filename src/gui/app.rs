@@ -324,7 +324,7 @@ impl VggtuneApp {
 
     /// Does `what`, which replaces the model in use; when `ask` and that model is unsaved, asks
     /// first (the question's answers come back as commands).
-    fn replace(&mut self, ctx: &egui::Context, what: Replacing, ask: bool) {
+    pub(super) fn replace(&mut self, ctx: &egui::Context, what: Replacing, ask: bool) {
         if ask && self.model.unsaved() {
             self.confirm_replace = Some(what);
             return;
@@ -332,6 +332,7 @@ impl VggtuneApp {
         match what {
             Replacing::Start { resume } => self.start_training(ctx, resume),
             Replacing::Open => self.ask(DialogPurpose::OpenModel),
+            Replacing::OpenFile(path) => self.model.load(ctx, &self.shared, path, true),
             Replacing::New => {
                 self.model.forget(&mut self.shared);
                 self.evaluate.clear();
@@ -647,7 +648,7 @@ impl eframe::App for VggtuneApp {
                 &mut commands,
             );
         }
-        if let Some(what) = self.confirm_replace {
+        if let Some(what) = &self.confirm_replace {
             chrome::confirm_replace_ui(&ctx, what, &mut commands);
         }
         if self.quit_after_stop {

@@ -258,7 +258,7 @@ pub(crate) fn confirm_close_ui(
 /// Asks before `what` replaces the model a run trained and nobody saved.
 pub(crate) fn confirm_replace_ui(
     ctx: &egui::Context,
-    what: super::Replacing,
+    what: &super::Replacing,
     commands: &mut Commands,
 ) {
     let (title, text, go) = match what {
@@ -267,7 +267,7 @@ pub(crate) fn confirm_replace_ui(
             "The model the last run trained has not been saved; a new run replaces it.",
             "Start anyway",
         ),
-        super::Replacing::Open => (
+        super::Replacing::Open | super::Replacing::OpenFile(_) => (
             "Open another model?",
             "The model the last run trained has not been saved; opening another replaces it.",
             "Open another",

@@ -12,7 +12,9 @@ impl VggtuneApp {
     /// What a drop does now, in words (for the hover overlay).
     fn drop_action(&self, paths: &[PathBuf]) -> String {
         let folders = paths.iter().filter(|p| p.is_dir()).count();
-        if is_weights_file(paths) {
+        if is_model_file(paths) {
+            "Drop to open this model".into()
+        } else if is_weights_file(paths) {
             "Drop to import these VGG16 weights".into()
         } else if self.evaluates_on_drop(paths) {
             "Drop to evaluate the model on this folder".into()
@@ -57,7 +59,12 @@ impl VggtuneApp {
         if dropped.is_empty() {
             return;
         }
-        if is_weights_file(&dropped) {
+        if is_model_file(&dropped) {
+            // The Predict view shows the model that opens, ready for photos.
+            self.shared.state.view = View::Predict;
+            let path = dropped[0].clone();
+            self.replace(ctx, super::Replacing::OpenFile(path), true);
+        } else if is_weights_file(&dropped) {
             self.shared.state.view = View::Weights;
             self.weights.read_info(ctx, dropped[0].clone());
         } else if self.evaluates_on_drop(&dropped) {
@@ -97,6 +104,15 @@ impl VggtuneApp {
             egui::Color32::WHITE,
         );
     }
+}
+
+/// True when `paths` is one vggtune model file (by its extension): a drop opens it.
+fn is_model_file(paths: &[PathBuf]) -> bool {
+    let [path] = paths else { return false };
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    path.is_file() && ext.as_deref() == Some("vggtune")
 }
 
 /// True when `paths` is one weights file (by its extension): a drop offers it as an import.

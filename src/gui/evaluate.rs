@@ -420,7 +420,8 @@ impl EvaluatePanel {
                 });
                 galleries_ui(ui, data, shared);
                 let temperature = model.in_use.as_ref().and_then(|m| m.temperature);
-                super::reliability::reliability_ui(ui, &e.reliability, temperature);
+                let classes = e.classes.len();
+                super::reliability::reliability_ui(ui, &e.reliability, temperature, classes);
             });
     }
 }

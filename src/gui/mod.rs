@@ -183,12 +183,14 @@ pub(crate) enum UiCommand {
 pub(crate) type Commands = Vec<UiCommand>;
 
 /// What would replace the unsaved model in use, once the user agrees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Replacing {
     /// A new run (resume: false) or a resumed one.
     Start { resume: bool },
     /// Model → Open model….
     Open,
+    /// A model file dropped on the window.
+    OpenFile(std::path::PathBuf),
     /// Model → New.
     New,
 }

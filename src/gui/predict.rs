@@ -74,10 +74,14 @@ fn verdict_words(p: &Prediction, classes: &[String]) -> String {
     let Some(j) = p.typicality else {
         return format!("{class}, {} sure", infer::confidence_text(confidence));
     };
-    let typical = format!(
-        "more typical than {} of the training photos",
-        infer::confidence_text(j.typicality)
-    );
+    let typical = if j.typicality > 0.0 {
+        format!(
+            "more typical than {} of the training photos",
+            infer::confidence_text(j.typicality)
+        )
+    } else {
+        "further from them than any training photo is from the others".to_owned()
+    };
     if p.is_unknown() {
         format!(
             "None of these: {} ({typical}). Of the classes it looks most like {class} ({}).",

@@ -7,8 +7,14 @@ use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints};
 
 use crate::calibration::Reliability;
 
-/// The diagram, collapsed under its header with the ECE, `height` high.
-pub(super) fn reliability_ui(ui: &mut egui::Ui, r: &Reliability, temperature: Option<f32>) {
+/// The diagram, collapsed under its header with the ECE; its confidence axis starts at
+/// 1 / `classes`, the least a most likely class can have.
+pub(super) fn reliability_ui(
+    ui: &mut egui::Ui,
+    r: &Reliability,
+    temperature: Option<f32>,
+    classes: usize,
+) {
     let title = format!(
         "Calibration: expected calibration error {:.2}%",
         100.0 * r.ece
@@ -53,7 +59,7 @@ pub(super) fn reliability_ui(ui: &mut egui::Ui, r: &Reliability, temperature: Op
                 .height(220.0)
                 .x_axis_label("confidence")
                 .y_axis_label("share right")
-                .default_x_bounds(0.0, 1.0)
+                .default_x_bounds(1.0 / classes.max(1) as f64 - 0.02, 1.0)
                 .default_y_bounds(0.0, 1.05)
                 .allow_scroll(false)
                 .allow_drag(false)
