@@ -65,6 +65,10 @@ pub struct EvaluatedImages {
     /// the *none of these* verdict was off (or the model keeps no training features).
     #[serde(default)]
     pub typicality: Vec<crate::typical::Judgement>,
+    /// Each photo's pooled block-5 features, when the pass that made it kept them (a run's
+    /// validation pass: the label check and the *none of these* verdict read them); not saved.
+    #[serde(skip)]
+    pub features: Vec<Vec<f32>>,
 }
 
 impl EvaluatedImages {
@@ -81,6 +85,7 @@ impl EvaluatedImages {
             labels,
             probs,
             typicality: Vec::new(),
+            features: Vec::new(),
         }
     }
 

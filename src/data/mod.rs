@@ -8,6 +8,7 @@ pub mod curate;
 pub mod decode;
 mod lists;
 pub mod preprocess;
+pub mod quality;
 pub mod scan;
 pub mod split;
 

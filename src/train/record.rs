@@ -27,8 +27,19 @@ pub(super) fn calibrated(
         .iter()
         .map(|p| crate::calibration::calibrate(p, t))
         .collect();
-    let e = EvaluatedImages::new(classes, evaluated.images, evaluated.labels, probs);
+    let mut e = EvaluatedImages::new(classes, evaluated.images, evaluated.labels, probs);
+    e.features = evaluated.features;
     (e, Ok(calibration))
+}
+
+/// The validation pass with each photo judged by the training photos' features (as the saved
+/// model will judge it), when the pass kept its photos' features.
+pub(super) fn judged(evaluated: EvaluatedImages, typicality: Option<&Typicality>) -> EvaluatedImages {
+    let Some(t) = typicality else {
+        return evaluated;
+    };
+    let judgements = evaluated.features.iter().map(|f| t.judge(f)).collect();
+    evaluated.with_typicality(judgements)
 }
 
 /// The training photos' features under `model` (the photo as it is, the run's square), at most

@@ -27,7 +27,8 @@ use super::job::{Emitter, Outcome, TrainJob};
 use super::record;
 use super::seeds::{DROPOUT_STREAM, MIRROR_STREAM, SHUFFLE_STREAM, derive_seed};
 use super::start::StartingPoint;
-use super::stepper::{Stepper, forward_trainable, freeze};
+use super::stepper::{Stepper, freeze};
+use crate::model::vgg::global_average;
 use crate::calibration::Calibration;
 use crate::data::{DecodeLimits, Preprocessing, Split};
 use crate::device;
@@ -356,11 +357,11 @@ impl Epochs<'_> {
             None => self.evaluate(&model.valid(), config.epochs)?,
         };
         let (evaluated, calibration) = record::calibrated(self.identity.classes, evaluated);
-        let typicality = match &job.out {
+        let (typicality, evaluated) = match &job.out {
             Some(out) => {
-                self.save_model(out, &model.valid(), &history, (&evaluated, &calibration))?
+                self.save_model(out, &model.valid(), &history, (evaluated, &calibration))?
             }
-            None => None,
+            None => (None, evaluated),
         };
         if !job.final_checkpoint {
             // The model is safe on disk: the snapshot kept for a failed save is not needed.
@@ -391,22 +392,24 @@ impl Epochs<'_> {
     }
 
     /// Saves the model at `out` (atomically) with its history, its last validation pass (with
-    /// calibrated confidences), its temperature and its training photos' features; returns
-    /// what those features say.
+    /// calibrated confidences, each photo judged by the training photos' features), its
+    /// temperature and its training photos' features; returns what those features say and the
+    /// validation pass as saved.
     fn save_model(
         &self,
         out: &std::path::Path,
         model: &Vgg16,
         history: &[EpochMetrics],
-        (evaluated, calibration): (&EvaluatedImages, &Result<Calibration, String>),
-    ) -> Result<Option<TypicalitySummary>, String> {
+        (evaluated, calibration): (EvaluatedImages, &Result<Calibration, String>),
+    ) -> Result<(Option<TypicalitySummary>, EvaluatedImages), String> {
         let epochs = history.last().map_or(0, |m| m.epoch);
         let mut header = self.identity.header(history, epochs);
+        let typicality = record::training_features(self.ctx, model, &self.train);
+        let evaluated = record::judged(evaluated, typicality.as_ref());
         header.validation = Some(evaluated.clone());
         header.calibration = calibration.as_ref().ok().cloned();
-        let typicality = record::training_features(self.ctx, model, &self.train);
         bundle::save_model(out, &header, model, typicality.as_ref()).map_err(|e| e.to_string())?;
-        Ok(typicality.map(|t| t.summary))
+        Ok((typicality.map(|t| t.summary), evaluated))
     }
 
     /// Ends a stopped run after `epochs_done` epochs: its last checkpoint is written, and the
@@ -423,7 +426,7 @@ impl Epochs<'_> {
         let model = match (finished, evaluated, &job.out) {
             (Some(model), Some(evaluated), Some(out)) => {
                 let calibrated = record::calibrated(self.identity.classes, evaluated);
-                self.save_model(out, &model, history, (&calibrated.0, &calibrated.1))?;
+                self.save_model(out, &model, history, (calibrated.0, &calibrated.1))?;
                 Some(out.clone())
             }
             _ => None,
@@ -530,14 +533,23 @@ impl Epochs<'_> {
         // Validation predicts the way the saved model will by default: with the test-time
         // augmentation, each photo is the mean of its views (mirror image, other square).
         let views = View::predicted(ctx.config.mirror_tta, ctx.config.square_tta);
-        let probabilities = |chunk: &[&Sample], view: View| {
+        let channels = ctx.model_config.conv_channels()[12].max(1);
+        let mut features = Vec::with_capacity(total);
+        // A view's probabilities; for the photo as it is, also its pooled block-5 features.
+        let mut probabilities = |chunk: &[&Sample], view: View| {
             let views = vec![view; chunk.len()];
             let (input, kept) = ctx.batch_input(chunk, None, &views, &ctx.device);
             let probs = input.map(|input| {
-                to_host(softmax(
-                    forward_trainable(model, input, frozen_convs, None),
-                    1,
-                ))
+                let pooled = if frozen_convs >= 13 {
+                    input
+                } else {
+                    model.forward_convs(input, frozen_convs..13)
+                };
+                if view == View::Photo {
+                    let averaged = global_average(&to_host(pooled.clone()));
+                    features.extend(averaged.chunks_exact(channels).map(<[f32]>::to_vec));
+                }
+                to_host(softmax(model.forward_head_flat(pooled.flatten(1, 3)), 1))
             });
             (probs, kept)
         };
@@ -564,7 +576,9 @@ impl Epochs<'_> {
             paths.extend(kept.iter().map(|&i| chunk[i].path.clone()));
             ctx.progress(Phase::Validating, epoch, labels.len(), total, started);
         }
-        Ok(EvaluatedImages::new(classes, paths, labels, probs))
+        let mut evaluated = EvaluatedImages::new(classes, paths, labels, probs);
+        evaluated.features = features;
+        Ok(evaluated)
     }
 }
 
