@@ -1237,7 +1237,10 @@ fn the_real_imagenet_conv_base_learns_cats_and_dogs_from_a_few_dozen_photos() {
         assert_eq!(summary.validation.evaluation.count, 12);
         // Each validation photo judged as the saved model judges it, saved with the model.
         assert_eq!(summary.validation.typicality.len(), 12);
-        let saved = bundle::read_header(&model_path).unwrap().validation.unwrap();
+        let saved = bundle::read_header(&model_path)
+            .unwrap()
+            .validation
+            .unwrap();
         assert_eq!(saved.typicality, summary.validation.typicality);
         assert!(
             summary.validation.evaluation.accuracy >= 0.75,

@@ -177,7 +177,9 @@ pub fn problems(all: &[Scores]) -> Vec<Vec<Unusable>> {
             let (w, h) = (s.size.0 as f32, s.size.1 as f32);
             w.min(h) / w.max(h).max(1.0) < ODD_ASPECT_BELOW
         }),
-        (Unusable::Grayscale, |s| s.colourfulness <= GRAYSCALE_AT_MOST),
+        (Unusable::Grayscale, |s| {
+            s.colourfulness <= GRAYSCALE_AT_MOST
+        }),
     ];
     let mut found = vec![Vec::new(); all.len()];
     for (kind, flags) in checks {
@@ -239,7 +241,12 @@ mod tests {
             Unusable::Grayscale,
         ];
         for (k, kind) in expect.iter().enumerate() {
-            assert!(found[40 + k].contains(kind), "{kind:?}: {:?} {:?}", found[40 + k], scores[40 + k]);
+            assert!(
+                found[40 + k].contains(kind),
+                "{kind:?}: {:?} {:?}",
+                found[40 + k],
+                scores[40 + k]
+            );
         }
     }
 
@@ -255,6 +262,10 @@ mod tests {
             })
             .collect();
         assert!(night.iter().all(|s| s.brightness_p99 < DARK_BELOW));
-        assert!(problems(&night).iter().all(|f| !f.contains(&Unusable::Dark)));
+        assert!(
+            problems(&night)
+                .iter()
+                .all(|f| !f.contains(&Unusable::Dark))
+        );
     }
 }

@@ -34,7 +34,10 @@ pub(super) fn calibrated(
 
 /// The validation pass with each photo judged by the training photos' features (as the saved
 /// model will judge it), when the pass kept its photos' features.
-pub(super) fn judged(evaluated: EvaluatedImages, typicality: Option<&Typicality>) -> EvaluatedImages {
+pub(super) fn judged(
+    evaluated: EvaluatedImages,
+    typicality: Option<&Typicality>,
+) -> EvaluatedImages {
     let Some(t) = typicality else {
         return evaluated;
     };
