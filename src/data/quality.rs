@@ -162,10 +162,13 @@ fn laplacian_variance(levels: &[u8], w: usize, h: usize) -> f32 {
     (sum_sq / n as f64 - mean * mean) as f32
 }
 
+/// One check: whether a photo's scores show the problem.
+type Check = fn(&Scores) -> bool;
+
 /// Each photo's problems, the checks that flag more than [`MOST_FLAGGED`] of the folder left
 /// out; the grayscale check only in a folder whose photos are mostly in colour.
 pub fn problems(all: &[Scores]) -> Vec<Vec<Unusable>> {
-    let checks: [(Unusable, fn(&Scores) -> bool); 7] = [
+    let checks: [(Unusable, Check); 7] = [
         (Unusable::Dark, |s| s.brightness_p99 < DARK_BELOW),
         (Unusable::Bright, |s| s.brightness_p5 > BRIGHT_ABOVE),
         (Unusable::Blurry, |s| s.sharpness < BLURRY_BELOW),
