@@ -62,6 +62,10 @@ enum Command {
     /// List the training photos whose label looks wrong: heads trained out-of-fold on the
     /// cached features judge the photos they never saw, most suspicious first.
     Audit(commands::AuditArgs),
+    /// Check a photo folder: wrong labels, duplicates, photos that belong to no class, unusable
+    /// photos and small classes, grouped by kind (the label check's folds, then checks on their
+    /// cached features and on the photos' pixels).
+    Check(commands::AuditArgs),
     /// Accuracy, log loss, confusion matrix and galleries of a saved model on a photo folder.
     Evaluate(commands::EvaluateArgs),
     /// Classify image files or folders with a saved model.
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
         Command::Imagenet { weights, images } => imagenet(cli.device, &weights, &images),
         Command::Train(args) => commands::train(cli.device, args),
         Command::Audit(args) => commands::audit(cli.device, args),
+        Command::Check(args) => commands::check(cli.device, args),
         Command::Evaluate(args) => commands::evaluate(cli.device, args),
         Command::Predict(args) => commands::predict(cli.device, args),
         Command::Submit(args) => commands::submit(cli.device, args),

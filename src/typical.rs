@@ -148,6 +148,31 @@ fn kth_largest(values: &mut [f32], k: usize) -> f32 {
     *kth
 }
 
+/// Each of `features`' vectors' `k` nearest others, (index, distance) nearest first, on
+/// L2-normalised vectors: the neighbours every check of a folder reads (duplicates, photos of
+/// no class). All pairs, on all cores: about a second for 2,000 photos on 2 cores.
+pub fn nearest(features: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
+    let units: Vec<Vec<f32>> = features.iter().map(|f| normalised(f)).collect();
+    (0..units.len())
+        .into_par_iter()
+        .map(|i| {
+            let mut row: Vec<(usize, f32)> = units
+                .iter()
+                .enumerate()
+                .filter(|&(j, other)| j != i && other.len() == units[i].len())
+                .map(|(j, other)| (j, distance_of(dot(&units[i], other))))
+                .collect();
+            let k = k.min(row.len());
+            if k > 0 && k < row.len() {
+                row.select_nth_unstable_by(k - 1, |a, b| a.1.total_cmp(&b.1));
+                row.truncate(k);
+            }
+            row.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            row
+        })
+        .collect()
+}
+
 impl Typicality {
     /// Learns from the training photos' pooled features (any length, not normalised): at most
     /// [`crate::limits::TYPICAL_BANK`] of them, drawn with `seed`, are kept; the threshold is

@@ -1,4 +1,6 @@
-//! `vggtune audit`: the training photos whose label looks wrong, in words or as JSON.
+//! `vggtune audit`: the training photos whose label looks wrong; `vggtune check`: that and
+//! every other problem of a photo folder (duplicates, photos of no class, unusable photos, small
+//! classes), in words or as JSON. One set of flags, one job, one progress for both.
 
 use std::path::{Path, PathBuf};
 
@@ -28,25 +30,32 @@ pub struct AuditArgs {
     output: Output,
 }
 
-/// Lists the training photos whose label looks wrong.
-pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
-    use vggtune::train::audit;
+/// The job `args` ask for.
+fn job_of(
+    choice: DeviceChoice,
+    args: &AuditArgs,
+) -> anyhow::Result<vggtune::train::audit::AuditJob> {
     let dataset = Dataset::scan(&args.data)?;
     let weights = args.recipe.weights()?;
     let config = args.recipe.apply(choice, TrainConfig::default(), false);
     config.validate().map_err(anyhow::Error::msg)?;
-    let job = audit::AuditJob {
+    Ok(vggtune::train::audit::AuditJob {
         dataset,
         weights,
         config,
         folds: args.folds,
         cache_root: args.recipe.cache_dir.clone(),
-    };
-    let out = args.output;
+    })
+}
+
+/// Runs `work` with the folds' progress shown as `out` says.
+fn with_progress<T>(
+    out: Output,
+    work: impl FnOnce(&mut dyn FnMut(usize, usize, &TrainEvent)) -> Result<Option<T>, String>,
+) -> anyhow::Result<T> {
     let bars = out.bars();
     let mut progress: Option<indicatif::ProgressBar> = None;
-    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let result = audit::run(job, &never, |fold, folds, event| {
+    let result = work(&mut |fold, folds, event| {
         if let TrainEvent::Started { .. } = event
             && !out.quiet
             && !out.json
@@ -60,14 +69,67 @@ pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    let Some(found) = result.map_err(anyhow::Error::msg)? else {
-        anyhow::bail!("the audit was stopped");
-    };
-    let limit = if args.limit == 0 {
+    result
+        .map_err(anyhow::Error::msg)?
+        .ok_or_else(|| anyhow::anyhow!("the check was stopped"))
+}
+
+fn limit_of(args: &AuditArgs) -> usize {
+    if args.limit == 0 {
         usize::MAX
     } else {
         args.limit
-    };
+    }
+}
+
+/// Lists every problem of a photo folder, grouped by kind.
+pub fn check(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
+    let job = job_of(choice, &args)?;
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let found = with_progress(args.output, |on_event| {
+        vggtune::train::check::run(job, &never, on_event)
+    })?;
+    let limit = limit_of(&args);
+    if args.output.json {
+        let mut json = serde_json::to_value(&found)?;
+        json["summary"] = found.summary().into();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} ({:.0} s)",
+        args.data.display(),
+        found.summary(),
+        found.secs
+    );
+    for warning in found.audit.warnings() {
+        println!("warning: {warning}");
+    }
+    let mut shown = std::collections::HashMap::new();
+    let mut kind = None;
+    for f in &found.findings {
+        if kind != Some(f.kind) {
+            kind = Some(f.kind);
+            println!("{}:", f.kind.heading());
+        }
+        let n = shown.entry(f.kind).or_insert(0usize);
+        *n += 1;
+        if *n <= limit {
+            println!("  {}  {}", f.rel, f.why);
+        }
+    }
+    Ok(())
+}
+
+/// Lists the training photos whose label looks wrong.
+pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
+    let job = job_of(choice, &args)?;
+    let out = args.output;
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let found = with_progress(out, |on_event| {
+        vggtune::train::audit::run(job, &never, on_event)
+    })?;
+    let limit = limit_of(&args);
     if out.json {
         // The summary's counts are the whole audit's; the list is cut at --limit.
         let mut json = serde_json::to_value(&found)?;

@@ -5,7 +5,7 @@
 mod audit;
 mod train;
 
-pub use audit::{AuditArgs, audit};
+pub use audit::{AuditArgs, audit, check};
 pub use train::train;
 
 use std::io::IsTerminal as _;

@@ -166,8 +166,9 @@ fn laplacian_variance(levels: &[u8], w: usize, h: usize) -> f32 {
 type Check = fn(&Scores) -> bool;
 
 /// Each photo's problems, the checks that flag more than [`MOST_FLAGGED`] of the folder left
-/// out; the grayscale check only in a folder whose photos are mostly in colour.
-pub fn problems(all: &[Scores]) -> Vec<Vec<Unusable>> {
+/// out (the grayscale check thus only speaks in a folder of colour photos); and the checks left
+/// out.
+pub fn problems(all: &[Scores]) -> (Vec<Vec<Unusable>>, Vec<Unusable>) {
     let checks: [(Unusable, Check); 7] = [
         (Unusable::Dark, |s| s.brightness_p99 < DARK_BELOW),
         (Unusable::Bright, |s| s.brightness_p5 > BRIGHT_ABOVE),
@@ -185,16 +186,18 @@ pub fn problems(all: &[Scores]) -> Vec<Vec<Unusable>> {
         }),
     ];
     let mut found = vec![Vec::new(); all.len()];
+    let mut dropped = Vec::new();
     for (kind, flags) in checks {
         let flagged: Vec<usize> = (0..all.len()).filter(|&i| flags(&all[i])).collect();
         if flagged.len() as f64 > MOST_FLAGGED * all.len() as f64 {
+            dropped.push(kind);
             continue;
         }
         for i in flagged {
             found[i].push(kind);
         }
     }
-    found
+    (found, dropped)
 }
 
 #[cfg(test)]
@@ -230,7 +233,8 @@ mod tests {
         });
         photos.extend([dark, white, flat, blurred, tiny, wide, gray]);
         let scores: Vec<Scores> = photos.iter().map(scores).collect();
-        let found = problems(&scores);
+        let (found, dropped) = problems(&scores);
+        assert!(dropped.is_empty());
         for (i, f) in found.iter().enumerate().take(40) {
             assert!(f.is_empty(), "photo {i}: {f:?} {:?}", scores[i]);
         }
@@ -265,10 +269,8 @@ mod tests {
             })
             .collect();
         assert!(night.iter().all(|s| s.brightness_p99 < DARK_BELOW));
-        assert!(
-            problems(&night)
-                .iter()
-                .all(|f| !f.contains(&Unusable::Dark))
-        );
+        let (found, dropped) = problems(&night);
+        assert!(found.iter().all(|f| !f.contains(&Unusable::Dark)));
+        assert!(dropped.contains(&Unusable::Dark));
     }
 }

@@ -65,6 +65,10 @@ pub struct Audit {
     pub weights: String,
     /// Seconds the audit took.
     pub secs: f64,
+    /// Every photo judged, with its pooled block-5 features (from the folds' validation
+    /// passes, so from the feature cache): what Check data's other checks read. Not printed.
+    #[serde(skip)]
+    pub features: Vec<(PathBuf, Vec<f32>)>,
 }
 
 impl Audit {
@@ -163,6 +167,7 @@ pub fn run(
         ));
     }
     let (mut paths, mut labels, mut probs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut features = Vec::new();
     for (fold, split) in splits.into_iter().enumerate() {
         let Some(held) = run_fold(&job, &config, split, stop, |event| {
             on_event(fold, folds, event);
@@ -171,6 +176,9 @@ pub fn run(
         else {
             return Ok(None);
         };
+        if held.features.len() == held.images.len() {
+            features.extend(held.images.iter().cloned().zip(held.features));
+        }
         paths.extend(held.images);
         labels.extend(held.labels);
         probs.extend(held.probs);
@@ -195,6 +203,7 @@ pub fn run(
             ),
         suspects,
         secs: started.elapsed().as_secs_f64(),
+        features,
     }))
 }
 

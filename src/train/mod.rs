@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod events;
