@@ -69,6 +69,10 @@ pub struct EvaluatedImages {
     /// validation pass: the label check and the *none of these* verdict read them); not saved.
     #[serde(skip)]
     pub features: Vec<Vec<f32>>,
+    /// The same of each photo's mirror image, when the pass judged it (Check data finds a
+    /// mirrored copy by them); not saved.
+    #[serde(skip)]
+    pub mirror_features: Vec<Vec<f32>>,
 }
 
 impl EvaluatedImages {
@@ -86,6 +90,7 @@ impl EvaluatedImages {
             probs,
             typicality: Vec::new(),
             features: Vec::new(),
+            mirror_features: Vec::new(),
         }
     }
 

@@ -1857,3 +1857,109 @@ fn a_second_stage_continues_a_trained_model_on_one_time_axis() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn check_data_finds_each_kind_of_planted_problem_in_real_photos() {
+    // 60 real photos through the real ImageNet convolutions at 112 px, with problems planted:
+    // a copy re-saved at JPEG quality 60 and a copy mirrored (duplicates), four flowers filed as
+    // cats and dogs (no class), a darkened photo and a 24 px one (unusable).
+    let (source, data) = real_photos(300..330);
+    let dir = data.path();
+    let ood = source.join("../../ood");
+    let open = |name: &str| image::open(source.join(name)).unwrap().to_rgb8();
+    let mut resaved = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut resaved, 60)
+        .encode_image(&open("cat.301.jpg"))
+        .unwrap();
+    std::fs::write(dir.join("cat.5001.jpg"), resaved).unwrap();
+    image::imageops::flip_horizontal(&open("dog.302.jpg"))
+        .save(dir.join("dog.5002.png"))
+        .unwrap();
+    for (i, flower) in ["flower_10", "flower_12", "flower_13", "flower_14"]
+        .iter()
+        .enumerate()
+    {
+        let class = if i % 2 == 0 { "cat" } else { "dog" };
+        std::fs::copy(
+            ood.join(format!("{flower}.jpg")),
+            dir.join(format!("{class}.{}.jpg", 5003 + i)),
+        )
+        .unwrap();
+    }
+    let mut dark = open("cat.303.jpg");
+    for p in dark.pixels_mut() {
+        p.0 = p.0.map(|v| v / 14);
+    }
+    dark.save(dir.join("cat.5007.png")).unwrap();
+    image::imageops::resize(
+        &open("dog.304.jpg"),
+        24,
+        24,
+        image::imageops::FilterType::Triangle,
+    )
+    .save(dir.join("dog.5008.png"))
+    .unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let weights = onnx_fixture();
+    let out = run_ok(&[
+        "check",
+        dir.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input-size",
+        "112",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--cache-dir",
+        work.path().to_str().unwrap(),
+        "--json",
+    ]);
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of_kind = |kind: &str| -> Vec<String> {
+        check["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == kind)
+            .map(|f| f["rel"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    eprintln!("{}: {:?}", check["summary"], check["thresholds"]);
+    let duplicates = of_kind("duplicate");
+    for copy in ["cat.5001.jpg", "dog.5002.png"] {
+        assert!(
+            duplicates.contains(&copy.to_owned()),
+            "{copy}: {duplicates:?}"
+        );
+    }
+    // The copy is listed, its twin (the first by name) stays.
+    let twin = check["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rel"] == "cat.5001.jpg")
+        .map(|f| f["twin"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(twin.ends_with("cat.301.jpg"), "{twin}");
+    let unusable = of_kind("unusable");
+    assert!(
+        unusable.contains(&"cat.5007.png".to_owned()),
+        "{unusable:?}"
+    );
+    assert!(
+        unusable.contains(&"dog.5008.png".to_owned()),
+        "{unusable:?}"
+    );
+    let no_class = of_kind("no-class");
+    let flowers = (5003..5007)
+        .filter(|i| no_class.iter().any(|r| r.contains(&i.to_string())))
+        .count();
+    assert!(flowers >= 3, "{flowers} of 4 flowers: {no_class:?}");
+    // Nothing else of the 60 real photos is called a duplicate or unusable.
+    assert_eq!(duplicates.len(), 2, "{duplicates:?}");
+    assert_eq!(unusable.len(), 2, "{unusable:?}");
+    assert!(no_class.len() <= 6, "{no_class:?}");
+}

@@ -69,6 +69,10 @@ pub struct Audit {
     /// passes, so from the feature cache): what Check data's other checks read. Not printed.
     #[serde(skip)]
     pub features: Vec<(PathBuf, Vec<f32>)>,
+    /// The same of each photo's mirror image, in the same order (empty when a fold did not
+    /// judge mirror images).
+    #[serde(skip)]
+    pub mirror_features: Vec<Vec<f32>>,
 }
 
 impl Audit {
@@ -167,7 +171,8 @@ pub fn run(
         ));
     }
     let (mut paths, mut labels, mut probs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut features = Vec::new();
+    let (mut features, mut mirror_features) = (Vec::new(), Vec::new());
+    let mut mirrors_complete = true;
     for (fold, split) in splits.into_iter().enumerate() {
         let Some(held) = run_fold(&job, &config, split, stop, |event| {
             on_event(fold, folds, event);
@@ -178,6 +183,8 @@ pub fn run(
         };
         if held.features.len() == held.images.len() {
             features.extend(held.images.iter().cloned().zip(held.features));
+            mirrors_complete &= held.mirror_features.len() == held.images.len();
+            mirror_features.extend(held.mirror_features);
         }
         paths.extend(held.images);
         labels.extend(held.labels);
@@ -203,6 +210,11 @@ pub fn run(
             ),
         suspects,
         secs: started.elapsed().as_secs_f64(),
+        mirror_features: if mirrors_complete && mirror_features.len() == features.len() {
+            mirror_features
+        } else {
+            Vec::new()
+        },
         features,
     }))
 }

@@ -192,7 +192,8 @@ pub fn run(
         .iter()
         .map(|p| entry.get(p.as_path()).map_or(0, |e| e.1))
         .collect();
-    let (by_features, thresholds) = feature_checks(&paths, (&features, &labels), &finding);
+    let mirrors = &audit.mirror_features;
+    let (by_features, thresholds) = feature_checks(&paths, (&features, mirrors, &labels), &finding);
     findings.extend(by_features);
     let (unusable, dropped) = unusable(&paths, &finding);
     findings.extend(unusable);
@@ -231,11 +232,28 @@ fn flagged(findings: &[Finding], kind: Kind) -> std::collections::HashSet<PathBu
 /// Duplicates and photos of no class, from the photos' features.
 fn feature_checks(
     paths: &[PathBuf],
-    (features, labels): (&[Vec<f32>], &[usize]),
+    (features, mirrors, labels): (&[Vec<f32>], &[Vec<f32>], &[usize]),
     finding: &dyn Fn(Kind, &PathBuf, String) -> Finding,
 ) -> (Vec<Finding>, Thresholds) {
     let k = crate::typical::K;
     let rows = crate::typical::nearest(features, k);
+    let n = features.len();
+    // Mirrored copies: each photo against the others' mirror images too (a photo's own
+    // mirror image left out).
+    let mirrored_rows: Vec<Vec<(usize, f32)>> = if mirrors.len() == n {
+        let both: Vec<Vec<f32>> = features.iter().chain(mirrors).cloned().collect();
+        crate::typical::nearest(&both, k + 1)
+            .into_iter()
+            .take(n)
+            .enumerate()
+            .map(|(i, row)| {
+                let mapped = row.into_iter().map(|(j, d)| (j % n, d));
+                mapped.filter(|&(j, _)| j != i).collect()
+            })
+            .collect()
+    } else {
+        rows.clone()
+    };
     let same_class = same_class_kth(features, labels, k);
     let mut nearest: Vec<f32> = rows.iter().filter_map(|r| r.first().map(|n| n.1)).collect();
     let mut kth: Vec<f32> = same_class.iter().filter_map(|d| *d).collect();
@@ -255,7 +273,7 @@ fn feature_checks(
         }
         i
     }
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in mirrored_rows.iter().enumerate() {
         for &(j, _) in row.iter().filter(|n| n.1 < duplicate_below) {
             let (a, b) = (root(&mut group, i), root(&mut group, j));
             if a != b {
@@ -286,7 +304,7 @@ fn feature_checks(
                         || first.display().to_string(),
                         |n| n.to_string_lossy().into_owned()
                     ),
-                    rows[i].first().map_or(0.0, |n| n.1),
+                    mirrored_rows[i].first().map_or(0.0, |n| n.1),
                     at(&nearest, 0.5).unwrap_or(0.0)
                 ),
             );
@@ -446,7 +464,7 @@ mod tests {
             looks_like: None,
         };
         let labels = vec![0; features.len()];
-        let (found, t) = feature_checks(&paths, (&features, &labels), &finding);
+        let (found, t) = feature_checks(&paths, (&features, &[], &labels), &finding);
         let dups: Vec<&Finding> = found.iter().filter(|f| f.kind == Kind::Duplicate).collect();
         assert_eq!(dups.len(), 1, "{found:?}");
         assert_eq!(dups[0].rel, "p060.jpg");

@@ -29,6 +29,7 @@ pub(super) fn calibrated(
         .collect();
     let mut e = EvaluatedImages::new(classes, evaluated.images, evaluated.labels, probs);
     e.features = evaluated.features;
+    e.mirror_features = evaluated.mirror_features;
     (e, Ok(calibration))
 }
 

@@ -534,7 +534,7 @@ impl Epochs<'_> {
         // augmentation, each photo is the mean of its views (mirror image, other square).
         let views = View::predicted(ctx.config.mirror_tta, ctx.config.square_tta);
         let channels = ctx.model_config.conv_channels()[12].max(1);
-        let mut features = Vec::with_capacity(total);
+        let (mut features, mut mirror_features) = (Vec::with_capacity(total), Vec::new());
         // A view's probabilities; for the photo as it is, also its pooled block-5 features.
         let mut probabilities = |chunk: &[&Sample], view: View| {
             let views = vec![view; chunk.len()];
@@ -545,9 +545,14 @@ impl Epochs<'_> {
                 } else {
                     model.forward_convs(input, frozen_convs..13)
                 };
-                if view == View::Photo {
+                let keep = match view {
+                    View::Photo => Some(&mut features),
+                    View::Mirror => Some(&mut mirror_features),
+                    _ => None,
+                };
+                if let Some(keep) = keep {
                     let averaged = global_average(&to_host(pooled.clone()));
-                    features.extend(averaged.chunks_exact(channels).map(<[f32]>::to_vec));
+                    keep.extend(averaged.chunks_exact(channels).map(<[f32]>::to_vec));
                 }
                 to_host(softmax(model.forward_head_flat(pooled.flatten(1, 3)), 1))
             });
@@ -578,6 +583,9 @@ impl Epochs<'_> {
         }
         let mut evaluated = EvaluatedImages::new(classes, paths, labels, probs);
         evaluated.features = features;
+        if mirror_features.len() == evaluated.features.len() {
+            evaluated.mirror_features = mirror_features;
+        }
         Ok(evaluated)
     }
 }
