@@ -535,10 +535,10 @@ fn check_labels_lists_a_planted_mistake_and_moves_it_back_and_forth() {
     }
     drop_files(&mut harness, std::slice::from_ref(&data));
     wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
-    harness.get_by_label("Check labels").click();
+    harness.get_by_label("Check data").click();
     harness.run_steps(2);
     harness
-        .get_all_by_role_and_label(egui::accesskit::Role::Button, "Check labels")
+        .get_all_by_role_and_label(egui::accesskit::Role::Button, "Check data")
         .next()
         .expect("the button")
         .click();

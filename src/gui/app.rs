@@ -177,9 +177,14 @@ impl VggtuneApp {
         self.shared.heatmaps.maps_of(path)
     }
 
-    /// The photos Check labels listed, with the class each looks like.
+    /// The photos Check data listed with a wrong label, with the class each looks like.
     pub fn label_suspects(&self) -> Vec<(PathBuf, String)> {
         self.data.audit.suspects()
+    }
+
+    /// Every photo Check data listed, with its kind.
+    pub fn data_findings(&self) -> Vec<(crate::train::check::Kind, PathBuf)> {
+        self.data.audit.findings()
     }
 
     /// Files that could not be classified, with why.

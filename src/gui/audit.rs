@@ -1,8 +1,10 @@
-//! The Data view's "Check labels": the training photos whose label looks wrong
-//! (`train::audit`, on a worker with progress and Cancel), each with its thumbnail (and heatmap,
-//! when heatmaps are on) and three actions: move it to the class it looks like, leave it out of
-//! training, or keep it. Every action can be undone; the folder is scanned again after each
-//! change so counts and training see it at once.
+//! The Data view's "Check data" (`train::check`, on a worker with progress and Cancel): one list
+//! grouped by kind (wrong label, duplicate, belongs to no class, unusable, small class), each
+//! photo with its thumbnail (a duplicate beside its twin; heatmaps when they are on), why it was
+//! flagged, and the actions: move it to the class it looks like (a wrong label), leave it out
+//! of training, or keep it. Every action can be undone; the folder is scanned again after each
+//! change so counts and training see it at once. Nothing is deleted: a duplicate's Exclude
+//! leaves its twin in.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,16 +17,16 @@ use super::jobs::Job;
 use super::{Commands, Shared, UiCommand};
 use crate::data::Dataset;
 use crate::data::curate::{self, Change};
-use crate::infer::confidence_text;
 
-use crate::train::audit::{self, Audit, AuditJob, Suspect};
+use crate::train::audit::{self, AuditJob};
+use crate::train::check::{self, Check, Finding, Kind};
 use crate::train::{TrainEvent, TrainLog};
 
 enum AuditMsg {
     /// An event of fold `.0` of `.1`'s training run.
     Event(usize, usize, TrainEvent),
-    /// The audit of the folder it was started on.
-    Done(Result<Option<Box<Audit>>, String>, PathBuf),
+    /// The check of the folder it was started on.
+    Done(Result<Option<Box<Check>>, String>, PathBuf),
 }
 
 /// The audit: its job, its result and what was done with each listed photo.
@@ -35,8 +37,8 @@ pub(crate) struct AuditPanel {
     /// When each listed photo's action was last carried out or undone: its buttons wait a
     /// moment after, so a double click does not undo and redo.
     changed_at: Vec<Option<Instant>>,
-    /// The last audit and the folder it is of.
-    found: Option<(Audit, PathBuf)>,
+    /// The last check and the folder it is of.
+    found: Option<(Check, PathBuf)>,
     decisions: Vec<Option<Change>>,
     error: Option<String>,
     /// Set when the last audit was cancelled.
@@ -44,13 +46,24 @@ pub(crate) struct AuditPanel {
 }
 
 impl AuditPanel {
-    /// The photos listed, with the class each looks like (for tests).
+    /// The photos listed with a wrong label, with the class each looks like (for tests).
     pub fn suspects(&self) -> Vec<(PathBuf, String)> {
         self.found.as_ref().map_or_else(Vec::new, |(found, _)| {
             found
-                .suspects
+                .findings
                 .iter()
-                .map(|s| (s.path.clone(), found.classes[s.looks_like].clone()))
+                .filter_map(|f| Some((f.path.clone(), found.classes[f.looks_like?].clone())))
+                .collect()
+        })
+    }
+
+    /// Every photo listed, with its kind (for tests).
+    pub fn findings(&self) -> Vec<(Kind, PathBuf)> {
+        self.found.as_ref().map_or_else(Vec::new, |(found, _)| {
+            found
+                .findings
+                .iter()
+                .map(|f| (f.kind, f.path.clone()))
                 .collect()
         })
     }
@@ -90,8 +103,8 @@ impl AuditPanel {
             ..FoldsProgress::default()
         };
         self.found = self.found.take().filter(|(_, r)| *r == root);
-        let job = Job::spawn(ctx, "label-audit", move |r| {
-            let result = audit::run(job, &worker_stop, |fold, folds, event| {
+        let job = Job::spawn(ctx, "check-data", move |r| {
+            let result = check::run(job, &worker_stop, |fold, folds, event| {
                 if matches!(
                     event,
                     TrainEvent::Progress(_) | TrainEvent::Started { .. } | TrainEvent::Epoch(_)
@@ -113,8 +126,8 @@ impl AuditPanel {
                         self.progress.apply(fold, folds, event, Instant::now());
                     }
                     AuditMsg::Done(Ok(Some(found)), of) => {
-                        self.decisions = (0..found.suspects.len()).map(|_| None).collect();
-                        self.changed_at = vec![None; found.suspects.len()];
+                        self.decisions = (0..found.findings.len()).map(|_| None).collect();
+                        self.changed_at = vec![None; found.findings.len()];
                         self.found = Some((*found, of));
                     }
                     AuditMsg::Done(Ok(None), _) => self.cancelled = true,
@@ -136,7 +149,7 @@ impl AuditPanel {
         }
     }
 
-    /// The "Check labels" section of the Data view.
+    /// The "Check data" section of the Data view.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -146,13 +159,13 @@ impl AuditPanel {
     ) {
         let left = self.decisions.iter().filter(|d| d.is_none()).count();
         let title = match &self.found {
-            Some(_) => format!("Check labels ({left} to look at)"),
-            None => "Check labels".to_owned(),
+            Some(_) => format!("Check data ({left} to look at)"),
+            None => "Check data".to_owned(),
         };
         super::widgets::collapsing(
             ui,
             egui::CollapsingHeader::new(title)
-                .id_salt("check-labels")
+                .id_salt("check-data")
                 .default_open(self.found.is_some() || self.job.is_some()),
             |ui| {
                 self.controls_ui(ui, commands);
@@ -172,13 +185,16 @@ impl AuditPanel {
     fn controls_ui(&mut self, ui: &mut egui::Ui, commands: &mut Commands) {
         ui.label(format!(
             "Trains {} heads on the cached features, each judging the photos it never saw, and \
-             lists the photos whose label they doubt (probability of the given label under {:.0}%).",
+             lists the photos whose label they doubt (probability of the given label under \
+             {:.0}%); then, on the same features and the photos' pixels, duplicates, photos that \
+             belong to no class, unusable photos (dark, blown out, blurred, flat, tiny, extreme \
+             aspect, grayscale among colour) and classes far smaller than the others.",
             audit::DEFAULT_FOLDS,
             100.0 * audit::SUSPECT_BELOW
         ));
         ui.horizontal(|ui| {
             if ui
-                .add_enabled(self.job.is_none(), egui::Button::new("Check labels"))
+                .add_enabled(self.job.is_none(), egui::Button::new("Check data"))
                 .on_hover_text("Uses the Train view's settings and the chosen weights.")
                 .clicked()
             {
@@ -210,10 +226,11 @@ impl AuditPanel {
             return;
         };
         ui.label(format!("{}.", found.summary()));
-        for warning in found.warnings() {
+        ui.weak(format!("Labels: {}.", found.audit.summary()));
+        for warning in found.audit.warnings() {
             ui.colored_label(ui.visuals().warn_fg_color, format!("Note: {warning}."));
         }
-        if found.suspects.is_empty() {
+        if found.findings.is_empty() {
             return;
         }
         if shared.heatmaps.explains(&found.classes) {
@@ -229,32 +246,52 @@ impl AuditPanel {
         let size = 120.0;
         let per_row = ((ui.available_width() / (size + 110.0)).floor() as usize).max(1);
         let mut act = None;
+        // The findings are grouped by kind: each group under its heading, in rows.
+        let mut groups: Vec<(Kind, std::ops::Range<usize>)> = Vec::new();
+        for (i, f) in found.findings.iter().enumerate() {
+            match groups.last_mut() {
+                Some((kind, range)) if *kind == f.kind => range.end = i + 1,
+                _ => groups.push((f.kind, i..i + 1)),
+            }
+        }
         egui::ScrollArea::vertical()
             .id_salt("suspects")
             .max_height(420.0)
             .show(ui, |ui| {
-                for (row, chunk) in found.suspects.chunks(per_row).enumerate() {
-                    ui.horizontal(|ui| {
-                        for (k, s) in chunk.iter().enumerate() {
-                            let i = row * per_row + k;
-                            let decided = self.decisions.get(i).and_then(Option::as_ref);
-                            let settled = self
-                                .changed_at
-                                .get(i)
-                                .copied()
-                                .flatten()
-                                .is_none_or(|at| at.elapsed() >= ACTION_PAUSE);
-                            let card = |ui: &mut egui::Ui| {
-                                suspect_ui(ui, shared, (s, explain), &found.classes, decided, size)
-                            };
-                            if !settled {
-                                ui.ctx().request_repaint_after(ACTION_PAUSE);
+                for (kind, range) in groups {
+                    ui.strong(format!("{} ({})", kind.heading(), range.len()));
+                    let first = range.start;
+                    let group = &found.findings[range];
+                    for (row, chunk) in group.chunks(per_row).enumerate() {
+                        ui.horizontal(|ui| {
+                            for (k, s) in chunk.iter().enumerate() {
+                                let i = first + row * per_row + k;
+                                let decided = self.decisions.get(i).and_then(Option::as_ref);
+                                let settled = self
+                                    .changed_at
+                                    .get(i)
+                                    .copied()
+                                    .flatten()
+                                    .is_none_or(|at| at.elapsed() >= ACTION_PAUSE);
+                                let card = |ui: &mut egui::Ui| {
+                                    suspect_ui(
+                                        ui,
+                                        shared,
+                                        (s, explain),
+                                        &found.classes,
+                                        decided,
+                                        size,
+                                    )
+                                };
+                                if !settled {
+                                    ui.ctx().request_repaint_after(ACTION_PAUSE);
+                                }
+                                if let Some(a) = ui.add_enabled_ui(settled, card).inner {
+                                    act = Some((i, a));
+                                }
                             }
-                            if let Some(a) = ui.add_enabled_ui(settled, card).inner {
-                                act = Some((i, a));
-                            }
-                        }
-                    });
+                        });
+                    }
                 }
             });
         if let Some((i, action)) = act {
@@ -274,7 +311,7 @@ impl AuditPanel {
         let Some((found, _)) = &self.found else {
             return;
         };
-        let Some(suspect) = found.suspects.get(i) else {
+        let Some(suspect) = found.findings.get(i) else {
             return;
         };
         let image = dataset.images.iter().find(|im| im.path == suspect.path);
@@ -291,9 +328,10 @@ impl AuditPanel {
                 "{} is no longer in the folder's photos",
                 suspect.path.display()
             )),
-            (Action::Move, Some(image)) => {
-                curate::relabel(dataset, image, &found.classes[suspect.looks_like]).map(Some)
-            }
+            (Action::Move, Some(image)) => match suspect.looks_like {
+                Some(class) => curate::relabel(dataset, image, &found.classes[class]).map(Some),
+                None => Ok(None),
+            },
             (Action::Exclude, Some(image)) => curate::exclude(dataset, image).map(Some),
             (Action::Keep, Some(image)) => curate::keep(dataset, image).map(Some),
         };
@@ -324,11 +362,12 @@ enum Action {
     Undo,
 }
 
-/// One listed photo: thumbnail, its labels, and its actions (or what was done, with Undo).
+/// One listed photo: thumbnail (a duplicate's twin beside it), why, and its actions (or what
+/// was done, with Undo). A small class is said, with no action.
 fn suspect_ui(
     ui: &mut egui::Ui,
     shared: &mut Shared,
-    (s, explain): (&Suspect, bool),
+    (s, explain): (&Finding, bool),
     classes: &[String],
     decided: Option<&Change>,
     size: f32,
@@ -337,27 +376,43 @@ fn suspect_ui(
     ui.vertical(|ui| {
         ui.set_width(size + 100.0);
         let (thumbnails, heatmaps) = (&mut shared.thumbnails, &mut shared.heatmaps);
-        if explain {
-            super::heatmaps::photo_ui(ui, thumbnails, heatmaps, &s.path, size, s.looks_like)
-                .on_hover_text(s.path.display().to_string());
-        } else {
-            thumbnails
-                .show(ui, &s.path, size)
-                .on_hover_text(s.path.display().to_string());
-        }
+        ui.horizontal(|ui| {
+            let side = if s.twin.is_some() {
+                size / 2.0 + 20.0
+            } else {
+                size
+            };
+            if explain {
+                let class = s.looks_like.unwrap_or(s.class);
+                super::heatmaps::photo_ui(ui, thumbnails, heatmaps, &s.path, side, class)
+                    .on_hover_text(s.path.display().to_string());
+            } else {
+                thumbnails
+                    .show(ui, &s.path, side)
+                    .on_hover_text(s.path.display().to_string());
+            }
+            if let Some(twin) = &s.twin {
+                thumbnails
+                    .show(ui, twin, side)
+                    .on_hover_text(format!("{} (stays)", twin.display()));
+            }
+        });
         ui.label(egui::RichText::new(&s.rel).monospace());
-        ui.label(format!(
-            "labelled {}, looks like {} ({})",
-            classes[s.given],
-            classes[s.looks_like],
-            confidence_text(s.looks_like_probability)
-        ));
+        ui.label(crate::words::sentence(&s.why));
+        if s.kind == Kind::SmallClass {
+            ui.weak(format!(
+                "Add photos of {}, or leave it out of this model.",
+                classes.get(s.class).map_or("it", String::as_str)
+            ));
+            return;
+        }
         match decided {
             None => {
                 ui.horizontal_wrapped(|ui| {
-                    if ui
-                        .small_button(format!("Move to {}", classes[s.looks_like]))
-                        .clicked()
+                    if let Some(class) = s.looks_like
+                        && ui
+                            .small_button(format!("Move to {}", classes[class]))
+                            .clicked()
                     {
                         action = Some(Action::Move);
                     }
@@ -374,7 +429,7 @@ fn suspect_ui(
                     if ui
                         .small_button("Keep")
                         .on_hover_text(format!(
-                            "Its label is right: later checks do not list it (kept in {})",
+                            "It is fine as it is: later checks do not list it (kept in {})",
                             curate::KEPT_FILE
                         ))
                         .clicked()

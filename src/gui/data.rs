@@ -19,7 +19,7 @@ pub(crate) struct DataPanel {
     scan_error: Option<String>,
     shown_class: usize,
     path_edit: String,
-    /// Check labels: the photos whose label looks wrong.
+    /// Check data: wrong labels, duplicates, photos of no class, unusable photos, small classes.
     pub audit: super::audit::AuditPanel,
 }
 

