@@ -102,6 +102,7 @@ pub fn check(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
         found.summary(),
         found.secs
     );
+    println!("labels judged by {}", found.audit.judged_by());
     for warning in found.audit.warnings() {
         println!("warning: {warning}");
     }

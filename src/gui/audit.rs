@@ -226,7 +226,7 @@ impl AuditPanel {
             return;
         };
         ui.label(format!("{}.", found.summary()));
-        ui.weak(format!("Labels: {}.", found.audit.summary()));
+        ui.weak(format!("Labels judged by {}.", found.audit.judged_by()));
         for warning in found.audit.warnings() {
             ui.colored_label(ui.visuals().warn_fg_color, format!("Note: {warning}."));
         }

@@ -100,6 +100,21 @@ impl Audit {
         warnings
     }
 
+    /// How the labels were judged, in one line (without the count: Check data lists a photo
+    /// once, under its plainest reason).
+    pub fn judged_by(&self) -> String {
+        let e = &self.evaluation;
+        format!(
+            "{} heads on {} at {} px with {}: out-of-fold accuracy {:.2}%, log loss {:.4}",
+            self.folds,
+            crate::words::photos(e.count),
+            self.input_size,
+            self.weights,
+            100.0 * e.accuracy,
+            e.log_loss
+        )
+    }
+
     /// What the audit used and found, in one line.
     pub fn summary(&self) -> String {
         let e = &self.evaluation;
