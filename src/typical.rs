@@ -24,6 +24,13 @@ pub const KEEP: f64 = 0.98;
 /// 50, the best AUROC on the half of the unknown photos used for choosing (BENCHMARKS.md).
 pub const K: usize = 10;
 
+/// Near duplicates: closer than this share of the median distance between a photo and its
+/// nearest other photo. Cleanlab Datalab's rule uses 0.13 in its feature space; in VGG16's
+/// pooled features a re-saved, resized, cropped or mirrored copy is up to about 0.25 of the
+/// median away, while distinct photos of `../shared/data/dogscats/train` are not (BENCHMARKS.md,
+/// "Check data"). Check data and the leak check of an evaluation both use it.
+pub const DUPLICATE_SHARE_OF_MEDIAN: f32 = 0.3;
+
 /// The verdict's words, everywhere: the badge, the CSV and JSON, the CLI.
 pub const NONE_OF_THESE: &str = "none of these";
 
@@ -57,6 +64,15 @@ pub struct TypicalitySummary {
     pub dim: usize,
     /// How many training photos they were drawn from.
     pub photos: usize,
+    /// Each kept vector's photo, by its path in the training folder (models written before
+    /// this field: none), so an evaluation can name the training photos it finds again.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Photos closer than this to a kept training photo are copies of it (a leak when
+    /// evaluated): [`DUPLICATE_SHARE_OF_MEDIAN`] of the training photos' median distance to
+    /// their nearest other.
+    #[serde(default)]
+    pub duplicate_below: Option<f32>,
 }
 
 /// The training photos' features, ready to judge new photos.
@@ -78,6 +94,9 @@ pub struct Judgement {
     pub typicality: f32,
     /// Whether it is like the training photos (else *none of these*).
     pub known: bool,
+    /// The training photo it is a copy of (index into the model's names), when it is one.
+    #[serde(default)]
+    pub copy_of: Option<u32>,
 }
 
 /// The verdict's rule in words, for the CLI and the window: "a photo further from its 10th
@@ -202,17 +221,50 @@ impl Typicality {
         Some(Self::of_bank(bank, dim, K, features.len()))
     }
 
+    /// [`Self::fit`] with each photo's name (its path in the training folder), kept for the
+    /// photos whose features are kept.
+    pub fn fit_named(features: &[Vec<f32>], names: &[String], seed: u64) -> Option<Self> {
+        if names.len() != features.len() {
+            return Self::fit(features, seed);
+        }
+        // The same draw as `fit`, so the names follow the vectors kept.
+        let max = *crate::limits::TYPICAL_BANK.end();
+        let mut order: Vec<usize> = (0..features.len()).collect();
+        if order.len() > max {
+            let mut rng = SplitMix64(seed);
+            for i in (1..order.len()).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                order.swap(i, j);
+            }
+            order.truncate(max);
+            order.sort_unstable();
+        }
+        let dim = features.first()?.len();
+        let order: Vec<usize> = order
+            .into_iter()
+            .filter(|&i| features[i].len() == dim && features[i].iter().all(|x| x.is_finite()))
+            .collect();
+        let mut t = Self::fit(features, seed)?;
+        if order.len() == t.summary.count {
+            t.summary.names = order.iter().map(|&i| names[i].clone()).collect();
+        }
+        Some(t)
+    }
+
     /// The same training features judging by the `k`-th neighbour (for the benchmark that
     /// chooses [`K`]).
     pub fn with_k(&self, k: usize) -> Self {
         let s = &self.summary;
-        Self::of_bank(self.bank.clone(), s.dim, k.clamp(1, s.count - 1), s.photos)
+        let mut t = Self::of_bank(self.bank.clone(), s.dim, k.clamp(1, s.count - 1), s.photos);
+        t.summary.names.clone_from(&s.names);
+        t
     }
 
     /// The threshold and quantiles of `bank` (normalised vectors of `dim` values, more than
     /// `k`), from its vectors' leave-one-out distances.
     fn of_bank(bank: Vec<f32>, dim: usize, k: usize, photos: usize) -> Self {
         let count = bank.len() / dim;
+        let mut nearests = Vec::with_capacity(count);
         // Each kept photo against the others: its own distance (0) left out.
         let mut loo: Vec<f32> = (0..count)
             .into_par_iter()
@@ -224,10 +276,19 @@ impl Typicality {
                     .filter(|&(j, _)| j != i)
                     .map(|(_, other)| dot(me, other))
                     .collect();
-                distance_of(kth_largest(&mut dots, k))
+                let nearest = dots.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                (distance_of(kth_largest(&mut dots, k)), distance_of(nearest))
+            })
+            .collect::<Vec<(f32, f32)>>()
+            .into_iter()
+            .map(|(kth, nearest)| {
+                nearests.push(nearest);
+                kth
             })
             .collect();
         loo.sort_by(f32::total_cmp);
+        nearests.sort_by(f32::total_cmp);
+        let median_nearest = nearests.get(nearests.len() / 2).copied();
         let quantile = |q: f64| loo[((q * (count - 1) as f64).round() as usize).min(count - 1)];
         let quantiles = (0..QUANTILES)
             .map(|i| quantile(i as f64 / (QUANTILES - 1) as f64))
@@ -241,6 +302,8 @@ impl Typicality {
                 count,
                 dim,
                 photos,
+                names: Vec::new(),
+                duplicate_below: median_nearest.map(|m| m * DUPLICATE_SHARE_OF_MEDIAN),
             },
             bank,
         }
@@ -249,18 +312,36 @@ impl Typicality {
     /// The distance from `features` (a photo's pooled features, not normalised) to its k-th
     /// nearest training photo.
     pub fn distance(&self, features: &[f32]) -> f32 {
+        self.distances(features).0
+    }
+
+    /// The distance to the k-th nearest training photo, and the nearest one (its index and
+    /// distance).
+    fn distances(&self, features: &[f32]) -> (f32, Option<(usize, f32)>) {
         let dim = self.summary.dim;
         if features.len() != dim {
-            return f32::INFINITY;
+            return (f32::INFINITY, None);
         }
         let me = normalised(features);
         let mut dots: Vec<f32> = self.bank.chunks_exact(dim).map(|b| dot(&me, b)).collect();
-        distance_of(kth_largest(&mut dots, self.summary.k))
+        let nearest = dots
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, d)| (i, distance_of(d)));
+        (distance_of(kth_largest(&mut dots, self.summary.k)), nearest)
     }
 
     /// How typical a photo with these pooled features is.
     pub fn judge(&self, features: &[f32]) -> Judgement {
-        let distance = self.distance(features);
+        let (distance, nearest) = self.distances(features);
+        let copy_of = match (nearest, self.summary.duplicate_below) {
+            (Some((i, d)), Some(below)) if d < below && i < self.summary.names.len() => {
+                u32::try_from(i).ok()
+            }
+            _ => None,
+        };
         let q = &self.summary.quantiles;
         // The share of training photos at least this far from the others, interpolated
         // between the stored quantiles.
@@ -283,6 +364,7 @@ impl Typicality {
             distance,
             typicality: typicality.clamp(0.0, 1.0),
             known: distance <= self.summary.threshold,
+            copy_of,
         }
     }
 
@@ -324,6 +406,18 @@ impl Typicality {
         }
         if !(s.threshold.is_finite() && s.threshold >= 0.0 && (0.0..=1.0).contains(&s.keep)) {
             return Err("its typicality threshold is not a distance".into());
+        }
+        if s.duplicate_below
+            .is_some_and(|d| !(d.is_finite() && d >= 0.0))
+        {
+            return Err("its duplicate distance is not a distance".into());
+        }
+        if !s.names.is_empty() && s.names.len() != s.count {
+            return Err(format!(
+                "it names {} training photos for {} training features",
+                s.names.len(),
+                s.count
+            ));
         }
         let expected = s
             .count

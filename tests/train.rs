@@ -1378,6 +1378,50 @@ fn photos_of_neither_class_are_none_of_these(model: &Path, source: &Path) {
             .all(|p| p.typicality.is_none() && !p.is_unknown())
     );
 
+    // Copies of training photos in an evaluated folder are a leak, each named with the
+    // training photo it copies: one as it is, one re-saved at JPEG quality 60.
+    let summary = bundle::read_header(model).unwrap().typicality.unwrap();
+    assert_eq!(summary.names.len(), summary.count);
+    let eval = tempfile::tempdir().unwrap();
+    let class_of = |name: &str| name.split('.').next().unwrap().to_owned();
+    for (i, name) in summary.names[..2].iter().enumerate() {
+        let dir = eval.path().join(class_of(name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let photo = image::open(source.join(name)).unwrap().to_rgb8();
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(
+            &mut bytes,
+            if i == 0 { 95 } else { 60 },
+        )
+        .encode_image(&photo)
+        .unwrap();
+        std::fs::write(dir.join(format!("copy{i}.jpg")), bytes).unwrap();
+    }
+    for name in ["cat.201.jpg", "dog.202.jpg"] {
+        let dir = eval.path().join(class_of(name));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(source.join(name), dir.join(name)).unwrap();
+    }
+    let out = run_ok(&[
+        "evaluate",
+        model.to_str().unwrap(),
+        eval.path().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let leaks = v["leaks"].as_array().unwrap();
+    let copied: Vec<&str> = leaks
+        .iter()
+        .map(|l| l["training_photo"].as_str().unwrap())
+        .collect();
+    assert_eq!(copied.len(), 2, "{v}");
+    for name in &summary.names[..2] {
+        assert!(copied.contains(&name.as_str()), "{name}: {copied:?}");
+    }
+    assert!(v["accuracy_without_leaks"].is_number(), "{v}");
+
     let old = model.with_extension("v2.vggtune");
     std::fs::write(
         &old,

@@ -520,6 +520,19 @@ pub fn evaluate(choice: DeviceChoice, args: EvaluateArgs) -> anyhow::Result<()> 
     }
     print_evaluation(evaluation);
     print_unknown(&result.evaluated);
+    if !result.leaks.is_empty() {
+        println!(
+            "copies of training photos: {} (a leak: the accuracy above counts photos the model \
+             learned from)",
+            result.leaks.len()
+        );
+        if let Some(a) = result.accuracy_without_leaks {
+            println!("accuracy without them: {:.2}%", 100.0 * a);
+        }
+        for leak in &result.leaks {
+            println!("  {} copies {}", leak.path.display(), leak.training_photo);
+        }
+    }
     for f in failed {
         eprintln!("skipped {}: {}", f.path.display(), f.reason);
     }

@@ -64,6 +64,8 @@ pub(crate) struct EvaluatePanel {
     running: Option<Running>,
     /// The model's switches when the evaluation shown was made (not known for a run's).
     used: Switches,
+    /// Its photos that copy a training photo of the model, and the accuracy without them.
+    leaks: (Vec<crate::infer::Leak>, Option<f64>),
     mapping: Option<Mapping>,
     folder_edit: String,
     selected_cell: Option<(usize, usize)>,
@@ -74,6 +76,7 @@ impl EvaluatePanel {
     pub fn show(&mut self, evaluation: EvaluatedImages) {
         self.evaluation = Some(evaluation);
         self.used = Switches::default();
+        self.leaks = (Vec::new(), None);
         self.about = vec!["The last run's validation photos".into()];
         self.unclassified.clear();
         self.selected_cell = None;
@@ -181,6 +184,7 @@ impl EvaluatePanel {
                     about.push("Cancelled: only the photos reached so far are counted.".into());
                 }
                 self.evaluation = Some(result.evaluated);
+                self.leaks = (result.leaks, result.accuracy_without_leaks);
                 self.used = switches;
                 self.about = about;
                 self.unclassified = result.unclassified;
@@ -366,6 +370,19 @@ impl EvaluatePanel {
                 crate::typical::NONE_OF_THESE_MEANS
             ));
         }
+        if !self.leaks.0.is_empty() {
+            let without = self.leaks.1.map_or(String::new(), |a| {
+                format!(" — accuracy without them {:.2}%", 100.0 * a)
+            });
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!(
+                    "Copies of training photos: {} (a leak: the accuracy counts photos the \
+                     model learned from){without}",
+                    crate::words::photos(self.leaks.0.len())
+                ),
+            );
+        }
         ui.horizontal(|ui| {
             model.switches_ui(ui, self.used);
             shared.heatmaps.controls_ui(ui, model_classes);
@@ -377,6 +394,9 @@ impl EvaluatePanel {
                 confusion_ui(ui, e, selected_cell);
                 if let Some(unknown) = unknown.filter(|u| !u.is_empty()) {
                     unknown_ui(ui, data, &unknown, shared);
+                }
+                if !self.leaks.0.is_empty() {
+                    leaks_ui(ui, data, &self.leaks.0, shared);
                 }
                 if let Some((t, p)) = *selected_cell {
                     let cell = e.cell(&data.labels, &data.probs, t, p);
@@ -503,6 +523,35 @@ fn unknown_ui(ui: &mut egui::Ui, data: &EvaluatedImages, unknown: &[usize], shar
                         crate::infer::confidence_text(data.probs[i][predicted])
                     );
                     (data.images[i].clone(), predicted, caption)
+                })
+                .collect();
+            gallery_ui(shared, ui, &items);
+        },
+    );
+}
+
+/// The evaluated photos that copy a training photo, each captioned with the photo it copies.
+fn leaks_ui(
+    ui: &mut egui::Ui,
+    data: &EvaluatedImages,
+    leaks: &[crate::infer::Leak],
+    shared: &mut Shared,
+) {
+    let predicted = |path: &PathBuf| {
+        let i = data.images.iter().position(|p| p == path);
+        i.map_or(0, |i| crate::metrics::argmax(&data.probs[i]))
+    };
+    super::widgets::collapsing(
+        ui,
+        egui::CollapsingHeader::new(format!("Copies of training photos ({})", leaks.len()))
+            .id_salt("leaks"),
+        |ui| {
+            let items: Vec<(PathBuf, usize, String)> = leaks
+                .iter()
+                .take(60)
+                .map(|l| {
+                    let caption = format!("copy of {}", l.training_photo);
+                    (l.path.clone(), predicted(&l.path), caption)
                 })
                 .collect();
             gallery_ui(shared, ui, &items);

@@ -131,6 +131,21 @@ pub struct DatasetEvaluation {
     pub unclassified: Vec<Unclassified>,
     /// True when the evaluation was cancelled before every photo was seen.
     pub cancelled: bool,
+    /// Photos that are copies of the model's training photos (a leak: the accuracy above
+    /// counts photos the model learned from), with the training photo each copies.
+    pub leaks: Vec<Leak>,
+    /// The accuracy without those copies (`None` when there are none).
+    pub accuracy_without_leaks: Option<f64>,
+}
+
+/// An evaluated photo that is a copy of one of the model's training photos.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Leak {
+    /// The evaluated photo.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
+    pub path: PathBuf,
+    /// The training photo it copies, by its path in the training folder.
+    pub training_photo: String,
 }
 
 impl Classifier {
@@ -169,14 +184,51 @@ impl Classifier {
             path: s.path.clone(),
             reason: s.message.clone(),
         }));
+        let evaluated = EvaluatedImages::new(&classes, images, labels, probs)
+            .with_typicality(typicality.unwrap_or_default());
+        let (leaks, accuracy_without_leaks) = self.leaks(&evaluated);
         Ok(DatasetEvaluation {
             folder: dataset.root.clone(),
             matched,
-            evaluated: EvaluatedImages::new(&classes, images, labels, probs)
-                .with_typicality(typicality.unwrap_or_default()),
+            evaluated,
             unclassified,
             cancelled,
+            leaks,
+            accuracy_without_leaks,
         })
+    }
+
+    /// The evaluated photos that copy a training photo of the model, and the accuracy without
+    /// them.
+    fn leaks(&self, e: &EvaluatedImages) -> (Vec<Leak>, Option<f64>) {
+        let names = self.typicality().map_or(&[][..], |t| &t.summary.names[..]);
+        let leaks: Vec<(usize, Leak)> = e
+            .typicality
+            .iter()
+            .enumerate()
+            .filter_map(|(i, j)| {
+                let name = names.get(j.copy_of? as usize)?;
+                Some((
+                    i,
+                    Leak {
+                        path: e.images[i].clone(),
+                        training_photo: name.clone(),
+                    },
+                ))
+            })
+            .collect();
+        if leaks.is_empty() {
+            return (Vec::new(), None);
+        }
+        let leaked: std::collections::HashSet<usize> = leaks.iter().map(|(i, _)| *i).collect();
+        let rest = (0..e.images.len()).filter(|i| !leaked.contains(i));
+        let (mut right, mut n) = (0usize, 0usize);
+        for i in rest {
+            n += 1;
+            right += usize::from(crate::metrics::argmax(&e.probs[i]) == e.labels[i]);
+        }
+        let accuracy = (n > 0).then(|| right as f64 / n as f64);
+        (leaks.into_iter().map(|(_, l)| l).collect(), accuracy)
     }
 }
 

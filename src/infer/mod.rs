@@ -27,7 +27,7 @@ use crate::model::host::to_host;
 use crate::typical::{Judgement, NONE_OF_THESE, Typicality};
 
 pub use crate::data::has_image_extension;
-pub use evaluate::{ClassMapping, DatasetEvaluation, match_classes};
+pub use evaluate::{ClassMapping, DatasetEvaluation, Leak, match_classes};
 /// One image's prediction.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Prediction {

@@ -20,12 +20,7 @@ use super::events::TrainEvent;
 use crate::data::quality::{self, Unusable};
 use crate::data::{DecodeLimits, decode_rgb};
 
-/// Near duplicates: closer than this share of the folder's median distance between a photo
-/// and its nearest other photo. Cleanlab Datalab's rule uses 0.13 in its feature space; in
-/// VGG16's pooled features a re-saved, resized, cropped or mirrored copy is up to about 0.25 of
-/// the median away, while distinct photos of `../shared/data/dogscats/train` are not
-/// (BENCHMARKS.md, "Check data").
-pub const DUPLICATE_SHARE_OF_MEDIAN: f32 = 0.3;
+pub use crate::typical::DUPLICATE_SHARE_OF_MEDIAN;
 
 /// Photos of no class: further from their 10th nearest photo of the same class than the third
 /// quartile of those distances plus this many interquartile ranges (Tukey's fence for

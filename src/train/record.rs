@@ -53,7 +53,7 @@ pub(super) fn judged(
 pub(super) fn training_features(
     ctx: &Context,
     model: &Vgg16,
-    train: &[Sample],
+    (train, root): (&[Sample], &std::path::Path),
 ) -> Option<Typicality> {
     let max = *crate::limits::TYPICAL_BANK.end();
     let n = train.len();
@@ -65,11 +65,18 @@ pub(super) fn training_features(
     let frozen_convs = ctx.config.trainable.frozen_convs();
     let channels = ctx.model_config.conv_channels()[12];
     let mut features = Vec::with_capacity(chosen.len());
+    let mut names = Vec::with_capacity(chosen.len());
     for chunk in chosen.chunks(ctx.config.batch_size.max(1)) {
         let views = vec![View::Photo; chunk.len()];
-        let (Some(x), _) = ctx.batch_input(chunk, None, &views, &ctx.device) else {
+        let (Some(x), kept) = ctx.batch_input(chunk, None, &views, &ctx.device) else {
             continue;
         };
+        // Each photo by its path in the training folder, `/` between folders.
+        names.extend(kept.iter().map(|&i| {
+            let path = &chunk[i].path;
+            let rel = path.strip_prefix(root).unwrap_or(path);
+            rel.to_string_lossy().replace('\\', "/")
+        }));
         let pooled = if frozen_convs >= 13 {
             x
         } else {
@@ -78,5 +85,5 @@ pub(super) fn training_features(
         let averaged = global_average(&to_host(pooled));
         features.extend(averaged.chunks_exact(channels.max(1)).map(<[f32]>::to_vec));
     }
-    Typicality::fit(&features, ctx.config.seed)
+    Typicality::fit_named(&features, &names, ctx.config.seed)
 }

@@ -404,7 +404,8 @@ impl Epochs<'_> {
     ) -> Result<(Option<TypicalitySummary>, EvaluatedImages), String> {
         let epochs = history.last().map_or(0, |m| m.epoch);
         let mut header = self.identity.header(history, epochs);
-        let typicality = record::training_features(self.ctx, model, &self.train);
+        let root = &self.job.dataset.train_dir;
+        let typicality = record::training_features(self.ctx, model, (&self.train, root));
         let evaluated = record::judged(evaluated, typicality.as_ref());
         header.validation = Some(evaluated.clone());
         header.calibration = calibration.as_ref().ok().cloned();
