@@ -552,7 +552,7 @@ fn check_labels_lists_a_planted_mistake_and_moves_it_back_and_forth() {
         (planted.clone(), "red".to_owned()),
         "{suspects:?}"
     );
-    harness.get_by_label_contains("mislabelled");
+    harness.get_by_label_contains("Wrong label: ");
     let move_to = harness
         .get_all_by_label("Move to red")
         .next()
