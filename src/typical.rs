@@ -192,61 +192,50 @@ pub fn nearest(features: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
         .collect()
 }
 
+/// Which of `features` a model keeps: at most [`crate::limits::TYPICAL_BANK`], drawn with
+/// `seed`, in their order, each as long as the first and finite.
+fn kept_indices(features: &[Vec<f32>], seed: u64) -> Vec<usize> {
+    let Some(dim) = features.first().map(Vec::len) else {
+        return Vec::new();
+    };
+    let max = *crate::limits::TYPICAL_BANK.end();
+    let mut order: Vec<usize> = (0..features.len()).collect();
+    if order.len() > max {
+        let mut rng = SplitMix64(seed);
+        for i in (1..order.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        order.truncate(max);
+        order.sort_unstable();
+    }
+    order.retain(|&i| features[i].len() == dim && features[i].iter().all(|x| x.is_finite()));
+    order
+}
+
 impl Typicality {
     /// Learns from the training photos' pooled features (any length, not normalised): at most
     /// [`crate::limits::TYPICAL_BANK`] of them, drawn with `seed`, are kept; the threshold is
     /// set from their leave-one-out distances. `None` with fewer than `K + 1` photos.
     pub fn fit(features: &[Vec<f32>], seed: u64) -> Option<Self> {
-        let dim = features.first()?.len();
-        let max = *crate::limits::TYPICAL_BANK.end();
-        let mut order: Vec<usize> = (0..features.len()).collect();
-        if order.len() > max {
-            let mut rng = SplitMix64(seed);
-            for i in (1..order.len()).rev() {
-                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-                order.swap(i, j);
-            }
-            order.truncate(max);
-            order.sort_unstable();
-        }
-        let kept: Vec<&Vec<f32>> = order
-            .iter()
-            .map(|&i| &features[i])
-            .filter(|f| f.len() == dim && f.iter().all(|x| x.is_finite()))
-            .collect();
-        if kept.len() <= K || dim == 0 {
-            return None;
-        }
-        let bank: Vec<f32> = kept.iter().flat_map(|f| normalised(f)).collect();
-        Some(Self::of_bank(bank, dim, K, features.len()))
+        Self::fit_named(features, &[], seed)
     }
 
     /// [`Self::fit`] with each photo's name (its path in the training folder), kept for the
-    /// photos whose features are kept.
+    /// photos whose features are kept (no names when `names` does not fit `features`).
     pub fn fit_named(features: &[Vec<f32>], names: &[String], seed: u64) -> Option<Self> {
-        if names.len() != features.len() {
-            return Self::fit(features, seed);
-        }
-        // The same draw as `fit`, so the names follow the vectors kept.
-        let max = *crate::limits::TYPICAL_BANK.end();
-        let mut order: Vec<usize> = (0..features.len()).collect();
-        if order.len() > max {
-            let mut rng = SplitMix64(seed);
-            for i in (1..order.len()).rev() {
-                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-                order.swap(i, j);
-            }
-            order.truncate(max);
-            order.sort_unstable();
-        }
         let dim = features.first()?.len();
-        let order: Vec<usize> = order
-            .into_iter()
-            .filter(|&i| features[i].len() == dim && features[i].iter().all(|x| x.is_finite()))
+        let kept = kept_indices(features, seed);
+        if kept.len() <= K || dim == 0 {
+            return None;
+        }
+        let bank: Vec<f32> = kept
+            .iter()
+            .flat_map(|&i| normalised(&features[i]))
             .collect();
-        let mut t = Self::fit(features, seed)?;
-        if order.len() == t.summary.count {
-            t.summary.names = order.iter().map(|&i| names[i].clone()).collect();
+        let mut t = Self::of_bank(bank, dim, K, features.len());
+        if names.len() == features.len() {
+            t.summary.names = kept.iter().map(|&i| names[i].clone()).collect();
         }
         Some(t)
     }
