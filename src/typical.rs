@@ -229,9 +229,12 @@ impl Typicality {
         if kept.len() <= K || dim == 0 {
             return None;
         }
+        // As the model file will hold them (f16), so that the threshold, the quantiles and the
+        // run's own judgements are the loaded model's to the last bit.
         let bank: Vec<f32> = kept
             .iter()
             .flat_map(|&i| normalised(&features[i]))
+            .map(|v| half::f16::from_f32(v).to_f32())
             .collect();
         let mut t = Self::of_bank(bank, dim, K, features.len());
         if names.len() == features.len() {
@@ -244,7 +247,8 @@ impl Typicality {
     /// chooses [`K`]).
     pub fn with_k(&self, k: usize) -> Self {
         let s = &self.summary;
-        let mut t = Self::of_bank(self.bank.clone(), s.dim, k.clamp(1, s.count - 1), s.photos);
+        let most = s.count.saturating_sub(1).max(1);
+        let mut t = Self::of_bank(self.bank.clone(), s.dim, k.clamp(1, most), s.photos);
         t.summary.names.clone_from(&s.names);
         t
     }
@@ -382,7 +386,7 @@ impl Typicality {
             &limits::TYPICAL_BANK,
         )?;
         check("its feature length", s.dim, &limits::FEATURE_DIM)?;
-        if s.k == 0 || s.k > s.count {
+        if s.k == 0 || s.k >= s.count {
             return Err(format!(
                 "its neighbour count {} does not fit {} training features",
                 s.k, s.count

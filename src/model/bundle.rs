@@ -404,7 +404,14 @@ fn load_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<LoadedBundle
                 .map_err(|e| damaged(format!("its optimizer state is unreadable: {e:?}")))?,
         )
     };
+    let channels = header.model.conv_channels()[12];
     let typicality = match &header.typicality {
+        Some(summary) if summary.dim != channels => {
+            return Err(damaged(format!(
+                "its training photos' features have {} values, but its network gives {channels}",
+                summary.dim
+            )));
+        }
         Some(summary) => Some(
             crate::typical::Typicality::from_parts(summary.clone(), bank)
                 .map_err(|reason| damaged(format!("its training photos' features: {reason}")))?,

@@ -356,7 +356,13 @@ impl Epochs<'_> {
             Some(e) => e,
             None => self.evaluate(&model.valid(), config.epochs)?,
         };
-        let (evaluated, calibration) = record::calibrated(self.identity.classes, evaluated);
+        // Only a model that is saved is calibrated: a run without one (a fold of the label
+        // check) reports its network's own probabilities, which the check ranks.
+        let (evaluated, calibration) = if job.out.is_some() {
+            record::calibrated(self.identity.classes, evaluated)
+        } else {
+            (evaluated, Err("no model is saved, so no temperature is fitted".into()))
+        };
         let (typicality, evaluated) = match &job.out {
             Some(out) => {
                 self.save_model(out, &model.valid(), &history, (evaluated, &calibration))?
