@@ -273,6 +273,14 @@ impl AuditPanel {
                                     .copied()
                                     .flatten()
                                     .is_none_or(|at| at.elapsed() >= ACTION_PAUSE);
+                                // A photo listed twice (a duplicate that is also unusable) is
+                                // acted on once: its other card waits for that to be undone.
+                                let elsewhere = found.findings.iter().enumerate().any(|(j, f)| {
+                                    j != i
+                                        && f.path == s.path
+                                        && self.decisions.get(j).is_some_and(Option::is_some)
+                                });
+                                let settled = settled && !elsewhere;
                                 let card = |ui: &mut egui::Ui| {
                                     suspect_ui(
                                         ui,

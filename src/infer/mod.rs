@@ -172,9 +172,9 @@ impl Classifier {
         self.typical.as_ref()
     }
 
-    /// How typical a photo with these pooled features is, when the verdict is on.
-    fn judge(&self, features: &[f32]) -> Option<Judgement> {
-        let on = self.verdict.load(Ordering::Relaxed);
+    /// How typical a photo with these pooled features is, when the verdict is `on` (read once
+    /// a call, as the views are, however the switch moves meanwhile).
+    fn judge(&self, features: &[f32], on: bool) -> Option<Judgement> {
         self.typical
             .as_ref()
             .filter(|_| on)
@@ -249,11 +249,12 @@ impl Classifier {
         progress: impl FnMut(usize, usize),
         cancel: &AtomicBool,
     ) -> (Vec<Prediction>, Vec<Unclassified>) {
+        let on = self.verdict.load(Ordering::Relaxed);
         let (scored, failed) = self.score_until(paths, batch_size, progress, cancel);
         let predictions = scored
             .into_iter()
             .map(|s| {
-                let judged = self.judge(&s.features);
+                let judged = self.judge(&s.features, on);
                 Prediction::new(s.path, s.probabilities, judged)
             })
             .collect();
@@ -310,6 +311,7 @@ impl Classifier {
             .host_head
             .get_or_init(|| heatmap::HostHead::of(self.base.model()));
         let (mirror, squares) = self.views();
+        let on = self.verdict.load(Ordering::Relaxed);
         let n = self.header.classes.len();
         let mut explained = Vec::new();
         let batches = (batch_size, squares);
@@ -332,7 +334,8 @@ impl Classifier {
                 e.probabilities = mean_of_views(views);
             }
             for (path, e) in ok.into_iter().zip(results) {
-                let judged = self.judge(&crate::model::vgg::global_average(&e.pooled));
+                let pooled = crate::model::vgg::global_average(&e.pooled);
+                let judged = self.judge(&pooled, on);
                 let p = self.calibrated(e.probabilities);
                 explained.push((Prediction::new(path, p, judged), e.maps));
             }

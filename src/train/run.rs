@@ -361,7 +361,10 @@ impl Epochs<'_> {
         let (evaluated, calibration) = if job.out.is_some() {
             record::calibrated(self.identity.classes, evaluated)
         } else {
-            (evaluated, Err("no model is saved, so no temperature is fitted".into()))
+            (
+                evaluated,
+                Err("no model is saved, so no temperature is fitted".into()),
+            )
         };
         let (typicality, evaluated) = match &job.out {
             Some(out) => {
