@@ -293,8 +293,8 @@ fn feature_checks(
                 Kind::Duplicate,
                 &paths[i],
                 format!(
-                    "the same photo as {} (features {:.3} apart; distinct photos are {:.3} \
-                     apart at the median)",
+                    "the same photo as {} (its nearest photo's features are {:.3} away; \
+                     distinct photos' are {:.3} away at the median)",
                     first.file_name().map_or_else(
                         || first.display().to_string(),
                         |n| n.to_string_lossy().into_owned()
