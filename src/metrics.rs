@@ -117,12 +117,16 @@ impl EvaluatedImages {
         if self.typicality.is_empty() {
             return None;
         }
+        self.accuracy_where(|i| self.typicality.get(i).is_some_and(|j| j.known))
+    }
+
+    /// Accuracy over the photos `keep` names by index (`None` when it keeps none).
+    pub fn accuracy_where(&self, keep: impl Fn(usize) -> bool) -> Option<f64> {
+        let kept = (0..self.labels.len().min(self.probs.len())).filter(|&i| keep(i));
         let (mut right, mut n) = (0usize, 0usize);
-        for ((j, &label), p) in self.typicality.iter().zip(&self.labels).zip(&self.probs) {
-            if j.known {
-                n += 1;
-                right += usize::from(argmax(p) == label);
-            }
+        for i in kept {
+            n += 1;
+            right += usize::from(argmax(&self.probs[i]) == self.labels[i]);
         }
         (n > 0).then(|| right as f64 / n as f64)
     }

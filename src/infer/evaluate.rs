@@ -221,13 +221,7 @@ impl Classifier {
             return (Vec::new(), None);
         }
         let leaked: std::collections::HashSet<usize> = leaks.iter().map(|(i, _)| *i).collect();
-        let rest = (0..e.images.len()).filter(|i| !leaked.contains(i));
-        let (mut right, mut n) = (0usize, 0usize);
-        for i in rest {
-            n += 1;
-            right += usize::from(crate::metrics::argmax(&e.probs[i]) == e.labels[i]);
-        }
-        let accuracy = (n > 0).then(|| right as f64 / n as f64);
+        let accuracy = e.accuracy_where(|i| !leaked.contains(&i));
         (leaks.into_iter().map(|(_, l)| l).collect(), accuracy)
     }
 }

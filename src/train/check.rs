@@ -260,33 +260,7 @@ fn feature_checks(
     let no_class_beyond = q3 + NO_CLASS_FENCE_IQR * (q3 - q1);
     let mut found = Vec::new();
     // Duplicates: groups of photos joined by near pairs; the first by name stays.
-    let mut group: Vec<usize> = (0..paths.len()).collect();
-    fn root(group: &mut [usize], mut i: usize) -> usize {
-        while group[i] != i {
-            group[i] = group[group[i]];
-            i = group[i];
-        }
-        i
-    }
-    for (i, row) in mirrored_rows.iter().enumerate() {
-        for &(j, _) in row.iter().filter(|n| n.1 < duplicate_below) {
-            let (a, b) = (root(&mut group, i), root(&mut group, j));
-            if a != b {
-                group[a.max(b)] = a.min(b);
-            }
-        }
-    }
-    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
-    for i in 0..paths.len() {
-        let r = root(&mut group, i);
-        members.entry(r).or_default().push(i);
-    }
-    let mut groups: Vec<Vec<usize>> = members.into_values().filter(|m| m.len() > 1).collect();
-    for g in &mut groups {
-        g.sort_by(|&a, &b| paths[a].cmp(&paths[b]));
-    }
-    groups.sort_by(|a, b| paths[a[0]].cmp(&paths[b[0]]));
-    for g in groups {
+    for g in duplicate_groups(paths, &mirrored_rows, duplicate_below) {
         let first = &paths[g[0]];
         for &i in &g[1..] {
             let mut f = finding(
@@ -332,6 +306,38 @@ fn feature_checks(
         dropped: Vec::new(),
     };
     (found, thresholds)
+}
+
+/// The groups of photos joined by neighbours closer than `below` (each group sorted by path,
+/// the groups by their first path; photos in no pair left out).
+fn duplicate_groups(paths: &[PathBuf], rows: &[Vec<(usize, f32)>], below: f32) -> Vec<Vec<usize>> {
+    fn root(group: &mut [usize], mut i: usize) -> usize {
+        while group[i] != i {
+            group[i] = group[group[i]];
+            i = group[i];
+        }
+        i
+    }
+    let mut group: Vec<usize> = (0..paths.len()).collect();
+    for (i, row) in rows.iter().enumerate() {
+        for &(j, _) in row.iter().filter(|n| n.1 < below) {
+            let (a, b) = (root(&mut group, i), root(&mut group, j));
+            if a != b {
+                group[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    for i in 0..paths.len() {
+        let r = root(&mut group, i);
+        members.entry(r).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = members.into_values().filter(|m| m.len() > 1).collect();
+    for g in &mut groups {
+        g.sort_by(|&a, &b| paths[a].cmp(&paths[b]));
+    }
+    groups.sort_by(|a, b| paths[a[0]].cmp(&paths[b[0]]));
+    groups
 }
 
 /// Each photo's distance to its `k`-th nearest photo of the same class (`None` in a class of
