@@ -10,7 +10,9 @@
 #               ../shared/data/ood (its 30 px thumbnails would also be unusable: too small)
 #   unusable    20 photos made unusable: darkened (5), blurred (5), 24 px (5), 12:1 (5)
 #   wrong-label 5 cats filed as dogs
-# Then: vggtune check OUT --json > check.json; python3 bench/plant_score.py OUT.planted check.json
+#   leak        10 copies of OUT's photos in OUT-against, beside 20 photos OUT does not hold
+# Then: vggtune check OUT --against OUT-against --json > check.json;
+#       python3 bench/plant_score.py OUT.planted check.json
 set -euo pipefail
 OUT=${1:?usage: bench/plant.sh OUT}
 SRC=$(cd ../shared/data && pwd)
@@ -45,4 +47,18 @@ for i in 61 62 63 64 65; do
   mv "$OUT/cat.$i.jpg" "$OUT/dog.$((6000 + i)).jpg"
   echo "wrong-label dog.$((6000 + i)).jpg" >> "$OUT.planted"
 done
-echo "$(ls "$OUT" | wc -l) photos in $OUT; planted: $OUT.planted"
+# A second folder to check against (--against OUT-against): 10 copies of the folder's photos
+# (leaks: re-saved at quality 55-70, resized to 70-85%, mirrored; 4 in a sub-folder) and 20
+# photos the folder does not hold.
+AGAINST="$OUT-against"
+rm -rf "$AGAINST" && mkdir -p "$AGAINST/more"
+leak() { # name, source, convert options...
+  local name=$1 src=$2; shift 2
+  convert "$src" "$@" "$AGAINST/$name"
+  echo "leak $name" >> "$OUT.planted"
+}
+for i in 1 2 3 4; do leak "more/leak$i.jpg" "$OUT/cat.$((i + 69)).jpg" -quality $((50 + 5 * i)); done
+for i in 5 6 7; do leak "leak$i.jpg" "$OUT/dog.$((i + 65)).jpg" -resize $((55 + 5 * i))%; done
+for i in 8 9 10; do leak "leak$i.jpg" "$OUT/cat.$((i + 70)).jpg" -flop; done
+for c in cat dog; do for i in $(seq 500 509); do cp "$SRC/dogscats/train/$c.$i.jpg" "$AGAINST/"; done; done
+echo "$(ls "$OUT" | wc -l) photos in $OUT; planted: $OUT.planted; to check against: $AGAINST"

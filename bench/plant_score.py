@@ -2,7 +2,8 @@
 
 usage: python3 bench/plant_score.py OUT.planted check.json
 A planted duplicate is found when a duplicate finding names it or names it as its twin; every
-other kind when a finding of that kind names the file. Precision: the share of a kind's
+other kind when a finding of that kind names the file (a leak: by its path in the folder
+checked against). Precision: the share of a kind's
 findings that are planted problems of that kind.
 """
 import json
@@ -22,7 +23,7 @@ for f in check["findings"]:
 print(f"{check['summary']} ({check['secs']:.1f} s)")
 print("| kind | planted | found | recall | findings | precision |")
 print("| --- | --- | --- | --- | --- | --- |")
-for kind in ["wrong-label", "duplicate", "no-class", "unusable"]:
+for kind in ["wrong-label", "duplicate", "no-class", "unusable", "leak"]:
     names = planted.get(kind, set())
     findings = found.get(kind, [])
     hit = {n for n in names if any(n in (rel, twin) for rel, twin in findings)}

@@ -172,14 +172,33 @@ fn kth_largest(values: &mut [f32], k: usize) -> f32 {
 /// no class). All pairs, on all cores: about a second for 2,000 photos on 2 cores.
 pub fn nearest(features: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
     let units: Vec<Vec<f32>> = features.iter().map(|f| normalised(f)).collect();
-    (0..units.len())
-        .into_par_iter()
-        .map(|i| {
-            let mut row: Vec<(usize, f32)> = units
+    neighbours(&units, &units, k, true)
+}
+
+/// Each of `queries`' `k` nearest vectors of `bank` (index into `bank`, distance), nearest
+/// first: a second folder's photos against a first's.
+pub fn nearest_in(queries: &[Vec<f32>], bank: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
+    let units = |v: &[Vec<f32>]| -> Vec<Vec<f32>> { v.iter().map(|f| normalised(f)).collect() };
+    neighbours(&units(queries), &units(bank), k, false)
+}
+
+/// The `k` nearest of `bank` to each of `queries` (unit vectors); `same`: the two are one set
+/// and a vector is not its own neighbour.
+fn neighbours(
+    queries: &[Vec<f32>],
+    bank: &[Vec<f32>],
+    k: usize,
+    same: bool,
+) -> Vec<Vec<(usize, f32)>> {
+    queries
+        .par_iter()
+        .enumerate()
+        .map(|(i, query)| {
+            let mut row: Vec<(usize, f32)> = bank
                 .iter()
                 .enumerate()
-                .filter(|&(j, other)| j != i && other.len() == units[i].len())
-                .map(|(j, other)| (j, distance_of(dot(&units[i], other))))
+                .filter(|&(j, other)| !(same && j == i) && other.len() == query.len())
+                .map(|(j, other)| (j, distance_of(dot(query, other))))
                 .collect();
             let k = k.min(row.len());
             if k > 0 && k < row.len() {

@@ -609,6 +609,97 @@ fn check_labels_lists_a_planted_mistake_and_moves_it_back_and_forth() {
     assert!(!data.join("vggtune-excluded.txt").exists());
 }
 
+#[test]
+fn check_data_lists_a_copy_and_excluding_it_keeps_the_other_copy_and_every_file() {
+    let (mut harness, f) = app();
+    let data = f.work.path().join("photos");
+    colour_dataset(&data, 12, 7);
+    // The same photo twice: the first by name stays, the copy is listed.
+    let (original, copy) = (data.join("red/3.png"), data.join("red/3b.png"));
+    std::fs::copy(&original, &copy).unwrap();
+    {
+        let state = harness.state_mut().state_mut();
+        state.weights = WeightsChoice::Random;
+        state.train = TrainConfig {
+            epochs: 30,
+            batch_size: 8,
+            learning_rate: 1e-2,
+            head: HeadKind::Dense256,
+            input_size: 32,
+            width_divisor: 16,
+            seed: 5,
+            ..TrainConfig::default()
+        };
+    }
+    drop_files(&mut harness, std::slice::from_ref(&data));
+    wait_for(&mut harness, 30, "the scan", |a| a.dataset().is_some());
+    harness.get_by_label("Check data").click();
+    harness.run_steps(2);
+    harness
+        .get_all_by_role_and_label(egui::accesskit::Role::Button, "Check data")
+        .next()
+        .expect("the button")
+        .click();
+    harness.run_steps(1);
+    wait_for(&mut harness, 120, "the check", |a| {
+        !a.is_busy() && !a.data_findings().is_empty()
+    });
+    let findings = harness.state().data_findings();
+    let duplicates: Vec<&PathBuf> = findings
+        .iter()
+        .filter(|(kind, _)| *kind == vggtune::train::check::Kind::Duplicate)
+        .map(|(_, path)| path)
+        .collect();
+    assert_eq!(duplicates, [&copy], "{findings:?}");
+    harness.get_by_label_contains("Duplicate: 1");
+    // The copy's card is the one under the Duplicate heading (a photo may be listed again
+    // under another kind), scrolled into view; its Exclude is the one under its name.
+    harness.get_by_label("Duplicate (1)").scroll_to_me();
+    harness.run_steps(3);
+    let heading = harness.get_by_label("Duplicate (1)").rect();
+    let name = harness
+        .get_all_by_label("red/3b.png")
+        .map(|n| n.rect())
+        .filter(|r| r.top() > heading.top())
+        .min_by(|a, b| a.top().total_cmp(&b.top()))
+        .expect("the copy's card");
+    let exclude = harness
+        .get_all_by_label("Exclude")
+        .map(|n| n.rect())
+        .filter(|r| r.top() > name.top() && (r.left() - name.left()).abs() < 40.0)
+        .min_by(|a, b| a.top().total_cmp(&b.top()))
+        .expect("the copy's Exclude");
+    assert!(exclude.bottom() < 780.0, "{exclude:?} is below the window");
+    click_at(&mut harness, exclude.center());
+    harness.run_steps(1);
+    wait_for(&mut harness, 30, "the rescan", |a| {
+        a.dataset().is_some_and(|d| d.counts() == [12, 12])
+    });
+    // Both files are still there; the original is still a training photo, the copy is not.
+    assert!(original.is_file() && copy.is_file());
+    let dataset = harness.state().dataset().unwrap();
+    assert!(dataset.images.iter().any(|i| i.path == original));
+    assert!(!dataset.images.iter().any(|i| i.path == copy));
+    let listed = std::fs::read_to_string(data.join("vggtune-excluded.txt")).unwrap();
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        ["red/3b.png"]
+    );
+    // Undone: the copy is back, and no list of vggtune's is left behind.
+    std::thread::sleep(Duration::from_millis(800));
+    harness.run_steps(2);
+    harness.get_by_label("Undo").click();
+    harness.run_steps(2);
+    wait_for(&mut harness, 30, "the rescan", |a| {
+        a.dataset().is_some_and(|d| d.counts() == [12, 13])
+    });
+    assert!(original.is_file() && copy.is_file());
+    assert!(!data.join("vggtune-excluded.txt").exists());
+}
+
 /// A tiny run that takes a second or more an epoch on 2 cores (so a Stop lands mid-stage).
 fn slow_tiny_config(epochs: usize) -> TrainConfig {
     TrainConfig {

@@ -1944,11 +1944,26 @@ fn check_data_finds_each_kind_of_planted_problem_in_real_photos() {
     .save(dir.join("dog.5008.png"))
     .unwrap();
 
+    // A second folder (another layout, a sub-folder, no labels) with a copy of a photo of the
+    // first, resized to 80%, and two photos the first does not hold.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir(other.path().join("sub")).unwrap();
+    let copied = open("dog.305.jpg");
+    let (w, h) = (copied.width() * 4 / 5, copied.height() * 4 / 5);
+    image::imageops::resize(&copied, w, h, image::imageops::FilterType::Triangle)
+        .save(other.path().join("sub/holiday.png"))
+        .unwrap();
+    for name in ["cat.400.jpg", "dog.400.jpg"] {
+        std::fs::copy(source.join(name), other.path().join(name)).unwrap();
+    }
+
     let work = tempfile::tempdir().unwrap();
     let weights = onnx_fixture();
     let out = run_ok(&[
         "check",
         dir.to_str().unwrap(),
+        "--against",
+        other.path().to_str().unwrap(),
         "--weights",
         weights.to_str().unwrap(),
         "--input-size",
@@ -2006,4 +2021,17 @@ fn check_data_finds_each_kind_of_planted_problem_in_real_photos() {
     assert_eq!(duplicates.len(), 2, "{duplicates:?}");
     assert_eq!(unusable.len(), 2, "{unusable:?}");
     assert!(no_class.len() <= 6, "{no_class:?}");
+    // The copy in the second folder is a leak of the photo it copies; the others are not.
+    assert_eq!(check["against"]["photos"], 3, "{}", check["against"]);
+    assert_eq!(of_kind("leak"), ["sub/holiday.png"]);
+    let leak = check["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "leak")
+        .unwrap();
+    assert!(
+        leak["twin"].as_str().unwrap().ends_with("dog.305.jpg"),
+        "{leak}"
+    );
 }

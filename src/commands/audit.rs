@@ -21,6 +21,10 @@ pub struct AuditArgs {
     /// Heads trained, each judging the photos it never saw.
     #[arg(long, default_value_t = vggtune::train::audit::DEFAULT_FOLDS, value_parser = folds)]
     folds: usize,
+    /// `check` only: also list this folder's photos that are copies of DATA's (a leak when a
+    /// model trained on DATA is scored on it). Any layout; its labels are not read.
+    #[arg(long, value_name = "FOLDER")]
+    against: Option<PathBuf>,
     /// List at most this many photos (0: all of them).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -60,7 +64,11 @@ fn with_progress<T>(
             && !out.quiet
             && !out.json
         {
-            eprintln!("fold {} of {folds}", fold + 1);
+            if fold < folds {
+                eprintln!("fold {} of {folds}", fold + 1);
+            } else {
+                eprintln!("the photos of the folder checked against");
+            }
         }
         if !out.json {
             print_event(&out, bars, &mut progress, event);
@@ -87,7 +95,7 @@ pub fn check(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
     let job = job_of(choice, &args)?;
     let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let found = with_progress(args.output, |on_event| {
-        vggtune::train::check::run(job, &never, on_event)
+        vggtune::train::check::run(job, args.against.as_deref(), &never, on_event)
     })?;
     let limit = limit_of(&args);
     if args.output.json {
@@ -103,6 +111,17 @@ pub fn check(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
         found.secs
     );
     println!("labels judged by {}", found.audit.judged_by());
+    if let Some(against) = &found.against {
+        println!(
+            "checked against {}: {}{}",
+            against.folder.display(),
+            vggtune::words::photos(against.photos),
+            match against.skipped.len() {
+                0 => String::new(),
+                n => format!(" ({n} other files skipped: not photos it can read)"),
+            }
+        );
+    }
     for warning in found.audit.warnings() {
         println!("warning: {warning}");
     }
@@ -124,6 +143,9 @@ pub fn check(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
 
 /// Lists the training photos whose label looks wrong.
 pub fn audit(choice: DeviceChoice, args: AuditArgs) -> anyhow::Result<()> {
+    if args.against.is_some() {
+        anyhow::bail!("--against is for `vggtune check`: the label check compares no folders");
+    }
     let job = job_of(choice, &args)?;
     let out = args.output;
     let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

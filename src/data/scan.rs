@@ -681,6 +681,25 @@ fn check_files(
             check_file(root, path, label, &options.limits)
         })
         .collect();
+    partition(results)
+}
+
+/// `paths` (under `root`) as photos of class `label`, each checked as a scan checks its photos,
+/// on all cores; the files that fail, with why.
+pub fn entries_of(
+    root: &Path,
+    paths: Vec<PathBuf>,
+    label: usize,
+    limits: &DecodeLimits,
+) -> (Vec<ImageEntry>, Vec<Skipped>) {
+    let results: Vec<Result<ImageEntry, Skipped>> = paths
+        .into_par_iter()
+        .map(|path| check_file(root, path, label, limits))
+        .collect();
+    partition(results)
+}
+
+fn partition(results: Vec<Result<ImageEntry, Skipped>>) -> (Vec<ImageEntry>, Vec<Skipped>) {
     let mut images = Vec::new();
     let mut skipped = Vec::new();
     for r in results {

@@ -104,7 +104,7 @@ impl AuditPanel {
         };
         self.found = self.found.take().filter(|(_, r)| *r == root);
         let job = Job::spawn(ctx, "check-data", move |r| {
-            let result = check::run(job, &worker_stop, |fold, folds, event| {
+            let result = check::run(job, None, &worker_stop, |fold, folds, event| {
                 if matches!(
                     event,
                     TrainEvent::Progress(_) | TrainEvent::Started { .. } | TrainEvent::Epoch(_)

@@ -143,6 +143,7 @@ impl Audit {
 const IMAGENET_SIZE: u32 = 224;
 
 /// What to audit and how.
+#[derive(Clone)]
 pub struct AuditJob {
     /// The scanned photos.
     pub dataset: Dataset,
@@ -170,13 +171,7 @@ pub fn run(
         return Err("a label audit needs at least two classes".into());
     }
     crate::limits::check("folds", job.folds, &crate::limits::FOLDS)?;
-    let mut config = job.config.clone();
-    config.trainable = Trainable::Head;
-    config.augment = false;
-    // The heads judge each photo by itself and its mirror image, both cached for every photo
-    // by the first fold (and by a training run with mirror views): the other square's views,
-    // cached only for a run's validation photos, would be computed again in every fold.
-    config.square_tta = false;
+    let config = fold_config(&job.config);
     let splits = Split::folds(dataset, job.folds, config.seed);
     let folds = splits.len();
     if dataset.images.len() < folds {
@@ -234,9 +229,21 @@ pub fn run(
     }))
 }
 
+/// A fold's settings from the job's: the head alone, on the cached features.
+pub(super) fn fold_config(config: &TrainConfig) -> TrainConfig {
+    let mut config = config.clone();
+    config.trainable = Trainable::Head;
+    config.augment = false;
+    // The heads judge each photo by itself and its mirror image, both cached for every photo
+    // by the first fold (and by a training run with mirror views): the other square's views,
+    // cached only for a run's validation photos, would be computed again in every fold.
+    config.square_tta = false;
+    config
+}
+
 /// Trains one fold's head (on `split.train`, validated on `split.valid`) and returns its
 /// held-out photos' probabilities; `None` when stopped.
-fn run_fold(
+pub(super) fn run_fold(
     job: &AuditJob,
     config: &TrainConfig,
     split: Split,

@@ -9,7 +9,7 @@
 //! ("Check data") states them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -22,10 +22,11 @@ use crate::data::{DecodeLimits, decode_rgb};
 
 pub use crate::typical::DUPLICATE_SHARE_OF_MEDIAN;
 
-/// Photos of no class: further from their 10th nearest photo of the same class than the third
-/// quartile of those distances plus this many interquartile ranges (Tukey's fence for
-/// outliers). Within the class, so that a dozen flowers filed as cats cannot vouch for each
-/// other.
+/// Photos of no class: further from the 10th nearest photo of the class they are nearest to
+/// than the third quartile of those distances plus this many interquartile ranges (Tukey's
+/// fence for outliers). Class by class, so that a dozen flowers filed as cats cannot vouch for
+/// each other; the nearest class, so that a cat filed as a dog is a wrong label, not a photo
+/// of no class.
 pub const NO_CLASS_FENCE_IQR: f32 = 1.5;
 
 /// A small class: fewer photos than this share of an even split (Datalab's class imbalance
@@ -40,6 +41,8 @@ pub enum Kind {
     WrongLabel,
     /// The same photo as another in the folder.
     Duplicate,
+    /// A photo of the folder checked against that is also in the checked folder.
+    Leak,
     /// Like no photo of any class.
     NoClass,
     /// Unusable as a photo.
@@ -54,6 +57,7 @@ impl Kind {
         match self {
             Self::WrongLabel => "Wrong label",
             Self::Duplicate => "Duplicate",
+            Self::Leak => "Also in the checked folder (a leak)",
             Self::NoClass => "Belongs to no class",
             Self::Unusable => "Unusable photo",
             Self::SmallClass => "Small class",
@@ -93,6 +97,19 @@ pub struct Thresholds {
     pub dropped: Vec<Unusable>,
 }
 
+/// The second folder of a check, whose copies of the checked folder's photos are leaks (the
+/// folder a model trained on the first is scored on).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Against {
+    /// The folder.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
+    pub folder: PathBuf,
+    /// Its photos compared.
+    pub photos: usize,
+    /// Its files that are not usable photos, with why.
+    pub skipped: Vec<crate::infer::Unclassified>,
+}
+
 /// What a check found.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Check {
@@ -106,6 +123,8 @@ pub struct Check {
     pub audit: Audit,
     /// What the thresholds came to.
     pub thresholds: Thresholds,
+    /// The folder checked against for leaks, if one was.
+    pub against: Option<Against>,
     /// Seconds the whole check took.
     pub secs: f64,
 }
@@ -136,15 +155,19 @@ impl Check {
 }
 
 /// Runs the label check's folds, then every other check on their features and the photos'
-/// pixels. `Ok(None)` when `stop` was set.
+/// pixels; with `against`, one more pass for that folder's features, whose photos that copy
+/// the checked folder's are leaks. `on_event(fold, folds, event)` has `fold == folds` for that
+/// pass. `Ok(None)` when `stop` was set.
 pub fn run(
     job: AuditJob,
+    against: Option<&Path>,
     stop: &Arc<AtomicBool>,
-    on_event: impl FnMut(usize, usize, &TrainEvent),
+    mut on_event: impl FnMut(usize, usize, &TrainEvent),
 ) -> Result<Option<Check>, String> {
     let started = std::time::Instant::now();
     let dataset = job.dataset.clone();
-    let Some(audit) = audit::run(job, stop, on_event)? else {
+    let leak_job = against.map(|folder| (folder, job.clone()));
+    let Some(audit) = audit::run(job, stop, &mut on_event)? else {
         return Ok(None);
     };
     let kept = crate::data::curate::kept(&dataset.train_dir)?;
@@ -204,6 +227,25 @@ pub fn run(
         .cloned()
         .collect();
     findings.retain(|f| f.kind != Kind::WrongLabel || !explained.contains(&f.path));
+    let against = match leak_job {
+        Some((folder, job)) => {
+            let data = (paths.as_slice(), features.as_slice(), mirrors.as_slice());
+            let found = leaks(
+                &job,
+                folder,
+                data,
+                thresholds.duplicate_below,
+                stop,
+                on_event,
+            )?;
+            let Some((against, leaks)) = found else {
+                return Ok(None);
+            };
+            findings.extend(leaks);
+            Some(against)
+        }
+        None => None,
+    };
     findings.sort_by_key(|f| f.kind);
     Ok(Some(Check {
         classes: dataset.classes.clone(),
@@ -214,8 +256,103 @@ pub fn run(
             dropped,
             ..thresholds
         },
+        against,
         secs: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// The photos of `folder` that copy photos of the checked folder (`paths`, with their
+/// features and mirror images' features): their features, from one more head run on the cache
+/// with `folder`'s photos as its validation photos, closer than `below` to one of them.
+fn leaks(
+    job: &AuditJob,
+    folder: &Path,
+    (paths, features, mirrors): (&[PathBuf], &[Vec<f32>], &[Vec<f32>]),
+    below: f32,
+    stop: &Arc<AtomicBool>,
+    mut on_event: impl FnMut(usize, usize, &TrainEvent),
+) -> Result<Option<(Against, Vec<Finding>)>, String> {
+    let (found, mut rejected) = crate::infer::collect_images(&[folder.to_owned()]);
+    let limits = DecodeLimits::default();
+    let (entries, skipped) = crate::data::scan::entries_of(folder, found, 0, &limits);
+    if entries.is_empty() {
+        return Err(format!("{}: no photos to check against", folder.display()));
+    }
+    let rel: HashMap<PathBuf, String> = entries
+        .iter()
+        .map(|e| (e.path.clone(), e.rel.clone()))
+        .collect();
+    let photos = entries.len();
+    let mut config = audit::fold_config(&job.config);
+    // The head is a by-product: the pass is for the validation photos' features.
+    config.epochs = 1;
+    let split = crate::data::Split {
+        train: job.dataset.images.clone(),
+        valid: entries,
+        explicit: true,
+    };
+    let folds = job.folds;
+    let held = audit::run_fold(job, &config, split, stop, |e| on_event(folds, folds, e))
+        .map_err(|e| format!("{}: {e}", folder.display()))?;
+    let Some(held) = held else {
+        return Ok(None);
+    };
+    if held.features.len() != held.images.len() {
+        return Err(format!(
+            "{}: its photos' features were not kept (the feature cache is off)",
+            folder.display()
+        ));
+    }
+    let n = paths.len();
+    let bank: Vec<Vec<f32>> = features.iter().chain(mirrors).cloned().collect();
+    let nearest = crate::typical::nearest_in(&held.features, &bank, 1);
+    let label: HashMap<&Path, (usize, &str)> = job
+        .dataset
+        .images
+        .iter()
+        .map(|i| (i.path.as_path(), (i.label, i.rel.as_str())))
+        .collect();
+    let mut leaks: Vec<(f32, Finding)> = Vec::new();
+    for (photo, row) in held.images.iter().zip(nearest) {
+        let Some(&(j, d)) = row.first().filter(|n| n.1 < below) else {
+            continue;
+        };
+        let twin = &paths[j % n];
+        let why = if twin == photo {
+            "the same file as the checked folder's".to_owned()
+        } else {
+            format!(
+                "the same photo as {}{} of the checked folder (features {d:.3} apart; copies \
+                 are under {below:.3}): a model trained there is scored here on a photo it \
+                 learned",
+                label.get(twin.as_path()).map_or("", |l| l.1),
+                if j >= n { " mirrored" } else { "" }
+            )
+        };
+        leaks.push((
+            d,
+            Finding {
+                kind: Kind::Leak,
+                path: photo.clone(),
+                rel: rel.get(photo).cloned().unwrap_or_default(),
+                class: label.get(twin.as_path()).map_or(0, |l| l.0),
+                why,
+                twin: Some(twin.clone()),
+                looks_like: None,
+            },
+        ));
+    }
+    leaks.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.rel.cmp(&b.1.rel)));
+    rejected.extend(skipped.into_iter().map(|s| crate::infer::Unclassified {
+        reason: s.reason.to_string(),
+        path: s.path,
+    }));
+    let against = Against {
+        folder: folder.to_owned(),
+        photos,
+        skipped: rejected,
+    };
+    Ok(Some((against, leaks.into_iter().map(|l| l.1).collect())))
 }
 
 /// The photos `findings` flag as `kind`.
@@ -249,7 +386,20 @@ fn feature_checks(
     } else {
         rows.clone()
     };
-    let same_class = same_class_kth(features, labels, k);
+    // A photo as the model sees it: the mean of it and its mirror image, when both are cached.
+    let seen: Vec<Vec<f32>> = if mirrors.len() == n {
+        features
+            .iter()
+            .zip(mirrors)
+            .map(|(f, m)| {
+                let (f, m) = (crate::typical::normalised(f), crate::typical::normalised(m));
+                f.iter().zip(&m).map(|(a, b)| a + b).collect()
+            })
+            .collect()
+    } else {
+        features.to_vec()
+    };
+    let same_class = nearest_class_kth(&seen, labels, k);
     let mut nearest: Vec<f32> = rows.iter().filter_map(|r| r.first().map(|n| n.1)).collect();
     let mut kth: Vec<f32> = same_class.iter().filter_map(|d| *d).collect();
     nearest.sort_by(f32::total_cmp);
@@ -294,8 +444,8 @@ fn feature_checks(
             Kind::NoClass,
             &paths[i],
             format!(
-                "unlike the other photos of its class: its {} nearest is {d:.3} away, where \
-                 most photos' is under {q3:.3}",
+                "unlike the photos of every class: its {} nearest photo of the class it is \
+                 nearest to is {d:.3} away, where most photos' is under {q3:.3}",
                 crate::typical::ordinal(k)
             ),
         ));
@@ -340,10 +490,12 @@ fn duplicate_groups(paths: &[PathBuf], rows: &[Vec<(usize, f32)>], below: f32) -
     groups
 }
 
-/// Each photo's distance to its `k`-th nearest photo of the same class (`None` in a class of
-/// `k` photos or fewer).
-fn same_class_kth(features: &[Vec<f32>], labels: &[usize], k: usize) -> Vec<Option<f32>> {
-    let mut out = vec![None; features.len()];
+/// Each photo's distance to its `k`-th nearest photo of the class it is nearest to: the
+/// smallest, over the classes of more than `k` photos, of the `k`-th nearest photo of that
+/// class (the photo itself left out). A mislabelled photo is near its true class; a photo of
+/// no class is far from every class. `None` when no class has more than `k` photos.
+fn nearest_class_kth(features: &[Vec<f32>], labels: &[usize], k: usize) -> Vec<Option<f32>> {
+    let mut out: Vec<Option<f32>> = vec![None; features.len()];
     let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
     for c in 0..classes {
         let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
@@ -351,8 +503,14 @@ fn same_class_kth(features: &[Vec<f32>], labels: &[usize], k: usize) -> Vec<Opti
             continue;
         }
         let of_class: Vec<Vec<f32>> = members.iter().map(|&i| features[i].clone()).collect();
-        for (row, &i) in crate::typical::nearest(&of_class, k).iter().zip(&members) {
-            out[i] = row.last().map(|n| n.1);
+        let rows = crate::typical::nearest_in(features, &of_class, k + 1);
+        for (i, row) in rows.iter().enumerate() {
+            // Its own photo is at distance 0 in its own class's row: skip it.
+            let others = row.iter().filter(|n| members[n.0] != i);
+            let Some(d) = others.map(|n| n.1).nth(k - 1) else {
+                continue;
+            };
+            out[i] = Some(out[i].map_or(d, |o: f32| o.min(d)));
         }
     }
     out
@@ -437,6 +595,33 @@ mod tests {
         (0..n)
             .map(|i| PathBuf::from(format!("p{i:03}.jpg")))
             .collect()
+    }
+
+    #[test]
+    fn a_photo_filed_under_the_wrong_class_is_near_its_true_class_and_an_outlier_near_none() {
+        let mut rng = SplitMix64(9);
+        let mut point = |centre: f32| -> Vec<f32> {
+            let mut v: Vec<f32> = (0..8)
+                .map(|_| (rng.next_u64() % 1000) as f32 / 5000.0)
+                .collect();
+            v[(centre as usize) % 8] += 1.0;
+            v
+        };
+        // 15 photos of class 0 around axis 0, 15 of class 1 around axis 1; photo 30 is of class
+        // 0's kind filed as 1; photo 31, filed as 0, is near neither (axis 5).
+        let mut features: Vec<Vec<f32>> = (0..30).map(|i| point((i / 15) as f32)).collect();
+        features.push(point(0.0));
+        features.push(point(5.0));
+        let mut labels: Vec<usize> = (0..30).map(|i| i / 15).collect();
+        labels.extend([1, 0]);
+        let kth = nearest_class_kth(&features, &labels, 3);
+        let typical = kth[..30].iter().map(|d| d.unwrap()).fold(0.0, f32::max);
+        assert!(kth[30].unwrap() <= typical * 1.5, "{kth:?}");
+        assert!(kth[31].unwrap() > typical * 2.0, "{kth:?}");
+        // Its own class alone would call the mislabelled photo as far as the outlier.
+        let own: Vec<Vec<f32>> = (15..31).map(|i| features[i].clone()).collect();
+        let own_kth = crate::typical::nearest(&own, 3)[15].last().unwrap().1;
+        assert!(own_kth > typical * 2.0, "{own_kth}");
     }
 
     #[test]
