@@ -1421,6 +1421,18 @@ fn photos_of_neither_class_are_none_of_these(model: &Path, source: &Path) {
         assert!(copied.contains(&name.as_str()), "{name}: {copied:?}");
     }
     assert!(v["accuracy_without_leaks"].is_number(), "{v}");
+    // With the verdict off, the leaks are still found.
+    let out = run_ok(&[
+        "evaluate",
+        model.to_str().unwrap(),
+        eval.path().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--no-unknown",
+        "--json",
+    ]);
+    let quiet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(quiet["leaks"], v["leaks"], "{quiet}");
 
     let old = model.with_extension("v2.vggtune");
     std::fs::write(

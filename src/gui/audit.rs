@@ -173,7 +173,11 @@ impl AuditPanel {
                     ui.colored_label(ui.visuals().error_fg_color, e);
                 }
                 if self.cancelled {
-                    ui.weak("Cancelled: the list below is from the last check that finished.");
+                    ui.weak(if self.found.is_some() {
+                        "Cancelled: the list below is from the last check that finished."
+                    } else {
+                        "Cancelled: nothing was checked."
+                    });
                 }
                 // A check running makes the list below out of date: look, but change nothing.
                 let idle = self.job.is_none();

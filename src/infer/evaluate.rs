@@ -3,11 +3,12 @@
 //! model's `cat`) or as the user maps them, and every match that was not exact is said.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Classifier, Unclassified};
 use crate::data::Dataset;
 use crate::metrics::EvaluatedImages;
+use crate::typical::Judgement;
 
 /// One folder class named as one of the model's classes (`--class-map FOLDER=MODEL`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,23 +171,26 @@ impl Classifier {
             truth.insert(image.path.clone(), to_model[image.label]);
             paths.push(image.path.clone());
         }
-        let (predictions, mut unclassified) =
-            self.predict_until(&paths, batch_size, progress, cancel);
-        let cancelled = predictions.len() + unclassified.len() < paths.len();
-        let probs: Vec<Vec<f32>> = predictions
+        let on = self.verdict.load(Ordering::Relaxed);
+        let (scored, mut unclassified) = self.score_until(&paths, batch_size, progress, cancel);
+        let cancelled = scored.len() + unclassified.len() < paths.len();
+        // Judged whether or not the verdict is on: the leaks are found either way.
+        let judged: Vec<Option<Judgement>> = scored
             .iter()
-            .map(|p| p.probabilities.clone())
+            .map(|s| self.judge(&s.features, true))
             .collect();
-        let labels: Vec<usize> = predictions.iter().map(|p| truth[&p.path]).collect();
-        let typicality: Option<Vec<_>> = predictions.iter().map(|p| p.typicality).collect();
-        let images = predictions.into_iter().map(|p| p.path).collect();
+        let probs: Vec<Vec<f32>> = scored.iter().map(|s| s.probabilities.clone()).collect();
+        let labels: Vec<usize> = scored.iter().map(|s| truth[&s.path]).collect();
+        let typicality: Option<Vec<Judgement>> = judged.iter().copied().collect();
+        let typicality = typicality.filter(|_| on);
+        let images = scored.into_iter().map(|s| s.path).collect();
         unclassified.extend(dataset.skipped.iter().map(|s| Unclassified {
             path: s.path.clone(),
             reason: s.message.clone(),
         }));
         let evaluated = EvaluatedImages::new(&classes, images, labels, probs)
             .with_typicality(typicality.unwrap_or_default());
-        let (leaks, accuracy_without_leaks) = self.leaks(&evaluated);
+        let (leaks, accuracy_without_leaks) = self.leaks(&evaluated, &judged);
         Ok(DatasetEvaluation {
             folder: dataset.root.clone(),
             matched,
@@ -200,14 +204,14 @@ impl Classifier {
 
     /// The evaluated photos that copy a training photo of the model, and the accuracy without
     /// them.
-    fn leaks(&self, e: &EvaluatedImages) -> (Vec<Leak>, Option<f64>) {
+    fn leaks(&self, e: &EvaluatedImages, judged: &[Option<Judgement>]) -> (Vec<Leak>, Option<f64>) {
         let names = self.typicality().map_or(&[][..], |t| &t.summary.names[..]);
-        let leaks: Vec<(usize, Leak)> = e
-            .typicality
+        let leaks: Vec<(usize, Leak)> = judged
             .iter()
+            .map(|j| j.as_ref())
             .enumerate()
             .filter_map(|(i, j)| {
-                let name = names.get(j.copy_of? as usize)?;
+                let name = names.get(j?.copy_of? as usize)?;
                 Some((
                     i,
                     Leak {
