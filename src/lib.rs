@@ -18,6 +18,7 @@ pub mod model;
 #[cfg(test)]
 mod mutation_tests;
 pub mod rng;
+pub mod sort;
 pub mod train;
 pub mod tuning;
 pub mod typical;

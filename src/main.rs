@@ -66,6 +66,10 @@ enum Command {
     /// photos and small classes, grouped by kind (the label check's folds, then checks on their
     /// cached features and on the photos' pixels).
     Check(commands::AuditArgs),
+    /// Sort a folder nobody has labelled into OUT/CLASS/: answer the photos the head is least
+    /// sure of (or let a labelled copy answer: --oracle), then every photo it is sure enough
+    /// of is copied or moved; --undo OUT takes the last sort back.
+    Sort(commands::SortArgs),
     /// Accuracy, log loss, confusion matrix and galleries of a saved model on a photo folder.
     Evaluate(commands::EvaluateArgs),
     /// Classify image files or folders with a saved model.
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train(cli.device, args),
         Command::Audit(args) => commands::audit(cli.device, args),
         Command::Check(args) => commands::check(cli.device, args),
+        Command::Sort(args) => commands::sort(cli.device, args),
         Command::Evaluate(args) => commands::evaluate(cli.device, args),
         Command::Predict(args) => commands::predict(cli.device, args),
         Command::Submit(args) => commands::submit(cli.device, args),

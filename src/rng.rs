@@ -19,8 +19,21 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// Shuffles `items` (Fisher-Yates) with the next draws.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+
     /// A float in [0, 1).
     pub fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
+}
+
+/// Shuffles `items` with a generator seeded with `seed`.
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    SplitMix64(seed).shuffle(items);
 }

@@ -560,3 +560,146 @@ fn a_batch_decodes_on_all_cores_in_order_with_each_failure_in_its_place() {
         }
     }
 }
+
+/// A pool of four "photos" (distinct bytes) in two sub-folders, two of them named alike.
+fn sort_pool(root: &Path) -> Vec<PathBuf> {
+    let files = ["a/x.jpg", "b/x.jpg", "b/y.jpg", "z.png"];
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, rel)| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("photo {i} {}", "x".repeat(i * 100))).unwrap();
+            path
+        })
+        .collect()
+}
+
+fn contents(paths: &[PathBuf]) -> Vec<Vec<u8>> {
+    paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+#[test]
+fn a_sort_copies_under_free_names_and_its_undo_removes_only_the_copies() {
+    use vggtune::sort::journal::{self, Mode};
+    let work = tempfile::tempdir().unwrap();
+    let pool = sort_pool(&work.path().join("pool"));
+    let before = contents(&pool);
+    let out = work.path().join("out");
+    // A photo already there under the same name is never overwritten.
+    std::fs::create_dir_all(out.join("cat")).unwrap();
+    std::fs::write(out.join("cat/x.jpg"), "already here").unwrap();
+    let plan: Vec<(PathBuf, String)> = vec![
+        (pool[0].clone(), "cat".into()),
+        (pool[1].clone(), "cat".into()),
+        (pool[2].clone(), "dog".into()),
+    ];
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let report = journal::apply(&out, &plan, Mode::Copy, |_, _| {}, &never).unwrap();
+    assert_eq!(report.sorted(), 3);
+    assert_eq!(report.renamed, 2);
+    assert_eq!(
+        std::fs::read(out.join("cat/x.jpg")).unwrap(),
+        b"already here"
+    );
+    assert_eq!(std::fs::read(out.join("cat/x-2.jpg")).unwrap(), before[0]);
+    assert_eq!(std::fs::read(out.join("cat/x-3.jpg")).unwrap(), before[1]);
+    assert_eq!(std::fs::read(out.join("dog/y.jpg")).unwrap(), before[2]);
+    assert_eq!(contents(&pool), before, "copying leaves the pool as it was");
+    // The sorted folder scans as any other: two classes, the journal passed over (the
+    // "photos" here are not images: skipped as such).
+    let scanned = Dataset::scan(&out).unwrap();
+    assert_eq!(scanned.classes, ["cat", "dog"]);
+    assert_eq!(scanned.skipped.len(), 4, "{:?}", scanned.skipped);
+    assert!(
+        scanned
+            .skipped
+            .iter()
+            .all(|s| s.reason == SkipReason::NotAnImage)
+    );
+
+    let undone = journal::undo(&out).unwrap();
+    assert_eq!((undone.removed, undone.restored), (3, 0), "{undone:?}");
+    assert_eq!(
+        std::fs::read(out.join("cat/x.jpg")).unwrap(),
+        b"already here"
+    );
+    assert!(!out.join("cat/x-2.jpg").exists() && !out.join("dog").exists());
+    assert!(!out.join(journal::JOURNAL_FILE).exists());
+    assert_eq!(contents(&pool), before);
+    assert!(journal::undo(&out).is_err(), "nothing left to undo");
+}
+
+#[test]
+fn a_sort_interrupted_by_a_crash_is_undone_from_its_journal_and_loses_nothing() {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use vggtune::sort::journal::{self, Mode};
+    let work = tempfile::tempdir().unwrap();
+    let pool = sort_pool(&work.path().join("pool"));
+    let before = contents(&pool);
+    let out = work.path().join("out");
+    let plan: Vec<(PathBuf, String)> = pool
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.clone(), ["cat", "dog"][i % 2].to_owned()))
+        .collect();
+    // Stopped after two photos...
+    let stop = AtomicBool::new(false);
+    let report = journal::apply(
+        &out,
+        &plan,
+        Mode::Move,
+        |done, _| stop.store(done == 2, Ordering::Relaxed),
+        &stop,
+    )
+    .unwrap();
+    assert!(report.cancelled);
+    assert_eq!(report.sorted(), 2);
+    assert!(!pool[0].exists() && !pool[1].exists());
+    assert_eq!(std::fs::read(out.join("cat/x.jpg")).unwrap(), before[0]);
+    // ...and a crash in the middle of the third (another file system: half a copy, journalled
+    // as begun, never as done).
+    let partial = out.join("cat/y.jpg");
+    std::fs::write(&partial, &before[2][..5]).unwrap();
+    let mut journal_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(out.join(journal::JOURNAL_FILE))
+        .unwrap();
+    let begun = serde_json::json!({"step": "begin", "from": pool[2], "to": partial});
+    writeln!(journal_file, "{begun}").unwrap();
+    // The crash cut the next line short.
+    write!(journal_file, "{{\"step\":\"do").unwrap();
+    drop(journal_file);
+
+    let undone = journal::undo(&out).unwrap();
+    assert_eq!((undone.restored, undone.removed), (2, 1), "{undone:?}");
+    assert!(undone.kept.is_empty(), "{undone:?}");
+    assert_eq!(contents(&pool), before, "every photo is back, whole");
+    assert!(!out.join("cat").exists() && !out.join("dog").exists());
+}
+
+#[test]
+fn a_sort_into_a_folder_that_cannot_be_made_says_which_and_moves_nothing() {
+    use vggtune::sort::journal::{self, Mode};
+    let work = tempfile::tempdir().unwrap();
+    let pool = sort_pool(&work.path().join("pool"));
+    let before = contents(&pool);
+    // The target sits under a file: it cannot be made, whoever runs this.
+    let blocker = work.path().join("file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let out = blocker.join("out");
+    let plan = vec![(pool[0].clone(), "cat".to_owned())];
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let err = journal::apply(&out, &plan, Mode::Move, |_, _| {}, &never).unwrap_err();
+    assert!(err.contains(&out.display().to_string()), "{err}");
+    assert_eq!(contents(&pool), before);
+    // A class that cannot be a folder's name is refused before anything is done.
+    let out = work.path().join("out");
+    let bad = vec![(pool[0].clone(), "../escape".to_owned())];
+    let err = journal::apply(&out, &bad, Mode::Move, |_, _| {}, &never).unwrap_err();
+    assert!(err.contains("../escape"), "{err}");
+    assert_eq!(contents(&pool), before);
+    assert!(!work.path().join("escape").exists());
+}

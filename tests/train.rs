@@ -2047,3 +2047,87 @@ fn check_data_finds_each_kind_of_planted_problem_in_real_photos() {
         "{leak}"
     );
 }
+
+#[test]
+fn sort_learns_from_an_oracle_on_real_photos_and_copies_exactly_what_it_reports() {
+    // 60 real photos with their labels hidden from the queue (the oracle reads the names),
+    // through the real ImageNet convolutions at 112 px.
+    let (_, pool) = real_photos(400..430);
+    let (_, held_out) = real_photos(450..470);
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("sorted");
+    let weights = onnx_fixture();
+    let run = run_ok(&[
+        "sort",
+        pool.path().to_str().unwrap(),
+        "--classes",
+        "cat,dog",
+        "--oracle",
+        pool.path().to_str().unwrap(),
+        "--answers",
+        "20",
+        "--every",
+        "5",
+        "--score-on",
+        held_out.path().to_str().unwrap(),
+        "--threshold",
+        "0.95",
+        "--into",
+        out.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input-size",
+        "112",
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        "--json",
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let curve: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["answers"].is_number()).collect();
+    assert_eq!(curve.len(), 5, "{lines:?}");
+    // It learns: from chance before the first answer to most of 40 photos it never saw.
+    assert_eq!(curve[0]["accuracy"], 0.5, "{:?}", curve[0]);
+    let last = curve.last().unwrap();
+    assert!(last["accuracy"].as_f64().unwrap() >= 0.85, "{last}");
+    assert!(
+        last["estimate"]["answered_accuracy"].as_f64().unwrap() > 0.5,
+        "{last}"
+    );
+    let at = lines.iter().find(|l| l["threshold"].is_number()).unwrap();
+    let report = lines.iter().find(|l| l["per_class"].is_array()).unwrap();
+    // What it says it copied is what is there: each photo whole, under its class, and the
+    // oracle's answers and the sure guesses all right.
+    let mut copied = 0;
+    for class in ["cat", "dog"] {
+        let dir = out.join(class);
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            assert!(name.starts_with(class), "{name} sorted as {class}");
+            let source = pool.path().join(&name);
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                std::fs::read(&source).unwrap()
+            );
+            copied += 1;
+        }
+    }
+    assert_eq!(at["sorted"], copied, "{at}");
+    assert_eq!(at["wrong"], 0, "{at}");
+    let reported: u64 = report["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(reported, copied as u64);
+    assert!(copied >= 20, "the 20 answered at least: {copied}");
+    // Undone: the copies go, the pool stays.
+    run_ok(&["sort", "--undo", out.to_str().unwrap()]);
+    assert!(!out.join("cat").exists() && !out.join("dog").exists());
+    assert_eq!(std::fs::read_dir(pool.path()).unwrap().count(), 60);
+}

@@ -49,6 +49,7 @@ fn job_of(
         config,
         folds: args.folds,
         cache_root: args.recipe.cache_dir.clone(),
+        from_model: None,
     })
 }
 

@@ -3,9 +3,11 @@
 //! prints machine-readable lines on stdout; `--quiet` prints only the result.
 
 mod audit;
+mod sort;
 mod train;
 
 pub use audit::{AuditArgs, audit, check};
+pub use sort::{SortArgs, sort};
 pub use train::train;
 
 use std::io::IsTerminal as _;

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-pub use super::lists::{EXCLUDED_FILE, KEPT_FILE, OWN_FILES, excluded, kept, parse_list};
+pub use super::lists::{
+    EXCLUDED_FILE, KEPT_FILE, OWN_FILES, SORT_JOURNAL_FILE, excluded, kept, parse_list,
+};
 use super::lists::{read_list, write_list};
 use super::scan::{Dataset, ImageEntry, Layout};
 

@@ -9,8 +9,10 @@ use std::path::Path;
 pub const EXCLUDED_FILE: &str = "vggtune-excluded.txt";
 /// The list of photos whose label a person checked and kept, beside the exclusion list.
 pub const KEPT_FILE: &str = "vggtune-kept.txt";
+/// The journal of the photos a sort put in a folder ([`crate::sort::journal`]).
+pub const SORT_JOURNAL_FILE: &str = "vggtune-sort-journal.jsonl";
 /// vggtune's own files in a photo folder, which the scan passes over.
-pub const OWN_FILES: [&str; 2] = [EXCLUDED_FILE, KEPT_FILE];
+pub const OWN_FILES: [&str; 3] = [EXCLUDED_FILE, KEPT_FILE, SORT_JOURNAL_FILE];
 /// The longest exclusion list read (a list of every photo of Kaggle's 25,000 is ~400 KB).
 const MAX_LIST_BYTES: u64 = 16 << 20;
 

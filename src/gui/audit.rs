@@ -92,6 +92,7 @@ impl AuditPanel {
             config,
             folds: audit::DEFAULT_FOLDS,
             cache_root: shared.cache_root.clone(),
+            from_model: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();

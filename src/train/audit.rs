@@ -15,7 +15,7 @@ use super::config::{TrainConfig, Trainable};
 use super::events::TrainEvent;
 use super::job::TrainJob;
 use super::worker::TrainingRun;
-use crate::data::{Dataset, Split};
+use crate::data::{Dataset, ImageEntry, Split};
 use crate::metrics::{EvaluatedImages, Evaluation, argmax};
 
 /// Folds when none is asked for.
@@ -156,6 +156,8 @@ pub struct AuditJob {
     pub folds: usize,
     /// The feature cache's folder (default: the platform cache).
     pub cache_root: Option<PathBuf>,
+    /// A saved model whose base (and head) the runs start from, instead of `weights`.
+    pub from_model: Option<PathBuf>,
 }
 
 /// Runs `job`'s folds one after the other on this thread, handing each fold's training events
@@ -229,8 +231,37 @@ pub fn run(
     }))
 }
 
+/// The pooled block-5 features (photo and mirror image) and the probabilities of `photos`, from
+/// one head run on the cache: `train` its training photos (one epoch at `learning_rate`: the
+/// head is a by-product), `photos` its validation photos. The photos' frozen features are
+/// computed once and cached, as a training run's are. `None` when stopped.
+pub fn pass_over(
+    job: &AuditJob,
+    train: Vec<ImageEntry>,
+    photos: Vec<ImageEntry>,
+    learning_rate: f64,
+    stop: &Arc<AtomicBool>,
+    on_event: impl FnMut(&TrainEvent),
+) -> Result<Option<EvaluatedImages>, String> {
+    let mut config = fold_config(&job.config);
+    config.epochs = 1;
+    config.learning_rate = learning_rate;
+    let split = Split {
+        train,
+        valid: photos,
+        explicit: true,
+    };
+    let Some(held) = run_fold(job, &config, split, stop, on_event)? else {
+        return Ok(None);
+    };
+    if held.features.len() != held.images.len() {
+        return Err("the photos' features were not kept (the feature cache is off)".into());
+    }
+    Ok(Some(held))
+}
+
 /// A fold's settings from the job's: the head alone, on the cached features.
-pub(super) fn fold_config(config: &TrainConfig) -> TrainConfig {
+fn fold_config(config: &TrainConfig) -> TrainConfig {
     let mut config = config.clone();
     config.trainable = Trainable::Head;
     config.augment = false;
@@ -243,7 +274,7 @@ pub(super) fn fold_config(config: &TrainConfig) -> TrainConfig {
 
 /// Trains one fold's head (on `split.train`, validated on `split.valid`) and returns its
 /// held-out photos' probabilities; `None` when stopped.
-pub(super) fn run_fold(
+fn run_fold(
     job: &AuditJob,
     config: &TrainConfig,
     split: Split,
@@ -257,7 +288,7 @@ pub(super) fn run_fold(
             ..job.dataset.clone()
         },
         weights: job.weights.clone(),
-        from_model: None,
+        from_model: job.from_model.clone(),
         config: config.clone(),
         out: None,
         checkpoint: None,

@@ -283,26 +283,16 @@ fn leaks(
         .map(|e| (e.path.clone(), e.rel.clone()))
         .collect();
     let photos = entries.len();
-    let mut config = audit::fold_config(&job.config);
-    // The head is a by-product: the pass is for the validation photos' features.
-    config.epochs = 1;
-    let split = crate::data::Split {
-        train: job.dataset.images.clone(),
-        valid: entries,
-        explicit: true,
-    };
     let folds = job.folds;
-    let held = audit::run_fold(job, &config, split, stop, |e| on_event(folds, folds, e))
-        .map_err(|e| format!("{}: {e}", folder.display()))?;
+    let train = job.dataset.images.clone();
+    let rate = job.config.learning_rate;
+    let held = audit::pass_over(job, train, entries, rate, stop, |e| {
+        on_event(folds, folds, e)
+    })
+    .map_err(|e| format!("{}: {e}", folder.display()))?;
     let Some(held) = held else {
         return Ok(None);
     };
-    if held.features.len() != held.images.len() {
-        return Err(format!(
-            "{}: its photos' features were not kept (the feature cache is off)",
-            folder.display()
-        ));
-    }
     let n = paths.len();
     let bank: Vec<Vec<f32>> = features.iter().chain(mirrors).cloned().collect();
     let nearest = crate::typical::nearest_in(&held.features, &bank, 1);

@@ -461,11 +461,7 @@ impl Epochs<'_> {
         let (ctx, config) = (self.ctx, self.ctx.config);
         let started = Instant::now();
         let mut order: Vec<usize> = (0..self.train.len()).collect();
-        let mut shuffle = SplitMix64(derive_seed(config.seed, epoch, SHUFFLE_STREAM, 0));
-        for i in (1..order.len()).rev() {
-            let j = (shuffle.next_u64() % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
+        SplitMix64(derive_seed(config.seed, epoch, SHUFFLE_STREAM, 0)).shuffle(&mut order);
         // The epoch begins now, before its first batch (a deeper stage's takes seconds).
         ctx.progress(Phase::Training, epoch + 1, 0, self.train.len(), started);
         let mut dropout_rng = SplitMix64(derive_seed(config.seed, epoch, DROPOUT_STREAM, 0));

@@ -1,0 +1,372 @@
+//! `vggtune sort`: sorts a folder nobody has labelled into `OUT/CLASS/`, asking about the photos
+//! the head is least sure of (at the terminal, or from a labelled copy: `--oracle`, the
+//! simulation that measures the queue), then sorting every photo it is sure enough of;
+//! `vggtune sort --undo OUT` takes the last sort back.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+use clap::Args;
+use vggtune::data::ResizeMode;
+use vggtune::device::DeviceChoice;
+use vggtune::sort::journal::{self, Mode};
+use vggtune::sort::pool::{self, Opening, Start};
+use vggtune::sort::{Answer, Order, Session};
+use vggtune::train::{TrainConfig, TrainEvent};
+
+use super::Output;
+use super::train::print_event;
+
+/// `vggtune sort`.
+#[derive(Args, Debug)]
+pub struct SortArgs {
+    /// The folder of photos nobody has labelled (any layout; sub-folders are walked; nothing
+    /// is moved before the end).
+    #[arg(required_unless_present = "undo")]
+    pool: Option<PathBuf>,
+    /// Where the sorted photos go: OUT/CLASS/NAME.
+    #[arg(long, value_name = "OUT")]
+    into: Option<PathBuf>,
+    /// Start from this model: its classes, its base, and its guesses.
+    #[arg(long, conflicts_with = "classes", required_unless_present_any = ["classes", "undo"])]
+    model: Option<PathBuf>,
+    /// The classes, comma-separated (e.g. cat,dog).
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Sort every photo the head is at least this sure of (its calibrated confidence).
+    #[arg(long, default_value_t = vggtune::sort::DEFAULT_THRESHOLD, value_parser = threshold)]
+    threshold: f32,
+    /// Move the photos instead of copying them.
+    #[arg(long = "move", conflicts_with = "copy")]
+    move_photos: bool,
+    /// Copy the photos (the default).
+    #[arg(long)]
+    copy: bool,
+    /// Take answers from this labelled copy of the pool (class folders or Kaggle's flat names,
+    /// matched by path, else by file name) instead of asking: the simulation that measures
+    /// the queue.
+    #[arg(long, value_name = "LABELLED", requires = "answers")]
+    oracle: Option<PathBuf>,
+    /// How many answers the oracle gives.
+    #[arg(long)]
+    answers: Option<usize>,
+    /// With --oracle: which photo is answered next (queue: the least sure; random: the
+    /// baseline).
+    #[arg(long, value_enum, default_value_t = Order::Queue, requires = "oracle")]
+    order: Order,
+    /// With --oracle: score the head on this labelled folder after each fit.
+    #[arg(long, value_name = "FOLDER", requires = "oracle")]
+    score_on: Option<PathBuf>,
+    /// Answers between two fits of the head.
+    #[arg(long, default_value_t = 10)]
+    every: usize,
+    /// Takes back the last sort into this folder (from its journal), instead of sorting.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["pool", "into"])]
+    undo: Option<PathBuf>,
+    /// Base weights (.pth, .safetensors, .onnx; default: the cached torchvision VGG16).
+    #[arg(long)]
+    weights: Option<String>,
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 224)]
+    input_size: u32,
+    /// Crop the centre square (torchvision) instead of squashing the photo (Keras).
+    #[arg(long)]
+    center_crop: bool,
+    /// Divide every width of VGG16 by this (for quick experiments; 1 = VGG16).
+    #[arg(long, default_value_t = 1, hide = true)]
+    width_divisor: usize,
+    /// The feature cache's folder (default: the platform cache).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Seed of the queue's first photos and the random order.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[command(flatten)]
+    output: Output,
+}
+
+fn threshold(s: &str) -> Result<f32, String> {
+    let t: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a confidence"))?;
+    if (0.5..=1.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!("{t}: give a confidence from 0.5 to 1"))
+    }
+}
+
+/// Runs `vggtune sort`.
+pub fn sort(choice: DeviceChoice, args: SortArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.undo {
+        let undone = journal::undo(out).map_err(anyhow::Error::msg)?;
+        if args.output.json {
+            println!("{}", serde_json::to_string_pretty(&undone)?);
+        } else {
+            println!(
+                "{}: {} moved back, {} copies removed",
+                out.display(),
+                vggtune::words::photos(undone.restored),
+                undone.removed
+            );
+            for (path, why) in &undone.kept {
+                println!("  kept {}: {why}", path.display());
+            }
+        }
+        return Ok(());
+    }
+    let opening = opening(choice, &args)?;
+    let out = args.output;
+    let never = Arc::new(AtomicBool::new(false));
+    let bars = out.bars();
+    let mut progress = None;
+    let mut on_event = |e: &TrainEvent| {
+        if !out.json && !matches!(e, TrainEvent::Epoch(_) | TrainEvent::Finished(_)) {
+            print_event(&out, bars, &mut progress, e);
+        }
+    };
+    let opened = opening
+        .open(&never, &mut on_event)
+        .map_err(anyhow::Error::msg)?
+        .context("stopped")?;
+    if let Some(p) = progress.take() {
+        p.finish_and_clear();
+    }
+    let mut session = opened.session;
+    if !out.quiet && !out.json {
+        eprintln!(
+            "{}: {} to sort into {}{}",
+            opening.pool.display(),
+            vggtune::words::photos(session.photos.len()),
+            session.classes.join(", "),
+            match opened.skipped.len() {
+                0 => String::new(),
+                n => format!(" ({n} other files are not photos it can read)"),
+            }
+        );
+    }
+    if let Some(labelled) = &args.oracle {
+        simulate(&opening, &args, &mut session, labelled, &never)?;
+    } else {
+        ask(&mut session, args.every)?;
+    }
+    if let Some(into) = &args.into {
+        session.retrain();
+        let plan = pool::plan(&session, args.threshold);
+        let mode = if args.move_photos {
+            Mode::Move
+        } else {
+            Mode::Copy
+        };
+        let report =
+            journal::apply(into, &plan, mode, |_, _| {}, &never).map_err(anyhow::Error::msg)?;
+        if out.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            let left = session.photos.len() - report.sorted();
+            println!(
+                "{} {} into {} ({}); {} left unsorted (under {}% sure, or none of these){}",
+                if mode == Mode::Move {
+                    "moved"
+                } else {
+                    "copied"
+                },
+                vggtune::words::photos(report.sorted()),
+                into.display(),
+                report
+                    .per_class
+                    .iter()
+                    .map(|(c, n)| format!("{c}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                left,
+                args.threshold * 100.0,
+                match report.renamed {
+                    0 => String::new(),
+                    n => format!("; {n} renamed: their name was taken"),
+                }
+            );
+            for (path, why) in &report.failed {
+                println!("  not sorted {}: {why}", path.display());
+            }
+            println!("undo: vggtune sort --undo {:?}", into.display().to_string());
+        }
+    }
+    Ok(())
+}
+
+fn opening(choice: DeviceChoice, args: &SortArgs) -> anyhow::Result<Opening> {
+    let start = match &args.model {
+        Some(m) => Start::Model(m.clone()),
+        None => Start::Classes(args.classes.iter().map(|c| c.trim().to_owned()).collect()),
+    };
+    let weights = match start {
+        Start::Model(_) => None,
+        Start::Classes(_) => super::weights_arg(args.weights.as_deref())?,
+    };
+    let mut config = TrainConfig {
+        device: choice,
+        input_size: args.input_size,
+        resize: if args.center_crop {
+            ResizeMode::ShorterSideCenterCrop
+        } else {
+            ResizeMode::Squash
+        },
+        width_divisor: args.width_divisor.max(1),
+        ..TrainConfig::default()
+    };
+    config.set_seed(args.seed);
+    config.validate().map_err(anyhow::Error::msg)?;
+    let pool = args.pool.clone().context("no folder to sort")?;
+    Ok(Opening {
+        pool,
+        start,
+        weights,
+        config,
+        cache_root: args.cache_dir.clone(),
+        seed: args.seed,
+    })
+}
+
+/// The simulation: answers from `labelled`, the curve printed (and scored on --score-on).
+fn simulate(
+    opening: &Opening,
+    args: &SortArgs,
+    session: &mut Session,
+    labelled: &std::path::Path,
+    never: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let truth = pool::oracle(session, labelled).map_err(anyhow::Error::msg)?;
+    let scored = match &args.score_on {
+        Some(folder) => Some(
+            opening
+                .labelled(&session.classes, folder, never, |_| {})
+                .map_err(anyhow::Error::msg)?
+                .context("stopped")?,
+        ),
+        None => None,
+    };
+    let score = |s: &Session| {
+        let l = scored.as_ref()?;
+        let known: Vec<usize> = (0..l.labels.len())
+            .filter(|&i| l.labels[i].is_some())
+            .collect();
+        let features: Vec<Vec<f32>> = known.iter().map(|&i| l.features[i].clone()).collect();
+        let mirrors: Vec<Vec<f32>> = known
+            .iter()
+            .filter_map(|&i| l.mirrors.get(i).cloned())
+            .collect();
+        let labels: Vec<usize> = known.iter().filter_map(|&i| l.labels[i]).collect();
+        Some(s.accuracy_on(&features, &mirrors, &labels))
+    };
+    let answers = args.answers.unwrap_or(0);
+    let curve = vggtune::sort::simulate(session, &truth, (answers, args.every, args.order), &score);
+    let sorted = session.sorted(args.threshold);
+    let wrong = sorted.iter().filter(|&&(i, c)| truth[i] != Some(c)).count();
+    if args.output.json {
+        for point in &curve {
+            println!("{}", serde_json::to_string(point)?);
+        }
+        let at = serde_json::json!({
+            "threshold": args.threshold,
+            "sorted": sorted.len(),
+            "wrong": wrong,
+            "photos": session.photos.len(),
+        });
+        println!("{at}");
+        return Ok(());
+    }
+    println!("answers  accuracy  estimated (answered / rest)  temperature  fit");
+    for p in &curve {
+        println!(
+            "{:>7}  {:>8}  {:>27}  {:>11}  {:.2} s",
+            p.answers,
+            p.accuracy
+                .map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
+            p.estimate.map_or("-".into(), |e| format!(
+                "{:.1}% / {:.1}%",
+                100.0 * e.answered_accuracy,
+                100.0 * e.expected_accuracy
+            )),
+            p.estimate
+                .map_or("-".into(), |e| format!("{:.2}", e.temperature)),
+            p.fit_secs
+        );
+    }
+    println!(
+        "at {}%: {} of {} would be sorted, {wrong} of them wrongly (by the oracle)",
+        args.threshold * 100.0,
+        sorted.len(),
+        session.photos.len()
+    );
+    Ok(())
+}
+
+/// Asks at the terminal, one photo at a time, until the user finishes or nothing is left.
+fn ask(session: &mut Session, every: usize) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        anyhow::bail!("nothing to answer with: run it at a terminal, or give --oracle LABELLED");
+    }
+    let keys: Vec<String> = session
+        .classes
+        .iter()
+        .enumerate()
+        .take(9)
+        .map(|(i, c)| format!("{} {c}", i + 1))
+        .collect();
+    eprintln!(
+        "For each photo: {}, Enter the guess, 0 none of these, s skip, u undo, q sort the rest.",
+        keys.join(", ")
+    );
+    let mut since = 0;
+    let mut lines = stdin.lock().lines();
+    loop {
+        let Some(&i) = session.queue().first() else {
+            return Ok(());
+        };
+        let guess = session.guess(i).map_or(String::new(), |(c, p)| {
+            format!(
+                " — looks like {} ({})",
+                session.classes[c],
+                vggtune::infer::confidence_text(p)
+            )
+        });
+        eprint!(
+            "[{} answered] {}{guess}: ",
+            session.answered(),
+            session.photos[i].path.display()
+        );
+        std::io::stderr().flush()?;
+        let Some(line) = lines.next().transpose()? else {
+            return Ok(());
+        };
+        let answer = match line.trim() {
+            "q" => return Ok(()),
+            "u" => {
+                session.undo();
+                continue;
+            }
+            "s" => Answer::Skipped,
+            "0" => Answer::NoneOfThese,
+            "" => match session.guess(i) {
+                Some((c, _)) => Answer::Class(c),
+                None => continue,
+            },
+            n => match n.parse::<usize>() {
+                Ok(k) if (1..=session.classes.len()).contains(&k) => Answer::Class(k - 1),
+                _ => continue,
+            },
+        };
+        session.answer(i, answer);
+        since += 1;
+        if since >= every.max(1) {
+            session.retrain();
+            since = 0;
+        }
+    }
+}
