@@ -305,3 +305,17 @@ fn mutated_exclusion_lists_never_panic_nor_allocate_past_a_cap() {
         "every list parses (lines it cannot use match no photo)"
     );
 }
+
+#[test]
+fn mutated_sort_journals_never_panic_nor_allocate_past_a_cap() {
+    let valid = br#"{"step":"sort","mode":"move","photos":2}
+{"step":"folder","path":"/out/cat"}
+{"step":"begin","from":"/pool/a.jpg","to":"/out/cat/a.jpg"}
+{"step":"done","to":"/out/cat/a.jpg"}
+{"step":"begin","from":"/pool/b.jpg","to":"/out/cat/b.jpg"}
+"#
+    .to_vec();
+    fuzz("sort journal", &valid, 2000, SMALL_CAP, |b| {
+        crate::sort::journal::parse_journal(b).is_ok()
+    });
+}

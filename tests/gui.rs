@@ -880,3 +880,153 @@ fn the_train_view_scrolls_to_its_charts_and_tables_in_a_small_window() {
         first.rect()
     );
 }
+
+#[test]
+fn sort_asks_with_keys_learns_and_sorts_the_rest_into_class_folders() {
+    let (mut harness, f) = app();
+    // A pool nobody labelled: 12 blue and 12 red photos, the colours hidden in one folder.
+    let labelled = f.work.path().join("labelled");
+    colour_dataset(&labelled, 12, 9);
+    let pool = f.work.path().join("pool");
+    std::fs::create_dir_all(&pool).unwrap();
+    for class in ["blue", "red"] {
+        for i in 0..12 {
+            let to = pool.join(format!("{}{i}.png", &class[..1]));
+            std::fs::copy(labelled.join(format!("{class}/{i}.png")), to).unwrap();
+        }
+    }
+    let colour = |p: &Path| -> &'static str {
+        if p.file_name().unwrap().to_string_lossy().starts_with('b') {
+            "blue"
+        } else {
+            "red"
+        }
+    };
+    {
+        let state = harness.state_mut().state_mut();
+        state.weights = WeightsChoice::Random;
+        state.train = TrainConfig {
+            input_size: 32,
+            width_divisor: 16,
+            seed: 5,
+            ..TrainConfig::default()
+        };
+    }
+    harness.get_by_label("Sort").click();
+    harness.run_steps(2);
+    // The folder, dropped on the view; the classes, typed.
+    drop_files(&mut harness, std::slice::from_ref(&pool));
+    harness.run_steps(1);
+    let fields = harness
+        .get_all_by_role(egui::accesskit::Role::TextInput)
+        .count();
+    assert_eq!(fields, 2);
+    harness
+        .get_all_by_role(egui::accesskit::Role::TextInput)
+        .nth(1)
+        .unwrap()
+        .focus();
+    harness.run_steps(1);
+    harness
+        .get_all_by_role(egui::accesskit::Role::TextInput)
+        .nth(1)
+        .unwrap()
+        .type_text("blue, red");
+    harness.run_steps(2);
+    harness.get_by_label("Start sorting").click();
+    harness.run_steps(3);
+    wait_for(&mut harness, 60, "the pool's features", |a| {
+        a.sort_answers().is_some()
+    });
+    let key = |harness: &mut Harness<'static, VggtuneApp>, key: egui::Key| {
+        harness.key_press(key);
+        harness.run_steps(2);
+    };
+    let answered = |harness: &Harness<'static, VggtuneApp>| {
+        let answers = harness.state().sort_answers().unwrap();
+        answers.iter().filter(|(_, a)| a.is_some()).count()
+    };
+    // 1 and 2 answer the photo shown; Backspace takes the last answer back; Space skips.
+    let (first, guess) = harness.state().sort_asks().unwrap();
+    assert_eq!(guess, None, "no guess before any answer");
+    key(&mut harness, egui::Key::Num1);
+    assert_eq!(answered(&harness), 1);
+    key(&mut harness, egui::Key::Backspace);
+    assert_eq!(answered(&harness), 0);
+    assert_eq!(harness.state().sort_asks().unwrap().0, first);
+    key(&mut harness, egui::Key::Space);
+    let skipped = harness.state().sort_answers().unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|(p, a)| *p == first && *a == Some(vggtune::sort::Answer::Skipped))
+    );
+    // Twelve answers by colour; the head learns on a worker every few.
+    for _ in 0..12 {
+        let (photo, _) = harness.state().sort_asks().unwrap();
+        let digit = if colour(&photo) == "blue" {
+            egui::Key::Num1
+        } else {
+            egui::Key::Num2
+        };
+        key(&mut harness, digit);
+    }
+    wait_for(&mut harness, 30, "a guess", |a| {
+        a.sort_asks().is_some_and(|(_, g)| g.is_some())
+    });
+    let (photo, guess) = harness.state().sort_asks().unwrap();
+    // Enter takes the guess.
+    key(&mut harness, egui::Key::Enter);
+    let answers = harness.state().sort_answers().unwrap();
+    let given = answers.iter().find(|(p, _)| *p == photo).unwrap().1;
+    assert!(
+        matches!(given, Some(vggtune::sort::Answer::Class(_))),
+        "{guess:?}"
+    );
+    // Sort the rest (at 99%, the default): the photos go into class folders beside the pool,
+    // copied, and what the view said is what is there.
+    let said = {
+        use egui_kittest::kittest::NodeT as _;
+        harness
+            .get_by_label_contains("would be sorted")
+            .accesskit_node()
+            .label()
+            .or_else(|| harness.get_by_label_contains("would be sorted").value())
+            .unwrap_or_default()
+    };
+    harness.get_by_label("Sort the rest").scroll_to_me();
+    harness.run_steps(3);
+    harness.get_by_label("Sort the rest").click();
+    harness.run_steps(1);
+    let out = f.work.path().join("pool-sorted");
+    wait_for(&mut harness, 30, "the sort", |a| !a.is_busy());
+    harness.run_steps(2);
+    let mut copied = 0;
+    for class in ["blue", "red"] {
+        for entry in std::fs::read_dir(out.join(class)).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                std::fs::read(pool.join(path.file_name().unwrap())).unwrap()
+            );
+            copied += 1;
+        }
+    }
+    assert!(
+        said.starts_with(&format!("{copied} photos")),
+        "{said} but {copied} copied"
+    );
+    assert_eq!(
+        std::fs::read_dir(&pool).unwrap().count(),
+        24,
+        "copies: the pool stays"
+    );
+    // Undo takes the sort back.
+    harness
+        .get_by_label_contains("Undo the last sort")
+        .scroll_to_me();
+    harness.run_steps(3);
+    harness.get_by_label_contains("Undo the last sort").click();
+    harness.run_steps(2);
+    assert!(!out.join("blue").exists() && !out.join("red").exists());
+}

@@ -74,7 +74,13 @@ fn every_view_looks_as_it_did() {
         a.compute_device().is_some() && a.dataset().is_some()
     });
     harness.snapshot("data_view");
-    for view in [View::Weights, View::Train, View::Evaluate, View::Predict] {
+    for view in [
+        View::Sort,
+        View::Weights,
+        View::Train,
+        View::Evaluate,
+        View::Predict,
+    ] {
         harness.state_mut().state_mut().view = view;
         settle(&mut harness, "the view", |_| true);
         harness.snapshot(format!("{}_view", view.title().to_lowercase()));

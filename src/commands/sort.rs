@@ -60,6 +60,10 @@ pub struct SortArgs {
     /// With --oracle: score the head on this labelled folder after each fit.
     #[arg(long, value_name = "FOLDER", requires = "oracle")]
     score_on: Option<PathBuf>,
+    /// Write the map of the pool (each photo a point, photos alike near each other) to this
+    /// CSV: path,x,y.
+    #[arg(long, value_name = "CSV")]
+    map: Option<PathBuf>,
     /// Answers between two fits of the head.
     #[arg(long, default_value_t = 10)]
     every: usize,
@@ -148,6 +152,29 @@ pub fn sort(choice: DeviceChoice, args: SortArgs) -> anyhow::Result<()> {
                 n => format!(" ({n} other files are not photos it can read)"),
             }
         );
+    }
+    if let Some(csv) = &args.map {
+        let started = std::time::Instant::now();
+        let points = session.map();
+        let mut text = String::from("path,x,y\n");
+        for (photo, p) in session.photos.iter().zip(&points) {
+            text.push_str(&format!(
+                "{},{:.5},{:.5}\n",
+                vggtune::infer::csv_field(&photo.rel),
+                p[0],
+                p[1]
+            ));
+        }
+        vggtune::fsutil::write_atomic(csv, text.as_bytes())
+            .with_context(|| format!("cannot write {}", csv.display()))?;
+        if !out.quiet && !out.json {
+            eprintln!(
+                "map of {} in {:.1} s: {}",
+                vggtune::words::photos(points.len()),
+                started.elapsed().as_secs_f64(),
+                csv.display()
+            );
+        }
     }
     if let Some(labelled) = &args.oracle {
         simulate(&opening, &args, &mut session, labelled, &never)?;

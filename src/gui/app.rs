@@ -11,6 +11,7 @@ use super::jobs::Job;
 use super::model::ModelPanel;
 use super::predict::PredictPanel;
 use super::prompt::{OpenDialog, PathPrompt};
+use super::sort::SortPanel;
 use super::train::TrainPanel;
 use super::weights::WeightsPanel;
 use super::{
@@ -30,6 +31,7 @@ pub struct VggtuneApp {
     pub(super) train: TrainPanel,
     pub(super) evaluate: EvaluatePanel,
     pub(super) predict: PredictPanel,
+    pub(super) sort: SortPanel,
     pub(super) model: ModelPanel,
     confirm_close: bool,
     /// What replaces the unsaved model once the user agrees.
@@ -94,6 +96,7 @@ impl VggtuneApp {
             train: TrainPanel::default(),
             evaluate: EvaluatePanel::default(),
             predict: PredictPanel::default(),
+            sort: SortPanel::default(),
             model: ModelPanel::default(),
             confirm_close: false,
             confirm_replace: None,
@@ -187,6 +190,24 @@ impl VggtuneApp {
         self.data.audit.findings()
     }
 
+    /// The Sort view's session: the pool's photos and each one's answer (`None`: none yet).
+    pub fn sort_answers(&self) -> Option<Vec<(PathBuf, Option<crate::sort::Answer>)>> {
+        let session = self.sort.session.as_ref()?;
+        Some(
+            (0..session.photos.len())
+                .map(|i| (session.photos[i].path.clone(), session.answer_of(i)))
+                .collect(),
+        )
+    }
+
+    /// The photo the Sort view asks about now, with the head's guess (class name).
+    pub fn sort_asks(&self) -> Option<(PathBuf, Option<String>)> {
+        let session = self.sort.session.as_ref()?;
+        let i = *session.queue().first()?;
+        let guess = session.guess(i).map(|(c, _)| session.classes[c].clone());
+        Some((session.photos[i].path.clone(), guess))
+    }
+
     /// Files that could not be classified, with why.
     pub fn rejected(&self) -> &[Unclassified] {
         &self.predict.rejected
@@ -205,6 +226,7 @@ impl VggtuneApp {
             || self.evaluate.is_busy()
             || self.predict.is_busy()
             || self.weights.is_busy()
+            || self.sort.is_busy()
     }
 
     /// The model in use: its file, the epochs it was trained for and whether it is saved.
@@ -324,6 +346,7 @@ impl VggtuneApp {
             UiCommand::ToggleAbout => self.show_about = !self.show_about,
             UiCommand::CheckLabels => self.check_labels(ctx),
             UiCommand::FineTuneDeeper => self.fine_tune_deeper(ctx),
+            UiCommand::StartSort => self.start_sort(ctx),
         }
     }
 
@@ -379,6 +402,18 @@ impl VggtuneApp {
                 .shared
                 .notices
                 .push("Open a photo folder and train or open a model first.".into()),
+        }
+    }
+
+    fn start_sort(&mut self, ctx: &egui::Context) {
+        let model = self.model.in_use.as_ref().map(|m| m.file.clone());
+        match WeightsPanel::for_run(&self.shared.state.weights, &self.shared.weights_dir) {
+            Ok(weights) => self.sort.start(ctx, &self.shared, weights, model),
+            // Starting from a model needs no base weights of its own.
+            Err(_) if model.is_some() && self.sort.from_model => {
+                self.sort.start(ctx, &self.shared, None, model);
+            }
+            Err(e) => self.shared.notices.push(e),
         }
     }
 
@@ -447,6 +482,7 @@ impl VggtuneApp {
             }
         }
         self.data.poll();
+        self.sort.poll(ctx);
         self.weights.poll(shared);
         if let Some(ended) = self.train.poll(shared) {
             // The run's model becomes the model in use, unsaved; a stopped run's model shows
@@ -598,6 +634,10 @@ impl VggtuneApp {
                     .ui(ui, shared, can_start, &self.model, commands);
             }
             View::Predict => self.predict.ui(ui, shared, &self.model, commands),
+            View::Sort => {
+                let classes = self.model.in_use.as_ref().map(|m| m.classes.as_slice());
+                self.sort.ui(ui, shared, classes, commands);
+            }
         }
     }
 }

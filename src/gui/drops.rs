@@ -16,6 +16,8 @@ impl VggtuneApp {
             "Drop to open this model".into()
         } else if is_weights_file(paths) {
             "Drop to import these VGG16 weights".into()
+        } else if self.sorts_on_drop(paths) {
+            "Drop to sort the photos of this folder".into()
         } else if self.evaluates_on_drop(paths) {
             "Drop to evaluate the model on this folder".into()
         } else if self.opens_dataset_on_drop(paths) {
@@ -32,6 +34,10 @@ impl VggtuneApp {
         } else {
             "Drop a photo folder to open it; train or open a model to classify images".into()
         }
+    }
+
+    fn sorts_on_drop(&self, paths: &[PathBuf]) -> bool {
+        paths.len() == 1 && paths[0].is_dir() && self.shared.state.view == View::Sort
     }
 
     fn evaluates_on_drop(&self, paths: &[PathBuf]) -> bool {
@@ -67,6 +73,8 @@ impl VggtuneApp {
         } else if is_weights_file(&dropped) {
             self.shared.state.view = View::Weights;
             self.weights.read_info(ctx, dropped[0].clone());
+        } else if self.sorts_on_drop(&dropped) {
+            self.sort.set_pool(dropped[0].clone());
         } else if self.evaluates_on_drop(&dropped) {
             self.evaluate_folder(ctx, dropped[0].clone());
         } else if self.opens_dataset_on_drop(&dropped) {

@@ -1,4 +1,4 @@
-//! The window: one panel per view (Data, Weights, Train, Evaluate, Predict) and the Model menu's
+//! The window: one panel per view (Data, Sort, Weights, Train, Evaluate, Predict) and the Model menu's
 //! state, each owning its state and its jobs, plus what they share ([`Shared`]).
 //!
 //! The window owns no ML logic and computes no tensor: panels send work to worker threads
@@ -22,6 +22,7 @@ mod model;
 mod predict;
 mod prompt;
 mod reliability;
+mod sort;
 mod thumbnails;
 mod train;
 mod weights;
@@ -47,6 +48,8 @@ pub enum View {
     /// Pick a photo folder, see its classes and skipped files.
     #[default]
     Data,
+    /// Sort a folder nobody has labelled.
+    Sort,
     /// Get or import VGG16 weights.
     Weights,
     /// Configure and run fine-tuning with live charts.
@@ -59,8 +62,9 @@ pub enum View {
 
 impl View {
     /// All views, in tab order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Data,
+        Self::Sort,
         Self::Weights,
         Self::Train,
         Self::Evaluate,
@@ -71,6 +75,7 @@ impl View {
     pub fn title(self) -> &'static str {
         match self {
             Self::Data => "Data",
+            Self::Sort => "Sort",
             Self::Weights => "Weights",
             Self::Train => "Train",
             Self::Evaluate => "Evaluate",
@@ -177,6 +182,8 @@ pub(crate) enum UiCommand {
     CheckLabels,
     /// Continue the model in use with block 5 learning too (Train view).
     FineTuneDeeper,
+    /// Open the folder typed in the Sort view and start asking.
+    StartSort,
 }
 
 /// The commands a frame's views pushed.

@@ -636,7 +636,7 @@ pub fn write_csv(
     crate::fsutil::write_atomic(path, out.as_bytes())
 }
 
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

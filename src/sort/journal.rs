@@ -4,7 +4,7 @@
 //! restart: moved photos go back where they were, copies are removed (only while the original
 //! is still there and the same), and the class folders the sort made go when empty.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,7 +26,7 @@ pub enum Mode {
 /// One line of the journal.
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
-enum Line {
+pub(crate) enum Line {
     /// A sort begins.
     Sort { mode: Mode, photos: usize },
     /// The sort made this class folder.
@@ -43,6 +43,9 @@ pub struct Report {
     pub mode: Mode,
     /// Photos put in each class folder, in the order of the classes given.
     pub per_class: Vec<(String, usize)>,
+    /// The photos sorted (where they were).
+    #[serde(skip)]
+    pub placed: Vec<PathBuf>,
     /// Photos whose name was taken in their class folder, put under another.
     pub renamed: usize,
     /// The photos not sorted, with why.
@@ -122,6 +125,7 @@ pub fn apply(
     let mut report = Report {
         mode,
         per_class: classes.iter().map(|c| (c.clone(), 0)).collect(),
+        placed: Vec::new(),
         renamed: 0,
         failed: Vec::new(),
         cancelled: false,
@@ -141,6 +145,7 @@ pub fn apply(
         match put(photo, &folder, mode, &mut journal)? {
             Ok(renamed) => {
                 report.renamed += usize::from(renamed);
+                report.placed.push(photo.clone());
                 if let Some(c) = report.per_class.iter_mut().find(|c| &c.0 == class) {
                     c.1 += 1;
                 }
@@ -353,20 +358,29 @@ fn read_journal(path: &Path) -> Result<Vec<Line>, String> {
     if len > MAX_JOURNAL_BYTES {
         return Err(fail(&format!("{len} bytes: not a journal vggtune wrote")));
     }
-    let text: Vec<String> = std::io::BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(&e))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_JOURNAL_BYTES),
+        &mut bytes,
+    )
+    .map_err(|e| fail(&e))?;
+    parse_journal(&bytes).map_err(|e| fail(&e))
+}
+
+/// The journal's lines. A last line cut short (a crash while writing it) is left out; any
+/// other line that is not one of the journal's is an error.
+pub(crate) fn parse_journal(bytes: &[u8]) -> Result<Vec<Line>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the journal is not UTF-8 text")?;
+    let all: Vec<&str> = text.lines().collect();
     let mut lines = Vec::new();
-    for (n, line) in text.iter().enumerate() {
+    for (n, line) in all.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str(line) {
             Ok(l) => lines.push(l),
-            // A last line cut short by a crash says nothing.
-            Err(_) if n + 1 == text.len() => {}
-            Err(e) => return Err(fail(&format!("line {} is not a journal line: {e}", n + 1))),
+            Err(_) if n + 1 == all.len() => {}
+            Err(e) => return Err(format!("line {} is not a journal line: {e}", n + 1)),
         }
     }
     Ok(lines)

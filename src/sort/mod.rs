@@ -10,6 +10,7 @@
 
 pub mod head;
 pub mod journal;
+pub mod map;
 pub mod pool;
 
 use std::path::PathBuf;
@@ -57,9 +58,12 @@ pub struct Photo {
 /// How sure the head is, from the photos answered so far.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Estimate {
-    /// Out-of-fold accuracy on the answered photos (the queue's hardest photos: the rest of the
-    /// pool is easier).
+    /// Out-of-fold accuracy on the answered check photos once there are [`MIN_CHECKS`] (a
+    /// random sample of the pool), else on every answered photo (the queue's hardest: the
+    /// rest of the pool is easier).
     pub answered_accuracy: f64,
+    /// How many check photos it was measured on (0: every answered photo).
+    pub checks: usize,
     /// The mean calibrated confidence over the photos not answered: the accuracy expected on
     /// them.
     pub expected_accuracy: f64,
@@ -139,6 +143,7 @@ fn unit_view(photo: &[f32], mirror: Option<&[f32]>) -> Vec<f32> {
 }
 
 /// A sorting session: the pool, the answers so far, and the head's guesses.
+#[derive(Clone)]
 pub struct Session {
     pub classes: Vec<String>,
     pub photos: Vec<Photo>,
@@ -147,14 +152,17 @@ pub struct Session {
     /// The log of a model's probabilities for each photo, when the session started from one.
     log_prior: Option<Vec<Vec<f32>>>,
     answers: Vec<Option<Answer>>,
-    /// Each answer as given (photo, what it replaced), for Undo.
-    history: Vec<(usize, Option<Answer>)>,
+    /// Each step of answers as given (photo, what it replaced), for Undo: one photo, or a group
+    /// answered at once on the map.
+    history: Vec<Vec<(usize, Option<Answer>)>>,
     head: Head,
     /// Calibrated guesses for every photo.
     probs: Vec<Vec<f32>>,
     estimate: Option<Estimate>,
     /// Whether the head has learnt anything (answers of two classes, or a model's guesses).
     trained: bool,
+    /// Photos already sorted into a folder: neither asked about nor sorted again.
+    placed: Vec<bool>,
     /// The check photos ([`CHECK_EVERY`]), in the order they are asked.
     checks: Vec<usize>,
     is_check: Vec<bool>,
@@ -213,6 +221,7 @@ impl Session {
                     .collect()
             }),
             answers: vec![None; n],
+            placed: vec![false; n],
             history: Vec::new(),
             estimate: None,
             checks,
@@ -232,17 +241,30 @@ impl Session {
 
     /// Answers photo `i` (a second answer replaces the first).
     pub fn answer(&mut self, i: usize, answer: Answer) {
-        if let Some(slot) = self.answers.get_mut(i) {
-            self.history.push((i, *slot));
-            *slot = Some(answer);
+        self.answer_all(&[i], answer);
+    }
+
+    /// Gives the photos `group` one answer, as one step for Undo.
+    pub fn answer_all(&mut self, group: &[usize], answer: Answer) {
+        let mut step = Vec::new();
+        for &i in group {
+            if let Some(slot) = self.answers.get_mut(i) {
+                step.push((i, *slot));
+                *slot = Some(answer);
+            }
+        }
+        if !step.is_empty() {
+            self.history.push(step);
         }
     }
 
-    /// Takes back the last answer; the photo it was about.
+    /// Takes back the last step of answers; the first photo it was about.
     pub fn undo(&mut self) -> Option<usize> {
-        let (i, before) = self.history.pop()?;
-        self.answers[i] = before;
-        Some(i)
+        let step = self.history.pop()?;
+        for &(i, before) in step.iter().rev() {
+            self.answers[i] = before;
+        }
+        step.first().map(|s| s.0)
     }
 
     /// The last `n` answers, the latest first.
@@ -251,10 +273,21 @@ impl Session {
         self.history
             .iter()
             .rev()
+            .flat_map(|step| step.iter().rev())
             .filter(|(i, _)| seen.insert(*i))
             .filter_map(|&(i, _)| Some((i, self.answer_of(i)?)))
             .take(n)
             .collect()
+    }
+
+    /// Each photo as a point of a map where photos alike are near each other ([`map`]).
+    pub fn map(&self) -> Vec<[f32; 2]> {
+        map::layout(&self.x, self.seed)
+    }
+
+    /// Whether the photo is sorted already.
+    pub fn is_placed(&self, i: usize) -> bool {
+        self.placed.get(i).copied().unwrap_or(false)
     }
 
     /// How many photos have an answer that is not a skip.
@@ -283,6 +316,56 @@ impl Session {
         let p = self.probs.get(i)?;
         let c = crate::metrics::argmax(p);
         Some((c, p[c]))
+    }
+
+    /// Takes the fit of `fitted` (a copy of this session refitted on a worker): its head,
+    /// guesses and estimates. The answers given meanwhile stay; the next fit learns them.
+    pub fn adopt(&mut self, fitted: Session) {
+        self.head = fitted.head;
+        self.probs = fitted.probs;
+        self.estimate = fitted.estimate;
+        self.trained = fitted.trained;
+    }
+
+    /// Marks the photos at `paths` as sorted (`true`) or back in the pool (`false`, after an
+    /// undo).
+    pub fn set_placed(&mut self, paths: &[PathBuf], placed: bool) {
+        let wanted: std::collections::HashSet<&PathBuf> = paths.iter().collect();
+        for (i, photo) in self.photos.iter().enumerate() {
+            if wanted.contains(&photo.path) {
+                self.placed[i] = placed;
+            }
+        }
+    }
+
+    /// Where the session stands, in words: answers so far and how right the head is.
+    pub fn status(&self) -> String {
+        let answered = crate::words::count(self.answered(), "answer", "answers");
+        match self.estimate {
+            Some(e) => format!(
+                "{answered} · {:.0}% right on {} (by heads that did not learn them) · about \
+                 {:.0}% expected on the rest",
+                100.0 * e.answered_accuracy,
+                match e.checks {
+                    0 => "the photos answered, the hardest".to_owned(),
+                    n => format!("{n} photos asked at random"),
+                },
+                100.0 * e.expected_accuracy
+            ),
+            None if self.trained => format!(
+                "{answered} · how right it is shows once {MIN_TO_CALIBRATE} photos are answered"
+            ),
+            None => format!("{answered} · it guesses once two classes have an answer"),
+        }
+    }
+
+    /// How many photos *Sort the rest* would sort into each class at `threshold`.
+    pub fn sorted_counts(&self, threshold: f32) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for (_, c) in self.sorted(threshold) {
+            counts[c] += 1;
+        }
+        counts
     }
 
     /// The accuracy estimates, once enough photos are answered.
@@ -347,7 +430,7 @@ impl Session {
         let none = std::collections::HashSet::new();
         self.head = self.fit(&self.head, &none);
         self.trained = true;
-        let (temperature, answered_accuracy) = self.out_of_fold(&labelled);
+        let (temperature, answered_accuracy, checks) = self.out_of_fold(&labelled);
         let raw: Vec<Vec<f32>> = (0..self.x.len()).map(|i| self.raw(&self.head, i)).collect();
         self.probs = raw
             .iter()
@@ -360,6 +443,7 @@ impl Session {
                 .collect();
             Estimate {
                 answered_accuracy: acc,
+                checks,
                 expected_accuracy: if rest.is_empty() {
                     acc
                 } else {
@@ -372,9 +456,9 @@ impl Session {
 
     /// The temperature fitted on the answered photos' out-of-fold guesses, and their accuracy;
     /// `None` under [`MIN_TO_CALIBRATE`] answers.
-    fn out_of_fold(&self, labelled: &[(usize, usize)]) -> (Option<f32>, Option<f64>) {
+    fn out_of_fold(&self, labelled: &[(usize, usize)]) -> (Option<f32>, Option<f64>, usize) {
         if labelled.len() < MIN_TO_CALIBRATE {
-            return (None, None);
+            return (None, None, 0);
         }
         let mut order: Vec<usize> = (0..labelled.len()).collect();
         crate::rng::shuffle(&mut order, self.seed);
@@ -399,7 +483,8 @@ impl Session {
         let checked: Vec<usize> = (0..held_photos.len())
             .filter(|&j| self.is_check[held_photos[j]])
             .collect();
-        if checked.len() >= MIN_CHECKS {
+        let on_checks = checked.len() >= MIN_CHECKS;
+        if on_checks {
             probs = checked.iter().map(|&j| probs[j].clone()).collect();
             labels = checked.iter().map(|&j| labels[j]).collect();
         }
@@ -409,7 +494,12 @@ impl Session {
             .filter(|(p, c)| crate::metrics::argmax(p) == **c)
             .count();
         let t = crate::calibration::fit_temperature(&probs, &labels);
-        (Some(t), Some(right as f64 / labels.len().max(1) as f64))
+        let checks = if on_checks { labels.len() } else { 0 };
+        (
+            Some(t),
+            Some(right as f64 / labels.len().max(1) as f64),
+            checks,
+        )
     }
 
     /// The photos to ask about, in order: before the head has learnt anything, the pool in a
@@ -417,9 +507,9 @@ impl Session {
     /// likeliest classes), with every [`CHECK_EVERY`]th question a check photo. Skipped photos come last; answered
     /// ones not at all.
     pub fn queue(&self) -> Vec<usize> {
-        let open = |i: &usize| self.answers[*i].is_none();
+        let open = |i: &usize| self.answers[*i].is_none() && !self.placed[*i];
         let skipped: Vec<usize> = (0..self.photos.len())
-            .filter(|&i| self.answers[i] == Some(Answer::Skipped))
+            .filter(|&i| self.answers[i] == Some(Answer::Skipped) && !self.placed[i])
             .collect();
         let mut order = if self.trained {
             let unsure = self.least_sure(|i| open(&i) && !self.is_check[i]);
@@ -461,9 +551,11 @@ impl Session {
     }
 
     /// The photos *Sort the rest* would sort, each with its class: every photo answered with a
-    /// class, and every photo not answered whose calibrated confidence is at least `threshold`.
+    /// class, and every photo not answered whose calibrated confidence is at least `threshold`
+    /// (none already sorted).
     pub fn sorted(&self, threshold: f32) -> Vec<(usize, usize)> {
         (0..self.photos.len())
+            .filter(|&i| !self.placed[i])
             .filter_map(|i| match self.answers[i] {
                 Some(Answer::Class(c)) => Some((i, c)),
                 Some(Answer::NoneOfThese) => None,
@@ -619,6 +711,11 @@ mod tests {
         for i in 0..60 {
             assert_eq!(s.guess(i).unwrap().0, i % 3, "photo {i}");
         }
+        // A group answered at once is undone as one step.
+        s.answer_all(&[first[20], first[21], first[22]], Answer::Class(0));
+        assert_eq!(s.answered(), 12);
+        s.undo();
+        assert_eq!(s.answered(), 9);
         // Undo takes the last answer back.
         assert_eq!(s.undo(), Some(first[9]));
         assert_eq!(s.answer_of(first[9]), None);

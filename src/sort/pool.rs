@@ -51,6 +51,13 @@ impl Opening {
     /// The classes: typed, or the model's.
     pub fn classes(&self) -> Result<Vec<String>, String> {
         let classes = match &self.start {
+            Start::Classes(c) if c.is_empty() => {
+                return Err(
+                    "type the classes, separated by commas (e.g. cat, dog), or start \
+                            from a model"
+                        .into(),
+                );
+            }
             Start::Classes(c) => c.clone(),
             Start::Model(m) => {
                 crate::model::bundle::read_header(m)
@@ -71,9 +78,29 @@ impl Opening {
         Ok(classes)
     }
 
+    /// The head pass's settings: this opening's, with a model's shape and preprocessing when
+    /// the sort starts from one (a run continuing a model must match it).
+    fn config(&self) -> Result<TrainConfig, String> {
+        let mut config = self.config.clone();
+        if let Start::Model(m) = &self.start {
+            let header = crate::model::bundle::read_header(m)
+                .map_err(|e| format!("{}: {e}", m.display()))?;
+            config.input_size = header.preprocessing.input_size;
+            config.resize = header.preprocessing.resize;
+            config.width_divisor = header.model.width_divisor;
+            config.head = header.model.head;
+        }
+        Ok(config)
+    }
+
     /// The job of a head pass over `images` (labels as given) with this opening's settings.
-    fn job(&self, classes: &[String], root: &Path, images: Vec<ImageEntry>) -> AuditJob {
-        AuditJob {
+    fn job(
+        &self,
+        classes: &[String],
+        root: &Path,
+        images: Vec<ImageEntry>,
+    ) -> Result<AuditJob, String> {
+        Ok(AuditJob {
             dataset: Dataset {
                 root: root.to_owned(),
                 train_dir: root.to_owned(),
@@ -86,14 +113,14 @@ impl Opening {
                 problems: Vec::new(),
             },
             weights: self.weights.clone(),
-            config: self.config.clone(),
+            config: self.config()?,
             folds: 1,
             cache_root: self.cache_root.clone(),
             from_model: match &self.start {
                 Start::Model(m) => Some(m.clone()),
                 Start::Classes(_) => None,
             },
-        }
+        })
     }
 
     /// The pooled features (photo, mirror image) and probabilities of `images`, in their order.
@@ -105,7 +132,7 @@ impl Opening {
         stop: &Arc<AtomicBool>,
         on_event: impl FnMut(&TrainEvent),
     ) -> Result<Option<Features>, String> {
-        let job = self.job(classes, root, images.clone());
+        let job = self.job(classes, root, images.clone())?;
         let Some(held) = audit::pass_over(
             &job,
             images.clone(),
