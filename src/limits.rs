@@ -28,6 +28,8 @@ pub const CLASSES: RangeInclusive<usize> = 2..=10_000;
 /// Photos in a folder being sorted (their features, photo and mirror image, stay in memory:
 /// 4 KB a photo).
 pub const SORT_PHOTOS: RangeInclusive<usize> = 1..=100_000;
+/// The confidence *Sort the rest* asks for.
+pub const SORT_THRESHOLD: RangeInclusive<f32> = 0.5..=1.0;
 /// Training photos a model keeps the features of, to tell how typical a new photo is
 /// ([`crate::typical`]): 4,096 pooled block-5 vectors of 512 values in f16 are 4 MiB, under 10%
 /// of a model file (59 MB for the pooled head) whatever the number of training photos.

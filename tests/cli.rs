@@ -409,3 +409,57 @@ fn a_3_gb_photo_is_refused_unread() {
         peak >> 20
     );
 }
+
+#[test]
+fn sort_refuses_what_would_lose_answers_or_sort_into_itself() {
+    let work = tempfile::tempdir().unwrap();
+    let pool = work.path().join("pool");
+    common::colour_dataset(&pool, 3, 1);
+    let pool = pool.to_str().unwrap();
+    // Answers given with nowhere to sort to would be lost.
+    let out = vggtune(&["sort", pool, "--classes", "cat,dog"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--into"), "{}", text(&out));
+    // The sorted folder inside the folder being sorted.
+    let inside = format!("{pool}/sorted");
+    let out = vggtune(
+        &["sort", pool, "--classes", "cat,dog", "--into", &inside],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("outside the folder being sorted"),
+        "{}",
+        text(&out)
+    );
+    // Class names that cannot be folder names, or one class twice.
+    for classes in ["cat,../dog", "cat,Cat", "cat"] {
+        let out = vggtune(
+            &[
+                "sort",
+                pool,
+                "--classes",
+                classes,
+                "--into",
+                "/tmp/x",
+                "--weights",
+                "none",
+            ],
+            &[],
+        );
+        assert!(!out.status.success(), "{classes}");
+        assert!(
+            text(&out).contains("class") || text(&out).contains("folder"),
+            "{}",
+            text(&out)
+        );
+    }
+    // Nothing to undo.
+    let out = vggtune(&["sort", "--undo", work.path().to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no sort to undo") || text(&out).contains("vggtune-sort-journal"),
+        "{}",
+        text(&out)
+    );
+}

@@ -673,6 +673,14 @@ fn a_sort_interrupted_by_a_crash_is_undone_from_its_journal_and_loses_nothing() 
     write!(journal_file, "{{\"step\":\"do").unwrap();
     drop(journal_file);
 
+    // A sort after the crash is journalled after the cut line (on a line of its own), and is
+    // the one the next undo takes back.
+    let never = AtomicBool::new(false);
+    let later = vec![(pool[3].clone(), "dog".to_owned())];
+    journal::apply(&out, &later, Mode::Copy, |_, _| {}, &never).unwrap();
+    let undone = journal::undo(&out).unwrap();
+    assert_eq!((undone.restored, undone.removed), (0, 1), "{undone:?}");
+
     let undone = journal::undo(&out).unwrap();
     assert_eq!((undone.restored, undone.removed), (2, 1), "{undone:?}");
     assert!(undone.kept.is_empty(), "{undone:?}");
@@ -702,4 +710,31 @@ fn a_sort_into_a_folder_that_cannot_be_made_says_which_and_moves_nothing() {
     assert!(err.contains("../escape"), "{err}");
     assert_eq!(contents(&pool), before);
     assert!(!work.path().join("escape").exists());
+}
+
+#[test]
+fn a_sort_moves_a_linked_photo_as_the_photo_it_points_to() {
+    use vggtune::sort::journal::{self, Mode};
+    let work = tempfile::tempdir().unwrap();
+    let real = work.path().join("real.jpg");
+    std::fs::write(&real, "the photo").unwrap();
+    let pool = work.path().join("pool");
+    std::fs::create_dir_all(&pool).unwrap();
+    let link = pool.join("linked.jpg");
+    std::os::unix::fs::symlink("../real.jpg", &link).unwrap();
+    let out = work.path().join("out");
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let plan = vec![(link.clone(), "cat".to_owned())];
+    let report = journal::apply(&out, &plan, Mode::Move, |_, _| {}, &never).unwrap();
+    assert_eq!(report.sorted(), 1, "{report:?}");
+    let sorted = out.join("cat/linked.jpg");
+    assert!(!sorted.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&sorted).unwrap(), b"the photo");
+    assert_eq!(
+        std::fs::read(&real).unwrap(),
+        b"the photo",
+        "the photo linked to stays"
+    );
+    journal::undo(&out).unwrap();
+    assert_eq!(std::fs::read(&link).unwrap(), b"the photo");
 }

@@ -1028,5 +1028,7 @@ fn sort_asks_with_keys_learns_and_sorts_the_rest_into_class_folders() {
     harness.run_steps(3);
     harness.get_by_label_contains("Undo the last sort").click();
     harness.run_steps(2);
+    wait_for(&mut harness, 30, "the undo", |a| !a.is_busy());
+    harness.run_steps(2);
     assert!(!out.join("blue").exists() && !out.join("red").exists());
 }

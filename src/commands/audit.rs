@@ -48,7 +48,7 @@ fn job_of(
         weights,
         config,
         folds: args.folds,
-        cache_root: args.recipe.cache_dir.clone(),
+        cache_root: args.recipe.cache_dir(),
         from_model: None,
     })
 }

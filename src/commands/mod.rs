@@ -102,10 +102,8 @@ pub struct TrainArgs {
 /// The flags of a run's recipe that `train` and `audit` share.
 #[derive(Args, Debug)]
 pub struct HeadRecipe {
-    /// Base weights (.pth, .safetensors, .onnx); default: the cached torchvision VGG16;
-    /// `none` starts from random weights.
-    #[arg(long)]
-    weights: Option<String>,
+    #[command(flatten)]
+    base: BaseFlags,
     /// The head: pooled (global average of block 5, 512→256→N; the default), dense256 (light,
     /// the 2017 course's, 25088→256→N) or torchvision (25088→4096→4096→N). With --from: the
     /// model's.
@@ -142,6 +140,16 @@ pub struct HeadRecipe {
     /// Seed for the split, shuffling, dropout, augmentation and new layers.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+/// The base network's flags: its weights, how photos are prepared for it, and where its
+/// features are cached (the commands that train and the sort share them).
+#[derive(Args, Debug)]
+pub struct BaseFlags {
+    /// Base weights (.pth, .safetensors, .onnx); default: the cached torchvision VGG16;
+    /// `none` starts from random weights.
+    #[arg(long)]
+    weights: Option<String>,
     /// Input side in pixels.
     #[arg(long, default_value_t = 224)]
     input_size: u32,
@@ -154,6 +162,32 @@ pub struct HeadRecipe {
     /// The feature cache's folder (default: the platform cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+}
+
+impl BaseFlags {
+    /// `config` with these flags' input size, resizing and width.
+    fn apply(&self, config: TrainConfig) -> TrainConfig {
+        TrainConfig {
+            input_size: self.input_size,
+            resize: if self.center_crop {
+                ResizeMode::ShorterSideCenterCrop
+            } else {
+                ResizeMode::Squash
+            },
+            width_divisor: self.width_divisor.max(1),
+            ..config
+        }
+    }
+
+    /// The base weights the flags name (`none`: random).
+    fn weights(&self) -> anyhow::Result<Option<PathBuf>> {
+        weights_arg(self.weights.as_deref())
+    }
+
+    /// The feature cache's folder.
+    fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone()
+    }
 }
 
 impl HeadRecipe {
@@ -182,14 +216,7 @@ impl HeadRecipe {
             mirror_tta: self.mirror_tta.unwrap_or(config.mirror_tta),
             square_tta: self.square_tta.unwrap_or(config.square_tta),
             device: choice,
-            input_size: self.input_size,
-            resize: if self.center_crop {
-                ResizeMode::ShorterSideCenterCrop
-            } else {
-                ResizeMode::Squash
-            },
-            width_divisor: self.width_divisor.max(1),
-            ..config
+            ..self.base.apply(config)
         };
         config.set_seed(self.seed);
         config
@@ -197,7 +224,12 @@ impl HeadRecipe {
 
     /// The base weights the flags name (`none`: random).
     fn weights(&self) -> anyhow::Result<Option<PathBuf>> {
-        weights_arg(self.weights.as_deref())
+        self.base.weights()
+    }
+
+    /// The feature cache's folder.
+    fn cache_dir(&self) -> Option<PathBuf> {
+        self.base.cache_dir()
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
 use clap::Args;
-use vggtune::data::ResizeMode;
 use vggtune::device::DeviceChoice;
 use vggtune::sort::journal::{self, Mode};
 use vggtune::sort::pool::{self, Opening, Start};
@@ -64,27 +63,15 @@ pub struct SortArgs {
     /// CSV: path,x,y.
     #[arg(long, value_name = "CSV")]
     map: Option<PathBuf>,
-    /// Answers between two fits of the head.
-    #[arg(long, default_value_t = 10)]
+    /// With --oracle: answers between two fits of the head (the window and the terminal fit
+    /// every 5, and at once when the head can first learn).
+    #[arg(long, default_value_t = vggtune::sort::RETRAIN_EVERY)]
     every: usize,
     /// Takes back the last sort into this folder (from its journal), instead of sorting.
     #[arg(long, value_name = "OUT", conflicts_with_all = ["pool", "into"])]
     undo: Option<PathBuf>,
-    /// Base weights (.pth, .safetensors, .onnx; default: the cached torchvision VGG16).
-    #[arg(long)]
-    weights: Option<String>,
-    /// Input side in pixels.
-    #[arg(long, default_value_t = 224)]
-    input_size: u32,
-    /// Crop the centre square (torchvision) instead of squashing the photo (Keras).
-    #[arg(long)]
-    center_crop: bool,
-    /// Divide every width of VGG16 by this (for quick experiments; 1 = VGG16).
-    #[arg(long, default_value_t = 1, hide = true)]
-    width_divisor: usize,
-    /// The feature cache's folder (default: the platform cache).
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    base: super::BaseFlags,
     /// Seed of the queue's first photos and the random order.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -97,11 +84,8 @@ fn threshold(s: &str) -> Result<f32, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a confidence"))?;
-    if (0.5..=1.0).contains(&t) {
-        Ok(t)
-    } else {
-        Err(format!("{t}: give a confidence from 0.5 to 1"))
-    }
+    vggtune::limits::check("threshold", t, &vggtune::limits::SORT_THRESHOLD)?;
+    Ok(t)
 }
 
 /// Runs `vggtune sort`.
@@ -122,6 +106,14 @@ pub fn sort(choice: DeviceChoice, args: SortArgs) -> anyhow::Result<()> {
             }
         }
         return Ok(());
+    }
+    if args.into.is_none() && args.oracle.is_none() && args.map.is_none() {
+        anyhow::bail!(
+            "say where the sorted photos go (--into OUT): answers given without it would be lost"
+        );
+    }
+    if let (Some(pool), Some(into)) = (&args.pool, &args.into) {
+        pool::check_out(pool, into).map_err(anyhow::Error::msg)?;
     }
     let opening = opening(choice, &args)?;
     let out = args.output;
@@ -179,7 +171,7 @@ pub fn sort(choice: DeviceChoice, args: SortArgs) -> anyhow::Result<()> {
     if let Some(labelled) = &args.oracle {
         simulate(&opening, &args, &mut session, labelled, &never)?;
     } else {
-        ask(&mut session, args.every)?;
+        ask(&mut session)?;
     }
     if let Some(into) = &args.into {
         session.retrain();
@@ -233,19 +225,12 @@ fn opening(choice: DeviceChoice, args: &SortArgs) -> anyhow::Result<Opening> {
     };
     let weights = match start {
         Start::Model(_) => None,
-        Start::Classes(_) => super::weights_arg(args.weights.as_deref())?,
+        Start::Classes(_) => args.base.weights()?,
     };
-    let mut config = TrainConfig {
+    let mut config = args.base.apply(TrainConfig {
         device: choice,
-        input_size: args.input_size,
-        resize: if args.center_crop {
-            ResizeMode::ShorterSideCenterCrop
-        } else {
-            ResizeMode::Squash
-        },
-        width_divisor: args.width_divisor.max(1),
         ..TrainConfig::default()
-    };
+    });
     config.set_seed(args.seed);
     config.validate().map_err(anyhow::Error::msg)?;
     let pool = args.pool.clone().context("no folder to sort")?;
@@ -254,7 +239,7 @@ fn opening(choice: DeviceChoice, args: &SortArgs) -> anyhow::Result<Opening> {
         start,
         weights,
         config,
-        cache_root: args.cache_dir.clone(),
+        cache_root: args.base.cache_dir(),
         seed: args.seed,
     })
 }
@@ -334,7 +319,7 @@ fn simulate(
 }
 
 /// Asks at the terminal, one photo at a time, until the user finishes or nothing is left.
-fn ask(session: &mut Session, every: usize) -> anyhow::Result<()> {
+fn ask(session: &mut Session) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         anyhow::bail!("nothing to answer with: run it at a terminal, or give --oracle LABELLED");
@@ -391,7 +376,7 @@ fn ask(session: &mut Session, every: usize) -> anyhow::Result<()> {
         };
         session.answer(i, answer);
         since += 1;
-        if since >= every.max(1) {
+        if session.needs_fit(since) {
             session.retrain();
             since = 0;
         }

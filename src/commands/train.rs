@@ -226,7 +226,7 @@ fn run_stage(
         out: Some(out_path.to_path_buf()),
         resume: args.resume,
         resume_as_saved: false,
-        cache_root: args.recipe.cache_dir.clone(),
+        cache_root: args.recipe.cache_dir(),
         stop_after: args.stop_after,
     };
     let out = &args.output;

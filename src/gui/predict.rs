@@ -58,7 +58,7 @@ fn badge(p: &Prediction, classes: &[String]) -> egui::RichText {
         (text, egui::Color32::from_rgb(70, 70, 70))
     } else {
         let text = format!("{class} {}", infer::confidence_text(confidence));
-        (text, badge_colour(p.class))
+        (text, super::widgets::class_colour(p.class))
     };
     egui::RichText::new(text)
         .strong()
@@ -94,19 +94,6 @@ fn verdict_words(p: &Prediction, classes: &[String]) -> String {
             infer::confidence_text(confidence)
         )
     }
-}
-
-/// A colour per class for the badges.
-fn badge_colour(class: usize) -> egui::Color32 {
-    const COLOURS: [egui::Color32; 6] = [
-        egui::Color32::from_rgb(40, 110, 170),
-        egui::Color32::from_rgb(170, 90, 30),
-        egui::Color32::from_rgb(40, 130, 70),
-        egui::Color32::from_rgb(130, 60, 150),
-        egui::Color32::from_rgb(150, 50, 60),
-        egui::Color32::from_rgb(90, 90, 90),
-    ];
-    COLOURS[class % COLOURS.len()]
 }
 
 /// What a prediction worker says: how many photos it found to classify, then its results.

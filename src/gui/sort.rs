@@ -13,7 +13,7 @@ use super::jobs::Job;
 use super::{Commands, Shared};
 use crate::sort::journal::{self, Mode, Report};
 use crate::sort::pool::{Opened, Opening, Start};
-use crate::sort::{Answer, RETRAIN_EVERY, Session};
+use crate::sort::{Answer, Session};
 use crate::train::{PhaseProgress, TrainEvent};
 
 /// What opening a pool sends.
@@ -22,10 +22,10 @@ enum OpenMsg {
     Done(Result<Option<Box<Opened>>, String>),
 }
 
-/// What sorting the rest sends.
+/// What sorting the rest sends: progress, then the report and the folder.
 enum ApplyMsg {
     Progress(usize, usize),
-    Done(Result<Report, String>),
+    Done(Result<Report, String>, PathBuf),
 }
 
 /// The Sort view's state.
@@ -54,10 +54,17 @@ pub struct SortPanel {
     /// The photo asked about, decoded larger than a thumbnail (`None`: it could not be).
     large: Option<(PathBuf, Option<egui::TextureHandle>)>,
     large_job: Option<(PathBuf, Job<Result<egui::ColorImage, String>>)>,
-    /// Every photo as a point of the map, once laid out.
-    map: Option<Vec<[f32; 2]>>,
+    map: MapView,
     map_job: Option<Job<Vec<[f32; 2]>>>,
-    /// The box being dragged on the map (map coordinates), and the photos of the last box.
+    undoing: Option<Job<Result<journal::Undone, String>>>,
+}
+
+/// The map of the pool.
+#[derive(Default)]
+struct MapView {
+    /// Every photo as a point, once laid out.
+    points: Option<Vec<[f32; 2]>>,
+    /// The box being dragged (screen coordinates), and the photos of the last box.
     dragging: Option<(egui::Pos2, egui::Pos2)>,
     selected: Vec<usize>,
 }
@@ -88,10 +95,9 @@ impl Default for SortPanel {
             message: None,
             large: None,
             large_job: None,
-            map: None,
+            map: MapView::default(),
             map_job: None,
-            dragging: None,
-            selected: Vec::new(),
+            undoing: None,
         }
     }
 }
@@ -103,6 +109,7 @@ impl SortPanel {
             || self.fitting.is_some()
             || self.applying.is_some()
             || self.map_job.is_some()
+            || self.undoing.is_some()
     }
 
     /// A folder dropped on the view: the one to sort.
@@ -177,8 +184,7 @@ impl SortPanel {
                         // The map is laid out on a worker from a copy of the session.
                         let copy = opened.session.clone();
                         self.map_job = Some(Job::once(ctx, "sort-map", move || copy.map()));
-                        self.map = None;
-                        self.selected.clear();
+                        self.map = MapView::default();
                         self.session = Some(opened.session);
                         self.since_fit = 0;
                     }
@@ -193,9 +199,32 @@ impl SortPanel {
                 self.opening = None;
             }
         }
+        if let Some(job) = &mut self.undoing
+            && let Some(result) = job.poll_finished()
+        {
+            match result {
+                Ok(u) => {
+                    self.message = Some(format!(
+                        "Undone: {} moved back, {} copies removed{}",
+                        crate::words::photos(u.restored),
+                        u.removed,
+                        match u.kept.len() {
+                            0 => String::new(),
+                            n => format!("; {n} files kept (the first: {})", u.kept[0].1),
+                        }
+                    ));
+                    self.last_out = None;
+                    if let Some(session) = &mut self.session {
+                        session.set_placed(&self.last_placed, false);
+                    }
+                }
+                Err(e) => self.error = Some(e),
+            }
+            self.undoing = None;
+        }
         if let Some(job) = &mut self.map_job {
             if let Some(points) = job.poll().pop() {
-                self.map = Some(points);
+                self.map.points = Some(points);
             }
             if job.is_finished() {
                 self.map_job = None;
@@ -222,7 +251,7 @@ impl SortPanel {
         for msg in msgs {
             match msg {
                 ApplyMsg::Progress(done, total) => self.applied = (done, total),
-                ApplyMsg::Done(result) => self.sorted(result),
+                ApplyMsg::Done(result, out) => self.sorted(result, out),
             }
         }
         if let Some(failure) = ended {
@@ -233,10 +262,9 @@ impl SortPanel {
         }
     }
 
-    fn sorted(&mut self, result: Result<Report, String>) {
+    fn sorted(&mut self, result: Result<Report, String>, out: PathBuf) {
         match result {
             Ok(report) => {
-                let out = PathBuf::from(self.out_text.trim());
                 let per_class: Vec<String> = report
                     .per_class
                     .iter()
@@ -285,7 +313,7 @@ impl SortPanel {
         let Some(session) = &self.session else {
             return;
         };
-        if self.since_fit >= RETRAIN_EVERY && self.fitting.is_none() {
+        if session.needs_fit(self.since_fit) && self.fitting.is_none() {
             let mut copy = session.clone();
             self.fitting = Some(Job::once(ctx, "sort-fit", move || {
                 copy.retrain();
@@ -379,31 +407,21 @@ impl SortPanel {
         if let Some(m) = &self.message {
             ui.label(m.as_str());
         }
-        if let Some(out) = self.last_out.clone()
+        if self.undoing.is_some() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Undoing the sort…");
+            });
+        } else if let Some(out) = self.last_out.clone()
             && self.applying.is_none()
-            && out.join(journal::JOURNAL_FILE).is_file()
             && ui
                 .button(format!("Undo the last sort into {}", out.display()))
                 .clicked()
         {
-            match journal::undo(&out) {
-                Ok(u) => {
-                    self.message = Some(format!(
-                        "Undone: {} moved back, {} copies removed{}",
-                        crate::words::photos(u.restored),
-                        u.removed,
-                        match u.kept.len() {
-                            0 => String::new(),
-                            n => format!("; {n} files kept (the first: {})", u.kept[0].1),
-                        }
-                    ));
-                    self.last_out = None;
-                    if let Some(session) = &mut self.session {
-                        session.set_placed(&self.last_placed, false);
-                    }
-                }
-                Err(e) => self.error = Some(e),
-            }
+            // On a worker: it reads every copy to check it before removing it.
+            self.undoing = Some(Job::once(ui.ctx(), "sort-undo", move || {
+                journal::undo(&out)
+            }));
         }
         egui::ScrollArea::vertical()
             .auto_shrink([false, false])
@@ -508,6 +526,8 @@ impl SortPanel {
         }
         let mut action: Option<(usize, Answer)> = None;
         let mut undo = false;
+        let mut grouped = None;
+        let map = &mut self.map;
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(440.0);
@@ -533,7 +553,9 @@ impl SortPanel {
                                 session.classes[c],
                                 crate::infer::confidence_text(p)
                             )),
-                            None => ui.label("No guess yet: answer a photo of each class."),
+                            None => {
+                                ui.label(format!("No guess yet: {}.", crate::sort::NO_GUESS_YET))
+                            }
                         };
                         ui.horizontal_wrapped(|ui| {
                             for (c, name) in session.classes.iter().enumerate() {
@@ -564,6 +586,7 @@ impl SortPanel {
                 }
             });
             ui.vertical(|ui| {
+                ui.set_width(300.0);
                 ui.strong("Last answers");
                 for (i, answer) in session.recent(6) {
                     ui.horizontal(|ui| {
@@ -583,7 +606,7 @@ impl SortPanel {
                                 ui.selectable_value(
                                     &mut chosen,
                                     Answer::NoneOfThese,
-                                    "none of these",
+                                    crate::typical::NONE_OF_THESE,
                                 );
                                 ui.selectable_value(&mut chosen, Answer::Skipped, "skipped");
                             });
@@ -593,16 +616,17 @@ impl SortPanel {
                     });
                 }
             });
+            ui.vertical(|ui| grouped = map.ui(ui, session, shared, next));
         });
         if let Some((i, answer)) = action {
             self.answer(&ctx, i, answer);
         }
-        if let Some((group, answer)) = self.map_ui(ui, shared, next) {
+        if let Some((group, answer)) = grouped {
             if let Some(session) = &mut self.session {
                 session.answer_all(&group, answer);
             }
             self.since_fit += group.len();
-            self.selected.clear();
+            self.map.selected.clear();
             self.refit(&ctx);
         }
         if undo && let Some(session) = &mut self.session {
@@ -621,21 +645,143 @@ impl SortPanel {
         self.finish_ui(ui);
     }
 
+    fn finish_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label("Sort every photo it is at least");
+            ui.add(
+                egui::Slider::new(&mut self.threshold, crate::limits::SORT_THRESHOLD)
+                    .custom_formatter(|v, _| format!("{:.1}%", v * 100.0))
+                    .custom_parser(|s| {
+                        s.trim_end_matches('%')
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                            .map(|v| v / 100.0)
+                    }),
+            );
+            ui.label("sure of");
+        });
+        let counts = session.sorted_counts(self.threshold);
+        let total: usize = counts.iter().sum();
+        let parts: Vec<String> = session
+            .classes
+            .iter()
+            .zip(&counts)
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        ui.label(format!(
+            "{} would be sorted ({}), the answered ones included; {} stay.",
+            crate::words::photos(total),
+            parts.join(", "),
+            session.photos.len() - session.placed_count() - total
+        ));
+        ui.horizontal(|ui| {
+            ui.label("Into:");
+            ui.add(egui::TextEdit::singleline(&mut self.out_text).desired_width(420.0));
+            ui.radio_value(&mut self.mode, Mode::Copy, "copy");
+            ui.radio_value(&mut self.mode, Mode::Move, "move");
+        });
+        if let Some((_, stop)) = &self.applying {
+            ui.horizontal(|ui| {
+                let (done, of) = self.applied;
+                ui.add(
+                    egui::ProgressBar::new(done as f32 / of.max(1) as f32)
+                        .text(format!("Sorting: {done} of {of}"))
+                        .desired_width(420.0),
+                );
+                if ui.button("Cancel").clicked() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            });
+        } else {
+            let (mut sort_clicked, mut start_over) = (false, false);
+            ui.horizontal(|ui| {
+                sort_clicked = ui
+                    .add_enabled(
+                        total > 0 && !self.out_text.trim().is_empty(),
+                        egui::Button::new("Sort the rest"),
+                    )
+                    .clicked();
+                start_over = ui.button("Start over").clicked();
+            });
+            if sort_clicked {
+                self.sort_the_rest(ui.ctx());
+            }
+            if start_over {
+                // A fit or map of this session that is still running is dropped.
+                self.session = None;
+                self.fitting = None;
+                self.map_job = None;
+                self.map = MapView::default();
+                self.message = None;
+            }
+        }
+    }
+
+    /// Sorts what the view says it would (every answered photo, and every other the head as
+    /// shown is sure enough of), copied or moved on a worker, journalled.
+    fn sort_the_rest(&mut self, ctx: &egui::Context) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        let out = PathBuf::from(self.out_text.trim());
+        let pool = PathBuf::from(self.pool_text.trim());
+        if let Err(e) = crate::sort::pool::check_out(&pool, &out) {
+            self.error = Some(e);
+            return;
+        }
+        let plan = crate::sort::pool::plan(session, self.threshold);
+        let mode = self.mode;
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_stop = stop.clone();
+        let job = Job::spawn(ctx, "sort-apply", move |r| {
+            let result = journal::apply(
+                &out,
+                &plan,
+                mode,
+                |done, of| r.send(ApplyMsg::Progress(done, of)),
+                &worker_stop,
+            );
+            r.send(ApplyMsg::Done(result, out));
+        });
+        self.error = None;
+        self.applying = Some((job, stop));
+    }
+}
+
+/// The digit keys, 0 to 9.
+const DIGITS: [egui::Key; 10] = [
+    egui::Key::Num0,
+    egui::Key::Num1,
+    egui::Key::Num2,
+    egui::Key::Num3,
+    egui::Key::Num4,
+    egui::Key::Num5,
+    egui::Key::Num6,
+    egui::Key::Num7,
+    egui::Key::Num8,
+    egui::Key::Num9,
+];
+
+impl MapView {
     /// The map: every photo a point coloured by its answer (bright) or guess (faint), the one
     /// asked about ringed, a thumbnail on hover; a box dragged over points offers to answer
     /// them all at once. Returns the photos and answer given that way.
-    fn map_ui(
+    fn ui(
         &mut self,
         ui: &mut egui::Ui,
+        session: &Session,
         shared: &mut Shared,
         asked: Option<usize>,
     ) -> Option<(Vec<usize>, Answer)> {
-        let session = self.session.as_ref()?;
         let mut given = None;
         egui::CollapsingHeader::new("Map of all the photos")
             .default_open(true)
             .show(ui, |ui| {
-                let Some(points) = &self.map else {
+                let Some(points) = &self.points else {
                     ui.horizontal(|ui| {
                         ui.spinner();
                         ui.label("Laying out the map…");
@@ -646,7 +792,7 @@ impl SortPanel {
                     "Photos alike lie near each other. Bright: answered; faint: the guess. \
                      Drag a box over a group to give the photos in it not yet answered a class.",
                 );
-                let side = 420.0;
+                let side = 400.0;
                 let (rect, response) =
                     ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::drag());
                 let painter = ui.painter_at(rect);
@@ -659,11 +805,13 @@ impl SortPanel {
                 };
                 for (i, p) in points.iter().enumerate() {
                     let colour = match session.answer_of(i) {
-                        Some(Answer::Class(c)) => class_colour(c),
+                        Some(Answer::Class(c)) => super::widgets::class_colour(c),
                         Some(Answer::NoneOfThese) => egui::Color32::GRAY,
                         _ if session.is_placed(i) => egui::Color32::DARK_GRAY,
                         _ => match session.guess(i) {
-                            Some((c, conf)) => class_colour(c).gamma_multiply(0.15 + 0.35 * conf),
+                            Some((c, conf)) => {
+                                super::widgets::class_colour(c).gamma_multiply(0.15 + 0.35 * conf)
+                            }
                             None => egui::Color32::from_gray(90),
                         },
                     };
@@ -753,7 +901,10 @@ impl SortPanel {
                                 given = Some((self.selected.clone(), Answer::Class(c)));
                             }
                         }
-                        if ui.button("all none of these").clicked() {
+                        if ui
+                            .button(format!("all {}", crate::typical::NONE_OF_THESE))
+                            .clicked()
+                        {
                             given = Some((self.selected.clone(), Answer::NoneOfThese));
                         }
                         if ui.button("Clear the box").clicked() {
@@ -764,121 +915,6 @@ impl SortPanel {
             });
         given
     }
-
-    fn finish_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(session) = &self.session else {
-            return;
-        };
-        ui.horizontal(|ui| {
-            ui.label("Sort every photo it is at least");
-            ui.add(
-                egui::Slider::new(&mut self.threshold, 0.5..=1.0)
-                    .custom_formatter(|v, _| format!("{:.1}%", v * 100.0))
-                    .custom_parser(|s| {
-                        s.trim_end_matches('%')
-                            .trim()
-                            .parse::<f64>()
-                            .ok()
-                            .map(|v| v / 100.0)
-                    }),
-            );
-            ui.label("sure of");
-        });
-        let counts = session.sorted_counts(self.threshold);
-        let total: usize = counts.iter().sum();
-        let parts: Vec<String> = session
-            .classes
-            .iter()
-            .zip(&counts)
-            .map(|(c, n)| format!("{c}: {n}"))
-            .collect();
-        ui.label(format!(
-            "{} would be sorted ({}), the answered ones included; {} stay.",
-            crate::words::photos(total),
-            parts.join(", "),
-            session.photos.len() - total
-        ));
-        ui.horizontal(|ui| {
-            ui.label("Into:");
-            ui.add(egui::TextEdit::singleline(&mut self.out_text).desired_width(420.0));
-            ui.radio_value(&mut self.mode, Mode::Copy, "copy");
-            ui.radio_value(&mut self.mode, Mode::Move, "move");
-        });
-        if let Some((_, stop)) = &self.applying {
-            ui.horizontal(|ui| {
-                let (done, of) = self.applied;
-                ui.add(
-                    egui::ProgressBar::new(done as f32 / of.max(1) as f32)
-                        .text(format!("Sorting: {done} of {of}"))
-                        .desired_width(420.0),
-                );
-                if ui.button("Cancel").clicked() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-            });
-        } else {
-            let plan = crate::sort::pool::plan(session, self.threshold);
-            ui.horizontal(|ui| {
-                let out = PathBuf::from(self.out_text.trim());
-                if ui
-                    .add_enabled(
-                        total > 0 && !self.out_text.trim().is_empty(),
-                        egui::Button::new("Sort the rest"),
-                    )
-                    .clicked()
-                {
-                    let mode = self.mode;
-                    let stop = Arc::new(AtomicBool::new(false));
-                    let worker_stop = stop.clone();
-                    let job = Job::spawn(ui.ctx(), "sort-apply", move |r| {
-                        let result = journal::apply(
-                            &out,
-                            &plan,
-                            mode,
-                            |done, of| r.send(ApplyMsg::Progress(done, of)),
-                            &worker_stop,
-                        );
-                        r.send(ApplyMsg::Done(result));
-                    });
-                    self.error = None;
-                    self.applying = Some((job, stop));
-                }
-                if ui.button("Start over").clicked() {
-                    self.session = None;
-                    self.message = None;
-                }
-            });
-        }
-    }
-}
-
-/// The digit keys, 0 to 9.
-const DIGITS: [egui::Key; 10] = [
-    egui::Key::Num0,
-    egui::Key::Num1,
-    egui::Key::Num2,
-    egui::Key::Num3,
-    egui::Key::Num4,
-    egui::Key::Num5,
-    egui::Key::Num6,
-    egui::Key::Num7,
-    egui::Key::Num8,
-    egui::Key::Num9,
-];
-
-/// A class's colour on the map.
-fn class_colour(class: usize) -> egui::Color32 {
-    const PALETTE: [egui::Color32; 8] = [
-        egui::Color32::from_rgb(66, 133, 244),
-        egui::Color32::from_rgb(234, 67, 53),
-        egui::Color32::from_rgb(52, 168, 83),
-        egui::Color32::from_rgb(251, 188, 5),
-        egui::Color32::from_rgb(171, 71, 188),
-        egui::Color32::from_rgb(0, 172, 193),
-        egui::Color32::from_rgb(255, 112, 67),
-        egui::Color32::from_rgb(158, 157, 36),
-    ];
-    PALETTE[class % PALETTE.len()]
 }
 
 fn answer_text(classes: &[String], answer: Answer) -> String {

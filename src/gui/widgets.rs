@@ -42,3 +42,16 @@ pub(super) fn collapsing<R>(
     }
     shown
 }
+
+/// A class's colour, the same in every view (the Predict view's badges, the Sort view's map).
+pub(super) fn class_colour(class: usize) -> egui::Color32 {
+    const COLOURS: [egui::Color32; 6] = [
+        egui::Color32::from_rgb(40, 110, 170),
+        egui::Color32::from_rgb(170, 90, 30),
+        egui::Color32::from_rgb(40, 130, 70),
+        egui::Color32::from_rgb(130, 60, 150),
+        egui::Color32::from_rgb(150, 50, 60),
+        egui::Color32::from_rgb(90, 90, 90),
+    ];
+    COLOURS[class % COLOURS.len()]
+}

@@ -67,12 +67,26 @@ struct Journal(std::fs::File);
 impl Journal {
     fn open(out: &Path) -> Result<Self, String> {
         let path = out.join(JOURNAL_FILE);
-        std::fs::OpenOptions::new()
+        let fail =
+            |e: std::io::Error| format!("{}: cannot write the sort's journal: {e}", path.display());
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
-            .map(Self)
-            .map_err(|e| format!("{}: cannot write the sort's journal: {e}", path.display()))
+            .map_err(fail)?;
+        // A last line a crash cut short is ended, so that the next line stays a line.
+        let len = file.metadata().map_err(fail)?.len();
+        if len > 0 {
+            use std::io::{Read, Seek};
+            let mut last = [0u8];
+            file.seek(std::io::SeekFrom::Start(len - 1)).map_err(fail)?;
+            file.read_exact(&mut last).map_err(fail)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(fail)?;
+            }
+        }
+        Ok(Self(file))
     }
 
     fn write(&mut self, line: &Line) -> Result<(), String> {
@@ -87,10 +101,19 @@ impl Journal {
 
 /// A class name that can be a folder name: not empty, no separator, not `.` or `..`.
 pub fn check_class_name(name: &str) -> Result<(), String> {
+    const RESERVED: [&str; 22] = [
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    ];
+    let stem = name.split('.').next().unwrap_or(name).to_ascii_uppercase();
+    // Names any of Linux, macOS and Windows would refuse or change.
     let bad = name.trim().is_empty()
-        || name.contains(['/', '\\', '\0'])
+        || name.contains(['/', '\\', '\0', ':', '*', '?', '"', '<', '>', '|'])
+        || name.chars().any(char::is_control)
+        || name.ends_with(['.', ' '])
         || name == "."
         || name == ".."
+        || RESERVED.contains(&stem.as_str())
         || name.len() > 255;
     if bad {
         Err(format!("'{name}' cannot be a folder's name"))
@@ -116,12 +139,6 @@ pub fn apply(
             classes.push(class.clone());
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut journal = Journal::open(out)?;
-    journal.write(&Line::Sort {
-        mode,
-        photos: plan.len(),
-    })?;
     let mut report = Report {
         mode,
         per_class: classes.iter().map(|c| (c.clone(), 0)).collect(),
@@ -130,7 +147,21 @@ pub fn apply(
         failed: Vec::new(),
         cancelled: false,
     };
+    if plan.is_empty() {
+        return Ok(report);
+    }
+    // The journal holds whole paths: an undo from another folder finds the same files.
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    let out = &absolute(out)?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut journal = Journal::open(out)?;
+    journal.write(&Line::Sort {
+        mode,
+        photos: plan.len(),
+    })?;
     for (done, (photo, class)) in plan.iter().enumerate() {
+        let given = photo;
+        let photo = &absolute(photo)?;
         if cancel.load(Ordering::Relaxed) {
             report.cancelled = true;
             break;
@@ -145,12 +176,12 @@ pub fn apply(
         match put(photo, &folder, mode, &mut journal)? {
             Ok(renamed) => {
                 report.renamed += usize::from(renamed);
-                report.placed.push(photo.clone());
+                report.placed.push(given.clone());
                 if let Some(c) = report.per_class.iter_mut().find(|c| &c.0 == class) {
                     c.1 += 1;
                 }
             }
-            Err(why) => report.failed.push((photo.clone(), why)),
+            Err(why) => report.failed.push((given.clone(), why)),
         }
         progress(done + 1, plan.len());
     }
@@ -158,7 +189,13 @@ pub fn apply(
 }
 
 /// Puts `photo` into `folder` under a free name. `Ok(Ok(renamed))` when done, `Ok(Err(why))`
-/// when this photo could not be, `Err` when the journal could not be written.
+/// when this photo could not be (nothing of it is left in `folder`), `Err` when the journal
+/// could not be written.
+///
+/// The name is claimed first (a hard link to the photo for a move on one file system, else a
+/// new empty file: neither can replace a file), then journalled as begun, then filled (or
+/// the photo removed from where it was), then journalled as done: an undo after a crash at
+/// any point finds a copy it can remove or a photo it can move back.
 fn put(
     photo: &Path,
     folder: &Path,
@@ -171,29 +208,87 @@ fn put(
     if photo.to_str().is_none() || name.to_str().is_none() {
         return Ok(Err("its path is not UTF-8: rename it first".into()));
     }
+    // A link in the pool is sorted as the photo it points to (a link to it would break).
+    let is_link = photo
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink());
     for n in 1..=MAX_SUFFIX {
         let to = folder.join(suffixed(Path::new(name), n));
-        if to.symlink_metadata().is_ok() {
-            continue;
-        }
+        let claimed = match claim(photo, &to, mode == Mode::Move && !is_link) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
         journal.write(&Line::Begin {
             from: photo.to_owned(),
             to: to.clone(),
         })?;
-        match place(photo, &to, mode) {
-            Ok(()) => {
-                journal.write(&Line::Done { to })?;
-                return Ok(Ok(n > 1));
-            }
-            // Taken meanwhile: the next name.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Ok(Err(e.to_string())),
+        if let Err(e) = fill(photo, &to, claimed, mode) {
+            // Nothing of this photo stays in the folder; the journal's Begin without Done
+            // leaves nothing for an undo to do.
+            let _ = std::fs::remove_file(&to);
+            return Ok(Err(e.to_string()));
         }
+        journal.write(&Line::Done { to })?;
+        return Ok(Ok(n > 1));
     }
     Ok(Err(format!(
         "{MAX_SUFFIX} names taken in {}",
         folder.display()
     )))
+}
+
+/// A name claimed in the sorted folder.
+enum Claimed {
+    /// A hard link to the photo.
+    Link,
+    /// A new, empty file.
+    File(std::fs::File),
+}
+
+/// Claims `to`: a hard link to `photo` when `link` (and the file system allows), else a new
+/// empty file; `AlreadyExists` when the name is taken.
+fn claim(photo: &Path, to: &Path, link: bool) -> std::io::Result<Claimed> {
+    if link {
+        match std::fs::hard_link(photo, to) {
+            Ok(()) => return Ok(Claimed::Link),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+            // Another file system, or one without links: a copy.
+            Err(_) => {}
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map(Claimed::File)
+}
+
+/// Finishes putting `photo` at the claimed `to`: the copy's bytes, synced with its folder;
+/// for a move, the photo removed from where it was.
+fn fill(photo: &Path, to: &Path, claimed: Claimed, mode: Mode) -> std::io::Result<()> {
+    if let Claimed::File(mut file) = claimed {
+        let mut src = std::fs::File::open(photo)?;
+        std::io::copy(&mut src, &mut file)?;
+        file.sync_all()?;
+        sync_folder(to);
+    }
+    if mode == Mode::Move {
+        std::fs::remove_file(photo)?;
+    }
+    Ok(())
+}
+
+/// Flushes the folder of `path` (its new entry) to disk, where the platform can.
+fn sync_folder(path: &Path) {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// `name` with `-n` before its extension (`n` > 1).
@@ -208,35 +303,12 @@ fn suffixed(name: &Path, n: usize) -> PathBuf {
     }
 }
 
-/// Copies or moves `from` to `to`, which must not exist (never overwritten).
-fn place(from: &Path, to: &Path, mode: Mode) -> std::io::Result<()> {
-    if mode == Mode::Move {
-        match std::fs::hard_link(from, to) {
-            Ok(()) => return std::fs::remove_file(from),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
-            // Another file system, or one without links: copy, then remove.
-            Err(_) => {}
-        }
+/// Moves `from` back to `to`, which must not exist (never overwritten).
+fn move_back(from: &Path, to: &Path) -> std::io::Result<()> {
+    match claim(from, to, true)? {
+        Claimed::Link => std::fs::remove_file(from),
+        claimed @ Claimed::File(_) => fill(from, to, claimed, Mode::Move),
     }
-    copy_new(from, to)?;
-    if mode == Mode::Move {
-        std::fs::remove_file(from)?;
-    }
-    Ok(())
-}
-
-/// Copies `from` to a new file `to` (refused if it exists), synced; a partial copy is removed.
-fn copy_new(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut src = std::fs::File::open(from)?;
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)?;
-    let copied = std::io::copy(&mut src, &mut dst).and_then(|_| dst.sync_all());
-    if copied.is_err() {
-        let _ = std::fs::remove_file(to);
-    }
-    copied
 }
 
 /// What an undo did.
@@ -280,7 +352,21 @@ pub fn undo(out: &Path) -> Result<Undone, String> {
             Line::Sort { .. } | Line::Done { .. } => {}
         }
     }
-    let kept: Vec<&Line> = lines[..start].iter().collect();
+    // The steps left undone stay journalled, so that a later undo can try them again.
+    let left: std::collections::HashSet<&PathBuf> = undone.kept.iter().map(|k| &k.0).collect();
+    let mut kept: Vec<&Line> = lines[..start].iter().collect();
+    let unfinished: Vec<&Line> = last
+        .iter()
+        .filter(|l| match l {
+            Line::Begin { from, to } => left.contains(to) || left.contains(from),
+            Line::Done { to } => left.contains(to),
+            Line::Sort { .. } | Line::Folder { .. } => false,
+        })
+        .collect();
+    if !unfinished.is_empty() {
+        kept.push(&lines[start]);
+        kept.extend(unfinished);
+    }
     if kept.is_empty() {
         std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     } else {
@@ -315,17 +401,17 @@ fn take_back(from: &Path, to: &Path, mode: Mode, finished: bool, undone: &mut Un
                 Ok(()) => undone.removed += 1,
                 Err(e) => undone.kept.push((to.to_owned(), e.to_string())),
             }
-        } else if finished {
-            undone.kept.push((
-                to.to_owned(),
-                "it differs from the photo it copied: changed since".into(),
-            ));
-        } else {
+        } else if !finished && is_prefix(to, from) {
             // An interrupted copy: the original is whole.
             match std::fs::remove_file(to) {
                 Ok(()) => undone.removed += 1,
                 Err(e) => undone.kept.push((to.to_owned(), e.to_string())),
             }
+        } else {
+            undone.kept.push((
+                to.to_owned(),
+                "it differs from the photo it copied: changed since".into(),
+            ));
         }
         return;
     }
@@ -336,11 +422,19 @@ fn take_back(from: &Path, to: &Path, mode: Mode, finished: bool, undone: &mut Un
         ));
         return;
     }
-    match place(to, from, Mode::Move) {
+    match move_back(to, from) {
         Ok(()) => undone.restored += 1,
         Err(e) => undone
             .kept
             .push((to.to_owned(), format!("cannot move it back: {e}"))),
+    }
+}
+
+/// Whether `part`'s bytes begin `whole`'s (a copy cut short).
+fn is_prefix(part: &Path, whole: &Path) -> bool {
+    match (std::fs::read(part), std::fs::read(whole)) {
+        (Ok(x), Ok(y)) => y.starts_with(&x),
+        _ => false,
     }
 }
 
@@ -367,20 +461,23 @@ fn read_journal(path: &Path) -> Result<Vec<Line>, String> {
     parse_journal(&bytes).map_err(|e| fail(&e))
 }
 
-/// The journal's lines. A last line cut short (a crash while writing it) is left out; any
-/// other line that is not one of the journal's is an error.
+/// The journal's lines. A line cut short by a crash (the last, or the last before a later
+/// sort began) is left out; any other line that is not one of the journal's is an error.
 pub(crate) fn parse_journal(bytes: &[u8]) -> Result<Vec<Line>, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the journal is not UTF-8 text")?;
-    let all: Vec<&str> = text.lines().collect();
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut lines = Vec::new();
     for (n, line) in all.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
         match serde_json::from_str(line) {
             Ok(l) => lines.push(l),
-            Err(_) if n + 1 == all.len() => {}
-            Err(e) => return Err(format!("line {} is not a journal line: {e}", n + 1)),
+            Err(e) => {
+                let next: Option<Line> = all.get(n + 1).and_then(|l| serde_json::from_str(l).ok());
+                if !(next.is_none() && n + 1 == all.len()
+                    || matches!(next, Some(Line::Sort { .. })))
+                {
+                    return Err(format!("line {} is not a journal line: {e}", n + 1));
+                }
+            }
         }
     }
     Ok(lines)
@@ -399,7 +496,9 @@ mod tests {
 
     #[test]
     fn class_names_must_be_folder_names() {
-        for bad in ["", " ", "a/b", "..", ".", "a\\b"] {
+        for bad in [
+            "", " ", "a/b", "..", ".", "a\\b", "a:b", "what?", "nul", "com1.x", "dot.",
+        ] {
             assert!(check_class_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_class_name("golden retriever").is_ok());

@@ -69,11 +69,12 @@ impl Opening {
             super::journal::check_class_name(c)?;
         }
         crate::limits::check("classes", classes.len(), &crate::limits::CLASSES)?;
-        let mut unique = classes.clone();
+        // Folders differing only in case are one folder on macOS and Windows.
+        let mut unique: Vec<String> = classes.iter().map(|c| c.to_lowercase()).collect();
         unique.sort();
         unique.dedup();
         if unique.len() != classes.len() || classes.len() < 2 {
-            return Err("sorting needs two or more classes, each named once".into());
+            return Err("sorting needs two or more classes, each named once (case aside)".into());
         }
         Ok(classes)
     }
@@ -305,6 +306,21 @@ pub fn oracle(session: &Session, labelled: &Path) -> Result<Vec<Option<usize>>, 
             session.classes.iter().position(|c| c == class)
         })
         .collect())
+}
+
+/// Refuses a sorted folder inside the pool (its copies would be sorted again next time) or
+/// the pool itself.
+pub fn check_out(pool: &Path, out: &Path) -> Result<(), String> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let (pool, out) = (abs(pool), abs(out));
+    if out.starts_with(&pool) {
+        return Err(format!(
+            "{}: put the sorted photos outside the folder being sorted ({})",
+            out.display(),
+            pool.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Where the pool's photos go: `pool`'s files as `out/CLASS/NAME`.

@@ -483,13 +483,16 @@ fn duplicate_groups(paths: &[PathBuf], rows: &[Vec<(usize, f32)>], below: f32) -
 /// Each photo's distance to its `k`-th nearest photo of the class it is nearest to: the
 /// smallest, over the classes of more than `k` photos, of the `k`-th nearest photo of that
 /// class (the photo itself left out). A mislabelled photo is near its true class; a photo of
-/// no class is far from every class. `None` when no class has more than `k` photos.
+/// no class is far from every class. `None` for the photos of a class of `k` photos or fewer
+/// (they cannot be measured against their own class).
 fn nearest_class_kth(features: &[Vec<f32>], labels: &[usize], k: usize) -> Vec<Option<f32>> {
     let mut out: Vec<Option<f32>> = vec![None; features.len()];
     let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
-    for c in 0..classes {
+    let mut small = vec![false; classes];
+    for (c, is_small) in small.iter_mut().enumerate() {
         let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
         if members.len() <= k {
+            *is_small = true;
             continue;
         }
         let of_class: Vec<Vec<f32>> = members.iter().map(|&i| features[i].clone()).collect();
@@ -501,6 +504,11 @@ fn nearest_class_kth(features: &[Vec<f32>], labels: &[usize], k: usize) -> Vec<O
                 continue;
             };
             out[i] = Some(out[i].map_or(d, |o: f32| o.min(d)));
+        }
+    }
+    for (i, &label) in labels.iter().enumerate() {
+        if small[label] {
+            out[i] = None;
         }
     }
     out
