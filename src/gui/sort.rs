@@ -586,7 +586,7 @@ impl SortPanel {
                 }
             });
             ui.vertical(|ui| {
-                ui.set_width(300.0);
+                ui.set_width(270.0);
                 ui.strong("Last answers");
                 for (i, answer) in session.recent(6) {
                     ui.horizontal(|ui| {
@@ -792,7 +792,7 @@ impl MapView {
                     "Photos alike lie near each other. Bright: answered; faint: the guess. \
                      Drag a box over a group to give the photos in it not yet answered a class.",
                 );
-                let side = 400.0;
+                let side = 360.0;
                 let (rect, response) =
                     ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::drag());
                 let painter = ui.painter_at(rect);

@@ -366,7 +366,7 @@ impl Session {
                  {:.0}% expected on the rest",
                 100.0 * e.answered_accuracy,
                 match e.checks {
-                    0 => "the photos answered, the hardest".to_owned(),
+                    0 => "the photos answered so far".to_owned(),
                     n => format!("{n} photos asked at random"),
                 },
                 100.0 * e.expected_accuracy
