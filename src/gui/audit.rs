@@ -84,8 +84,7 @@ impl AuditPanel {
         if self.job.is_some() {
             return;
         }
-        let mut config = shared.state.train.clone();
-        config.device = shared.state.device_choice;
+        let config = shared.run_config();
         let job = AuditJob {
             dataset: dataset.clone(),
             weights,

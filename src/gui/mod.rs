@@ -244,6 +244,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The window's training settings with the device chosen: what the label check and the
+    /// sort's feature pass run with.
+    fn run_config(&self) -> TrainConfig {
+        TrainConfig {
+            device: self.state.device_choice,
+            ..self.state.train.clone()
+        }
+    }
+
     /// Shows a confirmation for a few seconds.
     pub fn tell(&mut self, text: String) {
         self.told.push((text, std::time::Instant::now()));

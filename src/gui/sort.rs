@@ -140,8 +140,7 @@ impl SortPanel {
                     .collect(),
             ),
         };
-        let mut config = shared.state.train.clone();
-        config.device = shared.state.device_choice;
+        let config = shared.run_config();
         let opening = Opening {
             pool: pool.clone(),
             start,
