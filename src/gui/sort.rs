@@ -523,100 +523,37 @@ impl SortPanel {
                 self.skipped
             ));
         }
-        let mut action: Option<(usize, Answer)> = None;
-        let mut undo = false;
-        let mut grouped = None;
+        let (mut step, mut grouped) = (None, None);
         let map = &mut self.map;
+        let large = self
+            .large
+            .as_ref()
+            .filter(|(p, _)| next.is_some_and(|i| session.photos[i].path == *p))
+            .and_then(|(_, t)| t.as_ref());
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(440.0);
-                match next {
-                    Some(i) => {
-                        let photo = &session.photos[i];
-                        let large = self.large.as_ref().filter(|(p, _)| *p == photo.path);
-                        match large.and_then(|(_, t)| t.as_ref()) {
-                            Some(texture) => {
-                                let [w, h] = texture.size();
-                                let scale = 420.0 / (w.max(h) as f32).max(1.0);
-                                let size = egui::vec2(w as f32 * scale, h as f32 * scale);
-                                ui.add(egui::Image::new((texture.id(), size)))
-                            }
-                            // The thumbnail until the larger photo is decoded.
-                            None => shared.thumbnails.show(ui, &photo.path, 420.0),
-                        }
-                        .on_hover_text(photo.path.display().to_string());
-                        ui.label(egui::RichText::new(&photo.rel).monospace());
-                        match session.guess(i) {
-                            Some((c, p)) => ui.label(format!(
-                                "Looks like {} ({} sure)",
-                                session.classes[c],
-                                crate::infer::confidence_text(p)
-                            )),
-                            None => {
-                                ui.label(format!("No guess yet: {}.", crate::sort::NO_GUESS_YET))
-                            }
-                        };
-                        ui.horizontal_wrapped(|ui| {
-                            for (c, name) in session.classes.iter().enumerate() {
-                                let key = if c < 9 {
-                                    format!("{} ", c + 1)
-                                } else {
-                                    String::new()
-                                };
-                                if ui.button(format!("{key}{name}")).clicked() {
-                                    action = Some((i, Answer::Class(c)));
-                                }
-                            }
-                            if ui.button("0 None of these").clicked() {
-                                action = Some((i, Answer::NoneOfThese));
-                            }
-                            if ui.button("Skip (Space)").clicked() {
-                                action = Some((i, Answer::Skipped));
-                            }
-                            if ui.button("Undo (Backspace)").clicked() {
-                                undo = true;
-                            }
-                        });
-                        ui.weak("Enter takes the guess.");
-                    }
+                step = match next {
+                    Some(i) => asked_ui(ui, session, shared, large, i),
                     None => {
                         ui.label("Every photo has an answer.");
+                        None
                     }
-                }
+                };
             });
             ui.vertical(|ui| {
                 ui.set_width(270.0);
-                ui.strong("Last answers");
-                for (i, answer) in session.recent(6) {
-                    ui.horizontal(|ui| {
-                        shared.thumbnails.show(ui, &session.photos[i].path, 48.0);
-                        ui.label(&session.photos[i].rel);
-                        let mut chosen = answer;
-                        egui::ComboBox::from_id_salt(("answer", i))
-                            .selected_text(answer_text(&session.classes, answer))
-                            .show_ui(ui, |ui| {
-                                for c in 0..session.classes.len() {
-                                    ui.selectable_value(
-                                        &mut chosen,
-                                        Answer::Class(c),
-                                        &session.classes[c],
-                                    );
-                                }
-                                ui.selectable_value(
-                                    &mut chosen,
-                                    Answer::NoneOfThese,
-                                    crate::typical::NONE_OF_THESE,
-                                );
-                                ui.selectable_value(&mut chosen, Answer::Skipped, "skipped");
-                            });
-                        if chosen != answer {
-                            action = Some((i, chosen));
-                        }
-                    });
+                if let Some(changed) = recent_ui(ui, session, shared) {
+                    step = Some(Step::Answer(changed.0, changed.1));
                 }
             });
             ui.vertical(|ui| grouped = map.ui(ui, session, shared, next));
         });
+        let (action, undo) = match step {
+            Some(Step::Answer(i, a)) => (Some((i, a)), false),
+            Some(Step::Undo) => (None, true),
+            None => (None, false),
+        };
         if let Some((i, answer)) = action {
             self.answer(&ctx, i, answer);
         }
@@ -751,6 +688,97 @@ impl SortPanel {
     }
 }
 
+/// What the user did to the queue with a button or a list.
+enum Step {
+    Answer(usize, Answer),
+    Undo,
+}
+
+/// The photo asked about (`i`): large, its name and guess, and a button per answer.
+fn asked_ui(
+    ui: &mut egui::Ui,
+    session: &Session,
+    shared: &mut Shared,
+    large: Option<&egui::TextureHandle>,
+    i: usize,
+) -> Option<Step> {
+    let photo = &session.photos[i];
+    match large {
+        Some(texture) => {
+            let [w, h] = texture.size();
+            let scale = 420.0 / (w.max(h) as f32).max(1.0);
+            let size = egui::vec2(w as f32 * scale, h as f32 * scale);
+            ui.add(egui::Image::new((texture.id(), size)))
+        }
+        // The thumbnail until the larger photo is decoded.
+        None => shared.thumbnails.show(ui, &photo.path, 420.0),
+    }
+    .on_hover_text(photo.path.display().to_string());
+    ui.label(egui::RichText::new(&photo.rel).monospace());
+    match session.guess(i) {
+        Some((c, p)) => ui.label(format!(
+            "Looks like {} ({} sure)",
+            session.classes[c],
+            crate::infer::confidence_text(p)
+        )),
+        None => ui.label(format!("No guess yet: {}.", crate::sort::NO_GUESS_YET)),
+    };
+    let mut step = None;
+    ui.horizontal_wrapped(|ui| {
+        for (c, name) in session.classes.iter().enumerate() {
+            let key = if c < 9 {
+                format!("{} ", c + 1)
+            } else {
+                String::new()
+            };
+            if ui.button(format!("{key}{name}")).clicked() {
+                step = Some(Step::Answer(i, Answer::Class(c)));
+            }
+        }
+        if ui.button("0 None of these").clicked() {
+            step = Some(Step::Answer(i, Answer::NoneOfThese));
+        }
+        if ui.button("Skip (Space)").clicked() {
+            step = Some(Step::Answer(i, Answer::Skipped));
+        }
+        if ui.button("Undo (Backspace)").clicked() {
+            step = Some(Step::Undo);
+        }
+    });
+    ui.weak("Enter takes the guess.");
+    step
+}
+
+/// The last answers, each with a list to change it; the change asked for.
+fn recent_ui(ui: &mut egui::Ui, session: &Session, shared: &mut Shared) -> Option<(usize, Answer)> {
+    ui.strong("Last answers");
+    let mut changed = None;
+    for (i, answer) in session.recent(6) {
+        ui.horizontal(|ui| {
+            shared.thumbnails.show(ui, &session.photos[i].path, 48.0);
+            ui.label(&session.photos[i].rel);
+            let mut chosen = answer;
+            egui::ComboBox::from_id_salt(("answer", i))
+                .selected_text(answer_text(&session.classes, answer))
+                .show_ui(ui, |ui| {
+                    for c in 0..session.classes.len() {
+                        ui.selectable_value(&mut chosen, Answer::Class(c), &session.classes[c]);
+                    }
+                    ui.selectable_value(
+                        &mut chosen,
+                        Answer::NoneOfThese,
+                        crate::typical::NONE_OF_THESE,
+                    );
+                    ui.selectable_value(&mut chosen, Answer::Skipped, "skipped");
+                });
+            if chosen != answer {
+                changed = Some((i, chosen));
+            }
+        });
+    }
+    changed
+}
+
 /// The digit keys, 0 to 9.
 const DIGITS: [egui::Key; 10] = [
     egui::Key::Num0,
@@ -780,7 +808,7 @@ impl MapView {
         egui::CollapsingHeader::new("Map of all the photos")
             .default_open(true)
             .show(ui, |ui| {
-                let Some(points) = &self.points else {
+                let Some(points) = self.points.clone() else {
                     ui.horizontal(|ui| {
                         ui.spinner();
                         ui.label("Laying out the map…");
@@ -791,129 +819,168 @@ impl MapView {
                     "Photos alike lie near each other. Bright: answered; faint: the guess. \
                      Drag a box over a group to give the photos in it not yet answered a class.",
                 );
-                let side = 360.0;
                 let (rect, response) =
-                    ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::drag());
-                let painter = ui.painter_at(rect);
-                painter.rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
-                let to_screen = |p: [f32; 2]| {
+                    ui.allocate_exact_size(egui::vec2(MAP_SIDE, MAP_SIDE), egui::Sense::drag());
+                let at = |p: [f32; 2]| {
                     egui::pos2(
                         rect.left() + 6.0 + p[0] * (rect.width() - 12.0),
                         rect.top() + 6.0 + p[1] * (rect.height() - 12.0),
                     )
                 };
-                for (i, p) in points.iter().enumerate() {
-                    let colour = match session.answer_of(i) {
-                        Some(Answer::Class(c)) => super::widgets::class_colour(c),
-                        Some(Answer::NoneOfThese) => egui::Color32::GRAY,
-                        _ if session.is_placed(i) => egui::Color32::DARK_GRAY,
-                        _ => match session.guess(i) {
-                            Some((c, conf)) => {
-                                super::widgets::class_colour(c).gamma_multiply(0.15 + 0.35 * conf)
-                            }
-                            None => egui::Color32::from_gray(90),
-                        },
-                    };
-                    painter.circle_filled(to_screen(*p), 2.5, colour);
-                }
-                if let Some(i) = asked {
-                    painter.circle_stroke(
-                        to_screen(points[i]),
-                        6.0,
-                        egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
-                    );
-                }
-                for &i in &self.selected {
-                    painter.circle_stroke(
-                        to_screen(points[i]),
-                        4.0,
-                        egui::Stroke::new(1.0, ui.visuals().selection.stroke.color),
-                    );
-                }
-                // A box being dragged.
-                if response.drag_started()
-                    && let Some(at) = response.interact_pointer_pos()
-                {
-                    self.dragging = Some((at, at));
-                }
-                if let (Some((_, end)), Some(at)) =
-                    (self.dragging.as_mut(), response.interact_pointer_pos())
-                {
-                    *end = at;
-                }
-                if let Some((a, b)) = self.dragging {
-                    let drawn = egui::Rect::from_two_pos(a, b);
-                    painter.rect_stroke(
-                        drawn,
-                        0.0,
-                        ui.visuals().selection.stroke,
-                        egui::StrokeKind::Inside,
-                    );
-                    if response.drag_stopped() {
-                        self.selected = (0..points.len())
-                            .filter(|&i| drawn.contains(to_screen(points[i])))
-                            // Not the photos answered already: a box does not overrule an
-                            // answer given one by one.
-                            .filter(|&i| {
-                                !session.is_placed(i)
-                                    && matches!(session.answer_of(i), None | Some(Answer::Skipped))
-                            })
-                            .collect();
-                        self.dragging = None;
-                    }
-                }
-                // The photo under the pointer.
+                let screen: Vec<egui::Pos2> = points.iter().map(|&p| at(p)).collect();
+                let painter = ui.painter_at(rect);
+                painter.rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+                self.paint(ui, &painter, session, &screen, asked);
+                self.track_box(ui, &painter, &response, session, &screen);
                 if let Some(pointer) = response.hover_pos()
                     && self.dragging.is_none()
                 {
-                    let nearest = (0..points.len())
-                        .map(|i| (i, to_screen(points[i]).distance(pointer)))
-                        .filter(|&(_, d)| d < 8.0)
-                        .min_by(|a, b| a.1.total_cmp(&b.1));
-                    if let Some((i, _)) = nearest {
-                        let photo = &session.photos[i];
-                        let said = match session.answer_of(i) {
-                            Some(a) => answer_text(&session.classes, a),
-                            None => session.guess(i).map_or("no guess yet".into(), |(c, p)| {
-                                format!(
-                                    "looks like {} ({})",
-                                    session.classes[c],
-                                    crate::infer::confidence_text(p)
-                                )
-                            }),
-                        };
-                        response.clone().on_hover_ui_at_pointer(|ui| {
-                            shared.thumbnails.show(ui, &photo.path, 160.0);
-                            ui.label(&photo.rel);
-                            ui.label(said);
-                        });
-                    }
+                    hover_tip(&response, session, shared, &screen, pointer);
                 }
-                if !self.selected.is_empty() {
-                    ui.horizontal_wrapped(|ui| {
-                        ui.label(format!(
-                            "{} in the box:",
-                            crate::words::photos(self.selected.len())
-                        ));
-                        for (c, name) in session.classes.iter().enumerate() {
-                            if ui.button(format!("all {name}")).clicked() {
-                                given = Some((self.selected.clone(), Answer::Class(c)));
-                            }
-                        }
-                        if ui
-                            .button(format!("all {}", crate::typical::NONE_OF_THESE))
-                            .clicked()
-                        {
-                            given = Some((self.selected.clone(), Answer::NoneOfThese));
-                        }
-                        if ui.button("Clear the box").clicked() {
-                            self.selected.clear();
-                        }
-                    });
-                }
+                given = self.box_ui(ui, session);
             });
         given
     }
+
+    /// The points, the one asked about ringed, the box's photos marked.
+    fn paint(
+        &self,
+        ui: &egui::Ui,
+        painter: &egui::Painter,
+        session: &Session,
+        screen: &[egui::Pos2],
+        asked: Option<usize>,
+    ) {
+        for (i, &p) in screen.iter().enumerate() {
+            let colour = match session.answer_of(i) {
+                Some(Answer::Class(c)) => super::widgets::class_colour(c),
+                Some(Answer::NoneOfThese) => egui::Color32::GRAY,
+                _ if session.is_placed(i) => egui::Color32::DARK_GRAY,
+                _ => match session.guess(i) {
+                    Some((c, conf)) => {
+                        super::widgets::class_colour(c).gamma_multiply(0.15 + 0.35 * conf)
+                    }
+                    None => egui::Color32::from_gray(90),
+                },
+            };
+            painter.circle_filled(p, 2.5, colour);
+        }
+        if let Some(i) = asked {
+            let ring = egui::Stroke::new(2.0, ui.visuals().strong_text_color());
+            painter.circle_stroke(screen[i], 6.0, ring);
+        }
+        let mark = egui::Stroke::new(1.0, ui.visuals().selection.stroke.color);
+        for &i in &self.selected {
+            painter.circle_stroke(screen[i], 4.0, mark);
+        }
+    }
+
+    /// A box being dragged: drawn, and once let go, the photos in it not yet answered (a box
+    /// does not overrule an answer given one by one) or sorted.
+    fn track_box(
+        &mut self,
+        ui: &egui::Ui,
+        painter: &egui::Painter,
+        response: &egui::Response,
+        session: &Session,
+        screen: &[egui::Pos2],
+    ) {
+        if response.drag_started()
+            && let Some(at) = response.interact_pointer_pos()
+        {
+            self.dragging = Some((at, at));
+        }
+        if let (Some((_, end)), Some(at)) =
+            (self.dragging.as_mut(), response.interact_pointer_pos())
+        {
+            *end = at;
+        }
+        let Some((a, b)) = self.dragging else {
+            return;
+        };
+        let drawn = egui::Rect::from_two_pos(a, b);
+        painter.rect_stroke(
+            drawn,
+            0.0,
+            ui.visuals().selection.stroke,
+            egui::StrokeKind::Inside,
+        );
+        if response.drag_stopped() {
+            self.selected = (0..screen.len())
+                .filter(|&i| drawn.contains(screen[i]))
+                .filter(|&i| {
+                    !session.is_placed(i)
+                        && matches!(session.answer_of(i), None | Some(Answer::Skipped))
+                })
+                .collect();
+            self.dragging = None;
+        }
+    }
+
+    /// The row that answers the box's photos at once.
+    fn box_ui(&mut self, ui: &mut egui::Ui, session: &Session) -> Option<(Vec<usize>, Answer)> {
+        if self.selected.is_empty() {
+            return None;
+        }
+        let mut given = None;
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!(
+                "{} in the box:",
+                crate::words::photos(self.selected.len())
+            ));
+            for (c, name) in session.classes.iter().enumerate() {
+                if ui.button(format!("all {name}")).clicked() {
+                    given = Some((self.selected.clone(), Answer::Class(c)));
+                }
+            }
+            if ui
+                .button(format!("all {}", crate::typical::NONE_OF_THESE))
+                .clicked()
+            {
+                given = Some((self.selected.clone(), Answer::NoneOfThese));
+            }
+            if ui.button("Clear the box").clicked() {
+                self.selected.clear();
+            }
+        });
+        given
+    }
+}
+
+/// The side of the map, in points.
+const MAP_SIDE: f32 = 360.0;
+
+/// The photo under the pointer on the map, if one is: its thumbnail, name and answer or guess.
+fn hover_tip(
+    response: &egui::Response,
+    session: &Session,
+    shared: &mut Shared,
+    screen: &[egui::Pos2],
+    pointer: egui::Pos2,
+) {
+    let nearest = (0..screen.len())
+        .map(|i| (i, screen[i].distance(pointer)))
+        .filter(|&(_, d)| d < 8.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((i, _)) = nearest else {
+        return;
+    };
+    let photo = &session.photos[i];
+    let said = match session.answer_of(i) {
+        Some(a) => answer_text(&session.classes, a),
+        None => session.guess(i).map_or("no guess yet".into(), |(c, p)| {
+            format!(
+                "looks like {} ({})",
+                session.classes[c],
+                crate::infer::confidence_text(p)
+            )
+        }),
+    };
+    response.clone().on_hover_ui_at_pointer(|ui| {
+        shared.thumbnails.show(ui, &photo.path, 160.0);
+        ui.label(&photo.rel);
+        ui.label(said);
+    });
 }
 
 fn answer_text(classes: &[String], answer: Answer) -> String {

@@ -82,7 +82,14 @@ fn affinities(x: &[Vec<f32>]) -> Vec<Vec<(usize, f32)>> {
             *sym[j].entry(i).or_default() += p / (2.0 * n as f32);
         }
     }
-    sym.into_iter().map(|m| m.into_iter().collect()).collect()
+    // In order of the photos, so that a seed gives the same map every time.
+    sym.into_iter()
+        .map(|m| {
+            let mut row: Vec<(usize, f32)> = m.into_iter().collect();
+            row.sort_unstable_by_key(|x| x.0);
+            row
+        })
+        .collect()
 }
 
 /// p_j|i over a photo's neighbours (squared distances), the Gaussian's precision found by
