@@ -134,7 +134,8 @@ pub fn normalised(v: &[f32]) -> Vec<f32> {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// The dot product of `a` and `b`, vectorised.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight lanes of partial sums, which the compiler turns into vector instructions.
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));

@@ -91,21 +91,7 @@ fn threshold(s: &str) -> Result<f32, String> {
 /// Runs `vggtune sort`.
 pub fn sort(choice: DeviceChoice, args: SortArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.undo {
-        let undone = journal::undo(out).map_err(anyhow::Error::msg)?;
-        if args.output.json {
-            println!("{}", serde_json::to_string_pretty(&undone)?);
-        } else {
-            println!(
-                "{}: {} moved back, {} copies removed",
-                out.display(),
-                vggtune::words::photos(undone.restored),
-                undone.removed
-            );
-            for (path, why) in &undone.kept {
-                println!("  kept {}: {why}", path.display());
-            }
-        }
-        return Ok(());
+        return undo(out, args.output);
     }
     if args.into.is_none() && args.oracle.is_none() && args.map.is_none() {
         anyhow::bail!(
@@ -174,47 +160,54 @@ pub fn sort(choice: DeviceChoice, args: SortArgs) -> anyhow::Result<()> {
         ask(&mut session)?;
     }
     if let Some(into) = &args.into {
-        session.retrain();
-        let plan = pool::plan(&session, args.threshold);
-        let mode = if args.move_photos {
-            Mode::Move
-        } else {
-            Mode::Copy
-        };
-        let report =
-            journal::apply(into, &plan, mode, |_, _| {}, &never).map_err(anyhow::Error::msg)?;
-        if out.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            let left = session.photos.len() - report.sorted();
-            println!(
-                "{} {} into {} ({}); {} left unsorted (under {}% sure, or none of these){}",
-                if mode == Mode::Move {
-                    "moved"
-                } else {
-                    "copied"
-                },
-                vggtune::words::photos(report.sorted()),
-                into.display(),
-                report
-                    .per_class
-                    .iter()
-                    .map(|(c, n)| format!("{c}: {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                left,
-                args.threshold * 100.0,
-                match report.renamed {
-                    0 => String::new(),
-                    n => format!("; {n} renamed: their name was taken"),
-                }
-            );
-            for (path, why) in &report.failed {
-                println!("  not sorted {}: {why}", path.display());
-            }
-            println!("undo: vggtune sort --undo {:?}", into.display().to_string());
+        sort_the_rest(&mut session, &args, into, &never)?;
+    }
+    Ok(())
+}
+
+/// `vggtune sort --undo OUT`.
+fn undo(out: &std::path::Path, output: Output) -> anyhow::Result<()> {
+    let undone = journal::undo(out).map_err(anyhow::Error::msg)?;
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&undone)?);
+    } else {
+        println!("{}: {}", out.display(), undone.summary());
+        for (path, why) in &undone.kept {
+            println!("  kept {}: {why}", path.display());
         }
     }
+    Ok(())
+}
+
+/// The head fitted on every answer, then every photo it is sure enough of sorted into `into`.
+fn sort_the_rest(
+    session: &mut Session,
+    args: &SortArgs,
+    into: &std::path::Path,
+    never: &AtomicBool,
+) -> anyhow::Result<()> {
+    session.retrain();
+    let plan = pool::plan(session, args.threshold);
+    let mode = if args.move_photos {
+        Mode::Move
+    } else {
+        Mode::Copy
+    };
+    let report = journal::apply(into, &plan, mode, |_, _| {}, never).map_err(anyhow::Error::msg)?;
+    if args.output.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{}; {} left unsorted (under {}% sure, or none of these)",
+        report.summary(into),
+        session.photos.len() - report.sorted(),
+        args.threshold * 100.0,
+    );
+    for (path, why) in &report.failed {
+        println!("  not sorted {}: {why}", path.display());
+    }
+    println!("undo: vggtune sort --undo {:?}", into.display().to_string());
     Ok(())
 }
 
@@ -262,8 +255,8 @@ fn simulate(
         ),
         None => None,
     };
-    let score = |s: &Session| {
-        let l = scored.as_ref()?;
+    // The scored photos of the sort's classes, picked once for every fit.
+    let scored = scored.map(|l| {
         let known: Vec<usize> = (0..l.labels.len())
             .filter(|&i| l.labels[i].is_some())
             .collect();
@@ -273,7 +266,11 @@ fn simulate(
             .filter_map(|&i| l.mirrors.get(i).cloned())
             .collect();
         let labels: Vec<usize> = known.iter().filter_map(|&i| l.labels[i]).collect();
-        Some(s.accuracy_on(&features, &mirrors, &labels))
+        (features, mirrors, labels)
+    });
+    let score = |s: &Session| {
+        let (features, mirrors, labels) = scored.as_ref()?;
+        Some(s.accuracy_on(features, mirrors, labels))
     };
     let answers = args.answers.unwrap_or(0);
     let curve = vggtune::sort::simulate(session, &truth, (answers, args.every, args.order), &score);

@@ -203,15 +203,7 @@ impl SortPanel {
         {
             match result {
                 Ok(u) => {
-                    self.message = Some(format!(
-                        "Undone: {} moved back, {} copies removed{}",
-                        crate::words::photos(u.restored),
-                        u.removed,
-                        match u.kept.len() {
-                            0 => String::new(),
-                            n => format!("; {n} files kept (the first: {})", u.kept[0].1),
-                        }
-                    ));
+                    self.message = Some(format!("Undone: {}", u.summary()));
                     self.last_out = None;
                     if let Some(session) = &mut self.session {
                         session.set_placed(&self.last_placed, false);
@@ -264,30 +256,7 @@ impl SortPanel {
     fn sorted(&mut self, result: Result<Report, String>, out: PathBuf) {
         match result {
             Ok(report) => {
-                let per_class: Vec<String> = report
-                    .per_class
-                    .iter()
-                    .map(|(c, n)| format!("{c}: {n}"))
-                    .collect();
-                self.message = Some(format!(
-                    "{} {} into {} ({}){}{}",
-                    if report.mode == Mode::Move {
-                        "Moved"
-                    } else {
-                        "Copied"
-                    },
-                    crate::words::photos(report.sorted()),
-                    out.display(),
-                    per_class.join(", "),
-                    if report.cancelled { "; cancelled" } else { "" },
-                    match report.failed.len() {
-                        0 => String::new(),
-                        n => format!(
-                            "; {n} could not be sorted (the first: {})",
-                            report.failed[0].1
-                        ),
-                    }
-                ));
+                self.message = Some(crate::words::sentence(&report.summary(&out)));
                 if let Some(session) = &mut self.session {
                     session.set_placed(&report.placed, true);
                 }
@@ -808,7 +777,8 @@ impl MapView {
         egui::CollapsingHeader::new("Map of all the photos")
             .default_open(true)
             .show(ui, |ui| {
-                let Some(points) = self.points.clone() else {
+                // Taken out for the frame (no copy), put back at its end.
+                let Some(points) = self.points.take() else {
                     ui.horizontal(|ui| {
                         ui.spinner();
                         ui.label("Laying out the map…");
@@ -838,6 +808,7 @@ impl MapView {
                     hover_tip(&response, session, shared, &screen, pointer);
                 }
                 given = self.box_ui(ui, session);
+                self.points = Some(points);
             });
         given
     }

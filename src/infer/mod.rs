@@ -484,6 +484,42 @@ impl Prediction {
 /// permission, link loops and broken links, FIFOs and devices), on all cores, so every file
 /// either gets a prediction or a reason, never silence.
 pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unclassified>) {
+    let (candidates, mut rejected) = candidates_in(inputs);
+    let limits = DecodeLimits::default();
+    let checked: Vec<Result<(), SkipReason>> = candidates
+        .par_iter()
+        .map(|p| scan::check_image(p, &limits))
+        .collect();
+    let mut images = Vec::with_capacity(candidates.len());
+    for (path, check) in candidates.into_iter().zip(checked) {
+        match check {
+            Ok(()) => images.push(path),
+            Err(reason) => rejected.push(Unclassified {
+                reason: reason.to_string(),
+                path,
+            }),
+        }
+    }
+    (images, rejected)
+}
+
+/// The usable photos under `folder` as a scan lists them (paths relative to it, sorted; the
+/// label 0), each file checked once, and every other file with why: the second folder of a
+/// check, the pool of a sort.
+pub fn entries_under(folder: &Path) -> (Vec<crate::data::ImageEntry>, Vec<Unclassified>) {
+    let (candidates, mut rejected) = candidates_in(&[folder.to_owned()]);
+    let (mut entries, bad) = scan::entries_of(folder, candidates, 0, &DecodeLimits::default());
+    rejected.extend(bad.into_iter().map(|s| Unclassified {
+        reason: s.message,
+        path: s.path,
+    }));
+    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    (entries, rejected)
+}
+
+/// The files among `inputs` that may be images (files as given, folders walked in name
+/// order, links followed), and every other entry with why.
+fn candidates_in(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unclassified>) {
     let mut candidates = Vec::new();
     let mut rejected = Vec::new();
     let mut reject = |path: PathBuf, reason: &dyn std::fmt::Display| {
@@ -532,19 +568,7 @@ pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unclassified>) {
             Err(e) => reject(input.clone(), &scan::io_reason(&e)),
         }
     }
-    let limits = DecodeLimits::default();
-    let checked: Vec<Result<(), SkipReason>> = candidates
-        .par_iter()
-        .map(|p| scan::check_image(p, &limits))
-        .collect();
-    let mut images = Vec::with_capacity(candidates.len());
-    for (path, check) in candidates.into_iter().zip(checked) {
-        match check {
-            Ok(()) => images.push(path),
-            Err(reason) => reject(path, &reason),
-        }
-    }
-    (images, rejected)
+    (candidates, rejected)
 }
 
 /// A probability as a percentage with the digits that tell it apart: "63.2%", but "99.97%" and

@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use crate::typical::dot;
+
 /// Passes over the photos a fit makes (from the last fit's weights).
 const STEPS: usize = 150;
 /// Adam's step size.
@@ -123,10 +125,6 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let e: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let sum: f32 = e.iter().sum();
     e.iter().map(|v| v / sum.max(f32::MIN_POSITIVE)).collect()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

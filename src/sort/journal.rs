@@ -59,6 +59,38 @@ impl Report {
     pub fn sorted(&self) -> usize {
         self.per_class.iter().map(|c| c.1).sum()
     }
+
+    /// What the sort did, in words: "copied 57 photos into OUT (cat: 27, dog: 30)", with the
+    /// renamed, a cancel and the first failure.
+    pub fn summary(&self, out: &Path) -> String {
+        let per_class: Vec<String> = self
+            .per_class
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        let mut text = format!(
+            "{} {} into {} ({})",
+            if self.mode == Mode::Move {
+                "moved"
+            } else {
+                "copied"
+            },
+            crate::words::photos(self.sorted()),
+            out.display(),
+            per_class.join(", ")
+        );
+        if self.renamed > 0 {
+            text.push_str(&format!("; {} renamed: their name was taken", self.renamed));
+        }
+        if self.cancelled {
+            text.push_str("; cancelled");
+        }
+        if let Some((_, why)) = self.failed.first() {
+            let n = self.failed.len();
+            text.push_str(&format!("; {n} could not be sorted (the first: {why})"));
+        }
+        text
+    }
 }
 
 /// The journal of `out`, appended to with each line flushed to disk.
@@ -321,6 +353,22 @@ pub struct Undone {
     /// Files left where they are, with why (nothing is deleted that is not a copy of a photo
     /// still in its place).
     pub kept: Vec<(PathBuf, String)>,
+}
+
+impl Undone {
+    /// What the undo did, in words.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} moved back, {} copies removed",
+            crate::words::photos(self.restored),
+            self.removed
+        );
+        if let Some((_, why)) = self.kept.first() {
+            let n = self.kept.len();
+            text.push_str(&format!("; {n} files kept (the first: {why})"));
+        }
+        text
+    }
 }
 
 /// Takes back the last sort journalled in `out`.

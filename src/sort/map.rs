@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use crate::typical::dot;
+
 /// Above this many photos the map is the first two principal components alone (t-SNE's
 /// exact repulsion grows with the square of the photos: about 20 s at 5,000 on 2 cores).
 pub const TSNE_MAX: usize = 5000;
@@ -216,10 +218,6 @@ fn normalise(y: &mut [[f32; 2]]) {
 
 fn squared(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::{Photo, Session};
-use crate::data::{Dataset, DecodeLimits, ImageEntry, Layout};
+use crate::data::{Dataset, ImageEntry, Layout};
 use crate::infer::Unclassified;
 use crate::train::TrainConfig;
 use crate::train::audit::{self, AuditJob};
@@ -94,20 +94,16 @@ impl Opening {
         Ok(config)
     }
 
-    /// The job of a head pass over `images` (labels as given) with this opening's settings.
-    fn job(
-        &self,
-        classes: &[String],
-        root: &Path,
-        images: Vec<ImageEntry>,
-    ) -> Result<AuditJob, String> {
+    /// The job of a head pass in `root` with this opening's settings (the pass names its
+    /// photos: [`audit::pass_over`]).
+    fn job(&self, classes: &[String], root: &Path) -> Result<AuditJob, String> {
         Ok(AuditJob {
             dataset: Dataset {
                 root: root.to_owned(),
                 train_dir: root.to_owned(),
                 layout: Layout::FoldersAsLabels,
                 classes: classes.to_vec(),
-                images,
+                images: Vec::new(),
                 explicit_valid: None,
                 test_dir: None,
                 skipped: Vec::new(),
@@ -133,7 +129,7 @@ impl Opening {
         stop: &Arc<AtomicBool>,
         on_event: impl FnMut(&TrainEvent),
     ) -> Result<Option<Features>, String> {
-        let job = self.job(classes, root, images.clone())?;
+        let job = self.job(classes, root)?;
         let Some(held) = audit::pass_over(
             &job,
             images.clone(),
@@ -266,21 +262,11 @@ pub fn photos_under(
     if !pool.is_dir() {
         return Err(format!("{}: not a folder", pool.display()));
     }
-    let (paths, mut skipped) = crate::infer::collect_images(&[pool.to_owned()]);
-    if paths.is_empty() {
-        return Err(format!("{}: no photos to sort", pool.display()));
-    }
-    crate::limits::check("photos to sort", paths.len(), &crate::limits::SORT_PHOTOS)?;
-    let (mut entries, bad) =
-        crate::data::scan::entries_of(pool, paths, 0, &DecodeLimits::default());
-    skipped.extend(bad.into_iter().map(|s| Unclassified {
-        reason: s.message,
-        path: s.path,
-    }));
+    let (mut entries, skipped) = crate::infer::entries_under(pool);
     if entries.is_empty() {
         return Err(format!("{}: no photos to sort", pool.display()));
     }
-    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    crate::limits::check("photos to sort", entries.len(), &crate::limits::SORT_PHOTOS)?;
     for (i, e) in entries.iter_mut().enumerate() {
         e.label = i % classes.max(1);
     }

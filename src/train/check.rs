@@ -272,9 +272,7 @@ fn leaks(
     stop: &Arc<AtomicBool>,
     mut on_event: impl FnMut(usize, usize, &TrainEvent),
 ) -> Result<Option<(Against, Vec<Finding>)>, String> {
-    let (found, mut rejected) = crate::infer::collect_images(&[folder.to_owned()]);
-    let limits = DecodeLimits::default();
-    let (entries, skipped) = crate::data::scan::entries_of(folder, found, 0, &limits);
+    let (entries, rejected) = crate::infer::entries_under(folder);
     if entries.is_empty() {
         return Err(format!("{}: no photos to check against", folder.display()));
     }
@@ -333,10 +331,6 @@ fn leaks(
         ));
     }
     leaks.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.rel.cmp(&b.1.rel)));
-    rejected.extend(skipped.into_iter().map(|s| crate::infer::Unclassified {
-        reason: s.reason.to_string(),
-        path: s.path,
-    }));
     let against = Against {
         folder: folder.to_owned(),
         photos,
