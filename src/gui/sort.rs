@@ -391,7 +391,8 @@ impl SortPanel {
                 journal::undo(&out)
             }));
         }
-        egui::ScrollArea::vertical()
+        // Both ways: in a small window the map's column is reached by scrolling sideways.
+        egui::ScrollArea::both()
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 if self.session.is_some() {
