@@ -3,8 +3,8 @@
 # the repository root:  bash bench/sort.sh WEIGHTS OUT
 # Pool: ../shared/data/dogscats/train with its labels hidden from the queue (the oracle reads
 # them from the file names), scored on ../shared/data/dogscats/test (labels from
-# test_labels.csv, put in class folders under OUT/test); 3 seeds of each order, a fit every 10
-# answers up to 200. Then a three-class pool (cats, dogs and flowers of ../shared/data/ood)
+# test_labels.csv, put in class folders under OUT/test); 6 seeds of each order, a fit every 10
+# answers up to 150. Then a three-class pool (cats, dogs and flowers of ../shared/data/ood)
 # scored on photos of the same three kinds it does not hold.
 # Writes OUT/*.jsonl and prints the tables; python3 bench/sort_curve.py OUT draws OUT/curve.svg.
 set -euo pipefail
@@ -17,8 +17,8 @@ tail -n +2 "$SRC/dogscats/test_labels.csv" | tr -d '\r' | while IFS=, read -r id
   class=cat; [ "$label" = 1 ] && class=dog
   ln -sf "$SRC/dogscats/test/$id.jpg" "$OUT/test/$class/$id.jpg"
 done
-for seed in 1 2 3; do for order in queue random; do
-  "$BIN" sort "$SRC/dogscats/train" --classes cat,dog --oracle "$SRC/dogscats/train" --answers 200 \
+for seed in 1 2 3 4 5 6; do for order in queue random; do
+  "$BIN" sort "$SRC/dogscats/train" --classes cat,dog --oracle "$SRC/dogscats/train" --answers 150 \
     --every 10 --order $order --seed $seed --score-on "$OUT/test" --weights "$WEIGHTS" --json \
     2>/dev/null > "$OUT/two-$order-$seed.jsonl"
 done; done
@@ -33,7 +33,7 @@ n=0; for f in $(ls "$SRC/ood" | grep '^flower_' | sort); do
   if [ $dir = pool ]; then ln -s "$SRC/ood/$f" "$OUT/three/pool/$f"; ln -s "$SRC/ood/$f" "$OUT/three/labelled/flower/$f"
   else ln -s "$SRC/ood/$f" "$OUT/three/test/flower/$f"; fi
 done
-for seed in 1 2 3; do for order in queue random; do
+for seed in 1 2 3 4 5 6; do for order in queue random; do
   "$BIN" sort "$OUT/three/pool" --classes cat,dog,flower --oracle "$OUT/three/labelled" --answers 60 \
     --every 5 --order $order --seed $seed --score-on "$OUT/three/test" --weights "$WEIGHTS" --json \
     2>/dev/null > "$OUT/three-$order-$seed.jsonl"

@@ -186,7 +186,9 @@ fn sort_the_rest(
     into: &std::path::Path,
     never: &AtomicBool,
 ) -> anyhow::Result<()> {
-    session.retrain();
+    if !session.is_fitted() {
+        session.retrain();
+    }
     let plan = pool::plan(session, args.threshold);
     let mode = if args.move_photos {
         Mode::Move

@@ -5,13 +5,16 @@
 //!
 //! The photos' features come from the frozen base through the feature cache
 //! ([`crate::train::audit::pass_over`]), so a pool is read once; the head ([`head`]) is fitted on
-//! the host in a tenth of a second for 2,000 photos. Its confidences are calibrated by a
-//! temperature fitted on its out-of-fold guesses of the photos answered so far.
+//! the host in a few tenths of a second for 2,000 photos. It learns from the answers and, a
+//! little, from the class each answer spreads to the photos like it ([`spread`]). Its
+//! confidences are calibrated by a temperature fitted on its out-of-fold guesses of the photos
+//! answered so far.
 
 pub mod head;
 pub mod journal;
 pub mod map;
 pub mod pool;
+pub mod spread;
 
 use std::path::PathBuf;
 
@@ -133,6 +136,13 @@ fn margin(p: &[f32]) -> f32 {
     first - second
 }
 
+/// Each of `k` classes as a target: a probability of 1 for it, 0 for the others.
+fn one_hot(k: usize) -> Vec<Vec<f32>> {
+    (0..k)
+        .map(|c| (0..k).map(|j| f32::from(u8::from(j == c))).collect())
+        .collect()
+}
+
 /// A photo's view for the head: the mean of the photo and its mirror image, length 1.
 fn unit_view(photo: &[f32], mirror: Option<&[f32]>) -> Vec<f32> {
     let p = crate::typical::normalised(photo);
@@ -169,6 +179,13 @@ pub struct Session {
     /// The check photos ([`CHECK_EVERY`]), in the order they are asked.
     checks: Vec<usize>,
     is_check: Vec<bool>,
+    /// The pool's neighbour graph, over which answers spread ([`spread`]).
+    graph: Option<std::sync::Arc<spread::Graph>>,
+    /// The photos asked first ([`spread::representatives`]).
+    first: Vec<usize>,
+    /// Changes of the answers so far, and how many the head had seen at its last fit.
+    changes: u64,
+    fitted_changes: u64,
     seed: u64,
 }
 
@@ -210,6 +227,12 @@ impl Session {
         for &i in &checks {
             is_check[i] = true;
         }
+        // The graph only serves a session not started from a model ([`Session::spread_targets`]).
+        let graph = match prior {
+            None => spread::Graph::build(&x).map(std::sync::Arc::new),
+            Some(_) => None,
+        };
+        let first = spread::representatives(&x, seed);
         let mut session = Self {
             head: Head::new(classes.len(), dim),
             probs: prior.clone().unwrap_or_else(|| vec![uniform; n]),
@@ -229,6 +252,10 @@ impl Session {
             estimate: None,
             checks,
             is_check,
+            graph,
+            first,
+            changes: 0,
+            fitted_changes: 0,
             seed,
         };
         if session.log_prior.is_some() {
@@ -258,12 +285,14 @@ impl Session {
         }
         if !step.is_empty() {
             self.history.push(step);
+            self.changes += 1;
         }
     }
 
     /// Takes back the last step of answers; the first photo it was about.
     pub fn undo(&mut self) -> Option<usize> {
         let step = self.history.pop()?;
+        self.changes += 1;
         for &(i, before) in step.iter().rev() {
             self.answers[i] = before;
         }
@@ -344,6 +373,7 @@ impl Session {
         self.probs = fitted.probs;
         self.estimate = fitted.estimate;
         self.trained = fitted.trained;
+        self.fitted_changes = fitted.fitted_changes;
     }
 
     /// Marks the photos at `paths` as sorted (`true`) or back in the pool (`false`, after an
@@ -410,30 +440,86 @@ impl Session {
             .into_iter()
             .filter(|(i, _)| !held.contains(i))
             .collect();
-        let k = self.classes.len();
-        let one_hot: Vec<Vec<f32>> = (0..k)
-            .map(|c| (0..k).map(|j| f32::from(u8::from(j == c))).collect())
-            .collect();
-        let features: Vec<&[f32]> = labelled.iter().map(|&(i, _)| &self.x[i][..]).collect();
-        let targets: Vec<&[f32]> = labelled.iter().map(|&(_, c)| &one_hot[c][..]).collect();
+        let one_hot = one_hot(self.classes.len());
+        let spread = self.spread_targets(start, held, &labelled);
+        let mut features: Vec<&[f32]> = labelled.iter().map(|&(i, _)| &self.x[i][..]).collect();
+        let mut targets: Vec<&[f32]> = labelled.iter().map(|&(_, c)| &one_hot[c][..]).collect();
+        let mut weights = vec![1.0; labelled.len()];
+        let mut photos: Vec<usize> = labelled.iter().map(|l| l.0).collect();
+        for &(i, c) in &spread {
+            features.push(&self.x[i]);
+            targets.push(&one_hot[c]);
+            weights.push(spread::WEIGHT);
+            photos.push(i);
+        }
         let offsets: Option<Vec<&[f32]>> = self
             .log_prior
             .as_ref()
-            .map(|o| labelled.iter().map(|&(i, _)| &o[i][..]).collect());
+            .map(|o| photos.iter().map(|&i| &o[i][..]).collect());
         let mut head = start.clone();
         head.fit(&Examples {
             features: &features,
             targets: &targets,
-            weights: &vec![1.0; labelled.len()],
+            weights: &weights,
             offsets: offsets.as_deref(),
         });
         head
+    }
+
+    /// The photos not answered (nor `held`) that the head learns from beside the answers
+    /// `labelled`, each with a class: the class the answers spread to it over the pool's graph
+    /// ([`spread`]), where a head fitted on the answers alone guesses that class too (where
+    /// the two disagree, the photo's nearest photos are often of another class: on a pool at
+    /// 112 px it taught those mistakes). None before two classes have answers, above
+    /// [`spread::SPREAD_MAX`] photos, or when the session started from a model (its guesses
+    /// already say what the pool's photos are).
+    fn spread_targets(
+        &self,
+        start: &Head,
+        held: &std::collections::HashSet<usize>,
+        labelled: &[(usize, usize)],
+    ) -> Vec<(usize, usize)> {
+        let Some(graph) = self.graph.as_deref() else {
+            return Vec::new();
+        };
+        let mut classes: Vec<usize> = labelled.iter().map(|l| l.1).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        if self.log_prior.is_some() || classes.len() < 2 {
+            return Vec::new();
+        }
+        let mut alone = start.clone();
+        let features: Vec<&[f32]> = labelled.iter().map(|&(i, _)| &self.x[i][..]).collect();
+        let k = self.classes.len();
+        let one_hot = one_hot(k);
+        let targets: Vec<&[f32]> = labelled.iter().map(|&(_, c)| &one_hot[c][..]).collect();
+        alone.fit(&Examples {
+            features: &features,
+            targets: &targets,
+            weights: &vec![1.0; labelled.len()],
+            offsets: None,
+        });
+        graph
+            .spread(labelled, k)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !held.contains(i))
+            .filter(|(i, _)| matches!(self.answers[*i], None | Some(Answer::Skipped)))
+            .filter_map(|(i, s)| Some((i, crate::metrics::argmax(&s?))))
+            .filter(|&(i, c)| crate::metrics::argmax(&alone.probabilities(&self.x[i])) == c)
+            .collect()
     }
 
     /// Photo `i`'s probabilities from `head` (before calibration).
     fn raw(&self, head: &Head, i: usize) -> Vec<f32> {
         let offset = self.log_prior.as_ref().map(|o| &o[i][..]);
         head.probabilities_with(&self.x[i], offset)
+    }
+
+    /// Whether the head has learnt every answer given so far (a fit from its own weights
+    /// would move them on, and change what it is sure of).
+    pub fn is_fitted(&self) -> bool {
+        self.trained && self.fitted_changes == self.changes
     }
 
     /// Fits the head again on every answer so far, calibrates it on its out-of-fold guesses
@@ -446,6 +532,7 @@ impl Session {
         if classes_answered.len() < 2 && self.log_prior.is_none() {
             return;
         }
+        self.fitted_changes = self.changes;
         let none = std::collections::HashSet::new();
         self.head = self.fit(&self.head, &none);
         self.trained = true;
@@ -521,8 +608,9 @@ impl Session {
         )
     }
 
-    /// The photos to ask about, in order: before the head has learnt anything, the pool in a
-    /// seeded random order; then the least sure first (the smallest margin between the two
+    /// The photos to ask about, in order: first the pool's [`spread::FIRST_QUESTIONS`] most
+    /// typical photos (unless the session started from a model); before the head has learnt
+    /// anything, the rest in a seeded random order; then the least sure first (the smallest margin between the two
     /// likeliest classes), with every [`CHECK_EVERY`]th question a check photo. Skipped photos come last; answered
     /// ones not at all.
     pub fn queue(&self) -> Vec<usize> {
@@ -530,7 +618,16 @@ impl Session {
         let skipped: Vec<usize> = (0..self.photos.len())
             .filter(|&i| self.answers[i] == Some(Answer::Skipped) && !self.placed[i])
             .collect();
-        let mut order = if self.trained {
+        let first_questions = self.log_prior.is_none() && self.answered() < spread::FIRST_QUESTIONS;
+        let mut order = if first_questions {
+            let mut order: Vec<usize> = self.first.iter().copied().filter(open).collect();
+            let mut rest: Vec<usize> = (0..self.photos.len())
+                .filter(|i| open(i) && !self.first.contains(i))
+                .collect();
+            crate::rng::shuffle(&mut rest, self.seed);
+            order.extend(rest);
+            order
+        } else if self.trained {
             let unsure = self.least_sure(|i| open(&i) && !self.is_check[i]);
             let mut checks = self.checks.iter().copied().filter(open);
             let mut unsure = unsure.into_iter();
@@ -627,8 +724,26 @@ pub struct Point {
     /// Accuracy on the photos scored on, when there are.
     pub accuracy: Option<f64>,
     pub estimate: Option<Estimate>,
+    /// Accuracy of the guesses on the pool's photos not answered (by the oracle).
+    pub pool_accuracy: Option<f64>,
     /// Seconds the fit took.
     pub fit_secs: f64,
+}
+
+/// How many of the photos not answered that have a class in `truth` the head guesses right.
+fn pool_accuracy(session: &Session, truth: &[Option<usize>]) -> Option<f64> {
+    let known: Vec<(usize, usize)> = (0..session.photos.len())
+        .filter(|&i| session.answers[i].is_none())
+        .filter_map(|i| Some((i, truth.get(i).copied().flatten()?)))
+        .collect();
+    if known.is_empty() || !session.trained {
+        return None;
+    }
+    let right = known
+        .iter()
+        .filter(|&&(i, c)| session.guess(i).map(|g| g.0) == Some(c))
+        .count();
+    Some(right as f64 / known.len() as f64)
 }
 
 /// Answers `answers` photos of `session` from `truth` (each photo's class; `None`: none of
@@ -651,6 +766,7 @@ pub fn simulate(
                 answers: given,
                 accuracy: score(session),
                 estimate: session.estimate(),
+                pool_accuracy: pool_accuracy(session, truth),
                 fit_secs: started.elapsed().as_secs_f64(),
             });
         }
@@ -711,17 +827,19 @@ mod tests {
         assert_eq!(s.guess(0), None, "nothing learnt yet");
         let first = s.queue();
         assert_eq!(first.len(), 60);
-        for &i in &first[..9] {
+        // The first questions are the pool's most typical photos, one of each cluster.
+        assert_eq!(first[..spread::FIRST_QUESTIONS], s.first[..]);
+        for &i in &first[..10] {
             s.answer(i, Answer::Class(i % 3));
         }
-        s.answer(first[9], Answer::Skipped);
+        s.answer(first[10], Answer::Skipped);
         s.retrain();
         let queue = s.queue();
-        assert_eq!(queue.len(), 51);
-        assert_eq!(queue.last(), Some(&first[9]), "a skipped photo comes last");
-        assert!(!queue[..50].iter().any(|i| first[..10].contains(i)));
+        assert_eq!(queue.len(), 50);
+        assert_eq!(queue.last(), Some(&first[10]), "a skipped photo comes last");
+        assert!(!queue[..49].iter().any(|i| first[..11].contains(i)));
         // The least sure first, but for every third question, a check photo.
-        let margins: Vec<f32> = queue[..50]
+        let margins: Vec<f32> = queue[..49]
             .iter()
             .filter(|&&i| !s.is_check[i])
             .map(|&i| margin(&s.probs[i]))
@@ -729,8 +847,8 @@ mod tests {
         assert!(margins.windows(2).all(|w| w[0] <= w[1]), "{margins:?}");
         let checks: Vec<bool> = queue[..9].iter().map(|&i| s.is_check[i]).collect();
         assert_eq!(checks.iter().filter(|&&c| c).count(), 3, "{checks:?}");
-        // 10 questions answered so far: the 2nd, 5th and 8th next are the 12th, 15th, 18th.
-        assert!(checks[1] && checks[4] && checks[7], "{checks:?}");
+        // 11 questions answered so far: the 1st, 4th and 7th next are the 12th, 15th, 18th.
+        assert!(checks[0] && checks[3] && checks[6], "{checks:?}");
         // Answering the queue's first photo each time asks a check photo every third time.
         let mut sim = s.clone();
         let mut asked_checks = 0;
@@ -745,18 +863,18 @@ mod tests {
         }
         // A group answered at once is undone as one step.
         s.answer_all(&[first[20], first[21], first[22]], Answer::Class(0));
-        assert_eq!(s.answered(), 12);
+        assert_eq!(s.answered(), 13);
         s.undo();
-        assert_eq!(s.answered(), 9);
+        assert_eq!(s.answered(), 10);
         // Undo takes the last answer back.
-        assert_eq!(s.undo(), Some(first[9]));
-        assert_eq!(s.answer_of(first[9]), None);
-        assert_eq!(s.answered(), 9);
+        assert_eq!(s.undo(), Some(first[10]));
+        assert_eq!(s.answer_of(first[10]), None);
+        assert_eq!(s.answered(), 10);
         assert_eq!(
             s.recent(2),
             [
-                (first[8], Answer::Class(first[8] % 3)),
-                (first[7], Answer::Class(first[7] % 3))
+                (first[9], Answer::Class(first[9] % 3)),
+                (first[8], Answer::Class(first[8] % 3))
             ]
         );
     }
