@@ -2130,8 +2130,9 @@ fn sort_learns_from_an_oracle_on_real_photos_and_copies_exactly_what_it_reports(
     run_ok(&["sort", "--undo", out.to_str().unwrap()]);
     assert!(!out.join("cat").exists() && !out.join("dog").exists());
     assert_eq!(std::fs::read_dir(pool.path()).unwrap().count(), 60);
-    // The queue's order teaches more than a random one: after 10 answers its guesses of the
-    // other 50 photos are more often right (the mean of 4 seeds; the features are cached).
+    // The queue's first questions (the pool's most typical photos) teach more than as many
+    // photos in random order: after 10 answers its guesses of the other 50 photos are right
+    // more often (the mean of 4 seeds, by a clear margin; the features are cached).
     let pool_accuracy = |order: &str, seed: u64| -> f64 {
         let run = run_ok(&[
             "sort",
@@ -2161,9 +2162,10 @@ fn sort_learns_from_an_oracle_on_real_photos_and_copies_exactly_what_it_reports(
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .rfind(|l| l["answers"] == 10)
             .unwrap();
-        last["pool_accuracy"].as_f64().unwrap_or(0.5)
+        // Random order may not have answers of both classes yet: then it guesses nothing.
+        last["pool_accuracy"].as_f64().unwrap_or(0.0)
     };
     let mean = |order: &str| (1..=4).map(|seed| pool_accuracy(order, seed)).sum::<f64>() / 4.0;
     let (queue, random) = (mean("queue"), mean("random"));
-    assert!(queue > random, "queue {queue} random {random}");
+    assert!(queue >= random + 0.05, "queue {queue} random {random}");
 }

@@ -4,6 +4,7 @@
 //! `.safetensors` or `.onnx` files, writing it back with torchvision's names, and fetching
 //! torchvision's ImageNet weights. Knows nothing of photos or of the window.
 
+pub mod bf16;
 pub mod bundle;
 pub mod cpu_base;
 pub mod download;

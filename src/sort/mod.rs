@@ -65,8 +65,8 @@ pub struct Photo {
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Estimate {
     /// Out-of-fold accuracy on the answered check photos once there are [`MIN_CHECKS`] (a
-    /// random sample of the pool), else on every answered photo (the queue's hardest: the
-    /// rest of the pool is easier).
+    /// random sample of the pool), else on every answered photo (the pool's most typical
+    /// photos first, then the queue's hardest: not a sample of the pool either way).
     pub answered_accuracy: f64,
     /// How many check photos it was measured on (0: every answered photo).
     pub checks: usize,
@@ -232,7 +232,10 @@ impl Session {
             None => spread::Graph::build(&x).map(std::sync::Arc::new),
             Some(_) => None,
         };
-        let first = spread::representatives(&x, seed);
+        let first = match prior {
+            None => spread::representatives(&x, seed),
+            Some(_) => Vec::new(),
+        };
         let mut session = Self {
             head: Head::new(classes.len(), dim),
             probs: prior.clone().unwrap_or_else(|| vec![uniform; n]),
@@ -441,7 +444,7 @@ impl Session {
             .filter(|(i, _)| !held.contains(i))
             .collect();
         let one_hot = one_hot(self.classes.len());
-        let spread = self.spread_targets(start, held, &labelled);
+        let spread = self.spread_targets(held, &labelled);
         let mut features: Vec<&[f32]> = labelled.iter().map(|&(i, _)| &self.x[i][..]).collect();
         let mut targets: Vec<&[f32]> = labelled.iter().map(|&(_, c)| &one_hot[c][..]).collect();
         let mut weights = vec![1.0; labelled.len()];
@@ -470,27 +473,24 @@ impl Session {
     /// `labelled`, each with a class: the class the answers spread to it over the pool's graph
     /// ([`spread`]), where a head fitted on the answers alone guesses that class too (where
     /// the two disagree, the photo's nearest photos are often of another class: on a pool at
-    /// 112 px it taught those mistakes). None before two classes have answers, above
-    /// [`spread::SPREAD_MAX`] photos, or when the session started from a model (its guesses
-    /// already say what the pool's photos are).
+    /// 112 px it taught those mistakes), and where no photo answered "none of these" is
+    /// nearer. None before two classes have answers, above [`spread::SPREAD_MAX`] photos, or
+    /// when the session started from a model (it has no graph: the model's guesses already
+    /// say what the pool's photos are).
     fn spread_targets(
         &self,
-        start: &Head,
         held: &std::collections::HashSet<usize>,
         labelled: &[(usize, usize)],
     ) -> Vec<(usize, usize)> {
         let Some(graph) = self.graph.as_deref() else {
             return Vec::new();
         };
-        let mut classes: Vec<usize> = labelled.iter().map(|l| l.1).collect();
-        classes.sort_unstable();
-        classes.dedup();
-        if self.log_prior.is_some() || classes.len() < 2 {
+        if !self.learns_from(labelled) {
             return Vec::new();
         }
-        let mut alone = start.clone();
-        let features: Vec<&[f32]> = labelled.iter().map(|&(i, _)| &self.x[i][..]).collect();
         let k = self.classes.len();
+        let mut alone = Head::new(k, self.prepare.mean.len());
+        let features: Vec<&[f32]> = labelled.iter().map(|&(i, _)| &self.x[i][..]).collect();
         let one_hot = one_hot(k);
         let targets: Vec<&[f32]> = labelled.iter().map(|&(_, c)| &one_hot[c][..]).collect();
         alone.fit(&Examples {
@@ -499,15 +499,33 @@ impl Session {
             weights: &vec![1.0; labelled.len()],
             offsets: None,
         });
+        // Photos answered "none of these" spread too, as one more class: a photo they reach
+        // first is taught nothing.
+        let mut seeds = labelled.to_vec();
+        seeds.extend(
+            (0..self.answers.len())
+                .filter(|&i| self.answers[i] == Some(Answer::NoneOfThese) && !held.contains(&i))
+                .map(|i| (i, k)),
+        );
         graph
-            .spread(labelled, k)
+            .spread(&seeds, k + 1)
             .into_iter()
             .enumerate()
             .filter(|(i, _)| !held.contains(i))
             .filter(|(i, _)| matches!(self.answers[*i], None | Some(Answer::Skipped)))
             .filter_map(|(i, s)| Some((i, crate::metrics::argmax(&s?))))
-            .filter(|&(i, c)| crate::metrics::argmax(&alone.probabilities(&self.x[i])) == c)
+            .filter(|&(i, c)| {
+                c < k && crate::metrics::argmax(&alone.probabilities(&self.x[i])) == c
+            })
             .collect()
+    }
+
+    /// Whether a head can learn from `labelled` alone: answers of two classes at least.
+    fn learns_from(&self, labelled: &[(usize, usize)]) -> bool {
+        let mut classes: Vec<usize> = labelled.iter().map(|l| l.1).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        classes.len() >= 2
     }
 
     /// Photo `i`'s probabilities from `head` (before calibration).
@@ -526,10 +544,7 @@ impl Session {
     /// of the answered photos, and re-guesses every photo.
     pub fn retrain(&mut self) {
         let labelled = self.labelled();
-        let mut classes_answered: Vec<usize> = labelled.iter().map(|l| l.1).collect();
-        classes_answered.sort_unstable();
-        classes_answered.dedup();
-        if classes_answered.len() < 2 && self.log_prior.is_none() {
+        if !self.learns_from(&labelled) && self.log_prior.is_none() {
             return;
         }
         self.fitted_changes = self.changes;
@@ -618,16 +633,7 @@ impl Session {
         let skipped: Vec<usize> = (0..self.photos.len())
             .filter(|&i| self.answers[i] == Some(Answer::Skipped) && !self.placed[i])
             .collect();
-        let first_questions = self.log_prior.is_none() && self.answered() < spread::FIRST_QUESTIONS;
-        let mut order = if first_questions {
-            let mut order: Vec<usize> = self.first.iter().copied().filter(open).collect();
-            let mut rest: Vec<usize> = (0..self.photos.len())
-                .filter(|i| open(i) && !self.first.contains(i))
-                .collect();
-            crate::rng::shuffle(&mut rest, self.seed);
-            order.extend(rest);
-            order
-        } else if self.trained {
+        let mut order = if self.trained {
             let unsure = self.least_sure(|i| open(&i) && !self.is_check[i]);
             let mut checks = self.checks.iter().copied().filter(open);
             let mut unsure = unsure.into_iter();
@@ -653,6 +659,12 @@ impl Session {
             crate::rng::shuffle(&mut order, self.seed);
             order
         };
+        // The first questions, while fewer answers than there are of them have come.
+        if self.answered() < spread::FIRST_QUESTIONS {
+            let first: Vec<usize> = self.first.iter().copied().filter(open).collect();
+            order.retain(|i| !first.contains(i));
+            order.splice(0..0, first);
+        }
         order.extend(skipped);
         order
     }

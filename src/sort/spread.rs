@@ -8,8 +8,8 @@ use crate::typical::dot;
 
 /// Each photo's neighbours in the graph.
 const NEIGHBOURS: usize = 10;
-/// Above this many photos there is no graph (all pairs grow with the square of the photos:
-/// about 6 s at 5,000 on 2 cores); the head learns from the answers alone.
+/// Above this many photos there is no graph (its all-pairs search grows with the square of
+/// the photos: about a second at 2,000 on 2 cores); the head learns from the answers alone.
 pub const SPREAD_MAX: usize = 5000;
 /// How far an answer spreads (0: not at all; towards 1: further).
 const ALPHA: f32 = 0.9;
@@ -122,7 +122,8 @@ pub fn representatives(x: &[Vec<f32>], seed: u64) -> Vec<usize> {
     while centres.len() < k {
         let total: f32 = nearest.iter().sum();
         let mut pick = rng.next_f32() * total;
-        let mut chosen = n - 1;
+        // Rounding can carry `pick` past the end: the last photo not yet a centre then.
+        let mut chosen = (0..n).rev().find(|&i| nearest[i] > 0.0).unwrap_or(n - 1);
         for (i, &d) in nearest.iter().enumerate() {
             if pick < d {
                 chosen = i;
