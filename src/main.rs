@@ -24,6 +24,11 @@ struct Cli {
     #[arg(long, global = true, env = device::DEVICE_ENV, default_value = "auto")]
     device: DeviceChoice,
 
+    /// The number format of the frozen convolutions on the CPU: auto (bf16 where the CPU has
+    /// AMX tiles, else f32), f32, or bf16 (where the CPU has AVX512-BF16).
+    #[arg(long, global = true, env = "VGGTUNE_PRECISION", default_value = "auto")]
+    precision: vggtune::model::bf16::Choice,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
     // The comparison switches are read once, before any work (vggtune::tuning).
     let _ = vggtune::tuning::current();
     let cli = Cli::parse();
+    vggtune::model::bf16::choose(cli.precision);
     let Some(command) = cli.command else {
         return match vggtune::gui::run(cli.device) {
             Ok(()) => ExitCode::SUCCESS,
@@ -232,8 +238,18 @@ fn main() -> ExitCode {
 
 fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
     let chosen = device::select(choice)?;
+    let (precision, why) = vggtune::model::bf16::chosen().resolve();
+    let precision_line = match precision {
+        vggtune::model::bf16::Precision::F32 => format!("f32 ({why})"),
+        vggtune::model::bf16::Precision::Bf16 => format!(
+            "bf16 products, f32 sums, on {} ({why})",
+            vggtune::model::bf16::kernel_name()
+        ),
+    };
     if json {
         let mut value = chosen.to_json();
+        value["cpu_precision"] = serde_json::json!(precision);
+        value["cpu_precision_why"] = serde_json::json!(precision_line);
         value["version"] = serde_json::json!(vggtune::VERSION);
         value["commit"] = serde_json::json!(vggtune::COMMIT);
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -242,6 +258,7 @@ fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
     println!("vggtune {}", vggtune::VERSION_LINE);
     println!("device:  {}", chosen.label());
     println!("why:     {}", chosen.reason);
+    println!("cpu base: {precision_line}");
     if let Some(adapter) = &chosen.adapter {
         println!(
             "adapter: {} [{}; {}{}{}]",

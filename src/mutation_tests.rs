@@ -245,6 +245,7 @@ fn mutated_cache_entries_and_image_headers_never_panic_nor_allocate_past_a_cap()
         preprocessing: crate::data::Preprocessing::torchvision(),
         frozen_convs: 13,
         width_divisor: 1,
+        precision: Default::default(),
     };
     let cache = crate::train::cache::FeatureCache::open(dir.path(), &key, 64).expect("open");
     let features: Vec<f32> = (0..64).map(|i| i as f32 * 0.5).collect();

@@ -66,6 +66,12 @@ impl VggtuneApp {
         if options.device_choice != DeviceChoice::Auto {
             state.device_choice = options.device_choice;
         }
+        // A precision given on the command line (or in VGGTUNE_PRECISION) wins over the one
+        // kept from the last session.
+        match crate::model::bf16::chosen() {
+            crate::model::bf16::Choice::Auto => crate::model::bf16::choose(state.precision),
+            given => state.precision = given,
+        }
         let ctx = &cc.egui_ctx;
         let choice = state.device_choice;
         let device = DeviceStatus::Probing(Job::once(ctx, "device-probe", move || {

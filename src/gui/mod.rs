@@ -104,6 +104,8 @@ pub struct State {
     pub view: View,
     /// The device the user asked for.
     pub device_choice: DeviceChoice,
+    /// The number format of the frozen convolutions on the CPU.
+    pub precision: crate::model::bf16::Choice,
     /// The last photo folder.
     pub data_path: String,
     /// The base weights.
@@ -119,6 +121,7 @@ impl Default for State {
         Self {
             view: View::Data,
             device_choice: DeviceChoice::Auto,
+            precision: crate::model::bf16::Choice::Auto,
             data_path: String::new(),
             weights: WeightsChoice::ImageNet,
             train: TrainConfig::default(),

@@ -381,8 +381,11 @@ impl TrainPanel {
                     ));
                 }
                 run.epochs -= self.log.stage_start.min(run.epochs);
-                let mut device = shared.state.device_choice;
-                ui.add_enabled_ui(false, |ui| config_ui(&mut run, &mut device, ui));
+                let (mut device, mut precision) =
+                    (shared.state.device_choice, shared.state.precision);
+                ui.add_enabled_ui(false, |ui| {
+                    config_ui(&mut run, (&mut device, &mut precision), ui)
+                });
             }
             None if running => {}
             None => {
@@ -394,7 +397,11 @@ impl TrainPanel {
                     );
                 }
                 let state = &mut shared.state;
-                config_ui(&mut state.train, &mut state.device_choice, ui);
+                config_ui(
+                    &mut state.train,
+                    (&mut state.device_choice, &mut state.precision),
+                    ui,
+                );
             }
         }
         ui.add_space(8.0);
@@ -498,7 +505,10 @@ fn head_ui(c: &mut crate::train::TrainConfig, ui: &mut egui::Ui) {
 
 fn config_ui(
     c: &mut TrainConfig,
-    device_choice: &mut crate::device::DeviceChoice,
+    (device_choice, precision): (
+        &mut crate::device::DeviceChoice,
+        &mut crate::model::bf16::Choice,
+    ),
     ui: &mut egui::Ui,
 ) {
     // A rate left at its default follows a change of head or of what trains.
@@ -588,5 +598,32 @@ fn config_ui(
             .response
             .labelled_by(label.id);
         ui.end_row();
+        precision_ui(precision, ui);
     });
+}
+
+/// The CPU precision's row: the choice, and what it comes to on this CPU.
+fn precision_ui(precision: &mut crate::model::bf16::Choice, ui: &mut egui::Ui) {
+    use crate::model::bf16::Choice;
+    let label = ui.label("CPU precision");
+    let before = *precision;
+    let (_, why) = precision.resolve();
+    egui::ComboBox::from_id_salt("cpu-precision")
+        .selected_text(format!("{precision:?}").to_lowercase())
+        .show_ui(ui, |ui| {
+            for p in [Choice::Auto, Choice::F32, Choice::Bf16] {
+                ui.selectable_value(precision, p, format!("{p:?}").to_lowercase());
+            }
+        })
+        .response
+        .labelled_by(label.id)
+        .on_hover_text(format!(
+            "The number format of the frozen convolutions on the CPU (bf16: products in bf16, \
+             sums in f32; features cached apart). Now: {why}. Applies to the next training, \
+             check, sort or model opened."
+        ));
+    if *precision != before {
+        crate::model::bf16::choose(*precision);
+    }
+    ui.end_row();
 }

@@ -8,8 +8,108 @@
 //! 2^-9 of the value, and sums of many such products average the errors out (the tests of
 //! [`super::cpu_base`] bound them layer by layer, and on the pooled features of real photos).
 
-/// Rows of the left operand one kernel call works on.
+/// The number format of the frozen base's products on the CPU.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// Products in bf16 with f32 sums, where the CPU has AVX512-BF16.
+    Bf16,
+}
+
+/// What a user asks for: a precision, or the best this CPU offers.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Choice {
+    /// bf16 where the CPU has AMX tiles, else f32.
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Choice {
+    /// The precision this choice comes to on this CPU, and why, in words.
+    pub fn resolve(self) -> (Precision, &'static str) {
+        match (self, available(), amx()) {
+            (Self::F32, ..) => (Precision::F32, "f32 was asked for"),
+            (Self::Bf16, true, _) => (Precision::Bf16, "bf16 was asked for"),
+            (Self::Bf16, false, _) => (
+                Precision::F32,
+                "bf16 was asked for, but this CPU has no AVX512-BF16",
+            ),
+            (Self::Auto, _, true) => (Precision::Bf16, "this CPU has AMX tiles for bf16"),
+            // Measured on an Intel Xeon whose vdpbf16ps runs at half the rate of its f32
+            // multiply-adds: the AVX512-BF16 kernel alone was slower than f32 (BENCHMARKS.md).
+            (Self::Auto, true, false) => (
+                Precision::F32,
+                "this CPU has AVX512-BF16 but no AMX tiles, where bf16 was not measured faster",
+            ),
+            (Self::Auto, false, _) => (Precision::F32, "this CPU has no bf16 products"),
+        }
+    }
+}
+
+static CHOSEN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+
+/// The choice in force for bases built from now on: what [`choose`] set last, else
+/// `VGGTUNE_PRECISION` (`auto`, `f32` or `bf16`), else [`Choice::Auto`].
+pub fn chosen() -> Choice {
+    match CHOSEN.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => Choice::Auto,
+        1 => Choice::F32,
+        2 => Choice::Bf16,
+        _ => match std::env::var("VGGTUNE_PRECISION").as_deref() {
+            Ok("f32") => Choice::F32,
+            Ok("bf16") => Choice::Bf16,
+            _ => Choice::Auto,
+        },
+    }
+}
+
+/// Sets the choice for bases built from now on (the CLI's `--precision`, the window's setting).
+pub fn choose(choice: Choice) {
+    let code = match choice {
+        Choice::Auto => 0,
+        Choice::F32 => 1,
+        Choice::Bf16 => 2,
+    };
+    CHOSEN.store(code, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Rows of the left operand one kernel call works on (AVX512-BF16).
 const MR: usize = 8;
+/// Rows of the left operand one AMX kernel call works on (two tiles of 16).
+const MR_AMX: usize = 32;
+/// Pairs of the inner dimension in one AMX tile (64 bytes a row).
+const PAIR_BLOCK: usize = 16;
+
+/// The pairs of an inner dimension of `k`, padded to whole AMX tiles (the padding is zero).
+fn padded_pairs(k: usize) -> usize {
+    k.div_ceil(2).div_ceil(PAIR_BLOCK) * PAIR_BLOCK
+}
 /// Columns of the right operand one kernel call works on (two vectors of 16 floats).
 const NR: usize = 32;
 
@@ -40,7 +140,7 @@ pub struct PackedB {
     k: usize,
     n: usize,
     n_pad: usize,
-    /// `[k.div_ceil(2), n_pad]` pairs.
+    /// `[padded_pairs(k), n_pad]` pairs (the rows past `k` zero).
     data: Vec<u32>,
 }
 
@@ -48,7 +148,7 @@ impl PackedB {
     /// Packs the `[k, n]` matrix whose row `r` starts at `b[r * row_stride]`.
     pub fn pack(b: &[f32], row_stride: usize, [k, n]: [usize; 2]) -> Self {
         let n_pad = n.div_ceil(NR) * NR;
-        let pairs = k.div_ceil(2);
+        let pairs = padded_pairs(k);
         let mut data = vec![0u32; pairs * n_pad];
         let at = |r: usize, j: usize| if r < k { b[r * row_stride + j] } else { 0.0 };
         for p in 0..pairs {
@@ -67,7 +167,7 @@ impl PackedB {
     /// Its value at row `r`, column `j` (as rounded).
     fn value(&self, r: usize, j: usize) -> f32 {
         let word = self.data[(r / 2) * self.n_pad + j];
-        bf16_value(if r % 2 == 0 {
+        bf16_value(if r.is_multiple_of(2) {
             word as u16
         } else {
             (word >> 16) as u16
@@ -75,7 +175,8 @@ impl PackedB {
     }
 }
 
-/// Whether this CPU runs [`matmul`]: AVX-512 with its bf16 extension.
+/// Whether this CPU runs [`matmul`]: AVX-512 with its bf16 extension (and AMX tiles, where
+/// there are, for the products).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -85,6 +186,46 @@ pub fn available() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
+    }
+}
+
+/// Whether this process uses AMX tiles with bf16 for [`matmul`]: the CPU has them (CPUID leaf
+/// 7: AMX-BF16 and AMX-TILE) beside AVX512-BF16, and Linux granted the tile state
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked once). `VGGTUNE_AMX=off` says no, to compare the
+/// two kernels.
+pub fn amx() -> bool {
+    static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GRANTED.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            if std::env::var("VGGTUNE_AMX").as_deref() == Ok("off") || !available() {
+                return false;
+            }
+            // Leaf 0 says whether leaf 7 exists.
+            let leaves = std::arch::x86_64::__cpuid(0).eax;
+            if leaves < 7 {
+                return false;
+            }
+            let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+            let (amx_bf16, amx_tile) = (edx & (1 << 22) != 0, edx & (1 << 24) != 0);
+            // SAFETY: a system call that only asks the kernel for a permission.
+            amx_bf16 && amx_tile && unsafe { amx::request_permission() }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        {
+            false
+        }
+    })
+}
+
+/// Which kernel [`matmul`] runs here, in words (for `vggtune info`).
+pub fn kernel_name() -> &'static str {
+    if amx() {
+        "AMX tiles"
+    } else if available() {
+        "AVX512-BF16"
+    } else {
+        "none"
     }
 }
 
@@ -102,10 +243,12 @@ pub fn matmul_reference(a: &[f32], [m, k]: [usize; 2], b: &PackedB) -> Vec<f32> 
     out
 }
 
-/// Room a product needs between calls ([`matmul`] reuses it).
+/// Room a product needs between calls: each thread keeps its own (fresh megabytes each call
+/// would cost a page fault every 4 KiB).
 #[derive(Default)]
-pub struct Scratch {
+struct Scratch {
     a: Vec<u32>,
+    c: Vec<f32>,
 }
 
 /// `dst = a · b` for `a` `[m, k]` (f32, row stride `a_rs`) and `b` packed, into `dst` `[m, n]`
@@ -115,22 +258,46 @@ pub struct Scratch {
 /// [`available`] must be true; `a` and `dst` must address live matrices of those shapes and
 /// strides, and no other thread may touch `dst`'s elements during the call.
 #[cfg(target_arch = "x86_64")]
-pub unsafe fn matmul(
+pub unsafe fn matmul(m: usize, dst: (*mut f32, usize), a: (*const f32, usize), b: &PackedB) {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    }
+    // SAFETY: forwarded from the caller's contract.
+    SCRATCH.with_borrow_mut(|scratch| unsafe { matmul_with(m, dst, a, b, scratch) });
+}
+
+/// [`matmul`] with the thread's scratch.
+///
+/// # Safety
+/// As [`matmul`]'s.
+#[cfg(target_arch = "x86_64")]
+unsafe fn matmul_with(
     m: usize,
     (dst, dst_rs): (*mut f32, usize),
     (a, a_rs): (*const f32, usize),
     b: &PackedB,
     scratch: &mut Scratch,
 ) {
-    let pairs = b.k.div_ceil(2);
-    let m_pad = m.div_ceil(MR) * MR;
-    scratch.a.clear();
-    scratch.a.resize(m_pad * pairs, 0);
+    let pairs = padded_pairs(b.k);
+    let m_pad = m.div_ceil(MR_AMX) * MR_AMX;
+    // Every word of rows 0..m is written below, so only the padding rows are cleared (a
+    // fresh fill of megabytes each call would cost as much as the product).
+    if scratch.a.len() < m_pad * pairs {
+        scratch.a.resize(m_pad * pairs, 0);
+    }
+    scratch.a[m * pairs..m_pad * pairs].fill(0);
     for i in 0..m {
         // SAFETY: row i of `a` is live for k floats (the caller's contract).
         let row = unsafe { std::slice::from_raw_parts(a.add(i * a_rs), b.k) };
         // SAFETY: `available()` (the caller's contract).
         unsafe { round_row(row, &mut scratch.a[i * pairs..(i + 1) * pairs]) };
+    }
+    #[cfg(target_os = "linux")]
+    if amx() {
+        // SAFETY: AMX granted; the scratch holds `m_pad` rows of `pairs` words; `dst` is the
+        // caller's.
+        unsafe { amx::matmul(m, (dst, dst_rs), &scratch.a, b, &mut scratch.c) };
+        return;
     }
     for panel in 0..b.n_pad / NR {
         let cols = (b.n - panel * NR).min(NR);
@@ -171,9 +338,9 @@ unsafe fn round_row(row: &[f32], out: &mut [u32]) {
             );
         }
     }
-    for p in 16 * full..out.len() {
-        let at = |r: usize| row.get(r).copied().unwrap_or(0.0);
-        out[p] = pair(at(2 * p), at(2 * p + 1));
+    let at = |r: usize| row.get(r).copied().unwrap_or(0.0);
+    for (p, word) in out.iter_mut().enumerate().skip(16 * full) {
+        *word = pair(at(2 * p), at(2 * p + 1));
     }
 }
 
@@ -223,6 +390,161 @@ unsafe fn kernel(
     }
 }
 
+/// The AMX kernel: 32×32 blocks of the product, each as four 16×16 tiles of f32 sums, fed
+/// 16 pairs of the inner dimension at a time (`tdpbf16ps`). Rust has no stable AMX intrinsics,
+/// so the instructions are written out.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx {
+    use std::arch::asm;
+
+    use super::{MR_AMX, NR, PAIR_BLOCK, PackedB, padded_pairs};
+
+    /// Asks Linux for the AMX tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+    /// XFEATURE_XTILEDATA)`); whether it was granted.
+    ///
+    /// # Safety
+    /// A system call that reads and writes no memory of this process.
+    pub unsafe fn request_permission() -> bool {
+        const SYS_ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+        const XFEATURE_XTILEDATA: i64 = 18;
+        let ret: i64;
+        // SAFETY: the caller's contract; the kernel clobbers rcx and r11.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL => ret,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret == 0
+    }
+
+    /// Palette 1, every one of the 8 tiles 16 rows of 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    impl TileConfig {
+        fn new() -> Self {
+            let mut c = [0u8; 64];
+            c[0] = 1;
+            for t in 0..8 {
+                c[16 + 2 * t] = 64;
+                c[48 + t] = 16;
+            }
+            Self(c)
+        }
+    }
+
+    /// `dst = a · b`, `a` rounded and laid out as `padded_pairs(k)` words a row, its rows
+    /// padded with zeros to a multiple of 32.
+    ///
+    /// # Safety
+    /// AMX granted ([`super::amx`]); `a` holds `m.div_ceil(32) * 32` such rows; `dst` is the
+    /// caller's for `m` rows of `b`'s `n` columns at row stride `dst_rs`.
+    pub unsafe fn matmul(
+        m: usize,
+        (dst, dst_rs): (*mut f32, usize),
+        a: &[u32],
+        b: &PackedB,
+        c: &mut Vec<f32>,
+    ) {
+        let pairs = padded_pairs(b.k);
+        let (a_stride, b_stride) = (pairs * 4, b.n_pad * 4);
+        c.resize(MR_AMX * NR, 0.0);
+        let config = TileConfig::new();
+        // SAFETY: AMX is granted; the config is 64 aligned bytes.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
+        for panel in 0..b.n_pad / NR {
+            let cols = (b.n - panel * NR).min(NR);
+            for block in (0..m).step_by(MR_AMX) {
+                let rows = (m - block).min(MR_AMX);
+                let a0 = a[block * pairs..].as_ptr();
+                let a1 = a[(block + 16) * pairs..].as_ptr();
+                // SAFETY: each tile load reads 16 rows of 64 bytes at its stride, inside `a`
+                // (rows block..block + 32, pairs kb..kb + 16) and inside `b`'s data (pairs
+                // kb..kb + 16, the panel's 32 columns); the stores write 4 tiles into `c`
+                // (32 × 32 floats).
+                unsafe {
+                    asm!(
+                        "tilezero tmm0",
+                        "tilezero tmm1",
+                        "tilezero tmm2",
+                        "tilezero tmm3",
+                        options(nostack)
+                    );
+                    for kb in (0..pairs).step_by(PAIR_BLOCK) {
+                        let b0 = b.data.as_ptr().add(kb * b.n_pad + panel * NR);
+                        asm!(
+                            "tileloadd tmm4, [{a0} + {sa}*1]",
+                            "tileloadd tmm5, [{a1} + {sa}*1]",
+                            "tileloadd tmm6, [{b0} + {sb}*1]",
+                            "tileloadd tmm7, [{b1} + {sb}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            a0 = in(reg) a0.add(kb),
+                            a1 = in(reg) a1.add(kb),
+                            b0 = in(reg) b0,
+                            b1 = in(reg) b0.add(16),
+                            sa = in(reg) a_stride,
+                            sb = in(reg) b_stride,
+                            options(nostack, readonly),
+                        );
+                    }
+                    if rows == MR_AMX && cols == NR {
+                        let d = dst.add(block * dst_rs + panel * NR);
+                        asm!(
+                            "tilestored [{c0} + {s}*1], tmm0",
+                            "tilestored [{c1} + {s}*1], tmm1",
+                            "tilestored [{c2} + {s}*1], tmm2",
+                            "tilestored [{c3} + {s}*1], tmm3",
+                            c0 = in(reg) d,
+                            c1 = in(reg) d.add(16),
+                            c2 = in(reg) d.add(16 * dst_rs),
+                            c3 = in(reg) d.add(16 * dst_rs + 16),
+                            s = in(reg) dst_rs * 4,
+                            options(nostack),
+                        );
+                        continue;
+                    }
+                    let cp = c.as_mut_ptr();
+                    asm!(
+                        "tilestored [{c0} + {s}*1], tmm0",
+                        "tilestored [{c1} + {s}*1], tmm1",
+                        "tilestored [{c2} + {s}*1], tmm2",
+                        "tilestored [{c3} + {s}*1], tmm3",
+                        c0 = in(reg) cp,
+                        c1 = in(reg) cp.add(16),
+                        c2 = in(reg) cp.add(16 * NR),
+                        c3 = in(reg) cp.add(16 * NR + 16),
+                        s = in(reg) NR * 4,
+                        options(nostack),
+                    );
+                }
+                for r in 0..rows {
+                    // SAFETY: row block + r of `dst`, the panel's `cols` columns, is the
+                    // caller's.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst.add((block + r) * dst_rs + panel * NR),
+                            cols,
+                        )
+                    };
+                    out.copy_from_slice(&c[r * NR..r * NR + cols]);
+                }
+            }
+        }
+        // SAFETY: AMX is granted; releases this thread's tile state.
+        unsafe { asm!("tilerelease", options(nostack)) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,16 +587,9 @@ mod tests {
             // A destination wider than the product: the kernel writes only its own columns.
             let stride = n + 3;
             let mut dst = vec![7.0f32; m * stride];
-            let mut scratch = Scratch::default();
             // SAFETY: available; `a` is [m, k] and `dst` [m, stride], both live.
             unsafe {
-                matmul(
-                    m,
-                    (dst.as_mut_ptr(), stride),
-                    (a.as_ptr(), k),
-                    &packed,
-                    &mut scratch,
-                );
+                matmul(m, (dst.as_mut_ptr(), stride), (a.as_ptr(), k), &packed);
             }
             for i in 0..m {
                 for j in 0..stride {

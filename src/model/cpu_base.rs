@@ -15,6 +15,7 @@
 
 use rayon::prelude::*;
 
+use super::bf16::{self, Precision};
 use super::host::{strided_matmul, to_host};
 use super::vgg::{POOL_AFTER, POOLED_SIDE, Vgg16};
 
@@ -49,13 +50,35 @@ impl Algorithm {
 struct PackedConv {
     cin: usize,
     cout: usize,
-    /// [9·cin, cout], row `(kh·3 + kw)·cin + ci` (empty when `winograd` is used).
-    weights: Vec<f32>,
-    /// The same for Winograd F(2×2, 3×3), [16, cin, cout]; `None` runs im2col + GEMM (the
-    /// first layer, whose 3 input channels make Winograd's GEMMs too thin to gain).
-    winograd: Option<Vec<f32>>,
+    weights: Weights,
     bias: Vec<f32>,
     pool_after: bool,
+}
+
+/// A convolution's weights as its products read them (one copy of the layer).
+enum Weights {
+    /// im2col + GEMM: [9·cin, cout], row `(kh·3 + kw)·cin + ci` (the first layer, whose 3
+    /// input channels make Winograd's GEMMs too thin to gain, or every layer on request).
+    Im2col(Right),
+    /// Winograd F(2×2, 3×3): the 16 matrices [cin, cout] of the transformed weights.
+    Winograd(Vec<Right>),
+}
+
+/// The right operand of a product, in the base's precision.
+enum Right {
+    /// `[k, n]` floats, row-major.
+    F32(Vec<f32>),
+    /// Rounded to bf16 and packed once ([`bf16::PackedB`]).
+    Bf16(bf16::PackedB),
+}
+
+impl Right {
+    fn new(matrix: &[f32], [k, n]: [usize; 2], precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => Self::F32(matrix[..k * n].to_vec()),
+            Precision::Bf16 => Self::Bf16(bf16::PackedB::pack(matrix, n, [k, n])),
+        }
+    }
 }
 
 /// Where [`CpuConvBase`]'s forward pass ends.
@@ -72,20 +95,43 @@ enum Until {
 pub struct CpuConvBase {
     convs: Vec<PackedConv>,
     avgpool: bool,
+    precision: Precision,
 }
 
 impl CpuConvBase {
     /// Packs the weights of convolutions `range` of `model` (read back from wherever they live).
+    /// Its products run in the precision [`bf16::chosen`] comes to on this CPU.
     pub fn new(model: &Vgg16, range: std::ops::Range<usize>) -> Self {
-        Self::with_algorithm(model, range, Algorithm::from_env())
+        let precision = bf16::chosen().resolve().0;
+        Self::with_precision(model, range, Algorithm::from_env(), precision)
     }
 
-    /// The same with the convolution algorithm chosen.
+    /// The same with the convolution algorithm chosen, in f32.
     pub fn with_algorithm(
         model: &Vgg16,
         range: std::ops::Range<usize>,
         algorithm: Algorithm,
     ) -> Self {
+        Self::with_precision(model, range, algorithm, Precision::F32)
+    }
+
+    /// The precision its products run in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The same with the algorithm and the precision chosen (bf16 where this CPU can't run
+    /// it: f32).
+    pub fn with_precision(
+        model: &Vgg16,
+        range: std::ops::Range<usize>,
+        algorithm: Algorithm,
+        precision: Precision,
+    ) -> Self {
+        let precision = match precision {
+            Precision::Bf16 if !bf16::available() => Precision::F32,
+            p => p,
+        };
         let end = range.end.min(model.features.len());
         let convs = (range.start..end)
             .map(|i| {
@@ -105,16 +151,20 @@ impl CpuConvBase {
                     .bias
                     .as_ref()
                     .map_or_else(|| vec![0.0; cout], |b| to_host(b.val()));
-                let winograd = (cin >= 8 && algorithm != Algorithm::Im2col)
-                    .then(|| winograd_weights(&weights, cin, cout));
-                if winograd.is_some() {
-                    weights = Vec::new(); // not needed: keep only one copy of the layer
-                }
+                let weights = if cin >= 8 && algorithm != Algorithm::Im2col {
+                    let u = winograd_weights(&weights, cin, cout);
+                    Weights::Winograd(
+                        u.chunks_exact(cin * cout)
+                            .map(|e| Right::new(e, [cin, cout], precision))
+                            .collect(),
+                    )
+                } else {
+                    Weights::Im2col(Right::new(&weights, [9 * cin, cout], precision))
+                };
                 PackedConv {
                     cin,
                     cout,
                     weights,
-                    winograd,
                     bias,
                     pool_after: POOL_AFTER.contains(&i),
                 }
@@ -123,6 +173,7 @@ impl CpuConvBase {
         Self {
             convs,
             avgpool: end == model.features.len(),
+            precision,
         }
     }
 
@@ -195,11 +246,11 @@ impl CpuConvBase {
             let (mut ch, mut hh, mut ww) = (c, h, w);
             for (i, conv) in self.convs.iter().enumerate() {
                 assert_eq!(conv.cin, ch, "channel count does not match the convolution");
-                match &conv.winograd {
-                    Some(u) => {
+                match &conv.weights {
+                    Weights::Winograd(u) => {
                         conv3x3_winograd(&act, [images, hh, ww], conv, u, &mut next, &mut scratch)
                     }
-                    None => conv3x3_relu(&act, [images, hh, ww], conv, &mut next),
+                    Weights::Im2col(w) => conv3x3_relu(&act, [images, hh, ww], conv, w, &mut next),
                 }
                 std::mem::swap(&mut act, &mut next);
                 ch = conv.cout;
@@ -244,28 +295,34 @@ fn transpose_each(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
 }
 
 /// A 3×3 convolution (stride 1, zero padding 1) + bias + ReLU on NHWC `x`, into `out` (NHWC).
-fn conv3x3_relu(x: &[f32], [n, h, w]: [usize; 3], conv: &PackedConv, out: &mut Vec<f32>) {
+fn conv3x3_relu(
+    x: &[f32],
+    [n, h, w]: [usize; 3],
+    conv: &PackedConv,
+    weights: &Right,
+    out: &mut Vec<f32>,
+) {
     let (cin, cout) = (conv.cin, conv.cout);
     let k = 9 * cin;
     let rows = n * h * w;
     let tile = (TILE_FLOATS / k).clamp(16, 4096);
     let out = sized(out, rows * cout);
-    out.par_chunks_mut(tile * cout)
-        .enumerate()
-        .for_each_init(Vec::new, |col, (t, dst)| {
+    out.par_chunks_mut(tile * cout).enumerate().for_each_init(
+        Vec::new,
+        |col: &mut Vec<f32>, (t, dst)| {
             let first = t * tile;
             let m = dst.len() / cout;
             col.clear();
             col.resize(m * k, 0.0);
             im2col3x3(x, [h, w, cin], first, m, col);
-            // SAFETY: the pointers and strides describe `dst` ([m, cout], row-major), `col`
-            // ([m, k]) and `conv.weights` ([k, cout]), all live and of those sizes.
+            // SAFETY: the pointers and strides describe `dst` ([m, cout], row-major) and `col`
+            // ([m, k]), both live and of those sizes; `weights` is [k, cout].
             unsafe {
-                matmul(
+                product(
                     [m, cout, k],
                     (dst.as_mut_ptr(), cout),
                     (col.as_ptr(), k),
-                    (conv.weights.as_ptr(), cout),
+                    weights,
                 );
             }
             for row in dst.chunks_exact_mut(cout) {
@@ -273,7 +330,31 @@ fn conv3x3_relu(x: &[f32], [n, h, w]: [usize; 3], conv: &PackedConv, out: &mut V
                     *v = (*v + b).max(0.0);
                 }
             }
-        });
+        },
+    );
+}
+
+/// `dst = lhs · rhs` for a row-major `[m, k]` matrix given as (pointer, row stride) and `rhs`
+/// `[k, n]` in the base's precision, on the calling thread (callers run many in parallel).
+///
+/// # Safety
+/// As [`matmul`]'s; a bf16 `rhs` also needs [`bf16::available`] (the base checks it when it
+/// packs the layers in bf16).
+unsafe fn product(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, usize),
+    lhs: (*const f32, usize),
+    rhs: &Right,
+) {
+    match rhs {
+        // SAFETY: forwarded from the caller's contract.
+        Right::F32(w) => unsafe { matmul([m, n, k], dst, lhs, (w.as_ptr(), n)) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller's contract.
+        Right::Bf16(w) => unsafe { bf16::matmul(m, dst, lhs, w) },
+        #[cfg(not(target_arch = "x86_64"))]
+        Right::Bf16(_) => unreachable!("bf16 products are packed only where the CPU runs them"),
+    }
 }
 
 /// `dst = lhs · rhs` for row-major `[m, k] · [k, n]` matrices given as (pointer, row stride), on
@@ -588,7 +669,7 @@ fn conv3x3_winograd(
     x: &[f32],
     [n, h, w]: [usize; 3],
     conv: &PackedConv,
-    u: &[f32],
+    u: &[Right],
     out: &mut Vec<f32>,
     scratch: &mut WinogradScratch,
 ) {
@@ -611,14 +692,14 @@ fn conv3x3_winograd(
         let v: &[f32] = v;
         (0..16).into_par_iter().for_each(|e| {
             // SAFETY: element e of every tile's product ([count, 16, cout], row stride
-            // 16·cout) is written by this e alone; v is [count, 16, cin] and u is
-            // [16, cin, cout], both live for the call.
+            // 16·cout) is written by this e alone; v is [count, 16, cin], live for the
+            // call, and u[e] is [cin, cout].
             unsafe {
-                matmul(
+                product(
                     [count, cout, cin],
                     (m_ptr.ptr().add(e * cout), 16 * cout),
                     (v.as_ptr().add(e * cin), 16 * cin),
-                    (u.as_ptr().add(e * cin * cout), cout),
+                    &u[e],
                 );
             }
         });

@@ -46,6 +46,13 @@ impl FrozenConvs {
         }
     }
 
+    /// The number format its convolutions run in (Burn's path: f32).
+    pub fn precision(&self) -> super::bf16::Precision {
+        self.cpu
+            .as_ref()
+            .map_or(super::bf16::Precision::F32, |c| c.precision())
+    }
+
     /// The same with another binding limit for Burn's path (`None`: one pass per batch).
     pub fn with_binding_limit(mut self, limit: Option<u64>) -> Self {
         self.binding_limit = limit;

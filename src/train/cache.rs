@@ -27,6 +27,14 @@ pub struct CacheKey {
     pub frozen_convs: usize,
     /// The network's width divisor.
     pub width_divisor: usize,
+    /// The number format the frozen convolutions ran in (absent from an f32 key, so the
+    /// caches written before bf16 existed stay valid).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: crate::model::bf16::Precision,
+}
+
+fn is_f32(p: &crate::model::bf16::Precision) -> bool {
+    *p == crate::model::bf16::Precision::F32
 }
 
 impl CacheKey {
@@ -142,7 +150,21 @@ mod tests {
             preprocessing: Preprocessing::torchvision(),
             frozen_convs: 13,
             width_divisor: 1,
+            precision: Default::default(),
         }
+    }
+
+    #[test]
+    fn bf16_features_have_a_cache_of_their_own_and_f32_keys_are_unchanged() {
+        let f32_key = key("abc");
+        // The id of an f32 key is what it was before keys had a precision.
+        let json = serde_json::to_string(&f32_key).unwrap();
+        assert!(!json.contains("precision"), "{json}");
+        let bf16_key = CacheKey {
+            precision: crate::model::bf16::Precision::Bf16,
+            ..key("abc")
+        };
+        assert_ne!(f32_key.id(), bf16_key.id());
     }
 
     #[test]

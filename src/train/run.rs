@@ -83,7 +83,7 @@ pub(super) fn run(job: TrainJob, emit: &Emitter, stop: &AtomicBool) -> Result<Ou
     let frozen = FrozenConvs::new(start.model.valid(), frozen_convs);
     let cache = open_cache(
         (&job, &config),
-        &start.weights_id,
+        (&start.weights_id, frozen.precision()),
         preprocessing,
         &model_config,
     )?;
@@ -199,7 +199,7 @@ fn settings_of(job: &TrainJob) -> Result<(TrainConfig, Option<usize>), String> {
 /// resumed run takes from its checkpoint), when the run caches them.
 fn open_cache(
     (job, config): (&TrainJob, &TrainConfig),
-    weights_id: &str,
+    (weights_id, precision): (&str, crate::model::bf16::Precision),
     preprocessing: Preprocessing,
     model_config: &Vgg16Config,
 ) -> Result<Option<FeatureCache>, String> {
@@ -212,6 +212,7 @@ fn open_cache(
         preprocessing,
         frozen_convs,
         width_divisor: config.width_divisor,
+        precision,
     };
     let shape = frozen_output_shape(model_config, frozen_convs);
     let root = job.cache_root.clone().unwrap_or_else(default_cache_root);
