@@ -9,23 +9,13 @@
 //! [`super::cpu_base`] bound them layer by layer, and on the pooled features of real photos).
 
 /// The number format of the frozen base's products on the CPU.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f32 throughout.
     #[default]
     F32,
-    /// Products in bf16 with f32 sums, where the CPU has AVX512-BF16.
+    /// Products in bf16 with f32 sums ([`matmul`]).
     Bf16,
 }
 
