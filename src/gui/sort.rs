@@ -405,9 +405,9 @@ impl SortPanel {
 
     fn start_ui(&mut self, ui: &mut egui::Ui, model: Option<&[String]>, commands: &mut Commands) {
         ui.label(
-            "vggtune shows you the photos it is least sure of, learns from each answer, and \
-             sorts the ones it is sure of into a folder per class. Nothing is moved before you \
-             say so.",
+            "vggtune asks about a few typical photos first, then about those it is least sure \
+             of. It learns from each answer, and sorts the ones it is sure of into a folder per \
+             class. Nothing is moved before you say so.",
         );
         ui.horizontal(|ui| {
             ui.label("Photos to sort:");

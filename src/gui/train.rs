@@ -607,7 +607,7 @@ fn precision_ui(precision: &mut crate::model::bf16::Choice, ui: &mut egui::Ui) {
     use crate::model::bf16::Choice;
     let label = ui.label("CPU precision");
     let before = *precision;
-    let (_, why) = precision.resolve();
+    let (now, why) = precision.resolve();
     egui::ComboBox::from_id_salt("cpu-precision")
         .selected_text(format!("{precision:?}").to_lowercase())
         .show_ui(ui, |ui| {
@@ -619,8 +619,9 @@ fn precision_ui(precision: &mut crate::model::bf16::Choice, ui: &mut egui::Ui) {
         .labelled_by(label.id)
         .on_hover_text(format!(
             "The number format of the frozen convolutions on the CPU (bf16: products in bf16, \
-             sums in f32; features cached apart). Now: {why}. Applies to the next training, \
-             check, sort or model opened."
+             sums in f32; features cached apart). Now: {} ({why}). Applies to the next \
+             training, check, sort or model opened.",
+            format!("{now:?}").to_lowercase()
         ));
     if *precision != before {
         crate::model::bf16::choose(*precision);
