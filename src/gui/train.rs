@@ -605,23 +605,23 @@ fn config_ui(
 /// The CPU precision's row: the choice, and what it comes to on this CPU.
 fn precision_ui(precision: &mut crate::model::bf16::Choice, ui: &mut egui::Ui) {
     use crate::model::bf16::Choice;
+
     let label = ui.label("CPU precision");
     let before = *precision;
     let (now, why) = precision.resolve();
     egui::ComboBox::from_id_salt("cpu-precision")
-        .selected_text(format!("{precision:?}").to_lowercase())
+        .selected_text(precision.to_string())
         .show_ui(ui, |ui| {
-            for p in [Choice::Auto, Choice::F32, Choice::Bf16] {
-                ui.selectable_value(precision, p, format!("{p:?}").to_lowercase());
+            for &p in <Choice as clap::ValueEnum>::value_variants() {
+                ui.selectable_value(precision, p, p.to_string());
             }
         })
         .response
         .labelled_by(label.id)
         .on_hover_text(format!(
             "The number format of the frozen convolutions on the CPU (bf16: products in bf16, \
-             sums in f32; features cached apart). Now: {} ({why}). Applies to the next \
-             training, check, sort or model opened.",
-            format!("{now:?}").to_lowercase()
+             sums in f32; features cached apart). Now: {now} ({why}). Applies to the next \
+             training, check, sort or model opened."
         ));
     if *precision != before {
         crate::model::bf16::choose(*precision);

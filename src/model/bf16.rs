@@ -8,6 +8,23 @@
 //! 2^-9 of the value, and sums of many such products average the errors out (the tests of
 //! [`super::cpu_base`] bound them layer by layer, and on the pooled features of real photos).
 
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        })
+    }
+}
+
+impl std::fmt::Display for Choice {
+    /// The name `--precision` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = clap::ValueEnum::to_possible_value(self);
+        f.write_str(value.as_ref().map_or("", |v| v.get_name()))
+    }
+}
+
 /// The number format of the frozen base's products on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -453,6 +470,7 @@ mod amx {
             let cols = (b.n - panel * NR).min(NR);
             for block in (0..m).step_by(MR_AMX) {
                 let rows = (m - block).min(MR_AMX);
+                let full = rows == MR_AMX && cols == NR;
                 let a0 = a[block * pairs..].as_ptr();
                 let a1 = a[(block + 16) * pairs..].as_ptr();
                 // SAFETY: each tile load reads 16 rows of 64 bytes at its stride, inside `a`
@@ -487,35 +505,28 @@ mod amx {
                             options(nostack, readonly),
                         );
                     }
-                    if rows == MR_AMX && cols == NR {
-                        let d = dst.add(block * dst_rs + panel * NR);
-                        asm!(
-                            "tilestored [{c0} + {s}*1], tmm0",
-                            "tilestored [{c1} + {s}*1], tmm1",
-                            "tilestored [{c2} + {s}*1], tmm2",
-                            "tilestored [{c3} + {s}*1], tmm3",
-                            c0 = in(reg) d,
-                            c1 = in(reg) d.add(16),
-                            c2 = in(reg) d.add(16 * dst_rs),
-                            c3 = in(reg) d.add(16 * dst_rs + 16),
-                            s = in(reg) dst_rs * 4,
-                            options(nostack),
-                        );
-                        continue;
-                    }
-                    let cp = c.as_mut_ptr();
+                    // A whole block goes straight into `dst`; a block cut short by the
+                    // product's edge goes through `c` and only its part is copied.
+                    let (out, stride) = if full {
+                        (dst.add(block * dst_rs + panel * NR), dst_rs)
+                    } else {
+                        (c.as_mut_ptr(), NR)
+                    };
                     asm!(
                         "tilestored [{c0} + {s}*1], tmm0",
                         "tilestored [{c1} + {s}*1], tmm1",
                         "tilestored [{c2} + {s}*1], tmm2",
                         "tilestored [{c3} + {s}*1], tmm3",
-                        c0 = in(reg) cp,
-                        c1 = in(reg) cp.add(16),
-                        c2 = in(reg) cp.add(16 * NR),
-                        c3 = in(reg) cp.add(16 * NR + 16),
-                        s = in(reg) NR * 4,
+                        c0 = in(reg) out,
+                        c1 = in(reg) out.add(16),
+                        c2 = in(reg) out.add(16 * stride),
+                        c3 = in(reg) out.add(16 * stride + 16),
+                        s = in(reg) stride * 4,
                         options(nostack),
                     );
+                }
+                if full {
+                    continue;
                 }
                 for r in 0..rows {
                     // SAFETY: row block + r of `dst`, the panel's `cols` columns, is the

@@ -361,8 +361,7 @@ impl Session {
     /// Whether the head should learn again, `since` answers after its last fit: every
     /// [`RETRAIN_EVERY`] answers, and at once when it has learnt nothing yet and can.
     pub fn needs_fit(&self, since: usize) -> bool {
-        since >= RETRAIN_EVERY
-            || (since > 0 && !self.trained && self.counts().iter().filter(|&&n| n > 0).count() >= 2)
+        since >= RETRAIN_EVERY || (since > 0 && !self.trained && self.learns_from(&self.labelled()))
     }
 
     /// Takes the fit of `fitted` (a copy of this session refitted on a worker): its head,
