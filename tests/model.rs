@@ -369,7 +369,7 @@ fn bf16_stays_near_f32(model: &vggtune::model::Vgg16, batch: &[f32], shape: [usi
         return;
     }
     let l2 = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    for algorithm in [Algorithm::Winograd, Algorithm::Im2col] {
+    for algorithm in [Algorithm::Winograd, Algorithm::Im2col, Algorithm::Direct] {
         for layers in [1, 2, 4, 7, 10, 13] {
             let run = |precision| {
                 CpuConvBase::with_precision(model, 0..layers, algorithm, precision)
@@ -403,6 +403,68 @@ fn bf16_stays_near_f32(model: &vggtune::model::Vgg16, batch: &[f32], shape: [usi
                 }
             }
         }
+    }
+}
+
+/// The direct bf16 path (AMX) at VGG16's real widths on shapes the photo path never gives:
+/// non-square and odd sizes (37×45 → 18×22 → 9×11 → 4×5 → 2×2, and 32×33 → 1×1, then the adaptive pool
+/// growing to 7×7), more images than one pass takes, a range that stops before block 5, and
+/// the last activation Grad-CAM reads, each against the f32 base.
+#[test]
+fn the_direct_bf16_base_follows_f32_on_odd_shapes() {
+    if !vggtune::model::bf16::amx() {
+        eprintln!("no AMX tiles here: the direct path is not run");
+        return;
+    }
+    let config = Vgg16Config {
+        width_divisor: 1,
+        head: HeadKind::Pooled,
+        ..tiny(2)
+    };
+    let model = config.init(&cpu());
+    let l2 = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let relative = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        let diff: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+        assert!(l2(a) > 0.0, "the f32 base gives all zeros");
+        l2(&diff) / l2(a)
+    };
+    for (n, [h, w], range) in [
+        (9, [37, 45], 0..13),
+        (2, [30, 30], 0..10),
+        (1, [32, 33], 0..13),
+    ] {
+        let mut rng = vggtune::rng::SplitMix64(h as u64);
+        let x: Vec<f32> = (0..n * 3 * h * w)
+            .map(|_| rng.next_f32() * 2.0 - 1.0)
+            .collect();
+        let shape = [n, 3, h, w];
+        let make = |algorithm, precision| {
+            CpuConvBase::with_precision(&model, range.clone(), algorithm, precision)
+        };
+        let (f32_base, direct) = (
+            make(Algorithm::Winograd, Precision::F32),
+            make(Algorithm::Direct, Precision::Bf16),
+        );
+        let (f, d) = (f32_base.forward(&x, shape), direct.forward(&x, shape));
+        let [c, oh, ow] = direct.output_shape([3, h, w]);
+        assert_eq!(d.len(), n * c * oh * ow);
+        let error = relative(&f, &d);
+        eprintln!("direct bf16, {n} × {h}×{w}, convs {range:?}: relative error {error:.2e}");
+        assert!(
+            error <= 0.02,
+            "{n} × {h}×{w}, convs {range:?}: relative error {error}"
+        );
+        let ((fa, fs), (da, ds)) = (
+            f32_base.forward_last_activation(&x, shape),
+            direct.forward_last_activation(&x, shape),
+        );
+        assert_eq!(fs, ds);
+        let error = relative(&fa, &da);
+        assert!(
+            error <= 0.02,
+            "{n} × {h}×{w}: last activation's relative error {error}"
+        );
     }
 }
 

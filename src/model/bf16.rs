@@ -140,6 +140,65 @@ fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(bf16_bits(lo)) | (u32::from(bf16_bits(hi)) << 16)
 }
 
+/// Values that any bytes, zeros included, make (the element types of [`Aligned`]).
+pub(super) trait Plain: Copy {}
+impl Plain for u16 {}
+impl Plain for u32 {}
+
+/// 64 bytes on a cache line of their own.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A buffer whose first value starts a cache line, so that a tile row of 64 bytes at a
+/// multiple of 64 from it never straddles two lines (an allocator's buffer starts 16 bytes
+/// into one, which makes every such load two).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Aligned<T: Plain> {
+    lines: Vec<Line>,
+    len: usize,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Line")
+    }
+}
+
+impl<T: Plain> Aligned<T> {
+    /// `len` zeros.
+    pub(super) fn zeroed(len: usize) -> Self {
+        let mut buffer = Self {
+            lines: Vec::new(),
+            len: 0,
+            _values: std::marker::PhantomData,
+        };
+        buffer.resize(len);
+        buffer
+    }
+
+    /// Holds `len` values: those it had stay, new ones are zeros.
+    pub(super) fn resize(&mut self, len: usize) {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("buffer size overflows");
+        self.lines.resize(bytes.div_ceil(64), Line([0; 64]));
+        self.len = len;
+    }
+
+    pub(super) fn as_slice(&self) -> &[T] {
+        // SAFETY: the lines hold at least `len` values of `T` (`resize`), every bit pattern is
+        // one (`Plain`), and a line's alignment is a multiple of `T`'s.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.len) }
+    }
+
+    pub(super) fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as in `as_slice`, and borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.len) }
+    }
+}
+
 /// The right operand of a product, `[k, n]`, rounded to bf16 and packed once: rows in pairs,
 /// each pair's two values of a column side by side, columns padded to a multiple of 32.
 #[derive(Clone, Debug)]
@@ -147,8 +206,8 @@ pub struct PackedB {
     k: usize,
     n: usize,
     n_pad: usize,
-    /// `[padded_pairs(k), n_pad]` pairs (the rows past `k` zero).
-    data: Vec<u32>,
+    /// `[padded_pairs(k), n_pad]` pairs (the rows past `k` zero), each row on whole lines.
+    data: Aligned<u32>,
 }
 
 impl PackedB {
@@ -156,11 +215,12 @@ impl PackedB {
     pub fn pack(b: &[f32], row_stride: usize, [k, n]: [usize; 2]) -> Self {
         let n_pad = n.div_ceil(NR) * NR;
         let pairs = padded_pairs(k);
-        let mut data = vec![0u32; pairs * n_pad];
+        let mut data = Aligned::zeroed(pairs * n_pad);
+        let words = data.as_mut_slice();
         let at = |r: usize, j: usize| if r < k { b[r * row_stride + j] } else { 0.0 };
         for p in 0..pairs {
             for j in 0..n {
-                data[p * n_pad + j] = pair(at(2 * p, j), at(2 * p + 1, j));
+                words[p * n_pad + j] = pair(at(2 * p, j), at(2 * p + 1, j));
             }
         }
         Self { k, n, n_pad, data }
@@ -171,9 +231,14 @@ impl PackedB {
         [self.k, self.n]
     }
 
+    /// Its packed words (`[padded_pairs(k), n_pad]`) and `n_pad`, for the kernels.
+    pub(super) fn raw(&self) -> (*const u32, usize) {
+        (self.data.as_slice().as_ptr(), self.n_pad)
+    }
+
     /// Its value at row `r`, column `j` (as rounded).
     fn value(&self, r: usize, j: usize) -> f32 {
-        let word = self.data[(r / 2) * self.n_pad + j];
+        let word = self.data.as_slice()[(r / 2) * self.n_pad + j];
         bf16_value(if r.is_multiple_of(2) {
             word as u16
         } else {
@@ -254,7 +319,7 @@ pub fn matmul_reference(a: &[f32], [m, k]: [usize; 2], b: &PackedB) -> Vec<f32> 
 /// would cost a page fault every 4 KiB).
 #[derive(Default)]
 struct Scratch {
-    a: Vec<u32>,
+    a: Aligned<u32>,
     c: Vec<f32>,
 }
 
@@ -289,21 +354,22 @@ unsafe fn matmul_with(
     let m_pad = m.div_ceil(MR_AMX) * MR_AMX;
     // Every word of rows 0..m is written below, so only the padding rows are cleared (a
     // fresh fill of megabytes each call would cost as much as the product).
-    if scratch.a.len() < m_pad * pairs {
-        scratch.a.resize(m_pad * pairs, 0);
+    if scratch.a.as_slice().len() < m_pad * pairs {
+        scratch.a.resize(m_pad * pairs);
     }
-    scratch.a[m * pairs..m_pad * pairs].fill(0);
+    let scratch_a = scratch.a.as_mut_slice();
+    scratch_a[m * pairs..m_pad * pairs].fill(0);
     for i in 0..m {
         // SAFETY: row i of `a` is live for k floats (the caller's contract).
         let row = unsafe { std::slice::from_raw_parts(a.add(i * a_rs), b.k) };
         // SAFETY: `available()` (the caller's contract).
-        unsafe { round_row(row, &mut scratch.a[i * pairs..(i + 1) * pairs]) };
+        unsafe { round_row(row, &mut scratch_a[i * pairs..(i + 1) * pairs]) };
     }
     #[cfg(target_os = "linux")]
     if amx() {
         // SAFETY: AMX granted; the scratch holds `m_pad` rows of `pairs` words; `dst` is the
         // caller's.
-        unsafe { amx::matmul(m, (dst, dst_rs), &scratch.a, b, &mut scratch.c) };
+        unsafe { amx::matmul(m, (dst, dst_rs), scratch.a.as_slice(), b, &mut scratch.c) };
         return;
     }
     for panel in 0..b.n_pad / NR {
@@ -316,13 +382,54 @@ unsafe fn matmul_with(
             unsafe {
                 kernel(
                     pairs,
-                    scratch.a.as_ptr().add(block * pairs),
-                    b.data.as_ptr().add(panel * NR),
+                    scratch.a.as_slice().as_ptr().add(block * pairs),
+                    b.data.as_slice().as_ptr().add(panel * NR),
                     b.n_pad,
                     (dst.add(block * dst_rs + panel * NR), dst_rs),
                     [rows, cols],
                 );
             }
+        }
+    }
+}
+
+/// `src` rounded to bf16 into `dst`, value by value (the lengths must match).
+pub(super) fn round_slice(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "rounding needs as many places as values"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        let full = src.len() / 32 * 32;
+        // SAFETY: AVX512-BF16 is here; `full` values are in both slices.
+        unsafe { round_words(&src[..full], &mut dst[..full]) };
+        for (d, s) in dst[full..].iter_mut().zip(&src[full..]) {
+            *d = bf16_bits(*s);
+        }
+        return;
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = bf16_bits(*s);
+    }
+}
+
+/// `src` (a multiple of 32 values) rounded into `dst`, 32 at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn round_words(src: &[f32], dst: &mut [u16]) {
+    use std::arch::x86_64::*;
+    for (s, d) in src.chunks_exact(32).zip(dst.chunks_exact_mut(32)) {
+        // SAFETY: 32 floats in `s`, 32 places in `d`.
+        unsafe {
+            let lo = _mm512_loadu_ps(s.as_ptr());
+            let hi = _mm512_loadu_ps(s.as_ptr().add(16));
+            let packed = _mm512_cvtne2ps_pbh(hi, lo);
+            _mm512_storeu_si512(
+                d.as_mut_ptr().cast(),
+                std::mem::transmute::<__m512bh, __m512i>(packed),
+            );
         }
     }
 }
@@ -401,7 +508,7 @@ unsafe fn kernel(
 /// 16 pairs of the inner dimension at a time (`tdpbf16ps`). Rust has no stable AMX intrinsics,
 /// so the instructions are written out.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod amx {
+pub(super) mod amx {
     use std::arch::asm;
 
     use super::{MR_AMX, NR, PAIR_BLOCK, PackedB, padded_pairs};
@@ -447,6 +554,25 @@ mod amx {
         }
     }
 
+    /// Loads the tile configuration every kernel here uses (8 tiles of 16 rows of 64 bytes).
+    ///
+    /// # Safety
+    /// AMX is granted ([`super::amx`]).
+    pub unsafe fn configure() {
+        let config = TileConfig::new();
+        // SAFETY: AMX is granted; the config is 64 aligned bytes.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
+    }
+
+    /// Gives back this thread's tile state.
+    ///
+    /// # Safety
+    /// AMX is granted.
+    pub unsafe fn release() {
+        // SAFETY: the caller's contract.
+        unsafe { asm!("tilerelease", options(nostack)) };
+    }
+
     /// `dst = a · b`, `a` rounded and laid out as `padded_pairs(k)` words a row, its rows
     /// padded with zeros to a multiple of 32.
     ///
@@ -486,7 +612,7 @@ mod amx {
                         options(nostack)
                     );
                     for kb in (0..pairs).step_by(PAIR_BLOCK) {
-                        let b0 = b.data.as_ptr().add(kb * b.n_pad + panel * NR);
+                        let b0 = b.data.as_slice().as_ptr().add(kb * b.n_pad + panel * NR);
                         asm!(
                             "tileloadd tmm4, [{a0} + {sa}*1]",
                             "tileloadd tmm5, [{a1} + {sa}*1]",

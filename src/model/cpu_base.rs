@@ -16,6 +16,7 @@
 use rayon::prelude::*;
 
 use super::bf16::{self, Precision};
+use super::direct;
 use super::host::{strided_matmul, to_host};
 use super::vgg::{POOL_AFTER, POOLED_SIDE, Vgg16};
 
@@ -34,6 +35,9 @@ pub enum Algorithm {
     Winograd,
     /// im2col + GEMM for every convolution.
     Im2col,
+    /// Direct convolutions on AMX tiles over bf16 activations ([`direct`]): the default in
+    /// bf16 where AMX runs; elsewhere (or in f32, or where a layer does not fit) Winograd.
+    Direct,
 }
 
 impl Algorithm {
@@ -47,25 +51,27 @@ impl Algorithm {
 }
 
 /// One 3×3, stride-1, padding-1 convolution, weights packed for the GEMM.
-struct PackedConv {
-    cin: usize,
-    cout: usize,
-    weights: Weights,
-    bias: Vec<f32>,
-    pool_after: bool,
+pub(super) struct PackedConv {
+    pub(super) cin: usize,
+    pub(super) cout: usize,
+    pub(super) weights: Weights,
+    pub(super) bias: Vec<f32>,
+    pub(super) pool_after: bool,
 }
 
 /// A convolution's weights as its products read them (one copy of the layer).
-enum Weights {
+pub(super) enum Weights {
     /// im2col + GEMM: [9·cin, cout], row `(kh·3 + kw)·cin + ci` (the first layer, whose 3
     /// input channels make Winograd's GEMMs too thin to gain, or every layer on request).
     Im2col(Right),
     /// Winograd F(2×2, 3×3): the 16 matrices [cin, cout] of the transformed weights.
     Winograd(Vec<Right>),
+    /// Direct convolution on AMX tiles over bf16 activations ([`direct`]).
+    Direct(direct::Taps),
 }
 
 /// The right operand of a product, in the base's precision.
-enum Right {
+pub(super) enum Right {
     /// `[k, n]` floats, row-major.
     F32(Vec<f32>),
     /// Rounded to bf16 and packed once ([`bf16::PackedB`]).
@@ -96,6 +102,8 @@ pub struct CpuConvBase {
     convs: Vec<PackedConv>,
     avgpool: bool,
     precision: Precision,
+    /// Where the direct path's passes work, kept between them.
+    buffers: direct::Buffers,
 }
 
 impl CpuConvBase {
@@ -103,7 +111,11 @@ impl CpuConvBase {
     /// Its products run in the precision [`bf16::chosen`] comes to on this CPU.
     pub fn new(model: &Vgg16, range: std::ops::Range<usize>) -> Self {
         let precision = bf16::chosen().resolve().0;
-        Self::with_precision(model, range, Algorithm::from_env(), precision)
+        let algorithm = match Algorithm::from_env() {
+            Algorithm::Winograd if precision == Precision::Bf16 => Algorithm::Direct,
+            a => a,
+        };
+        Self::with_precision(model, range, algorithm, precision)
     }
 
     /// The same with the convolution algorithm chosen, in f32.
@@ -133,6 +145,18 @@ impl CpuConvBase {
             p => p,
         };
         let end = range.end.min(model.features.len());
+        let shape = |i: usize| {
+            let [cout, cin, _, _] = model.features[i].weight.shape().dims::<4>();
+            (cin, cout)
+        };
+        // On AMX tiles, direct convolutions over bf16 activations, where every layer fits.
+        let direct = precision == Precision::Bf16
+            && algorithm == Algorithm::Direct
+            && bf16::amx()
+            && (range.start..end).all(|i| {
+                let (cin, cout) = shape(i);
+                direct::Taps::fit(cin, cout, i == range.start)
+            });
         let convs = (range.start..end)
             .map(|i| {
                 let conv = &model.features[i];
@@ -151,7 +175,9 @@ impl CpuConvBase {
                     .bias
                     .as_ref()
                     .map_or_else(|| vec![0.0; cout], |b| to_host(b.val()));
-                let weights = if cin >= 8 && algorithm != Algorithm::Im2col {
+                let weights = if direct {
+                    Weights::Direct(direct::Taps::new(&weights, cin, cout))
+                } else if cin >= 8 && algorithm != Algorithm::Im2col {
                     let u = winograd_weights(&weights, cin, cout);
                     Weights::Winograd(
                         u.chunks_exact(cin * cout)
@@ -174,6 +200,7 @@ impl CpuConvBase {
             convs,
             avgpool: end == model.features.len(),
             precision,
+            buffers: direct::Buffers::default(),
         }
     }
 
@@ -229,6 +256,23 @@ impl CpuConvBase {
             "input length does not match its shape"
         );
         let [oc, oh, ow] = self.shape_after([c, h, w], until);
+        if !self.convs.is_empty() && direct::runs(&self.convs) {
+            assert_eq!(
+                self.convs[0].cin, c,
+                "channel count does not match the convolution"
+            );
+            let avgpool = (until == Until::End && self.avgpool).then_some(POOLED_SIDE);
+            let last_activation = until == Until::LastActivation;
+            return direct::forward(
+                &self.convs,
+                input,
+                [n, c, h, w],
+                last_activation,
+                avgpool,
+                [oc, oh, ow],
+                &self.buffers,
+            );
+        }
         let last = self.convs.len().saturating_sub(1);
         let per_in = c * h * w;
         let per_out = oc * oh * ow;
@@ -251,6 +295,7 @@ impl CpuConvBase {
                         conv3x3_winograd(&act, [images, hh, ww], conv, u, &mut next, &mut scratch)
                     }
                     Weights::Im2col(w) => conv3x3_relu(&act, [images, hh, ww], conv, w, &mut next),
+                    Weights::Direct(_) => unreachable!("direct layers run in `direct::forward`"),
                 }
                 std::mem::swap(&mut act, &mut next);
                 ch = conv.cout;
@@ -275,14 +320,14 @@ impl CpuConvBase {
 
 /// Sizes `buf` to `len` elements; every element is overwritten by the caller, so only growth
 /// writes (zeros).
-fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(super) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf.resize(len, 0.0);
     buf
 }
 
 /// Transposes each image's `rows`×`cols` matrix in `src` into `dst` (`cols`×`rows`): NCHW →
 /// NHWC is rows = C, cols = H·W; NHWC → NCHW the other way round.
-fn transpose_each(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+pub(super) fn transpose_each(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
     dst.par_chunks_mut(rows * cols)
         .zip(src.par_chunks(rows * cols))
         .for_each(|(d, s)| {
@@ -428,7 +473,12 @@ fn max_pool2(x: &[f32], [n, h, w, c]: [usize; 4], out: &mut Vec<f32>) {
 
 /// PyTorch's adaptive average pool to `side`×`side` on NHWC: bin `i` spans
 /// `floor(i·H/side) .. ceil((i+1)·H/side)`.
-fn adaptive_avg_pool(x: &[f32], [n, h, w, c]: [usize; 4], side: usize, out: &mut Vec<f32>) {
+pub(super) fn adaptive_avg_pool(
+    x: &[f32],
+    [n, h, w, c]: [usize; 4],
+    side: usize,
+    out: &mut Vec<f32>,
+) {
     let out = sized(out, n * side * side * c);
     out.fill(0.0);
     for img in 0..n {

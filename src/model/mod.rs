@@ -7,6 +7,7 @@
 pub mod bf16;
 pub mod bundle;
 pub mod cpu_base;
+mod direct;
 pub mod download;
 pub mod export;
 pub mod frozen;

@@ -1,0 +1,523 @@
+//! The frozen base's convolutions as direct convolutions on AMX tiles, over bf16 activations.
+//!
+//! Where the CPU has AMX tiles a product is so cheap that the f32 path's savings (Winograd's
+//! fewer multiplications, bought with transforms, gathers and a rounding pass before every
+//! product) cost more than they save. Here each image's activations stay in bf16,
+//! channels-last, with a zero border one pixel wide ([`image_pixels`]), and a convolution reads
+//! its nine taps straight from them. Output pixels are numbered over the padded width
+//! (`q = y·(w+2) + x`), so tap (ky, kx)'s input for 16 consecutive outputs is the 16 consecutive
+//! pixels from `q + ky·(w+2) + kx`: one tile load, a pixel apart. The two outputs a row that
+//! fall on the border are computed and dropped (2/w more work). Outputs are rounded once, with
+//! bias and ReLU, as they are stored; max-pooling compares bf16 bits (ReLU's values are never
+//! negative, and there non-negative floats order as their bits do).
+//!
+//! The first convolution, whose 3 channels would fill a tile row of 32 poorly, reads its 27
+//! inputs as the channels of one im2col tap.
+
+use rayon::prelude::*;
+
+use super::bf16::{self, Aligned, PackedB};
+use super::cpu_base::{PackedConv, Weights, adaptive_avg_pool, transpose_each};
+
+/// Output rows (pixels over the padded width) one step computes: two tiles of 16.
+const BLOCK: usize = 32;
+/// Channels in one tile row (64 bytes of bf16).
+const CHANNELS: usize = 32;
+/// Blocks in one unit of parallel work at most: its input rows stay in L2 while every panel
+/// of output channels runs over them.
+const CHUNK_BLOCKS: usize = 8;
+/// Images per pass through the layers: bounds the activations (at 224 px, 6.6 MB an image
+/// and layer) while giving every layer blocks enough for every thread.
+const SUB_BATCH: usize = 4;
+
+/// A convolution's weights as the direct kernel reads them.
+pub(super) struct Taps {
+    /// One `[cin, cout]` matrix a tap (`ky·3 + kx`), or one `[9·cin, cout]` for im2col.
+    packed: Vec<PackedB>,
+}
+
+impl Taps {
+    /// Whether a convolution of `cin` to `cout` channels runs here (`first`: it reads the
+    /// base's input, which may be im2col'd).
+    pub(super) fn fit(cin: usize, cout: usize, first: bool) -> bool {
+        cout.is_multiple_of(CHANNELS)
+            && (cin.is_multiple_of(CHANNELS) || (first && 9 * cin <= CHANNELS))
+    }
+
+    /// Packs `weights` (`[9·cin, cout]`, row `(ky·3 + kx)·cin + ci`).
+    pub(super) fn new(weights: &[f32], cin: usize, cout: usize) -> Self {
+        let packed = if cin.is_multiple_of(CHANNELS) {
+            weights
+                .chunks_exact(cin * cout)
+                .map(|tap| PackedB::pack(tap, cout, [cin, cout]))
+                .collect()
+        } else {
+            vec![PackedB::pack(weights, cout, [9 * cin, cout])]
+        };
+        Self { packed }
+    }
+
+    fn im2col(&self) -> bool {
+        self.packed.len() == 1
+    }
+}
+
+/// Pixels of one image's buffer at `h`×`w`: the padded image, and enough zeros after it that
+/// the last block's tap reads stay inside.
+fn image_pixels(h: usize, w: usize) -> usize {
+    let w2 = w + 2;
+    (blocks(h, w) * BLOCK + 2 * w2 + 2).max((h + 2) * w2)
+}
+
+/// Blocks of output rows of one image at `h`×`w`.
+fn blocks(h: usize, w: usize) -> usize {
+    (h * (w + 2)).div_ceil(BLOCK)
+}
+
+/// A batch's activations: per image, [`image_pixels`] pixels of `c` bf16 values each.
+#[derive(Default)]
+struct Act {
+    dims: [usize; 3],
+    data: Aligned<u16>,
+}
+
+impl Act {
+    /// Sized for `n` images of `[h, w, c]`; contents are the caller's to write.
+    fn resize(&mut self, n: usize, [h, w, c]: [usize; 3]) {
+        self.dims = [h, w, c];
+        self.data.resize(n * image_pixels(h, w) * c);
+    }
+
+    fn per_image(&self) -> usize {
+        let [h, w, c] = self.dims;
+        image_pixels(h, w) * c
+    }
+}
+
+/// The buffers a forward pass works in, kept between passes: fresh ones would cost a page
+/// fault for every 4 KiB written, as much as the first layers' products.
+#[derive(Default)]
+pub(super) struct Buffers(std::sync::Mutex<Space>);
+
+/// One pass's buffers: two of activations, the input padded, and the output's on the host.
+#[derive(Default)]
+struct Space {
+    act: Act,
+    next: Act,
+    padded: Vec<f32>,
+    host: Vec<f32>,
+    pooled: Vec<f32>,
+}
+
+/// Zeros the border and the tail of one image's buffer (`[h, w, c]`).
+fn clear_border(img: &mut [u16], [h, w, c]: [usize; 3]) {
+    let w2 = w + 2;
+    img[..(w2 + 1) * c].fill(0);
+    for y in 1..h {
+        // Pixel (y, w + 1) and pixel (y + 1, 0) are neighbours.
+        let at = (y * w2 + w + 1) * c;
+        img[at..at + 2 * c].fill(0);
+    }
+    img[(h * w2 + w + 1) * c..].fill(0);
+}
+
+/// A pointer that may cross threads: each thread writes elements no other thread touches.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut u16);
+// SAFETY: used only where every index is written by exactly one thread (see the callers).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    fn ptr(self) -> *mut u16 {
+        self.0
+    }
+}
+
+/// Whether every layer of `convs` runs here.
+pub(super) fn runs(convs: &[PackedConv]) -> bool {
+    convs
+        .iter()
+        .all(|c| matches!(c.weights, Weights::Direct(_)))
+}
+
+/// Runs `convs` on `input` (NCHW `[n, c, h, w]`, flattened), ending before the last layer's
+/// pool when `last_activation`, then the adaptive average pool to `avgpool` when given; NCHW
+/// out. Every layer's weights must be [`Weights::Direct`] ([`runs`]).
+pub(super) fn forward(
+    convs: &[PackedConv],
+    input: &[f32],
+    [n, c, h, w]: [usize; 4],
+    last_activation: bool,
+    avgpool: Option<usize>,
+    [oc, oh, ow]: [usize; 3],
+    buffers: &Buffers,
+) -> Vec<f32> {
+    let per_in = c * h * w;
+    let per_out = oc * oh * ow;
+    let mut out = vec![0.0f32; n * per_out];
+    // A pass running beside this one (another thread's) keeps the shared buffers: this one
+    // works in its own.
+    let mut own = Space::default();
+    let mut shared = buffers.0.try_lock().ok();
+    let Space {
+        act,
+        next,
+        padded,
+        host,
+        pooled,
+    } = shared.as_deref_mut().unwrap_or(&mut own);
+    for (inp, dst) in input
+        .chunks(SUB_BATCH * per_in)
+        .zip(out.chunks_mut(SUB_BATCH * per_out))
+    {
+        let images = inp.len() / per_in;
+        let first_im2col = match convs.first().map(|c| &c.weights) {
+            Some(Weights::Direct(t)) => t.im2col(),
+            _ => false,
+        };
+        load_input(inp, [images, c, h, w], first_im2col, padded, act);
+        let last = convs.len().saturating_sub(1);
+        for (i, conv) in convs.iter().enumerate() {
+            let Weights::Direct(taps) = &conv.weights else {
+                unreachable!("every layer is direct (`runs`)")
+            };
+            conv_layer(act, images, conv, taps, next);
+            std::mem::swap(act, next);
+            if conv.pool_after && !(last_activation && i == last) {
+                max_pool2(act, images, next);
+                std::mem::swap(act, next);
+            }
+        }
+        let [fh, fw, fc] = act.dims;
+        let nhwc = super::cpu_base::sized(host, images * fh * fw * fc);
+        unpad(act, images, nhwc);
+        let (pixels, src): (usize, &[f32]) = match avgpool {
+            Some(side) if (fh, fw) != (side, side) => {
+                adaptive_avg_pool(host, [images, fh, fw, fc], side, pooled);
+                (side * side, pooled)
+            }
+            _ => (fh * fw, host),
+        };
+        transpose_each(&src[..images * pixels * fc], dst, pixels, fc);
+    }
+    out
+}
+
+/// The base's input into `act`: im2col'd (27 values of each output's 3×3 neighbourhood, then
+/// zeros, to 32 channels) when the first layer reads it so, else padded channels-last.
+fn load_input(
+    input: &[f32],
+    [n, c, h, w]: [usize; 4],
+    im2col: bool,
+    padded: &mut Vec<f32>,
+    act: &mut Act,
+) {
+    let w2 = w + 2;
+    // The input padded, channels-last, in f32 (the border zero: the copy below writes only
+    // the image's pixels).
+    let per_pad = image_pixels(h, w) * c;
+    padded.clear();
+    padded.resize(n * per_pad, 0.0);
+    padded
+        .par_chunks_mut(per_pad)
+        .zip(input.par_chunks(c * h * w))
+        .for_each(|(p, img)| {
+            for ch in 0..c {
+                for y in 0..h {
+                    for x in 0..w {
+                        p[((y + 1) * w2 + x + 1) * c + ch] = img[(ch * h + y) * w + x];
+                    }
+                }
+            }
+        });
+    if !im2col {
+        act.resize(n, [h, w, c]);
+        act.data
+            .as_mut_slice()
+            .par_chunks_mut(per_pad)
+            .zip(padded.par_chunks(per_pad))
+            .for_each(|(a, p)| bf16::round_slice(p, a));
+        return;
+    }
+    act.resize(n, [h, w, CHANNELS]);
+    let per_act = act.per_image();
+    act.data
+        .as_mut_slice()
+        .par_chunks_mut(per_act)
+        .zip(padded.par_chunks(per_pad))
+        .for_each(|(a, p)| {
+            let mut row = [0.0f32; CHANNELS];
+            for (q, out) in a
+                .chunks_exact_mut(CHANNELS)
+                .enumerate()
+                .take(blocks(h, w) * BLOCK)
+            {
+                for ky in 0..3 {
+                    let s = (q + ky * w2) * c;
+                    row[ky * 3 * c..(ky + 1) * 3 * c].copy_from_slice(&p[s..s + 3 * c]);
+                }
+                bf16::round_slice(&row, out);
+            }
+        });
+}
+
+/// One convolution with bias and ReLU, `act` (`[h, w, cin]`) into `out` (`[h, w, cout]`,
+/// border cleared).
+fn conv_layer(act: &Act, n: usize, conv: &PackedConv, taps: &Taps, out: &mut Act) {
+    let [h, w, cin] = act.dims;
+    let cout = conv.cout;
+    out.resize(n, [h, w, cout]);
+    let per_out = out.per_image();
+    out.data
+        .as_mut_slice()
+        .par_chunks_mut(per_out)
+        .for_each(|img| clear_border(img, [h, w, cout]));
+    let w2 = w + 2;
+    let offsets: Vec<usize> = if taps.im2col() {
+        vec![0]
+    } else {
+        (0..9).map(|t| (t / 3) * w2 + t % 3).collect()
+    };
+    let per_image = blocks(h, w);
+    let panels = cout / BLOCK;
+    let threads = rayon::current_num_threads();
+    // Units of parallel work: where the layer's weights outweigh its inputs (the late layers),
+    // each takes some panels of output channels over every image, so that each panel's
+    // weights are read once; elsewhere each takes some blocks of one image, every panel.
+    let (chunk, groups) = if n * per_image * BLOCK < 9 * cout {
+        (per_image, panels.min(4 * threads))
+    } else {
+        let chunk = (n * per_image / (4 * threads)).clamp(1, CHUNK_BLOCKS);
+        (chunk, 1)
+    };
+    let per_group = panels.div_ceil(groups);
+    let chunks = per_image.div_ceil(chunk);
+    let images = if groups > 1 { 1 } else { n };
+    let dst = SharedMut(out.data.as_mut_slice().as_mut_ptr());
+    let per_in = act.per_image();
+    let src = act.data.as_slice();
+    (0..images * chunks * groups)
+        .into_par_iter()
+        .for_each(|item| {
+            let (img, part, group) = (
+                item / (chunks * groups),
+                (item / groups) % chunks,
+                item % groups,
+            );
+            let work = Work {
+                images: if groups > 1 { 0..n } else { img..img + 1 },
+                blocks: part * chunk..((part + 1) * chunk).min(per_image),
+                panels: group * per_group..((group + 1) * per_group).min(panels),
+            };
+            // SAFETY: AMX is granted (the layers are direct only then); the images' input and
+            // output buffers are live, `per_in` and `per_out` values apart; the item's blocks
+            // and panels are output values no other item writes (an output row belongs to one
+            // block, a channel to one panel).
+            unsafe {
+                amx_blocks(
+                    (src.as_ptr(), per_in),
+                    (dst.ptr(), per_out),
+                    [h, w, cin, cout],
+                    &offsets,
+                    taps,
+                    &conv.bias,
+                    work,
+                );
+            }
+        });
+}
+
+/// What one call of [`amx_blocks`] computes.
+struct Work {
+    images: std::ops::Range<usize>,
+    blocks: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+}
+
+/// `work`'s blocks and panels (32 output channels) of the convolution of `work`'s images:
+/// AMX tiles sum the taps, then bias, ReLU and rounding store the rows that are pixels.
+///
+/// # Safety
+/// AMX is granted ([`bf16::amx`]); `src` is (first image's input buffer, values per image)
+/// for the images (`[h, w, cin]`, as [`image_pixels`] sizes them), `dst` the same for their
+/// outputs (`[h, w, cout]`), and no other thread writes the output values of this work.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn amx_blocks(
+    (src_images, per_in): (*const u16, usize),
+    (dst_images, per_out): (*mut u16, usize),
+    [h, w, cin, cout]: [usize; 4],
+    offsets: &[usize],
+    taps: &Taps,
+    bias: &[f32],
+    work: Work,
+) {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    let w2 = w + 2;
+    let a_stride = cin * 2;
+    let mut c = [0.0f32; BLOCK * BLOCK];
+    // SAFETY: AMX is granted (the caller's contract).
+    unsafe { super::bf16::amx::configure() };
+    for panel in work.panels {
+        for (img, block) in work
+            .images
+            .clone()
+            .flat_map(|i| work.blocks.clone().map(move |b| (i, b)))
+        {
+            // SAFETY: image `img`'s buffers (the caller's contract).
+            let (src, dst) =
+                unsafe { (src_images.add(img * per_in), dst_images.add(img * per_out)) };
+            let q0 = block * BLOCK;
+            // SAFETY: every tile load reads 16 rows of 64 bytes: from `src` at pixels
+            // q0 + offset .. + 32 (inside the buffer: `image_pixels`), channels cb·32 .. + 32;
+            // from the tap's packed weights at pairs cb·16 .. + 16, the panel's 32 columns.
+            // The stores write `c`, 32 × 32 floats.
+            unsafe {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack)
+                );
+                for (t, &off) in offsets.iter().enumerate() {
+                    let b = &taps.packed[t];
+                    let (b_data, n_pad) = b.raw();
+                    let b_stride = n_pad * 4;
+                    let a_base = src.add((q0 + off) * cin);
+                    for cb in 0..cin / CHANNELS {
+                        let a0 = a_base.add(cb * CHANNELS);
+                        let b0 = b_data.add(cb * 16 * n_pad + panel * BLOCK);
+                        asm!(
+                            "tileloadd tmm4, [{a0} + {sa}*1]",
+                            "tileloadd tmm5, [{a1} + {sa}*1]",
+                            "tileloadd tmm6, [{b0} + {sb}*1]",
+                            "tileloadd tmm7, [{b1} + {sb}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            a0 = in(reg) a0,
+                            a1 = in(reg) a0.add(16 * cin),
+                            b0 = in(reg) b0,
+                            b1 = in(reg) b0.add(16),
+                            sa = in(reg) a_stride,
+                            sb = in(reg) b_stride,
+                            options(nostack, readonly),
+                        );
+                    }
+                }
+                let out = c.as_mut_ptr();
+                asm!(
+                    "tilestored [{c0} + {s}*1], tmm0",
+                    "tilestored [{c1} + {s}*1], tmm1",
+                    "tilestored [{c2} + {s}*1], tmm2",
+                    "tilestored [{c3} + {s}*1], tmm3",
+                    c0 = in(reg) out,
+                    c1 = in(reg) out.add(16),
+                    c2 = in(reg) out.add(16 * BLOCK),
+                    c3 = in(reg) out.add(16 * BLOCK + 16),
+                    s = in(reg) BLOCK * 4,
+                    options(nostack),
+                );
+            }
+            let zero = _mm512_setzero_ps();
+            // Where row 0 lands; the rows after it step along (a division a row would cost
+            // as much as the tiles' sums on the first layers).
+            let (mut y, mut x) = (q0 / w2, q0 % w2);
+            for r in 0..BLOCK {
+                let (row_y, row_x) = (y, x);
+                x += 1;
+                if x == w2 {
+                    (y, x) = (y + 1, 0);
+                }
+                if row_y >= h {
+                    break;
+                }
+                if row_x >= w {
+                    continue;
+                }
+                let (y, x) = (row_y, row_x);
+                for half in 0..2 {
+                    let col = panel * BLOCK + 16 * half;
+                    // SAFETY: row r of `c` has 32 floats; `bias` has `cout` values; output
+                    // pixel (y, x) lies inside the image, its channels col .. col + 16 in the
+                    // buffer, and belongs to this block alone.
+                    unsafe {
+                        let v = _mm512_loadu_ps(c.as_ptr().add(r * BLOCK + 16 * half));
+                        let v = _mm512_max_ps(_mm512_add_ps(v, _mm512_loadu_ps(&bias[col])), zero);
+                        let o = dst.add(((y + 1) * w2 + x + 1) * cout + col);
+                        _mm256_storeu_si256(
+                            o.cast(),
+                            std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: AMX is granted; releases this thread's tile state.
+    unsafe { super::bf16::amx::release() };
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+unsafe fn amx_blocks(
+    _: (*const u16, usize),
+    _: (*mut u16, usize),
+    _: [usize; 4],
+    _: &[usize],
+    _: &Taps,
+    _: &[f32],
+    _: Work,
+) {
+    unreachable!("direct layers are packed only where AMX runs")
+}
+
+/// 2×2 max-pool, stride 2 (an odd last row or column dropped), `act` into `out`, as bf16
+/// bits: the values are ReLU's, never negative.
+fn max_pool2(act: &Act, n: usize, out: &mut Act) {
+    let [h, w, c] = act.dims;
+    let (oh, ow) = (h / 2, w / 2);
+    out.resize(n, [oh, ow, c]);
+    let (per_in, per_out) = (act.per_image(), out.per_image());
+    let (w2, ow2) = (w + 2, ow + 2);
+    out.data
+        .as_mut_slice()
+        .par_chunks_mut(per_out)
+        .zip(act.data.as_slice().par_chunks(per_in))
+        .for_each(|(o, a)| {
+            clear_border(o, [oh, ow, c]);
+            for y in 0..oh {
+                for x in 0..ow {
+                    let at = |yy: usize, xx: usize| ((2 * y + yy + 1) * w2 + 2 * x + xx + 1) * c;
+                    let (p0, p1, p2, p3) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                    let d = ((y + 1) * ow2 + x + 1) * c;
+                    for ch in 0..c {
+                        o[d + ch] = a[p0 + ch].max(a[p1 + ch]).max(a[p2 + ch].max(a[p3 + ch]));
+                    }
+                }
+            }
+        });
+}
+
+/// The images' pixels (without the border) as f32, channels-last, into `nhwc`.
+fn unpad(act: &Act, n: usize, nhwc: &mut [f32]) {
+    let [h, w, c] = act.dims;
+    let per = act.per_image();
+    nhwc.par_chunks_mut(h * w * c)
+        .zip(act.data.as_slice().par_chunks(per))
+        .take(n)
+        .for_each(|(o, a)| {
+            for y in 0..h {
+                let s = ((y + 1) * (w + 2) + 1) * c;
+                for (v, &b) in o[y * w * c..(y + 1) * w * c]
+                    .iter_mut()
+                    .zip(&a[s..s + w * c])
+                {
+                    *v = bf16::bf16_value(b);
+                }
+            }
+        });
+}
