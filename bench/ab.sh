@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A/B driver: runs vggtune bench and the references alternately (A B C A B C ...) on the same
-# machine so that its noise falls on all of them, then prints every run's JSON line.
+# machine so that its noise falls on all of them, each in f32 and in bf16 (vggtune --precision,
+# PyTorch autocast, oneDNN's fpmath mode), then prints every run's JSON line.
 # usage: bash bench/ab.sh ROUNDS PYTHON [PHOTOS]
 #   PYTHON: a Python with torch and/or tensorflow-cpu (+ pillow for PHOTOS) installed.
 #   PHOTOS: a Kaggle-layout folder; adds the end-to-end run (2,000 photos, 10 head epochs) to
@@ -16,11 +17,17 @@ json() { "$python" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv
 for r in $(seq 1 "$rounds"); do
   e2e=()
   [ -n "$photos" ] && e2e=(--photos "$photos" --photo-limit 2000 --epochs 10)
-  "$vggtune" bench --device cpu --repeats 2 "${e2e[@]}" --json-out "$out/vggtune-$r.json" >/dev/null
-  echo "{\"round\": $r, \"vggtune\": $(json "$out/vggtune-$r.json")}"
+  for p in f32 bf16; do
+    "$vggtune" --precision "$p" bench --device cpu --repeats 2 "${e2e[@]}" \
+      --json-out "$out/vggtune-$p-$r.json" >/dev/null
+    echo "{\"round\": $r, \"vggtune_$p\": $(json "$out/vggtune-$p-$r.json")}"
+  done
   for fw in torch keras; do
     if "$python" -c "import ${fw/keras/tensorflow}" 2>/dev/null; then
-      echo "{\"round\": $r, \"$fw\": $("$python" bench/reference.py "$fw" --repeats 2 2>/dev/null)}"
+      for p in f32 bf16; do
+        flag=(); [ "$p" = bf16 ] && flag=(--bf16)
+        echo "{\"round\": $r, \"${fw}_$p\": $("$python" bench/reference.py "$fw" --repeats 2 "${flag[@]}" 2>/dev/null)}"
+      done
     fi
   done
   if [ -n "$photos" ]; then

@@ -1,6 +1,6 @@
 """The same work as `vggtune bench`, in PyTorch or Keras/TensorFlow on the CPU, for A/B comparison.
 
-usage: python bench/reference.py torch|keras [--batches 1,8,32] [--repeats 2] [--threads 2]
+usage: python bench/reference.py torch|keras [--batches 1,8,32] [--repeats 2] [--threads 2] [--bf16]
        python bench/reference.py torch --device cuda [--dense]
        python bench/reference.py keras --photos DIR [--photo-limit 2000] [--epochs 10]
 Prints one JSON object: forward images/s per batch size at 224x224 (VGG16, random weights), and
@@ -10,7 +10,10 @@ cached features, batch 32; with --dense (always on CUDA), also of torchvision's 
 timing waits for the GPU to finish (torch.cuda.synchronize). With --photos (Keras only): the 2017 course's end-to-end workflow
 instead, as `vggtune bench --photos` times it: decode and resize the photos, compute the frozen
 VGG16 base's features with `predict` (batch 32), then fit the light head for the epochs (batch 32,
-10% held out). Needs torch or tensorflow-cpu (pip); nothing is downloaded at run time.
+10% held out). With --bf16 the forward passes run in bf16 where the CPU allows, the way each
+framework offers it: PyTorch under torch.autocast("cpu", dtype=torch.bfloat16), TensorFlow with
+oneDNN's fpmath mode BF16 (ONEDNN_DEFAULT_FPMATH_MODE=BF16, f32 tensors, bf16 products).
+Needs torch or tensorflow-cpu (pip); nothing is downloaded at run time.
 """
 import argparse
 import json
@@ -29,7 +32,7 @@ def timed(repeats, fn, sync=lambda: None):
     return (time.perf_counter() - start) / repeats
 
 
-def torch_bench(batches, repeats, threads, device="cpu", dense=False):
+def torch_bench(batches, repeats, threads, device="cpu", dense=False, bf16=False):
     import torch
     from torch import nn
 
@@ -49,7 +52,8 @@ def torch_bench(batches, repeats, threads, device="cpu", dense=False):
                           nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
                           nn.Linear(4096, 2)).eval().to(dev)
     forward = {}
-    with torch.no_grad():
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+    with torch.no_grad(), autocast:
         for b in batches:
             x = torch.randn(b, 3, 224, 224, device=dev)
             forward[b] = b / timed(repeats, lambda: model(x), sync)
@@ -69,6 +73,7 @@ def torch_bench(batches, repeats, threads, device="cpu", dense=False):
 
     light = nn.Sequential(nn.Linear(25088, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 2))
     result = {"framework": f"pytorch {torch.__version__}", "threads": threads, "device": str(dev),
+              "precision": "bf16 (autocast)" if bf16 else "f32",
               "forward": forward, "head_step_ips": step_ips(light, repeats * 10)}
     if dev.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(dev)
@@ -80,10 +85,12 @@ def torch_bench(batches, repeats, threads, device="cpu", dense=False):
     return result
 
 
-def keras_bench(batches, repeats, threads):
+def keras_bench(batches, repeats, threads, bf16=False):
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if bf16:
+        os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "BF16"
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -99,7 +106,7 @@ def keras_bench(batches, repeats, threads):
     feats = np.random.rand(32, 25088).astype("float32")
     labels = np.random.randint(0, 2, 32)
     return {"framework": f"keras {tf.keras.__version__} / tensorflow {tf.__version__}", "threads": threads,
-            "forward": forward,
+            "precision": "bf16 (oneDNN fpmath)" if bf16 else "f32", "forward": forward,
             "head_step_ips": 32 / timed(repeats * 10, lambda: head.train_on_batch(feats, labels))}
 
 
@@ -155,6 +162,7 @@ def main():
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--device", default="cpu", help="torch only: cpu or cuda")
     p.add_argument("--dense", action="store_true", help="torch: also time torchvision's dense layers")
+    p.add_argument("--bf16", action="store_true", help="forward passes in bf16 (autocast / oneDNN)")
     a = p.parse_args()
     if a.photos:
         if a.framework != "keras":
@@ -163,11 +171,11 @@ def main():
         return
     batches = [int(b) for b in a.batches.split(",")]
     if a.framework == "torch":
-        print(json.dumps(torch_bench(batches, a.repeats, a.threads, a.device, a.dense)))
+        print(json.dumps(torch_bench(batches, a.repeats, a.threads, a.device, a.dense, a.bf16)))
     else:
         if a.device != "cpu":
             p.error("--device: the Keras reference is tensorflow-cpu")
-        print(json.dumps(keras_bench(batches, a.repeats, a.threads)))
+        print(json.dumps(keras_bench(batches, a.repeats, a.threads, a.bf16)))
 
 
 if __name__ == "__main__":

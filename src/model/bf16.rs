@@ -290,12 +290,13 @@ pub fn amx() -> bool {
     })
 }
 
-/// Which kernel [`matmul`] runs here, in words (for `vggtune info`).
+/// How the bf16 base runs here, in words (for `vggtune info`): AMX tiles run the
+/// convolutions directly (`model::direct`), AVX512-BF16 alone runs [`matmul`]'s vector kernel.
 pub fn kernel_name() -> &'static str {
     if amx() {
-        "AMX tiles"
+        "AMX tiles, direct convolutions over bf16 activations"
     } else if available() {
-        "AVX512-BF16"
+        "AVX512-BF16, Winograd"
     } else {
         "none"
     }

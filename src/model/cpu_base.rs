@@ -12,6 +12,10 @@
 //!
 //! [`CpuConvBase::forward`] gives what [`Vgg16::forward_convs`] gives (NCHW out), to within
 //! float rounding; a test pins that.
+//!
+//! In bf16 where the CPU has AMX tiles, the layers run instead as direct convolutions over bf16
+//! activations ([`Algorithm::Direct`], `model::direct`): there a tile product costs so little
+//! that im2col's copies and Winograd's transforms would be most of the time.
 
 use rayon::prelude::*;
 
