@@ -18,7 +18,7 @@ for r in $(seq 1 "$rounds"); do
   e2e=()
   [ -n "$photos" ] && e2e=(--photos "$photos" --photo-limit 2000 --epochs 10)
   for p in f32 bf16; do
-    "$vggtune" --precision "$p" bench --device cpu --repeats 2 "${e2e[@]}" \
+    "$vggtune" --precision "$p" bench --device cpu --repeats 2 ${e2e[@]+"${e2e[@]}"} \
       --json-out "$out/vggtune-$p-$r.json" >/dev/null
     echo "{\"round\": $r, \"vggtune_$p\": $(json "$out/vggtune-$p-$r.json")}"
   done
@@ -26,7 +26,7 @@ for r in $(seq 1 "$rounds"); do
     if "$python" -c "import ${fw/keras/tensorflow}" 2>/dev/null; then
       for p in f32 bf16; do
         flag=(); [ "$p" = bf16 ] && flag=(--bf16)
-        echo "{\"round\": $r, \"${fw}_$p\": $("$python" bench/reference.py "$fw" --repeats 2 "${flag[@]}" 2>/dev/null)}"
+        echo "{\"round\": $r, \"${fw}_$p\": $("$python" bench/reference.py "$fw" --repeats 2 ${flag[@]+"${flag[@]}"} 2>/dev/null)}"
       done
     fi
   done

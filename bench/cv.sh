@@ -23,7 +23,7 @@ for seed in (42, 43, 44):
         for f in range(5):
             d = f"{out}/s{seed}/f{f}/{'valid' if f == fold else 'train'}"
             os.makedirs(d, exist_ok=True)
-            if not os.path.exists(f"{d}/{name}"):
+            if not os.path.lexists(f"{d}/{name}"):
                 os.symlink(f"{src}/{name}", f"{d}/{name}")
 EOF
 for p in $PRECISIONS; do
@@ -54,6 +54,9 @@ for s in (42, 43, 44):
                     right += round(v["accuracy"] * v["count"])
                     count += v["count"]
                     loss += v["log_loss"] * v["count"]
+        if count == 0:
+            cells.append("no finished run")
+            continue
         cells.append(f"{right} of {count}, {100 * right / count:.2f}%, {loss / count:.4f}")
     print(f"| {s} | " + " | ".join(cells) + " |")
 EOF

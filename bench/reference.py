@@ -11,8 +11,9 @@ timing waits for the GPU to finish (torch.cuda.synchronize). With --photos (Kera
 instead, as `vggtune bench --photos` times it: decode and resize the photos, compute the frozen
 VGG16 base's features with `predict` (batch 32), then fit the light head for the epochs (batch 32,
 10% held out). With --bf16 the forward passes run in bf16 where the CPU allows, the way each
-framework offers it: PyTorch under torch.autocast("cpu", dtype=torch.bfloat16), TensorFlow with
-oneDNN's fpmath mode BF16 (ONEDNN_DEFAULT_FPMATH_MODE=BF16, f32 tensors, bf16 products).
+framework offers it: PyTorch under torch.autocast("cpu", dtype=torch.bfloat16) (the head step
+stays f32), TensorFlow with oneDNN's fpmath mode BF16 (ONEDNN_DEFAULT_FPMATH_MODE=BF16: f32
+tensors, bf16 products, for the whole process, so its head step too).
 Needs torch or tensorflow-cpu (pip); nothing is downloaded at run time.
 """
 import argparse

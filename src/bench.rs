@@ -86,7 +86,8 @@ pub struct EndToEnd {
     /// Validation accuracy of the first run.
     pub valid_accuracy: f64,
     /// Peak resident memory of the first run alone, MiB (the process's peak counter reset
-    /// before it; `None` where it cannot be reset, off Linux).
+    /// before it, so it also counts what the allocator still held from the steps before;
+    /// `None` where it cannot be reset, off Linux).
     pub first_run_peak_mib: Option<f64>,
 }
 

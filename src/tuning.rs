@@ -3,7 +3,9 @@
 //! the first time anything asks (`main` asks first thing).
 //!
 //! - `VGGTUNE_CPU_CONV`: `im2col` runs the CPU convolution base with im2col + GEMM everywhere,
-//!   `burn` uses Burn's convolutions instead of the CPU base; anything else, Winograd.
+//!   `winograd` with Winograd (also in bf16 on AMX tiles), `burn` uses Burn's convolutions
+//!   instead of the CPU base; anything else, the fastest (direct convolutions in bf16 on AMX
+//!   tiles, else Winograd).
 //! - `VGGTUNE_HOST_HEAD=off`: the light and pooled heads train through Burn's autodiff instead of the
 //!   hand-written host step.
 
@@ -12,7 +14,9 @@ use std::sync::OnceLock;
 /// How the frozen convolutions run on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuConv {
-    /// The CPU base with Winograd F(2×2, 3×3) (the default).
+    /// The CPU base, the fastest way for its precision here (the default).
+    Fastest,
+    /// The CPU base with Winograd F(2×2, 3×3).
     Winograd,
     /// The CPU base with im2col + GEMM for every convolution.
     Im2col,
@@ -37,7 +41,8 @@ impl Tuning {
             cpu_conv: match var("VGGTUNE_CPU_CONV").as_str() {
                 "im2col" => CpuConv::Im2col,
                 "burn" => CpuConv::Burn,
-                _ => CpuConv::Winograd,
+                "winograd" => CpuConv::Winograd,
+                _ => CpuConv::Fastest,
             },
             host_head: var("VGGTUNE_HOST_HEAD") != "off",
         }

@@ -407,9 +407,10 @@ fn bf16_stays_near_f32(model: &vggtune::model::Vgg16, batch: &[f32], shape: [usi
 }
 
 /// The direct bf16 path (AMX) at VGG16's real widths on shapes the photo path never gives:
-/// non-square and odd sizes (37×45 → 18×22 → 9×11 → 4×5 → 2×2, and 32×33 → 1×1, then the adaptive pool
-/// growing to 7×7), more images than one pass takes, a range that stops before block 5, and
-/// the last activation Grad-CAM reads, each against the f32 base.
+/// non-square and odd sizes (37×45 → 18×22 → 9×11 → 4×5 → 2×2 → 1×1, and 32×33 → 1×1, then
+/// the adaptive pool growing to 7×7), more images than one pass takes, a range that stops
+/// before block 5 and one that starts inside (256 channels in, no im2col), and the last
+/// activation Grad-CAM reads, each against the f32 base.
 #[test]
 fn the_direct_bf16_base_follows_f32_on_odd_shapes() {
     if !vggtune::model::bf16::amx() {
@@ -429,16 +430,19 @@ fn the_direct_bf16_base_follows_f32_on_odd_shapes() {
         assert!(l2(a) > 0.0, "the f32 base gives all zeros");
         l2(&diff) / l2(a)
     };
-    for (n, [h, w], range) in [
-        (9, [37, 45], 0..13),
-        (2, [30, 30], 0..10),
-        (1, [32, 33], 0..13),
+    for (n, [c, h, w], range) in [
+        (9, [3, 37, 45], 0..13),
+        (2, [3, 30, 30], 0..10),
+        (1, [3, 32, 33], 0..13),
+        (3, [256, 13, 18], 7..13),
     ] {
         let mut rng = vggtune::rng::SplitMix64(h as u64);
-        let x: Vec<f32> = (0..n * 3 * h * w)
-            .map(|_| rng.next_f32() * 2.0 - 1.0)
+        // Block 4's input comes out of a ReLU: never negative.
+        let low = if c == 3 { -1.0 } else { 0.0 };
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|_| low + rng.next_f32() * (1.0 - low))
             .collect();
-        let shape = [n, 3, h, w];
+        let shape = [n, c, h, w];
         let make = |algorithm, precision| {
             CpuConvBase::with_precision(&model, range.clone(), algorithm, precision)
         };
@@ -446,9 +450,11 @@ fn the_direct_bf16_base_follows_f32_on_odd_shapes() {
             make(Algorithm::Winograd, Precision::F32),
             make(Algorithm::Direct, Precision::Bf16),
         );
+        assert_eq!(direct.algorithm(), Algorithm::Direct, "convs {range:?}");
+        assert_eq!(direct.precision(), Precision::Bf16);
         let (f, d) = (f32_base.forward(&x, shape), direct.forward(&x, shape));
-        let [c, oh, ow] = direct.output_shape([3, h, w]);
-        assert_eq!(d.len(), n * c * oh * ow);
+        let [oc, oh, ow] = direct.output_shape([c, h, w]);
+        assert_eq!(d.len(), n * oc * oh * ow);
         let error = relative(&f, &d);
         eprintln!("direct bf16, {n} × {h}×{w}, convs {range:?}: relative error {error:.2e}");
         assert!(

@@ -140,10 +140,16 @@ fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(bf16_bits(lo)) | (u32::from(bf16_bits(hi)) << 16)
 }
 
-/// Values that any bytes, zeros included, make (the element types of [`Aligned`]).
-pub(super) trait Plain: Copy {}
-impl Plain for u16 {}
-impl Plain for u32 {}
+/// Values that any bytes make, zeros included, with an alignment that divides 64 (the
+/// element types of [`Aligned`]).
+///
+/// # Safety
+/// Every bit pattern of the type's size must be a value of it, and its alignment at most 64.
+pub(super) unsafe trait Plain: Copy {}
+// SAFETY: integers: every bit pattern is one; alignment 2 and 4.
+unsafe impl Plain for u16 {}
+// SAFETY: as above.
+unsafe impl Plain for u32 {}
 
 /// 64 bytes on a cache line of their own.
 #[derive(Clone, Copy)]
@@ -169,6 +175,7 @@ impl std::fmt::Debug for Line {
 impl<T: Plain> Aligned<T> {
     /// `len` zeros.
     pub(super) fn zeroed(len: usize) -> Self {
+        const { assert!(std::mem::align_of::<T>() <= 64) };
         let mut buffer = Self {
             lines: Vec::new(),
             len: 0,
@@ -178,12 +185,17 @@ impl<T: Plain> Aligned<T> {
         buffer
     }
 
-    /// Holds `len` values: those it had stay, new ones are zeros.
+    /// Holds `len` values: those it had stay, and the rest are what its memory held before (a
+    /// buffer that never held as many: zeros). It never gives memory back, so a buffer
+    /// reused for smaller and larger passes costs no zeroing (callers write what they read).
     pub(super) fn resize(&mut self, len: usize) {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
             .expect("buffer size overflows");
-        self.lines.resize(bytes.div_ceil(64), Line([0; 64]));
+        let lines = bytes.div_ceil(64);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, Line([0; 64]));
+        }
         self.len = len;
     }
 
@@ -290,13 +302,12 @@ pub fn amx() -> bool {
     })
 }
 
-/// How the bf16 base runs here, in words (for `vggtune info`): AMX tiles run the
-/// convolutions directly (`model::direct`), AVX512-BF16 alone runs [`matmul`]'s vector kernel.
+/// Which bf16 products run here, in words (for `vggtune info`).
 pub fn kernel_name() -> &'static str {
     if amx() {
-        "AMX tiles, direct convolutions over bf16 activations"
+        "AMX tiles"
     } else if available() {
-        "AVX512-BF16, Winograd"
+        "AVX512-BF16"
     } else {
         "none"
     }
@@ -574,6 +585,83 @@ pub(super) mod amx {
         unsafe { asm!("tilerelease", options(nostack)) };
     }
 
+    /// Clears the four sums (tiles 0–3) of a 32×32 block.
+    ///
+    /// # Safety
+    /// AMX is granted and [`configure`]d on this thread.
+    #[inline(always)]
+    pub unsafe fn zero_sums() {
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack)
+            )
+        };
+    }
+
+    /// Adds 16 pairs of the inner dimension to a 32×32 block's sums: rows 0–15 of the left
+    /// operand from `a0`, rows 16–31 from `a1` (rows `a_stride` bytes apart), and the two
+    /// 16-column halves of the right operand from `b0` and `b0 + 64` bytes (rows `b_stride`
+    /// bytes apart). Each sum tile takes one left and one right tile: 4 products of 16×16×32.
+    ///
+    /// # Safety
+    /// AMX is granted and [`configure`]d; each pointer addresses 16 rows of 64 readable bytes
+    /// at its stride.
+    #[inline(always)]
+    pub unsafe fn add_products(
+        (a0, a1, a_stride): (*const u8, *const u8, usize),
+        (b0, b_stride): (*const u8, usize),
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!(
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) a0,
+                a1 = in(reg) a1,
+                b0 = in(reg) b0,
+                b1 = in(reg) b0.add(64),
+                sa = in(reg) a_stride,
+                sb = in(reg) b_stride,
+                options(nostack, readonly),
+            )
+        };
+    }
+
+    /// Stores a 32×32 block's sums at `out`, rows `stride` floats apart.
+    ///
+    /// # Safety
+    /// AMX is granted and [`configure`]d; `out` addresses 32 rows of 32 writable floats at
+    /// that stride.
+    #[inline(always)]
+    pub unsafe fn store_sums(out: *mut f32, stride: usize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!(
+                "tilestored [{c0} + {s}*1], tmm0",
+                "tilestored [{c1} + {s}*1], tmm1",
+                "tilestored [{c2} + {s}*1], tmm2",
+                "tilestored [{c3} + {s}*1], tmm3",
+                c0 = in(reg) out,
+                c1 = in(reg) out.add(16),
+                c2 = in(reg) out.add(16 * stride),
+                c3 = in(reg) out.add(16 * stride + 16),
+                s = in(reg) stride * 4,
+                options(nostack),
+            )
+        };
+    }
+
     /// `dst = a · b`, `a` rounded and laid out as `padded_pairs(k)` words a row, its rows
     /// padded with zeros to a multiple of 32.
     ///
@@ -590,9 +678,9 @@ pub(super) mod amx {
         let pairs = padded_pairs(b.k);
         let (a_stride, b_stride) = (pairs * 4, b.n_pad * 4);
         c.resize(MR_AMX * NR, 0.0);
-        let config = TileConfig::new();
-        // SAFETY: AMX is granted; the config is 64 aligned bytes.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
+        let words = b.data.as_slice().as_ptr();
+        // SAFETY: AMX is granted (the caller's contract).
+        unsafe { configure() };
         for panel in 0..b.n_pad / NR {
             let cols = (b.n - panel * NR).min(NR);
             for block in (0..m).step_by(MR_AMX) {
@@ -600,57 +688,27 @@ pub(super) mod amx {
                 let full = rows == MR_AMX && cols == NR;
                 let a0 = a[block * pairs..].as_ptr();
                 let a1 = a[(block + 16) * pairs..].as_ptr();
+                // A whole block goes straight into `dst`; a block cut short by the product's
+                // edge goes through `c` and only its part is copied.
+                let (out, stride) = if full {
+                    // SAFETY: the block's rows and the panel's columns are the caller's.
+                    (unsafe { dst.add(block * dst_rs + panel * NR) }, dst_rs)
+                } else {
+                    (c.as_mut_ptr(), NR)
+                };
                 // SAFETY: each tile load reads 16 rows of 64 bytes at its stride, inside `a`
                 // (rows block..block + 32, pairs kb..kb + 16) and inside `b`'s data (pairs
-                // kb..kb + 16, the panel's 32 columns); the stores write 4 tiles into `c`
-                // (32 × 32 floats).
+                // kb..kb + 16, the panel's 32 columns); the store writes 32 × 32 floats of
+                // `dst`'s block or of `c`.
                 unsafe {
-                    asm!(
-                        "tilezero tmm0",
-                        "tilezero tmm1",
-                        "tilezero tmm2",
-                        "tilezero tmm3",
-                        options(nostack)
-                    );
+                    zero_sums();
                     for kb in (0..pairs).step_by(PAIR_BLOCK) {
-                        let b0 = b.data.as_slice().as_ptr().add(kb * b.n_pad + panel * NR);
-                        asm!(
-                            "tileloadd tmm4, [{a0} + {sa}*1]",
-                            "tileloadd tmm5, [{a1} + {sa}*1]",
-                            "tileloadd tmm6, [{b0} + {sb}*1]",
-                            "tileloadd tmm7, [{b1} + {sb}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
-                            a0 = in(reg) a0.add(kb),
-                            a1 = in(reg) a1.add(kb),
-                            b0 = in(reg) b0,
-                            b1 = in(reg) b0.add(16),
-                            sa = in(reg) a_stride,
-                            sb = in(reg) b_stride,
-                            options(nostack, readonly),
+                        add_products(
+                            (a0.add(kb).cast(), a1.add(kb).cast(), a_stride),
+                            (words.add(kb * b.n_pad + panel * NR).cast(), b_stride),
                         );
                     }
-                    // A whole block goes straight into `dst`; a block cut short by the
-                    // product's edge goes through `c` and only its part is copied.
-                    let (out, stride) = if full {
-                        (dst.add(block * dst_rs + panel * NR), dst_rs)
-                    } else {
-                        (c.as_mut_ptr(), NR)
-                    };
-                    asm!(
-                        "tilestored [{c0} + {s}*1], tmm0",
-                        "tilestored [{c1} + {s}*1], tmm1",
-                        "tilestored [{c2} + {s}*1], tmm2",
-                        "tilestored [{c3} + {s}*1], tmm3",
-                        c0 = in(reg) out,
-                        c1 = in(reg) out.add(16),
-                        c2 = in(reg) out.add(16 * stride),
-                        c3 = in(reg) out.add(16 * stride + 16),
-                        s = in(reg) stride * 4,
-                        options(nostack),
-                    );
+                    store_sums(out, stride);
                 }
                 if full {
                     continue;
@@ -668,8 +726,8 @@ pub(super) mod amx {
                 }
             }
         }
-        // SAFETY: AMX is granted; releases this thread's tile state.
-        unsafe { asm!("tilerelease", options(nostack)) };
+        // SAFETY: AMX is granted.
+        unsafe { release() };
     }
 }
 

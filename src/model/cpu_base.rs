@@ -35,7 +35,8 @@ const TILE_FLOATS: usize = 256 * 1024;
 /// How [`CpuConvBase`] computes its convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Winograd F(2×2, 3×3) for every convolution but the first (the default).
+    /// Winograd F(2×2, 3×3) for every convolution but the first (the default in f32, and in
+    /// bf16 without AMX tiles).
     Winograd,
     /// im2col + GEMM for every convolution.
     Im2col,
@@ -45,11 +46,29 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// The algorithm [`crate::tuning`] asks for (`VGGTUNE_CPU_CONV=im2col`, for comparisons).
-    pub fn from_env() -> Self {
+    /// The algorithm for a base in `precision` on this CPU: the fastest, unless
+    /// [`crate::tuning`] asks for another (`VGGTUNE_CPU_CONV`, for comparisons).
+    pub fn chosen(precision: Precision) -> Self {
+        use crate::tuning::CpuConv;
         match crate::tuning::current().cpu_conv {
-            crate::tuning::CpuConv::Im2col => Self::Im2col,
-            _ => Self::Winograd,
+            CpuConv::Im2col => Self::Im2col,
+            CpuConv::Winograd => Self::Winograd,
+            CpuConv::Fastest | CpuConv::Burn => {
+                if precision == Precision::Bf16 && bf16::amx() {
+                    Self::Direct
+                } else {
+                    Self::Winograd
+                }
+            }
+        }
+    }
+
+    /// In words (for `vggtune info`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Winograd => "Winograd F(2×2, 3×3)",
+            Self::Im2col => "im2col + GEMM",
+            Self::Direct => "direct convolutions over bf16 activations",
         }
     }
 }
@@ -61,6 +80,14 @@ pub(super) struct PackedConv {
     pub(super) weights: Weights,
     pub(super) bias: Vec<f32>,
     pub(super) pool_after: bool,
+}
+
+impl PackedConv {
+    /// Whether a max-pool follows this layer in a pass (`last`: the pass's last layer; a pass
+    /// to the last activation stops before its pool).
+    pub(super) fn pools(&self, last: bool, last_activation: bool) -> bool {
+        self.pool_after && !(last && last_activation)
+    }
 }
 
 /// A convolution's weights as its products read them (one copy of the layer).
@@ -115,11 +142,7 @@ impl CpuConvBase {
     /// Its products run in the precision [`bf16::chosen`] comes to on this CPU.
     pub fn new(model: &Vgg16, range: std::ops::Range<usize>) -> Self {
         let precision = bf16::chosen().resolve().0;
-        let algorithm = match Algorithm::from_env() {
-            Algorithm::Winograd if precision == Precision::Bf16 => Algorithm::Direct,
-            a => a,
-        };
-        Self::with_precision(model, range, algorithm, precision)
+        Self::with_precision(model, range, Algorithm::chosen(precision), precision)
     }
 
     /// The same with the convolution algorithm chosen, in f32.
@@ -134,6 +157,23 @@ impl CpuConvBase {
     /// The precision its products run in.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// How its convolutions run: the algorithm asked for, or Winograd where that could not
+    /// run here.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.convs.first().map(|c| &c.weights) {
+            Some(Weights::Direct(_)) => Algorithm::Direct,
+            Some(Weights::Winograd(_)) => Algorithm::Winograd,
+            _ if self
+                .convs
+                .iter()
+                .any(|c| matches!(c.weights, Weights::Winograd(_))) =>
+            {
+                Algorithm::Winograd
+            }
+            _ => Algorithm::Im2col,
+        }
     }
 
     /// The same with the algorithm and the precision chosen (bf16 where this CPU can't run
@@ -218,7 +258,7 @@ impl CpuConvBase {
         let last = self.convs.len().saturating_sub(1);
         for (i, conv) in self.convs.iter().enumerate() {
             shape[0] = conv.cout;
-            if conv.pool_after && !(until == Until::LastActivation && i == last) {
+            if conv.pools(i == last, until == Until::LastActivation) {
                 shape[1] /= 2;
                 shape[2] /= 2;
             }
@@ -260,24 +300,9 @@ impl CpuConvBase {
             "input length does not match its shape"
         );
         let [oc, oh, ow] = self.shape_after([c, h, w], until);
-        if !self.convs.is_empty() && direct::runs(&self.convs) {
-            assert_eq!(
-                self.convs[0].cin, c,
-                "channel count does not match the convolution"
-            );
-            let avgpool = (until == Until::End && self.avgpool).then_some(POOLED_SIDE);
-            let last_activation = until == Until::LastActivation;
-            return direct::forward(
-                &self.convs,
-                input,
-                [n, c, h, w],
-                last_activation,
-                avgpool,
-                [oc, oh, ow],
-                &self.buffers,
-            );
-        }
-        let last = self.convs.len().saturating_sub(1);
+        let direct = !self.convs.is_empty() && direct::runs(&self.convs);
+        let sub_batch = if direct { direct::SUB_BATCH } else { SUB_BATCH };
+        let last_activation = until == Until::LastActivation;
         let per_in = c * h * w;
         let per_out = oc * oh * ow;
         let mut out = vec![0.0f32; n * per_out];
@@ -286,39 +311,75 @@ impl CpuConvBase {
         let (mut act, mut next) = (Vec::new(), Vec::new());
         let mut scratch = WinogradScratch::default();
         for (inp, dst) in input
-            .chunks(SUB_BATCH * per_in)
-            .zip(out.chunks_mut(SUB_BATCH * per_out))
+            .chunks(sub_batch * per_in)
+            .zip(out.chunks_mut(sub_batch * per_out))
         {
             let images = inp.len() / per_in;
-            transpose_each(inp, sized(&mut act, inp.len()), c, h * w);
-            let (mut ch, mut hh, mut ww) = (c, h, w);
-            for (i, conv) in self.convs.iter().enumerate() {
-                assert_eq!(conv.cin, ch, "channel count does not match the convolution");
-                match &conv.weights {
-                    Weights::Winograd(u) => {
-                        conv3x3_winograd(&act, [images, hh, ww], conv, u, &mut next, &mut scratch)
-                    }
-                    Weights::Im2col(w) => conv3x3_relu(&act, [images, hh, ww], conv, w, &mut next),
-                    Weights::Direct(_) => unreachable!("direct layers run in `direct::forward`"),
-                }
-                std::mem::swap(&mut act, &mut next);
-                ch = conv.cout;
-                if conv.pool_after && !(until == Until::LastActivation && i == last) {
-                    max_pool2(&act, [images, hh, ww, ch], &mut next);
-                    std::mem::swap(&mut act, &mut next);
-                    hh /= 2;
-                    ww /= 2;
-                }
-            }
+            let shape = [images, c, h, w];
+            let [hh, ww, ch] = if direct {
+                assert_eq!(
+                    self.convs[0].cin, c,
+                    "channel count does not match the convolution"
+                );
+                direct::forward(
+                    &self.convs,
+                    inp,
+                    shape,
+                    last_activation,
+                    &self.buffers,
+                    &mut act,
+                )
+            } else {
+                self.layers(
+                    inp,
+                    shape,
+                    last_activation,
+                    [&mut act, &mut next],
+                    &mut scratch,
+                )
+            };
             if until == Until::End && self.avgpool && (hh, ww) != (POOLED_SIDE, POOLED_SIDE) {
                 adaptive_avg_pool(&act, [images, hh, ww, ch], POOLED_SIDE, &mut next);
-                std::mem::swap(&mut act, &mut next);
-                hh = POOLED_SIDE;
-                ww = POOLED_SIDE;
+                transpose_each(&next, dst, POOLED_SIDE * POOLED_SIDE, ch);
+            } else {
+                transpose_each(&act[..images * hh * ww * ch], dst, hh * ww, ch);
             }
-            transpose_each(&act[..images * hh * ww * ch], dst, hh * ww, ch);
         }
         out
+    }
+
+    /// The layers in f32 products or the GEMM's bf16 ones, on the images of `input` (NCHW),
+    /// into `act` (NHWC); returns its `[h, w, c]`.
+    fn layers(
+        &self,
+        input: &[f32],
+        [images, c, h, w]: [usize; 4],
+        last_activation: bool,
+        [act, next]: [&mut Vec<f32>; 2],
+        scratch: &mut WinogradScratch,
+    ) -> [usize; 3] {
+        transpose_each(input, sized(act, input.len()), c, h * w);
+        let last = self.convs.len().saturating_sub(1);
+        let (mut ch, mut hh, mut ww) = (c, h, w);
+        for (i, conv) in self.convs.iter().enumerate() {
+            assert_eq!(conv.cin, ch, "channel count does not match the convolution");
+            match &conv.weights {
+                Weights::Winograd(u) => {
+                    conv3x3_winograd(act, [images, hh, ww], conv, u, next, scratch)
+                }
+                Weights::Im2col(w) => conv3x3_relu(act, [images, hh, ww], conv, w, next),
+                Weights::Direct(_) => unreachable!("direct layers run in `direct::forward`"),
+            }
+            std::mem::swap(act, next);
+            ch = conv.cout;
+            if conv.pools(i == last, last_activation) {
+                max_pool2(act, [images, hh, ww, ch], next);
+                std::mem::swap(act, next);
+                hh /= 2;
+                ww /= 2;
+            }
+        }
+        [hh, ww, ch]
     }
 }
 
@@ -460,6 +521,9 @@ fn im2col3x3(x: &[f32], [h, w, cin]: [usize; 3], first: usize, m: usize, col: &m
 fn max_pool2(x: &[f32], [n, h, w, c]: [usize; 4], out: &mut Vec<f32>) {
     let (oh, ow) = (h / 2, w / 2);
     let out = sized(out, n * oh * ow * c);
+    if ow * c == 0 {
+        return;
+    }
     out.par_chunks_mut(ow * c).enumerate().for_each(|(r, dst)| {
         let img = r / oh;
         let y = r % oh;

@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use super::bf16::{self, Aligned, PackedB};
-use super::cpu_base::{PackedConv, Weights, adaptive_avg_pool, transpose_each};
+use super::cpu_base::{PackedConv, Weights};
 
 /// Output rows (pixels over the padded width) one step computes: two tiles of 16.
 const BLOCK: usize = 32;
@@ -28,7 +28,7 @@ const CHANNELS: usize = 32;
 const CHUNK_BLOCKS: usize = 8;
 /// Images per pass through the layers: bounds the activations (at 224 px, 6.6 MB an image
 /// and layer) while giving every layer blocks enough for every thread.
-const SUB_BATCH: usize = 4;
+pub(super) const SUB_BATCH: usize = 4;
 
 /// A convolution's weights as the direct kernel reads them.
 pub(super) struct Taps {
@@ -62,8 +62,9 @@ impl Taps {
     }
 }
 
-/// Pixels of one image's buffer at `h`×`w`: the padded image, and enough zeros after it that
-/// the last block's tap reads stay inside.
+/// Pixels of one image's buffer at `h`×`w`: the padded image, and enough pixels after it that
+/// the last block's tap reads stay inside (zeros, [`clear_border`], where a layer reads them
+/// as neighbours; the im2col input's are never read).
 fn image_pixels(h: usize, w: usize) -> usize {
     let w2 = w + 2;
     (blocks(h, w) * BLOCK + 2 * w2 + 2).max((h + 2) * w2)
@@ -99,14 +100,12 @@ impl Act {
 #[derive(Default)]
 pub(super) struct Buffers(std::sync::Mutex<Space>);
 
-/// One pass's buffers: two of activations, the input padded, and the output's on the host.
+/// One pass's buffers: two of activations, and the input padded (f32).
 #[derive(Default)]
 struct Space {
     act: Act,
     next: Act,
     padded: Vec<f32>,
-    host: Vec<f32>,
-    pooled: Vec<f32>,
 }
 
 /// Zeros the border and the tail of one image's buffer (`[h, w, c]`).
@@ -141,67 +140,47 @@ pub(super) fn runs(convs: &[PackedConv]) -> bool {
         .all(|c| matches!(c.weights, Weights::Direct(_)))
 }
 
-/// Runs `convs` on `input` (NCHW `[n, c, h, w]`, flattened), ending before the last layer's
-/// pool when `last_activation`, then the adaptive average pool to `avgpool` when given; NCHW
-/// out. Every layer's weights must be [`Weights::Direct`] ([`runs`]).
+/// Runs `convs` on the images of `input` (NCHW `[n, c, h, w]`, flattened; at most
+/// [`SUB_BATCH`] of them), ending before the last layer's pool when `last_activation`, into
+/// `nhwc` (f32, channels-last); returns its `[h, w, c]`. Every layer's weights must be
+/// [`Weights::Direct`] ([`runs`]).
 pub(super) fn forward(
     convs: &[PackedConv],
     input: &[f32],
     [n, c, h, w]: [usize; 4],
     last_activation: bool,
-    avgpool: Option<usize>,
-    [oc, oh, ow]: [usize; 3],
     buffers: &Buffers,
-) -> Vec<f32> {
-    let per_in = c * h * w;
-    let per_out = oc * oh * ow;
-    let mut out = vec![0.0f32; n * per_out];
+    nhwc: &mut Vec<f32>,
+) -> [usize; 3] {
     // A pass running beside this one (another thread's) keeps the shared buffers: this one
-    // works in its own.
+    // works in its own. A pass that panicked left nothing the next one reads unwritten.
     let mut own = Space::default();
-    let mut shared = buffers.0.try_lock().ok();
-    let Space {
-        act,
-        next,
-        padded,
-        host,
-        pooled,
-    } = shared.as_deref_mut().unwrap_or(&mut own);
-    for (inp, dst) in input
-        .chunks(SUB_BATCH * per_in)
-        .zip(out.chunks_mut(SUB_BATCH * per_out))
-    {
-        let images = inp.len() / per_in;
-        let first_im2col = match convs.first().map(|c| &c.weights) {
-            Some(Weights::Direct(t)) => t.im2col(),
-            _ => false,
+    let mut shared = match buffers.0.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let Space { act, next, padded } = shared.as_deref_mut().unwrap_or(&mut own);
+    let first_im2col = match convs.first().map(|c| &c.weights) {
+        Some(Weights::Direct(t)) => t.im2col(),
+        _ => false,
+    };
+    load_input(input, [n, c, h, w], first_im2col, padded, act);
+    let last = convs.len().saturating_sub(1);
+    for (i, conv) in convs.iter().enumerate() {
+        let Weights::Direct(taps) = &conv.weights else {
+            unreachable!("every layer is direct (`runs`)")
         };
-        load_input(inp, [images, c, h, w], first_im2col, padded, act);
-        let last = convs.len().saturating_sub(1);
-        for (i, conv) in convs.iter().enumerate() {
-            let Weights::Direct(taps) = &conv.weights else {
-                unreachable!("every layer is direct (`runs`)")
-            };
-            conv_layer(act, images, conv, taps, next);
+        conv_layer(act, n, conv, taps, next);
+        std::mem::swap(act, next);
+        if conv.pools(i == last, last_activation) {
+            max_pool2(act, n, next);
             std::mem::swap(act, next);
-            if conv.pool_after && !(last_activation && i == last) {
-                max_pool2(act, images, next);
-                std::mem::swap(act, next);
-            }
         }
-        let [fh, fw, fc] = act.dims;
-        let nhwc = super::cpu_base::sized(host, images * fh * fw * fc);
-        unpad(act, images, nhwc);
-        let (pixels, src): (usize, &[f32]) = match avgpool {
-            Some(side) if (fh, fw) != (side, side) => {
-                adaptive_avg_pool(host, [images, fh, fw, fc], side, pooled);
-                (side * side, pooled)
-            }
-            _ => (fh * fw, host),
-        };
-        transpose_each(&src[..images * pixels * fc], dst, pixels, fc);
     }
-    out
+    let [fh, fw, fc] = act.dims;
+    unpad(act, n, super::cpu_base::sized(nhwc, n * fh * fw * fc));
+    act.dims
 }
 
 /// The base's input into `act`: im2col'd (27 values of each output's 3×3 neighbourhood, then
@@ -286,7 +265,7 @@ fn conv_layer(act: &Act, n: usize, conv: &PackedConv, taps: &Taps, out: &mut Act
     // each takes some panels of output channels over every image, so that each panel's
     // weights are read once; elsewhere each takes some blocks of one image, every panel.
     let (chunk, groups) = if n * per_image * BLOCK < 9 * cout {
-        (per_image, panels.min(4 * threads))
+        (per_image.max(1), panels.min(4 * threads))
     } else {
         let chunk = (n * per_image / (4 * threads)).clamp(1, CHUNK_BLOCKS);
         (chunk, 1)
@@ -336,7 +315,8 @@ struct Work {
 }
 
 /// `work`'s blocks and panels (32 output channels) of the convolution of `work`'s images:
-/// AMX tiles sum the taps, then bias, ReLU and rounding store the rows that are pixels.
+/// AMX tiles sum the taps, then [`store_rows`] adds the bias and stores the rows that are
+/// pixels.
 ///
 /// # Safety
 /// AMX is granted ([`bf16::amx`]); `src` is (first image's input buffer, values per image)
@@ -353,13 +333,10 @@ unsafe fn amx_blocks(
     bias: &[f32],
     work: Work,
 ) {
-    use std::arch::asm;
-    use std::arch::x86_64::*;
-    let w2 = w + 2;
-    let a_stride = cin * 2;
-    let mut c = [0.0f32; BLOCK * BLOCK];
+    use super::bf16::amx;
+    let mut sums = [0.0f32; BLOCK * BLOCK];
     // SAFETY: AMX is granted (the caller's contract).
-    unsafe { super::bf16::amx::configure() };
+    unsafe { amx::configure() };
     for panel in work.panels {
         for (img, block) in work
             .images
@@ -373,93 +350,93 @@ unsafe fn amx_blocks(
             // SAFETY: every tile load reads 16 rows of 64 bytes: from `src` at pixels
             // q0 + offset .. + 32 (inside the buffer: `image_pixels`), channels cb·32 .. + 32;
             // from the tap's packed weights at pairs cb·16 .. + 16, the panel's 32 columns.
-            // The stores write `c`, 32 × 32 floats.
+            // The store writes `sums`, 32 × 32 floats.
             unsafe {
-                asm!(
-                    "tilezero tmm0",
-                    "tilezero tmm1",
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    options(nostack)
-                );
-                for (t, &off) in offsets.iter().enumerate() {
-                    let b = &taps.packed[t];
-                    let (b_data, n_pad) = b.raw();
-                    let b_stride = n_pad * 4;
-                    let a_base = src.add((q0 + off) * cin);
+                amx::zero_sums();
+                for (tap, &off) in taps.packed.iter().zip(offsets) {
+                    let (words, n_pad) = tap.raw();
+                    let a = src.add((q0 + off) * cin);
                     for cb in 0..cin / CHANNELS {
-                        let a0 = a_base.add(cb * CHANNELS);
-                        let b0 = b_data.add(cb * 16 * n_pad + panel * BLOCK);
-                        asm!(
-                            "tileloadd tmm4, [{a0} + {sa}*1]",
-                            "tileloadd tmm5, [{a1} + {sa}*1]",
-                            "tileloadd tmm6, [{b0} + {sb}*1]",
-                            "tileloadd tmm7, [{b1} + {sb}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
-                            a0 = in(reg) a0,
-                            a1 = in(reg) a0.add(16 * cin),
-                            b0 = in(reg) b0,
-                            b1 = in(reg) b0.add(16),
-                            sa = in(reg) a_stride,
-                            sb = in(reg) b_stride,
-                            options(nostack, readonly),
+                        let a0 = a.add(cb * CHANNELS);
+                        amx::add_products(
+                            (a0.cast(), a0.add(16 * cin).cast(), cin * 2),
+                            (words.add(cb * 16 * n_pad + panel * BLOCK).cast(), n_pad * 4),
                         );
                     }
                 }
-                let out = c.as_mut_ptr();
-                asm!(
-                    "tilestored [{c0} + {s}*1], tmm0",
-                    "tilestored [{c1} + {s}*1], tmm1",
-                    "tilestored [{c2} + {s}*1], tmm2",
-                    "tilestored [{c3} + {s}*1], tmm3",
-                    c0 = in(reg) out,
-                    c1 = in(reg) out.add(16),
-                    c2 = in(reg) out.add(16 * BLOCK),
-                    c3 = in(reg) out.add(16 * BLOCK + 16),
-                    s = in(reg) BLOCK * 4,
-                    options(nostack),
-                );
+                amx::store_sums(sums.as_mut_ptr(), BLOCK);
             }
-            let zero = _mm512_setzero_ps();
-            // Where row 0 lands; the rows after it step along (a division a row would cost
-            // as much as the tiles' sums on the first layers).
-            let (mut y, mut x) = (q0 / w2, q0 % w2);
-            for r in 0..BLOCK {
-                let (row_y, row_x) = (y, x);
-                x += 1;
-                if x == w2 {
-                    (y, x) = (y + 1, 0);
-                }
-                if row_y >= h {
-                    break;
-                }
-                if row_x >= w {
-                    continue;
-                }
-                let (y, x) = (row_y, row_x);
-                for half in 0..2 {
-                    let col = panel * BLOCK + 16 * half;
-                    // SAFETY: row r of `c` has 32 floats; `bias` has `cout` values; output
-                    // pixel (y, x) lies inside the image, its channels col .. col + 16 in the
-                    // buffer, and belongs to this block alone.
-                    unsafe {
-                        let v = _mm512_loadu_ps(c.as_ptr().add(r * BLOCK + 16 * half));
-                        let v = _mm512_max_ps(_mm512_add_ps(v, _mm512_loadu_ps(&bias[col])), zero);
-                        let o = dst.add(((y + 1) * w2 + x + 1) * cout + col);
-                        _mm256_storeu_si256(
-                            o.cast(),
-                            std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)),
-                        );
-                    }
-                }
-            }
+            let col = panel * BLOCK;
+            // SAFETY: the caller's contract: the block's pixels and this panel's channels of
+            // image `img`'s output are this call's to write.
+            unsafe {
+                store_rows(
+                    &sums,
+                    &bias[col..col + BLOCK],
+                    q0,
+                    [h, w, cout],
+                    dst.add(col),
+                )
+            };
         }
     }
     // SAFETY: AMX is granted; releases this thread's tile state.
-    unsafe { super::bf16::amx::release() };
+    unsafe { amx::release() };
+}
+
+/// Stores a block's sums (32 rows of output positions from `q0`, 32 channels) plus `bias`,
+/// after ReLU, rounded to bf16, into the rows that are pixels of an image `[h, w, cout]`
+/// whose buffer's channel of the block's panel is at `dst`.
+///
+/// # Safety
+/// AVX512-BF16 is here; `dst` is such a buffer's, and its values at the block's pixels and
+/// 32 channels from `dst` are the caller's to write.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn store_rows(
+    sums: &[f32; BLOCK * BLOCK],
+    bias: &[f32],
+    q0: usize,
+    [h, w, cout]: [usize; 3],
+    dst: *mut u16,
+) {
+    use std::arch::x86_64::*;
+    let w2 = w + 2;
+    let zero = _mm512_setzero_ps();
+    // Where row 0 lands; the rows after it step along (a division a row would cost as much
+    // as the tiles' sums on the first layers).
+    let (mut y, mut x) = (q0 / w2, q0 % w2);
+    for row in sums.chunks_exact(BLOCK) {
+        let (row_y, row_x) = (y, x);
+        x += 1;
+        if x == w2 {
+            (y, x) = (y + 1, 0);
+        }
+        if row_y >= h {
+            break;
+        }
+        if row_x >= w {
+            continue;
+        }
+        for half in 0..2 {
+            let (v, b) = (
+                &row[16 * half..16 * half + 16],
+                &bias[16 * half..16 * half + 16],
+            );
+            // SAFETY: 16 floats in `v` and in `b`; output pixel (row_y, row_x) lies inside
+            // the image, and its 16 channels from `dst + 16·half` are the caller's.
+            unsafe {
+                let v = _mm512_add_ps(_mm512_loadu_ps(v.as_ptr()), _mm512_loadu_ps(b.as_ptr()));
+                let o = dst.add(((row_y + 1) * w2 + row_x + 1) * cout + 16 * half);
+                _mm256_storeu_si256(
+                    o.cast(),
+                    std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(_mm512_max_ps(
+                        v, zero,
+                    ))),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -505,6 +482,9 @@ fn max_pool2(act: &Act, n: usize, out: &mut Act) {
 /// The images' pixels (without the border) as f32, channels-last, into `nhwc`.
 fn unpad(act: &Act, n: usize, nhwc: &mut [f32]) {
     let [h, w, c] = act.dims;
+    if h * w * c == 0 {
+        return;
+    }
     let per = act.per_image();
     nhwc.par_chunks_mut(h * w * c)
         .zip(act.data.as_slice().par_chunks(per))
