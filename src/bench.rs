@@ -116,6 +116,9 @@ pub struct BenchResult {
     pub end_to_end: Option<EndToEnd>,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mib: f64,
+    /// Peak resident memory of each measurement alone, MiB (the counter reset before each;
+    /// empty where it cannot be reset, off Linux).
+    pub phase_peaks_mib: Vec<(String, f64)>,
     /// When it ran (seconds since the Unix epoch).
     pub unix_time: u64,
 }
@@ -124,6 +127,22 @@ pub struct BenchResult {
 /// `/proc/self/clear_refs`, value 5); whether it could.
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Each measurement's own peak resident memory, as far as the counter can be reset.
+#[derive(Default)]
+struct PhasePeaks(Vec<(String, f64)>, bool);
+
+impl PhasePeaks {
+    fn start(&mut self) {
+        self.1 = reset_peak_rss();
+    }
+
+    fn end(&mut self, phase: &str) {
+        if self.1 {
+            self.0.push((phase.to_owned(), peak_rss_mib()));
+        }
+    }
 }
 
 /// The process's peak resident memory in MiB (Linux; 0 elsewhere).
@@ -226,6 +245,8 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
     let model = model_config.init(&device);
     let base = FrozenConvs::whole_base(model.clone());
     let s = config.input_size as usize;
+    let mut peaks = PhasePeaks::default();
+    peaks.start();
     let mut forward = Vec::new();
     let mut forward_base = Vec::new();
     let mut forward_burn = Vec::new();
@@ -247,14 +268,19 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         }
     }
     drop((model, base));
+    peaks.end("forward passes");
+    peaks.start();
     progress("training step: light head on cached features");
     let head = Vgg16Config {
         head: HeadKind::Dense256,
         ..model_config
     };
     let head_step_ips = train_step_ips(&head, 0, &device, config.repeats * 3);
+    peaks.end("light head training step");
+    peaks.start();
     progress("training step: torchvision's dense layers");
     let dense_step_ips = train_step_ips(&model_config, 0, &device, config.repeats);
+    peaks.end("torchvision's dense layers training step (Adam)");
 
     let end_to_end = match &config.photos {
         Some(folder) => {
@@ -274,6 +300,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         dense_step_ips,
         end_to_end,
         peak_rss_mib: peak_rss_mib(),
+        phase_peaks_mib: peaks.0,
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -455,5 +482,8 @@ pub fn table(r: &BenchResult) -> String {
         "{:<48} {:>8.0} MiB",
         "peak memory, the whole bench", r.peak_rss_mib
     );
+    for (phase, mib) in &r.phase_peaks_mib {
+        let _ = writeln!(out, "{:<48} {:>8.0} MiB", format!("  {phase}"), mib);
+    }
     out
 }
