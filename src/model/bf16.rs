@@ -797,6 +797,27 @@ mod tests {
     }
 
     #[test]
+    fn aligned_buffers_start_a_cache_line_and_keep_their_values() {
+        let mut buffer = Aligned::<u16>::zeroed(33);
+        assert_eq!(buffer.as_slice().as_ptr() as usize % 64, 0);
+        assert!(buffer.as_slice().iter().all(|&v| v == 0));
+        buffer.as_mut_slice()[32] = 7;
+        buffer.resize(1000);
+        assert_eq!(buffer.as_slice().len(), 1000);
+        assert_eq!(buffer.as_slice().as_ptr() as usize % 64, 0);
+        assert_eq!(buffer.as_slice()[32], 7, "values it had stay");
+        assert!(
+            buffer.as_slice()[33..].iter().all(|&v| v == 0),
+            "new memory is zeros"
+        );
+        buffer.resize(10);
+        assert_eq!(buffer.as_slice().len(), 10);
+        let words = Aligned::<u32>::zeroed(17);
+        assert_eq!(words.as_slice().as_ptr() as usize % 64, 0);
+        assert_eq!(words.as_slice().len(), 17);
+    }
+
+    #[test]
     fn products_match_the_reference_at_odd_sizes() {
         check(1, 1, 1, 1);
         check(3, 27, 64, 2);

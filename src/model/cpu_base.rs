@@ -661,15 +661,21 @@ fn output_transform(m: &[[f32; LANES]; 16]) -> [[f32; LANES]; 4] {
 }
 
 /// A pointer that may cross threads: each thread writes elements no other thread touches.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(super) struct SharedMut<T>(pub(super) *mut T);
 // SAFETY: used only where every index is written by exactly one thread (see the callers).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
 
-impl SharedMut {
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
     /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
-    fn ptr(self) -> *mut f32 {
+    pub(super) fn ptr(self) -> *mut T {
         self.0
     }
 }
@@ -724,7 +730,7 @@ fn winograd_outputs(
     [th, tw]: [usize; 2],
     first: usize,
     bias: &[f32],
-    out: SharedMut,
+    out: SharedMut<f32>,
 ) {
     m.par_chunks(16 * cout).enumerate().for_each(|(i, mt)| {
         let (img, y0, x0) = tile_origin(first + i, th, tw);

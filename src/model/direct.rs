@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use super::bf16::{self, Aligned, PackedB};
-use super::cpu_base::{PackedConv, Weights};
+use super::cpu_base::{PackedConv, SharedMut, Weights};
 
 /// Output rows (pixels over the padded width) one step computes: two tiles of 16.
 const BLOCK: usize = 32;
@@ -118,19 +118,6 @@ fn clear_border(img: &mut [u16], [h, w, c]: [usize; 3]) {
         img[at..at + 2 * c].fill(0);
     }
     img[(h * w2 + w + 1) * c..].fill(0);
-}
-
-/// A pointer that may cross threads: each thread writes elements no other thread touches.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut u16);
-// SAFETY: used only where every index is written by exactly one thread (see the callers).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    fn ptr(self) -> *mut u16 {
-        self.0
-    }
 }
 
 /// Whether every layer of `convs` runs here.
