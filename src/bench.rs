@@ -131,16 +131,21 @@ fn reset_peak_rss() -> bool {
 
 /// Each measurement's own peak resident memory, as far as the counter can be reset.
 #[derive(Default)]
-struct PhasePeaks(Vec<(String, f64)>, bool);
+struct PhasePeaks {
+    /// (measurement, peak MiB) of those measured so far.
+    peaks: Vec<(String, f64)>,
+    /// Whether the counter was reset when the current measurement started.
+    reset: bool,
+}
 
 impl PhasePeaks {
     fn start(&mut self) {
-        self.1 = reset_peak_rss();
+        self.reset = reset_peak_rss();
     }
 
     fn end(&mut self, phase: &str) {
-        if self.1 {
-            self.0.push((phase.to_owned(), peak_rss_mib()));
+        if self.reset {
+            self.peaks.push((phase.to_owned(), peak_rss_mib()));
         }
     }
 }
@@ -300,7 +305,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         dense_step_ips,
         end_to_end,
         peak_rss_mib: peak_rss_mib(),
-        phase_peaks_mib: peaks.0,
+        phase_peaks_mib: peaks.peaks,
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -407,29 +412,19 @@ pub fn table(r: &BenchResult) -> String {
         r.device, r.input_size, r.input_size, r.width_divisor
     );
     let _ = writeln!(out, "{:<48} {:>12}", "measurement", "value");
-    for (batch, ips) in &r.forward {
-        let _ = writeln!(
-            out,
-            "{:<48} {:>8.2} img/s",
-            format!("VGG16 forward, batch {batch}"),
-            ips
-        );
-    }
-    for (batch, ips) in &r.forward_base {
-        let _ = writeln!(
-            out,
-            "{:<48} {:>8.2} img/s",
-            format!("  its frozen base alone, batch {batch}"),
-            ips
-        );
-    }
-    for (batch, ips) in &r.forward_burn {
-        let _ = writeln!(
-            out,
-            "{:<48} {:>8.2} img/s",
-            format!("  the same through Burn's convolutions, batch {batch}"),
-            ips
-        );
+    for (what, rows) in [
+        ("VGG16 forward", &r.forward),
+        ("  its frozen base alone", &r.forward_base),
+        ("  the same through Burn's convolutions", &r.forward_burn),
+    ] {
+        for (batch, ips) in rows {
+            let _ = writeln!(
+                out,
+                "{:<48} {:>8.2} img/s",
+                format!("{what}, batch {batch}"),
+                ips
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -2057,13 +2057,24 @@ fn sort_learns_from_an_oracle_on_real_photos_and_copies_exactly_what_it_reports(
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("sorted");
     let weights = onnx_fixture();
-    let run = run_ok(&[
-        "sort",
-        pool.path().to_str().unwrap(),
-        "--classes",
-        "cat,dog",
-        "--oracle",
-        pool.path().to_str().unwrap(),
+    let cache = work.path().join("cache");
+    // `vggtune sort` of the pool with the oracle, the real weights at 112 px and one cache.
+    let sort = |extra: &[&str]| {
+        let pool = pool.path().to_str().unwrap();
+        let mut args = vec!["sort", pool, "--classes", "cat,dog", "--oracle", pool];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input-size",
+            "112",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--json",
+        ]);
+        run_ok(&args)
+    };
+    let run = sort(&[
         "--answers",
         "20",
         "--every",
@@ -2074,13 +2085,6 @@ fn sort_learns_from_an_oracle_on_real_photos_and_copies_exactly_what_it_reports(
         "0.95",
         "--into",
         out.to_str().unwrap(),
-        "--weights",
-        weights.to_str().unwrap(),
-        "--input-size",
-        "112",
-        "--cache-dir",
-        work.path().join("cache").to_str().unwrap(),
-        "--json",
     ]);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
         .lines()
@@ -2134,13 +2138,8 @@ fn sort_learns_from_an_oracle_on_real_photos_and_copies_exactly_what_it_reports(
     // photos in random order: after 10 answers its guesses of the other 50 photos are right
     // more often (the mean of 4 seeds, by a clear margin; the features are cached).
     let pool_accuracy = |order: &str, seed: u64| -> f64 {
-        let run = run_ok(&[
-            "sort",
-            pool.path().to_str().unwrap(),
-            "--classes",
-            "cat,dog",
-            "--oracle",
-            pool.path().to_str().unwrap(),
+        let seed = seed.to_string();
+        let run = sort(&[
             "--answers",
             "10",
             "--every",
@@ -2148,14 +2147,7 @@ fn sort_learns_from_an_oracle_on_real_photos_and_copies_exactly_what_it_reports(
             "--order",
             order,
             "--seed",
-            &seed.to_string(),
-            "--weights",
-            weights.to_str().unwrap(),
-            "--input-size",
-            "112",
-            "--cache-dir",
-            work.path().join("cache").to_str().unwrap(),
-            "--json",
+            &seed,
         ]);
         let last = String::from_utf8_lossy(&run.stdout)
             .lines()

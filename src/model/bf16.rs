@@ -366,9 +366,7 @@ unsafe fn matmul_with(
     let m_pad = m.div_ceil(MR_AMX) * MR_AMX;
     // Every word of rows 0..m is written below, so only the padding rows are cleared (a
     // fresh fill of megabytes each call would cost as much as the product).
-    if scratch.a.as_slice().len() < m_pad * pairs {
-        scratch.a.resize(m_pad * pairs);
-    }
+    scratch.a.resize(m_pad * pairs);
     let scratch_a = scratch.a.as_mut_slice();
     scratch_a[m * pairs..m_pad * pairs].fill(0);
     for i in 0..m {

@@ -133,6 +133,8 @@ pub struct CpuConvBase {
     convs: Vec<PackedConv>,
     avgpool: bool,
     precision: Precision,
+    /// How its convolutions run (what was asked for, as far as this CPU and the layers allow).
+    algorithm: Algorithm,
     /// Where the direct path's passes work, kept between them.
     buffers: direct::Buffers,
 }
@@ -162,18 +164,7 @@ impl CpuConvBase {
     /// How its convolutions run: the algorithm asked for, or Winograd where that could not
     /// run here.
     pub fn algorithm(&self) -> Algorithm {
-        match self.convs.first().map(|c| &c.weights) {
-            Some(Weights::Direct(_)) => Algorithm::Direct,
-            Some(Weights::Winograd(_)) => Algorithm::Winograd,
-            _ if self
-                .convs
-                .iter()
-                .any(|c| matches!(c.weights, Weights::Winograd(_))) =>
-            {
-                Algorithm::Winograd
-            }
-            _ => Algorithm::Im2col,
-        }
+        self.algorithm
     }
 
     /// The same with the algorithm and the precision chosen (bf16 where this CPU can't run
@@ -193,33 +184,26 @@ impl CpuConvBase {
             let [cout, cin, _, _] = model.features[i].weight.shape().dims::<4>();
             (cin, cout)
         };
-        // On AMX tiles, direct convolutions over bf16 activations, where every layer fits.
-        let direct = precision == Precision::Bf16
-            && algorithm == Algorithm::Direct
-            && bf16::amx()
-            && (range.start..end).all(|i| {
-                let (cin, cout) = shape(i);
-                direct::Taps::fit(cin, cout, i == range.start)
-            });
+        // Direct convolutions need bf16 on AMX tiles and every layer to fit; else Winograd.
+        let fits = |i: usize| {
+            let (cin, cout) = shape(i);
+            direct::Taps::fit(cin, cout, i == range.start)
+        };
+        let algorithm = match algorithm {
+            Algorithm::Direct
+                if !(precision == Precision::Bf16
+                    && bf16::amx()
+                    && (range.start..end).all(fits)) =>
+            {
+                Algorithm::Winograd
+            }
+            a => a,
+        };
         let convs = (range.start..end)
             .map(|i| {
-                let conv = &model.features[i];
-                let [cout, cin, kh, kw] = conv.weight.shape().dims::<4>();
-                assert_eq!((kh, kw), (3, 3), "VGG16's convolutions are 3×3");
-                let w = to_host(conv.weight.val());
-                let mut weights = vec![0.0f32; 9 * cin * cout];
-                for co in 0..cout {
-                    for ci in 0..cin {
-                        for k in 0..9 {
-                            weights[(k * cin + ci) * cout + co] = w[(co * cin + ci) * 9 + k];
-                        }
-                    }
-                }
-                let bias = conv
-                    .bias
-                    .as_ref()
-                    .map_or_else(|| vec![0.0; cout], |b| to_host(b.val()));
-                let weights = if direct {
+                let (cin, cout) = shape(i);
+                let (weights, bias) = host_weights(&model.features[i]);
+                let weights = if algorithm == Algorithm::Direct {
                     Weights::Direct(direct::Taps::new(&weights, cin, cout))
                 } else if cin >= 8 && algorithm != Algorithm::Im2col {
                     let u = winograd_weights(&weights, cin, cout);
@@ -244,6 +228,7 @@ impl CpuConvBase {
             convs,
             avgpool: end == model.features.len(),
             precision,
+            algorithm,
             buffers: direct::Buffers::default(),
         }
     }
@@ -300,7 +285,7 @@ impl CpuConvBase {
             "input length does not match its shape"
         );
         let [oc, oh, ow] = self.shape_after([c, h, w], until);
-        let direct = !self.convs.is_empty() && direct::runs(&self.convs);
+        let direct = !self.convs.is_empty() && self.algorithm == Algorithm::Direct;
         let sub_batch = if direct { direct::SUB_BATCH } else { SUB_BATCH };
         let last_activation = until == Until::LastActivation;
         let per_in = c * h * w;
@@ -381,6 +366,27 @@ impl CpuConvBase {
         }
         [hh, ww, ch]
     }
+}
+
+/// A convolution's weights read back to the host as `[9·cin, cout]` (row `(ky·3 + kx)·cin +
+/// ci`), and its bias.
+fn host_weights(conv: &burn::nn::conv::Conv2d) -> (Vec<f32>, Vec<f32>) {
+    let [cout, cin, kh, kw] = conv.weight.shape().dims::<4>();
+    assert_eq!((kh, kw), (3, 3), "VGG16's convolutions are 3×3");
+    let w = to_host(conv.weight.val());
+    let mut weights = vec![0.0f32; 9 * cin * cout];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for k in 0..9 {
+                weights[(k * cin + ci) * cout + co] = w[(co * cin + ci) * 9 + k];
+            }
+        }
+    }
+    let bias = conv
+        .bias
+        .as_ref()
+        .map_or_else(|| vec![0.0; cout], |b| to_host(b.val()));
+    (weights, bias)
 }
 
 /// Sizes `buf` to `len` elements; every element is overwritten by the caller, so only growth

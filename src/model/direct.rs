@@ -120,17 +120,10 @@ fn clear_border(img: &mut [u16], [h, w, c]: [usize; 3]) {
     img[(h * w2 + w + 1) * c..].fill(0);
 }
 
-/// Whether every layer of `convs` runs here.
-pub(super) fn runs(convs: &[PackedConv]) -> bool {
-    convs
-        .iter()
-        .all(|c| matches!(c.weights, Weights::Direct(_)))
-}
-
 /// Runs `convs` on the images of `input` (NCHW `[n, c, h, w]`, flattened; at most
 /// [`SUB_BATCH`] of them), ending before the last layer's pool when `last_activation`, into
 /// `nhwc` (f32, channels-last); returns its `[h, w, c]`. Every layer's weights must be
-/// [`Weights::Direct`] ([`runs`]).
+/// [`Weights::Direct`] (the base was built for [`super::cpu_base::Algorithm::Direct`]).
 pub(super) fn forward(
     convs: &[PackedConv],
     input: &[f32],
@@ -156,7 +149,7 @@ pub(super) fn forward(
     let last = convs.len().saturating_sub(1);
     for (i, conv) in convs.iter().enumerate() {
         let Weights::Direct(taps) = &conv.weights else {
-            unreachable!("every layer is direct (`runs`)")
+            unreachable!("a direct base packs every layer for it")
         };
         conv_layer(act, n, conv, taps, next);
         std::mem::swap(act, next);
