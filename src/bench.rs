@@ -100,8 +100,9 @@ pub struct BenchResult {
     pub input_size: u32,
     /// Width divisor.
     pub width_divisor: usize,
-    /// (batch, images/s) of the full forward pass, the way vggtune runs it (on the CPU: the
-    /// frozen base through `model::cpu_base`, the head through Burn).
+    /// (batch, images/s) of the full forward pass, the way prediction runs it (on the CPU: the
+    /// frozen base through `model::cpu_base`, the head through Burn, its wide dense layers
+    /// through `model::dense` in bf16).
     pub forward: Vec<(usize, f64)>,
     /// (batch, images/s) of the frozen base alone (the 13 convolutions and their pools): what
     /// a feature pass and a prediction spend per view, without torchvision's dense layers.
@@ -259,7 +260,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         progress(&format!("forward, batch {batch}"));
         let x = random_input([batch, 3, s, s], &device, batch as u64);
         let secs = time_per_call(config.repeats, || {
-            sync(model.forward_head(base.forward(x.clone())))
+            sync(base.forward_head(base.forward(x.clone())))
         });
         forward.push((batch, batch as f64 / secs));
         let secs = time_per_call(config.repeats, || sync(base.forward(x.clone())));

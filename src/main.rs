@@ -242,9 +242,10 @@ fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
     let precision_line = match precision {
         vggtune::model::bf16::Precision::F32 => format!("f32 ({why})"),
         vggtune::model::bf16::Precision::Bf16 => format!(
-            "bf16 products, f32 sums, {} on {} ({why})",
+            "bf16 products, f32 sums, {} on {}; {} ({why})",
             vggtune::model::cpu_base::Algorithm::chosen(precision).describe(),
-            vggtune::model::bf16::kernel_name()
+            vggtune::model::bf16::kernel_name(),
+            vggtune::model::dense::DESCRIPTION,
         ),
     };
     if json {

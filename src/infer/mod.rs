@@ -354,7 +354,7 @@ impl Classifier {
         };
         let base = self.base.forward(photo);
         let features = crate::model::vgg::global_average(&to_host(base.clone()));
-        let logits = self.base.model().forward_head(base);
+        let logits = self.base.forward_head(base);
         let mut of_views = vec![to_host(softmax(logits.clone(), 1))];
         of_views.extend(views.map(|v| self.forward_probabilities(v)));
         let n = self.header.classes.len().max(1);
@@ -379,10 +379,7 @@ impl Classifier {
 
     /// One view's class probabilities for a batch (row-major).
     fn forward_probabilities(&self, x: Tensor<4>) -> Vec<f32> {
-        to_host(softmax(
-            self.base.model().forward_head(self.base.forward(x)),
-            1,
-        ))
+        to_host(softmax(self.base.forward_head(self.base.forward(x)), 1))
     }
 
     /// Decodes `paths` in batches of `batch_size` and hands each batch's readable photos, their

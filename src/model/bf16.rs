@@ -229,10 +229,18 @@ impl PackedB {
         let pairs = padded_pairs(k);
         let mut data = Aligned::zeroed(pairs * n_pad);
         let words = data.as_mut_slice();
-        let at = |r: usize, j: usize| if r < k { b[r * row_stride + j] } else { 0.0 };
-        for p in 0..pairs {
-            for j in 0..n {
-                words[p * n_pad + j] = pair(at(2 * p, j), at(2 * p + 1, j));
+        // Each pair of rows rounded a row at a time (vectorised where the CPU rounds), then
+        // interleaved; the rows past `k` and the columns past `n` stay zero.
+        let (mut lo, mut hi) = (vec![0u16; n], vec![0u16; n]);
+        for p in 0..k.div_ceil(2) {
+            round_slice(&b[2 * p * row_stride..][..n], &mut lo);
+            if 2 * p + 1 < k {
+                round_slice(&b[(2 * p + 1) * row_stride..][..n], &mut hi);
+            } else {
+                hi.fill(0);
+            }
+            for ((word, l), h) in words[p * n_pad..][..n].iter_mut().zip(&lo).zip(&hi) {
+                *word = u32::from(*l) | (u32::from(*h) << 16);
             }
         }
         Self { k, n, n_pad, data }

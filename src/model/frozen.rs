@@ -1,10 +1,12 @@
 //! The convolution base of a model whose weights do not change (prediction, and the frozen part
-//! of a training run), run the fastest way its device allows.
+//! of a training run), run the fastest way its device allows; and, for prediction, the head
+//! after it (torchvision's wide dense layers in bf16 where the base runs in bf16).
 
 use burn::tensor::Tensor;
 
 use super::Vgg16;
 use super::cpu_base::CpuConvBase;
+use super::dense::{WIDE_LAYER_WEIGHTS, WideDense};
 use super::host::to_host;
 
 /// Convolutions `0..convs` of a model whose weights do not change, run the fastest way its
@@ -21,6 +23,9 @@ pub struct FrozenConvs {
     convs: usize,
     cpu: Option<std::sync::Arc<CpuConvBase>>,
     binding_limit: Option<u64>,
+    /// The model's wide dense layers in bf16, packed on the first [`Self::forward_head`] in
+    /// bf16 (a feature pass never needs them).
+    wide_dense: std::sync::Arc<std::sync::OnceLock<Option<WideDense>>>,
 }
 
 impl FrozenConvs {
@@ -43,6 +48,7 @@ impl FrozenConvs {
             convs,
             cpu,
             binding_limit,
+            wide_dense: std::sync::Arc::default(),
         }
     }
 
@@ -107,6 +113,25 @@ impl FrozenConvs {
     /// The model the convolutions belong to.
     pub fn model(&self) -> &Vgg16 {
         &self.model
+    }
+
+    /// The model's head on the base's output (`[n, C, 7, 7]` → logits), as prediction runs it:
+    /// where the base runs in bf16, the dense layers of at least [`WIDE_LAYER_WEIGHTS`] weights
+    /// run in bf16 too (`model::dense`), the others through Burn.
+    pub fn forward_head(&self, base: Tensor<4>) -> Tensor<2> {
+        let wide = (self.precision() == super::bf16::Precision::Bf16)
+            .then(|| {
+                self.wide_dense
+                    .get_or_init(|| WideDense::new(&self.model, WIDE_LAYER_WEIGHTS))
+                    .as_ref()
+            })
+            .flatten();
+        match wide {
+            Some(wide) => self.model.forward_head_with(base, |i, dense, x| {
+                wide.forward(i, &x).unwrap_or_else(|| dense.forward(x))
+            }),
+            None => self.model.forward_head(base),
+        }
     }
 
     /// The frozen part on a batch: `[n, 3, H, W]` → what `forward_convs(x, 0..convs)` gives.

@@ -349,27 +349,42 @@ impl Vgg16 {
 
     /// The classifier on flat features [batch, C·49] → logits [batch, classes] (no dropout).
     pub fn forward_head_flat(&self, x: Tensor<2>) -> Tensor<2> {
-        self.head_layers(x, |_, x| x)
+        self.head_layers(x, |_, dense, x| dense.forward(x), |_, x| x)
+    }
+
+    /// [`Self::forward_head`] with each dense layer run by `linear(i, layer, input)` (what
+    /// `model::frozen` uses to run the wide layers in bf16).
+    pub fn forward_head_with(
+        &self,
+        features: Tensor<4>,
+        linear: impl FnMut(usize, &Linear, Tensor<2>) -> Tensor<2>,
+    ) -> Tensor<2> {
+        self.head_layers(features.flatten(1, 3), linear, |_, x| x)
     }
 
     /// The classifier while training: dropout after each hidden layer, with keep-masks drawn
     /// from `rng` on the host so the same seed gives the same masks on any backend.
     pub fn forward_head_train(&self, x: Tensor<2>, rng: &mut SplitMix64) -> Tensor<2> {
         let prob = self.dropout;
-        self.head_layers(x, |_, x| {
-            if prob <= 0.0 {
-                return x;
-            }
-            let dims = x.dims();
-            let mask = dropout_mask(dims[0] * dims[1], prob, rng);
-            let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
-            x * mask
-        })
+        self.head_layers(
+            x,
+            |_, dense, x| dense.forward(x),
+            |_, x| {
+                if prob <= 0.0 {
+                    return x;
+                }
+                let dims = x.dims();
+                let mask = dropout_mask(dims[0] * dims[1], prob, rng);
+                let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
+                x * mask
+            },
+        )
     }
 
     fn head_layers(
         &self,
         x: Tensor<2>,
+        mut linear: impl FnMut(usize, &Linear, Tensor<2>) -> Tensor<2>,
         mut dropout: impl FnMut(usize, Tensor<2>) -> Tensor<2>,
     ) -> Tensor<2> {
         let mut x = if self.global_pool {
@@ -383,7 +398,7 @@ impl Vgg16 {
         };
         let last = self.classifier.len().saturating_sub(1);
         for (i, dense) in self.classifier.iter().enumerate() {
-            x = dense.forward(x);
+            x = linear(i, dense, x);
             if i < last {
                 x = dropout(i, relu(x));
             }
