@@ -137,7 +137,8 @@ pub struct ClassMaps {
 /// A photo's class probabilities with the heatmap of every class.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Explained {
-    /// Probability per class (the same the model predicts).
+    /// Probability per class through this host copy of the head, in f32 (`explain_until`
+    /// reports the probabilities of the head that prediction runs, which may be bf16).
     pub probabilities: Vec<f32>,
     /// The head's input: the base's pooled output, `[C·49]`.
     pub pooled: Vec<f32>,

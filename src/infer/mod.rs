@@ -328,8 +328,11 @@ impl Classifier {
                 .par_chunks(per_image)
                 .map(|a| heatmap::explain(head, a, shape))
                 .collect();
+            // The photo's probabilities through the head prediction runs (in bf16 where its
+            // wide layers do), not the host copy that explains it, so both give one answer.
+            let photo = self.head_probabilities(&results);
             for (i, e) in results.iter_mut().enumerate() {
-                let mut views = vec![std::mem::take(&mut e.probabilities)];
+                let mut views = vec![photo[i * n..(i + 1) * n].to_vec()];
                 views.extend(others.iter().map(|o| o[i * n..(i + 1) * n].to_vec()));
                 e.probabilities = mean_of_views(views);
             }
@@ -375,6 +378,17 @@ impl Classifier {
             1.0 => probabilities,
             t => crate::calibration::calibrate(&probabilities, t),
         }
+    }
+
+    /// The class probabilities (row-major) of explained photos, from their head inputs
+    /// (`[C, 7, 7]` each) through [`FrozenConvs::forward_head`].
+    fn head_probabilities(&self, explained: &[heatmap::Explained]) -> Vec<f32> {
+        let side = crate::model::vgg::POOLED_SIDE;
+        let len = explained.first().map_or(0, |e| e.pooled.len());
+        let values: Vec<f32> = explained.iter().flat_map(|e| e.pooled.clone()).collect();
+        let shape = [explained.len(), len / (side * side), side, side];
+        let x = Tensor::<4>::from_data(TensorData::new(values, shape), &self.device);
+        to_host(softmax(self.base.forward_head(x), 1))
     }
 
     /// One view's class probabilities for a batch (row-major).

@@ -118,6 +118,9 @@ impl FrozenConvs {
     /// The model's head on the base's output (`[n, C, 7, 7]` → logits), as prediction runs it:
     /// where the base runs in bf16, the dense layers of at least [`WIDE_LAYER_WEIGHTS`] weights
     /// run in bf16 too (`model::dense`), the others through Burn.
+    ///
+    /// The first call packs those layers, in parallel, inside a `OnceLock`: do not call it from
+    /// inside a rayon job, where a second call could wait on the first on the same thread.
     pub fn forward_head(&self, base: Tensor<4>) -> Tensor<2> {
         let wide = (self.precision() == super::bf16::Precision::Bf16)
             .then(|| {
@@ -127,9 +130,7 @@ impl FrozenConvs {
             })
             .flatten();
         match wide {
-            Some(wide) => self.model.forward_head_with(base, |i, dense, x| {
-                wide.forward(i, &x).unwrap_or_else(|| dense.forward(x))
-            }),
+            Some(wide) => wide.forward_head(&self.model, base),
             None => self.model.forward_head(base),
         }
     }

@@ -538,7 +538,9 @@ impl Epochs<'_> {
         let mut paths = Vec::with_capacity(total);
         let refs: Vec<&Sample> = self.valid.iter().collect();
         // Validation predicts the way the saved model will by default: with the test-time
-        // augmentation, each photo is the mean of its views (mirror image, other square).
+        // augmentation, each photo is the mean of its views (mirror image, other square). The
+        // head runs in f32 here; prediction with a bf16 base runs torchvision's wide layers in
+        // bf16 (`model::dense`), within 0.01 of this.
         let views = View::predicted(ctx.config.mirror_tta, ctx.config.square_tta);
         let channels = ctx.model_config.conv_channels()[12].max(1);
         let (mut features, mut mirror_features) = (Vec::with_capacity(total), Vec::new());
