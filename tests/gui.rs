@@ -1032,3 +1032,27 @@ fn sort_asks_with_keys_learns_and_sorts_the_rest_into_class_folders() {
     harness.run_steps(2);
     assert!(!out.join("blue").exists() && !out.join("red").exists());
 }
+
+/// A changed setting asks eframe to save within a second, not its default 30 s (a setting
+/// changed just before the process was killed was lost), and once saved the app waits again.
+#[test]
+fn a_changed_setting_is_saved_within_a_second() {
+    let (mut harness, _f) = app();
+    harness.run_steps(2);
+    let interval = |h: &Harness<'static, VggtuneApp>| eframe::App::auto_save_interval(h.state());
+    assert!(!harness.state().state_unsaved(), "nothing changed yet");
+    assert_eq!(interval(&harness), Duration::from_secs(30));
+    let train = &mut harness.state_mut().state_mut().train;
+    let epochs = train.epochs;
+    train.epochs = epochs + 7;
+    harness.run_steps(1);
+    assert!(harness.state().state_unsaved());
+    assert_eq!(interval(&harness), vggtune::gui::STATE_SAVE_DELAY);
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(harness.state_mut(), &mut storage);
+    assert!(!harness.state().state_unsaved());
+    assert_eq!(interval(&harness), Duration::from_secs(30));
+    let saved: vggtune::gui::State =
+        eframe::get_value(&storage, eframe::APP_KEY).expect("the state was saved");
+    assert_eq!(saved.train.epochs, epochs + 7);
+}

@@ -43,6 +43,8 @@ pub struct VggtuneApp {
     closing: bool,
     show_about: bool,
     title: String,
+    /// [`State::fingerprint`] of the state as last saved.
+    saved_state: String,
 }
 
 impl VggtuneApp {
@@ -111,7 +113,9 @@ impl VggtuneApp {
             closing: false,
             show_about: false,
             title: String::new(),
+            saved_state: String::new(),
         };
+        app.saved_state = app.shared.state.fingerprint();
         // Pick up where the user left off: the last folder and the last model.
         let state = &app.shared.state;
         let last_folder = Some(PathBuf::from(&state.data_path))
@@ -131,6 +135,11 @@ impl VggtuneApp {
             app.weights.read_info(ctx, path);
         }
         app
+    }
+
+    /// Whether the persisted state changed since it was last saved.
+    pub fn state_unsaved(&self) -> bool {
+        self.shared.state.fingerprint() != self.saved_state
     }
 
     /// The view being shown.
@@ -673,6 +682,19 @@ impl eframe::App for VggtuneApp {
             // Progress and ETA move with time, not only with events.
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
+        if self.state_unsaved() {
+            // A frame after the delay, so that eframe saves the change even if nothing moves.
+            ctx.request_repaint_after(super::STATE_SAVE_DELAY);
+        }
+    }
+
+    /// Soon after a setting changed ([`super::STATE_SAVE_DELAY`]), else eframe's default.
+    fn auto_save_interval(&self) -> std::time::Duration {
+        if self.state_unsaved() {
+            super::STATE_SAVE_DELAY
+        } else {
+            std::time::Duration::from_secs(30)
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -721,5 +743,6 @@ impl eframe::App for VggtuneApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, eframe::APP_KEY, &self.shared.state);
+        self.saved_state = self.shared.state.fingerprint();
     }
 }
