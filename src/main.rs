@@ -25,7 +25,8 @@ struct Cli {
     device: DeviceChoice,
 
     /// The number format of the frozen convolutions on the CPU: auto (bf16 where the CPU has
-    /// AMX tiles, else f32), f32, or bf16 (where the CPU has AVX512-BF16).
+    /// AMX tiles or measures its bf16 products fast enough, else f32), f32, or bf16
+    /// (where the CPU has AVX512-BF16).
     #[arg(long, global = true, env = "VGGTUNE_PRECISION", default_value = "auto")]
     precision: vggtune::model::bf16::Choice,
 

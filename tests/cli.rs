@@ -142,6 +142,40 @@ fn probing_the_gpu_without_a_desktop_login_prints_no_wayland_noise() {
     assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
 }
 
+/// `auto`'s CPU precision, with the AMX tiles set aside: where there is AVX512-BF16 it names
+/// the bf16 rate it measured and decides by it; elsewhere it says there are no bf16 products.
+#[test]
+fn info_explains_the_cpu_precision_from_a_measured_bf16_rate_without_amx() {
+    let out = vggtune(&["info", "--json"], &[("VGGTUNE_AMX", "off")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let why = v["cpu_precision_why"].as_str().unwrap_or_default();
+    if !vggtune::model::bf16::available() {
+        assert_eq!(v["cpu_precision"], "f32", "{v}");
+        assert!(why.contains("no bf16 products"), "{why}");
+        return;
+    }
+    let rate = vggtune::model::cpu_rates::bf16_rate();
+    let measured = why
+        .split("measured ")
+        .nth(1)
+        .and_then(|rest| rest.split('×').next())
+        .and_then(|r| r.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no measured rate in {why:?}"));
+    // Two processes, two measurements of the same CPU.
+    assert!(
+        (measured / rate - 1.0).abs() < 0.3,
+        "{measured} against {rate}"
+    );
+    let needed = vggtune::model::cpu_rates::BF16_RATE_FOR_AUTO;
+    if (measured - needed).abs() < 0.01 {
+        // Printed to two places: too close to the line to tell which side it fell.
+        return;
+    }
+    let expected = if measured >= needed { "bf16" } else { "f32" };
+    assert_eq!(v["cpu_precision"], expected, "{why}");
+}
+
 #[test]
 fn info_auto_explains_its_choice() {
     let out = vggtune(&["info", "--json"], &[]);

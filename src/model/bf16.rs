@@ -50,7 +50,7 @@ pub enum Precision {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Choice {
-    /// bf16 where the CPU has AMX tiles, else f32.
+    /// bf16 where the CPU has AMX tiles or measures its bf16 products fast enough, else f32.
     #[default]
     Auto,
     F32,
@@ -59,8 +59,8 @@ pub enum Choice {
 
 impl Choice {
     /// The precision this choice comes to on this CPU, and why, in words.
-    pub fn resolve(self) -> (Precision, &'static str) {
-        match (self, available(), amx()) {
+    pub fn resolve(self) -> (Precision, String) {
+        let (precision, why) = match (self, available(), amx()) {
             (Self::F32, ..) => (Precision::F32, "f32 was asked for"),
             (Self::Bf16, true, _) => (Precision::Bf16, "bf16 was asked for"),
             (Self::Bf16, false, _) => (
@@ -68,14 +68,32 @@ impl Choice {
                 "bf16 was asked for, but this CPU has no AVX512-BF16",
             ),
             (Self::Auto, _, true) => (Precision::Bf16, "this CPU has AMX tiles for bf16"),
-            // Measured on an Intel Xeon whose vdpbf16ps runs at half the rate of its f32
-            // multiply-adds: the AVX512-BF16 kernel alone was slower than f32 (BENCHMARKS.md).
-            (Self::Auto, true, false) => (
-                Precision::F32,
-                "this CPU has AVX512-BF16 but no AMX tiles, where bf16 was not measured faster",
-            ),
+            (Self::Auto, true, false) => return Self::without_tiles(),
             (Self::Auto, false, _) => (Precision::F32, "this CPU has no bf16 products"),
-        }
+        };
+        (precision, why.to_owned())
+    }
+
+    /// `auto` on a CPU with AVX512-BF16 and no AMX tiles: bf16 where its multiply-adds were
+    /// measured fast enough ([`cpu_rates`](super::cpu_rates)).
+    fn without_tiles() -> (Precision, String) {
+        use super::cpu_rates::{BF16_RATE_FOR_AUTO, bf16_rate};
+        let rate = bf16_rate();
+        let precision = if rate >= BF16_RATE_FOR_AUTO {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        };
+        let why = format!(
+            "this CPU has AVX512-BF16 and no AMX tiles; its bf16 multiply-adds measured \
+             {rate:.2}× its f32 rate, {} the {BF16_RATE_FOR_AUTO}× that bf16 needs",
+            if precision == Precision::Bf16 {
+                "at least"
+            } else {
+                "under"
+            }
+        );
+        (precision, why)
     }
 }
 

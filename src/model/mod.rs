@@ -7,6 +7,7 @@
 pub mod bf16;
 pub mod bundle;
 pub mod cpu_base;
+pub mod cpu_rates;
 pub mod dense;
 mod direct;
 pub mod download;
