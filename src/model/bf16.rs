@@ -77,23 +77,7 @@ impl Choice {
     /// `auto` on a CPU with AVX512-BF16 and no AMX tiles: bf16 where its multiply-adds were
     /// measured fast enough ([`cpu_rates`](super::cpu_rates)).
     fn without_tiles() -> (Precision, String) {
-        use super::cpu_rates::{BF16_RATE_FOR_AUTO, bf16_rate};
-        let rate = bf16_rate();
-        let precision = if rate >= BF16_RATE_FOR_AUTO {
-            Precision::Bf16
-        } else {
-            Precision::F32
-        };
-        let why = format!(
-            "this CPU has AVX512-BF16 and no AMX tiles; its bf16 multiply-adds measured \
-             {rate:.2}× its f32 rate, {} the {BF16_RATE_FOR_AUTO}× that bf16 needs",
-            if precision == Precision::Bf16 {
-                "at least"
-            } else {
-                "under"
-            }
-        );
-        (precision, why)
+        super::cpu_rates::decide(super::cpu_rates::bf16_rate())
     }
 }
 

@@ -5,8 +5,8 @@
 //! how many of each they retire a cycle. On the Intel Xeon this was built on, one `vdpbf16ps`
 //! every 2 cycles against two `vfmadd231ps` a cycle: bf16 at half the f32 rate, and the bf16
 //! base (Winograd with bf16 products) at 0.73× f32. Rather than a table of CPU models, the two
-//! rates are timed here (about 5 ms, once a process) on 12 independent sums each, so that
-//! latency does not bound them.
+//! rates are timed here (about 10 ms, once a process) on 16 independent sums each, so
+//! that latency does not bound them.
 //!
 //! The base's time splits into the products and the rest (transforms, copies, pools), and the
 //! rest is about the same in both precisions. Profiled on 100 photos (`perf`, CPU seconds): f32
@@ -16,9 +16,27 @@
 //! at `r = 1`, 0.68 at `r = 2`. That model comes from one machine, so
 //! [`BF16_RATE_FOR_AUTO`] asks for a clear margin.
 
+use super::bf16::Precision;
+
 /// `auto` takes bf16 without AMX tiles where bf16 multiply-adds run at least this many times
 /// the f32 rate (the profile above predicts 1.35× the f32 base's speed there).
 pub const BF16_RATE_FOR_AUTO: f64 = 1.5;
+
+/// What `auto` comes to without AMX tiles where bf16 multiply-adds run at `rate` times the f32
+/// rate, and why in words (the rate as printed, to two places down, is the one compared).
+pub fn decide(rate: f64) -> (Precision, String) {
+    let rate = (rate * 100.0).floor() / 100.0;
+    let (precision, side) = if rate >= BF16_RATE_FOR_AUTO {
+        (Precision::Bf16, "at least")
+    } else {
+        (Precision::F32, "under")
+    };
+    let why = format!(
+        "this CPU has AVX512-BF16 and no AMX tiles; its bf16 multiply-adds measured {rate:.2}× \
+         its f32 rate, {side} the {BF16_RATE_FOR_AUTO}× that bf16 needs"
+    );
+    (precision, why)
+}
 
 /// This CPU's bf16 multiply-adds a second over its f32 ones, one core, 512-bit vectors
 /// (`vdpbf16ps` against `vfmadd231ps`); 0 where there is no AVX512-BF16. Measured on the first
@@ -35,11 +53,11 @@ pub fn bf16_rate() -> f64 {
     })
 }
 
-/// Rounds of 12 instructions each timed run executes.
+/// Rounds of 16 instructions each timed run executes.
 #[cfg(target_arch = "x86_64")]
 const ROUNDS: u32 = 100_000;
 
-/// The fastest of 5 runs of each, alternating: (bf16 MACs / s) / (f32 MACs / s).
+/// The fastest of 7 runs of each, alternating: (bf16 MACs / s) / (f32 MACs / s).
 ///
 /// # Safety
 /// The CPU must have AVX512F and AVX512-BF16.
@@ -47,7 +65,7 @@ const ROUNDS: u32 = 100_000;
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn measure() -> f64 {
     let (mut f32_secs, mut bf16_secs) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..5 {
+    for _ in 0..7 {
         let started = std::time::Instant::now();
         // SAFETY: the caller's contract.
         std::hint::black_box(unsafe { multiply_adds::<false>() });
@@ -62,8 +80,68 @@ unsafe fn measure() -> f64 {
     if ratio.is_finite() { ratio } else { 0.0 }
 }
 
-/// [`ROUNDS`] rounds of 12 independent `vdpbf16ps` (`BF16`) or `vfmadd231ps`, kept in
-/// registers; returns a sum so that nothing is optimised away.
+/// [`ROUNDS`] rounds of `op` (`vdpbf16ps` or `vfmadd231ps`) into each of 16 sums (enough that
+/// latency does not bound either instruction: a CPU retiring 2 a cycle at a latency of 8
+/// cycles would need 16),
+/// the loop and the instructions written out, so that no optimiser turns them into others or
+/// moves a sum through memory between rounds.
+#[cfg(target_arch = "x86_64")]
+macro_rules! rounds {
+    ($op:literal, $s:ident, $a:expr, $b:expr) => {
+        {
+            // SAFETY: register-only arithmetic on the sums and the two inputs, and a counted
+            // loop on `n` (the caller's target features include AVX512F and AVX512-BF16).
+            unsafe {
+                asm!(
+                    concat!(
+                    "2:\n",
+                    $op, " {0}, {a}, {b}\n",
+                    $op, " {1}, {a}, {b}\n",
+                    $op, " {2}, {a}, {b}\n",
+                    $op, " {3}, {a}, {b}\n",
+                    $op, " {4}, {a}, {b}\n",
+                    $op, " {5}, {a}, {b}\n",
+                    $op, " {6}, {a}, {b}\n",
+                    $op, " {7}, {a}, {b}\n",
+                    $op, " {8}, {a}, {b}\n",
+                    $op, " {9}, {a}, {b}\n",
+                    $op, " {10}, {a}, {b}\n",
+                    $op, " {11}, {a}, {b}\n",
+                    $op, " {12}, {a}, {b}\n",
+                    $op, " {13}, {a}, {b}\n",
+                    $op, " {14}, {a}, {b}\n",
+                    $op, " {15}, {a}, {b}\n",
+                    "dec {n:e}\n",
+                    "jnz 2b\n",
+                    ),
+                inout(zmm_reg) $s.0,
+                inout(zmm_reg) $s.1,
+                inout(zmm_reg) $s.2,
+                inout(zmm_reg) $s.3,
+                inout(zmm_reg) $s.4,
+                inout(zmm_reg) $s.5,
+                inout(zmm_reg) $s.6,
+                inout(zmm_reg) $s.7,
+                inout(zmm_reg) $s.8,
+                inout(zmm_reg) $s.9,
+                inout(zmm_reg) $s.10,
+                inout(zmm_reg) $s.11,
+                inout(zmm_reg) $s.12,
+                inout(zmm_reg) $s.13,
+                inout(zmm_reg) $s.14,
+                inout(zmm_reg) $s.15,
+                n = inout(reg) ROUNDS => _,
+                a = in(zmm_reg) $a,
+                b = in(zmm_reg) $b,
+                options(nomem, nostack),
+                );
+            }
+        }
+    };
+}
+
+/// [`ROUNDS`] rounds of 16 independent `vdpbf16ps` (`BF16`) or `vfmadd231ps`; returns a
+/// sum so that nothing is optimised away.
 ///
 /// # Safety
 /// The CPU must have AVX512F and AVX512-BF16.
@@ -72,32 +150,21 @@ unsafe fn measure() -> f64 {
 unsafe fn multiply_adds<const BF16: bool>() -> f32 {
     use std::arch::asm;
     use std::arch::x86_64::*;
+    // 1.0 as f32, and as a pair of bf16 ones: the sums grow by 1 or 2 a round, exactly.
     let x = _mm512_set1_ps(1.0);
-    // SAFETY: 64 bytes as 64 bytes; the words are pairs of bf16 ones.
-    let pairs: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(0x3f80_3f80)) };
-    let mut s = [_mm512_setzero_ps(); 12];
-    for _ in 0..ROUNDS {
-        for v in &mut s {
-            *v = if BF16 {
-                _mm512_dpbf16_ps(*v, pairs, pairs)
-            } else {
-                _mm512_fmadd_ps(*v, x, x)
-            };
-        }
-        // SAFETY: an empty block that only claims to change the 12 sums, so that each round
-        // is computed and the sums stay in registers.
-        unsafe {
-            asm!(
-                "/* {0} {1} {2} {3} {4} {5} {6} {7} {8} {9} {10} {11} */",
-                inout(zmm_reg) s[0], inout(zmm_reg) s[1], inout(zmm_reg) s[2],
-                inout(zmm_reg) s[3], inout(zmm_reg) s[4], inout(zmm_reg) s[5],
-                inout(zmm_reg) s[6], inout(zmm_reg) s[7], inout(zmm_reg) s[8],
-                inout(zmm_reg) s[9], inout(zmm_reg) s[10], inout(zmm_reg) s[11],
-                options(nomem, nostack, preserves_flags),
-            );
-        }
+    let pairs = _mm512_set1_epi32(0x3f80_3f80);
+    // Sixteen sums, each its own register operand of the loop.
+    let z = _mm512_setzero_ps();
+    let mut s = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
+    if BF16 {
+        rounds!("vdpbf16ps", s, pairs, pairs);
+    } else {
+        rounds!("vfmadd231ps", s, x, x);
     }
-    s.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
+    let sums = [
+        s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7, s.8, s.9, s.10, s.11, s.12, s.13, s.14, s.15,
+    ];
+    sums.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
 }
 
 #[cfg(test)]
@@ -105,8 +172,7 @@ mod tests {
     use super::*;
 
     /// The rate is measured where there is AVX512-BF16 (a ratio between the slowest and the
-    /// fastest known: bf16 at half to four times the f32 rate), and 0 elsewhere; a second call
-    /// gives the same value.
+    /// fastest known: bf16 at half to four times the f32 rate), and 0 elsewhere.
     #[test]
     fn the_bf16_rate_is_a_measured_ratio() {
         let rate = bf16_rate();
@@ -116,6 +182,22 @@ mod tests {
         }
         eprintln!("bf16 multiply-adds at {rate:.2}× the f32 rate");
         assert!((0.25..8.0).contains(&rate), "{rate}");
-        assert_eq!(bf16_rate(), rate);
+    }
+
+    /// bf16 from the threshold on, as printed: a rate just under it that prints as the
+    /// threshold counts as under.
+    #[test]
+    fn auto_takes_bf16_from_the_threshold_on() {
+        for (rate, want, said) in [
+            (0.5, Precision::F32, "0.50× its f32 rate, under"),
+            (1.499, Precision::F32, "1.49× its f32 rate, under"),
+            (1.5, Precision::Bf16, "1.50× its f32 rate, at least"),
+            (2.0, Precision::Bf16, "2.00× its f32 rate, at least"),
+            (0.0, Precision::F32, "0.00× its f32 rate, under"),
+        ] {
+            let (got, why) = decide(rate);
+            assert_eq!(got, want, "{rate}");
+            assert!(why.contains(said), "{rate}: {why}");
+        }
     }
 }
