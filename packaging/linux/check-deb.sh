@@ -73,13 +73,26 @@ step "installed: $installed_version"
 sed 's/^/check-deb:   /' "$work/info.txt"
 
 # 5. Start the installed window under Xvfb, screenshot it, check the picture is not blank.
-display=:$((90 + RANDOM % 9))
-Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
-xvfb=$!
-cleanup_window() { kill "${app:-}" "$xvfb" 2>/dev/null || true; }
+# A display another server holds (or a stale lock) makes Xvfb exit: try up to three, and say
+# so plainly if none answers, rather than starting the window without one.
+cleanup_window() { kill "${app:-}" "${xvfb:-}" 2>/dev/null || true; }
 trap 'cleanup_window; rm -rf "$work"' EXIT
+up=""
+for _ in 1 2 3; do
+  display=:$((90 + RANDOM % 9))
+  Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+  xvfb=$!
+  for _ in $(seq 50); do
+    DISPLAY=$display xdpyinfo >/dev/null 2>&1 && { up=1; break; }
+    kill -0 "$xvfb" 2>/dev/null || break
+    sleep 0.2
+  done
+  [ -n "$up" ] && break
+  kill "$xvfb" 2>/dev/null || true
+  step "Xvfb did not answer on $display: $(tail -1 "$work/xvfb.log")"
+done
+[ -n "$up" ] || { cat "$work/xvfb.log" >&2; fail "no Xvfb display answered"; }
 export DISPLAY=$display
-for _ in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
 (cd "$work" && HOME="$work/home" exec /usr/bin/vggtune >"$work/app.log" 2>&1) &
 app=$!
 window=""
