@@ -747,6 +747,7 @@ fn winograd_inputs(
     v: &mut [f32],
     zeros: &[f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
     let wide = wide_simd();
     v.par_chunks_mut(16 * cin).enumerate().for_each(|(i, vt)| {
         let (img, y0, x0) = tile_origin(first + i, th, tw);
@@ -802,6 +803,7 @@ fn winograd_outputs(
     bias: &[f32],
     out: SharedMut<f32>,
 ) {
+    #[cfg(target_arch = "x86_64")]
     let wide = wide_simd();
     m.par_chunks(16 * cout).enumerate().for_each(|(i, mt)| {
         let (img, y0, x0) = tile_origin(first + i, th, tw);
@@ -848,7 +850,7 @@ fn output_tile(mt: &[f32], t: &OutputTile<'_>) {
                 let p = ((img * h + oy) * w + ox) * cout + c0;
                 for (l, (y, b)) in yk[..n].iter().zip(&t.bias[c0..c0 + n]).enumerate() {
                     // SAFETY: output pixel (oy, ox) belongs to this tile alone, and
-                    // p + l < n·h·w·cout, the length of the buffer behind `out`.
+                    // p + l < images·h·w·cout, the length of the buffer behind `out`.
                     unsafe { *t.out.ptr().add(p + l) = (y + b).max(0.0) };
                 }
             }
@@ -869,15 +871,9 @@ unsafe fn output_tile_wide(mt: &[f32], t: &OutputTile<'_>) {
 
 /// Whether the transforms run compiled for AVX-512 (the CPU has AVX-512F). Their code is plain
 /// loops over `LANES` floats; compiled without it they ran on 4-wide SSE registers.
+#[cfg(target_arch = "x86_64")]
 fn wide_simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// Scratch space for [`conv3x3_winograd`], reused across layers.
