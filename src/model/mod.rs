@@ -20,6 +20,7 @@ pub mod onnx_export;
 pub mod raw;
 pub mod vgg;
 pub mod weights;
+mod winograd;
 
 pub use vgg::{HeadKind, Vgg16, Vgg16Config};
 pub use weights::{
