@@ -240,11 +240,11 @@ fn main() -> ExitCode {
 fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
     let chosen = device::select(choice)?;
     let (precision, why) = vggtune::model::bf16::chosen().resolve();
+    let algorithm = vggtune::model::cpu_base::Algorithm::chosen(precision).describe();
     let precision_line = match precision {
-        vggtune::model::bf16::Precision::F32 => format!("f32 ({why})"),
+        vggtune::model::bf16::Precision::F32 => format!("f32, {algorithm} ({why})"),
         vggtune::model::bf16::Precision::Bf16 => format!(
-            "bf16 products, f32 sums, {} on {}; {} ({why})",
-            vggtune::model::cpu_base::Algorithm::chosen(precision).describe(),
+            "bf16 products, f32 sums, {algorithm} on {}; {} ({why})",
             vggtune::model::bf16::kernel_name(),
             vggtune::model::dense::DESCRIPTION,
         ),

@@ -6,6 +6,8 @@
 //!   `winograd` with Winograd (also in bf16 on AMX tiles), `burn` uses Burn's convolutions
 //!   instead of the CPU base; anything else, the fastest (direct convolutions in bf16 on AMX
 //!   tiles, else Winograd).
+//! - `VGGTUNE_WINOGRAD`: `2` makes Winograd convolutions use F(2×2, 3×3) tiles, `4` F(4×4, 3×3);
+//!   anything else, the fastest for the precision.
 //! - `VGGTUNE_HOST_HEAD=off`: the light and pooled heads train through Burn's autodiff instead of the
 //!   hand-written host step.
 
@@ -16,7 +18,7 @@ use std::sync::OnceLock;
 pub enum CpuConv {
     /// The CPU base, the fastest way for its precision here (the default).
     Fastest,
-    /// The CPU base with Winograd F(2×2, 3×3).
+    /// The CPU base with Winograd convolutions.
     Winograd,
     /// The CPU base with im2col + GEMM for every convolution.
     Im2col,
@@ -24,11 +26,24 @@ pub enum CpuConv {
     Burn,
 }
 
+/// The tiles of the CPU base's Winograd convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WinogradTile {
+    /// The fastest for the precision (the default).
+    Fastest,
+    /// F(2×2, 3×3).
+    F2,
+    /// F(4×4, 3×3).
+    F4,
+}
+
 /// The switches in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
     /// How the frozen convolutions run on the CPU.
     pub cpu_conv: CpuConv,
+    /// The tiles of Winograd convolutions.
+    pub winograd: WinogradTile,
     /// Whether the two-layer heads may train through the hand-written host step.
     pub host_head: bool,
 }
@@ -43,6 +58,11 @@ impl Tuning {
                 "burn" => CpuConv::Burn,
                 "winograd" => CpuConv::Winograd,
                 _ => CpuConv::Fastest,
+            },
+            winograd: match var("VGGTUNE_WINOGRAD").as_str() {
+                "2" => WinogradTile::F2,
+                "4" => WinogradTile::F4,
+                _ => WinogradTile::Fastest,
             },
             host_head: var("VGGTUNE_HOST_HEAD") != "off",
         }

@@ -23,6 +23,7 @@ use super::bf16::{self, Precision};
 use super::direct;
 use super::host::{strided_matmul, to_host};
 use super::vgg::{POOL_AFTER, POOLED_SIDE, Vgg16};
+pub use super::winograd::Tiling;
 use super::winograd::{WinogradScratch, conv3x3_winograd, winograd_weights};
 
 /// Images per pass through the layers: bounds the activation buffers (at 224 px, the first
@@ -36,9 +37,9 @@ const TILE_FLOATS: usize = 256 * 1024;
 /// How [`CpuConvBase`] computes its convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Winograd F(2×2, 3×3) for every convolution but the first (the default in f32, and in
-    /// bf16 without AMX tiles).
-    Winograd,
+    /// Winograd convolutions in these tiles for every convolution but the first (the default
+    /// in f32, and in bf16 without AMX tiles).
+    Winograd(Tiling),
     /// im2col + GEMM for every convolution.
     Im2col,
     /// Direct convolutions on AMX tiles over bf16 activations ([`direct`]): the default in
@@ -53,12 +54,12 @@ impl Algorithm {
         use crate::tuning::CpuConv;
         match crate::tuning::current().cpu_conv {
             CpuConv::Im2col => Self::Im2col,
-            CpuConv::Winograd => Self::Winograd,
+            CpuConv::Winograd => Self::Winograd(Tiling::chosen()),
             CpuConv::Fastest | CpuConv::Burn => {
                 if precision == Precision::Bf16 && bf16::amx() {
                     Self::Direct
                 } else {
-                    Self::Winograd
+                    Self::Winograd(Tiling::chosen())
                 }
             }
         }
@@ -67,7 +68,7 @@ impl Algorithm {
     /// In words (for `vggtune info`).
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Winograd => "Winograd F(2×2, 3×3)",
+            Self::Winograd(tiling) => tiling.describe(),
             Self::Im2col => "im2col + GEMM",
             Self::Direct => "direct convolutions over bf16 activations",
         }
@@ -96,8 +97,8 @@ pub(super) enum Weights {
     /// im2col + GEMM: [9·cin, cout], row `(kh·3 + kw)·cin + ci` (the first layer, whose 3
     /// input channels make Winograd's GEMMs too thin to gain, or every layer on request).
     Im2col(Right),
-    /// Winograd F(2×2, 3×3): the 16 matrices [cin, cout] of the transformed weights.
-    Winograd(Vec<Right>),
+    /// Winograd: the tiling, and its `elements()` matrices [cin, cout] of transformed weights.
+    Winograd(Tiling, Vec<Right>),
     /// Direct convolution on AMX tiles over bf16 activations ([`direct`]).
     Direct(direct::Taps),
 }
@@ -196,7 +197,7 @@ impl CpuConvBase {
                     && bf16::amx()
                     && (range.start..end).all(fits)) =>
             {
-                Algorithm::Winograd
+                Algorithm::Winograd(Tiling::chosen())
             }
             a => a,
         };
@@ -206,9 +207,10 @@ impl CpuConvBase {
                 let (weights, bias) = host_weights(&model.features[i]);
                 let weights = if algorithm == Algorithm::Direct {
                     Weights::Direct(direct::Taps::new(&weights, cin, cout))
-                } else if cin >= 8 && algorithm != Algorithm::Im2col {
-                    let u = winograd_weights(&weights, cin, cout);
+                } else if let (Algorithm::Winograd(tiling), true) = (algorithm, cin >= 8) {
+                    let u = winograd_weights(tiling, &weights, cin, cout);
                     Weights::Winograd(
+                        tiling,
                         u.chunks_exact(cin * cout)
                             .map(|e| Right::new(e, [cin, cout], precision))
                             .collect(),
@@ -350,8 +352,8 @@ impl CpuConvBase {
         for (i, conv) in self.convs.iter().enumerate() {
             assert_eq!(conv.cin, ch, "channel count does not match the convolution");
             match &conv.weights {
-                Weights::Winograd(u) => {
-                    conv3x3_winograd(act, [images, hh, ww], conv, u, next, scratch)
+                Weights::Winograd(tiling, u) => {
+                    conv3x3_winograd(*tiling, act, [images, hh, ww], conv, u, next, scratch)
                 }
                 Weights::Im2col(w) => conv3x3_relu(act, [images, hh, ww], conv, w, next),
                 Weights::Direct(_) => unreachable!("direct layers run in `direct::forward`"),

@@ -1,9 +1,15 @@
-//! Winograd F(2×2, 3×3): each 4×4 input tile gives a 2×2 output tile with 16 multiplications per
-//! (input channel, output channel) instead of 36, so the GEMMs do 2.25× less work. With
-//! B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1] and
-//! A^T = [1 1 1 0; 0 1 -1 -1]: Y = A^T [(G g G^T) ⊙ (B^T d B)] A (Lavin & Gray, 2015). The
-//! transforms use only additions and halvings, so the result differs from the direct sum by
-//! float rounding alone.
+//! Winograd convolutions: each (m+2)×(m+2) input tile gives an m×m output tile, so the GEMMs do
+//! 9m²/(m+2)² as much work as a direct convolution's. Y = A^T [(G g G^T) ⊙ (B^T d B)] A
+//! (Lavin & Gray, 2015), in two tilings ([`Tiling`]):
+//!
+//! - F(2×2, 3×3): 16 products per 4 outputs (2.25× less work). B^T = [1 0 -1 0; 0 1 1 0;
+//!   0 -1 1 0; 0 1 0 -1], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1], A^T = [1 1 1 0; 0 1 -1 -1]. The
+//!   transforms use only additions and halvings.
+//! - F(4×4, 3×3): 36 products per 16 outputs (4× less work), on the points 0, ±1, ±2 and ∞.
+//!   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+//!   0 4 0 -5 0 1], G = [¼ 0 0; -⅙ -⅙ -⅙; -⅙ ⅙ -⅙; 1/24 1/12 ⅙; 1/24 -1/12 ⅙; 0 0 1],
+//!   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]. Its transforms multiply
+//!   by up to 8 and its weights hold sixths, so its float rounding is a few times F(2×2)'s.
 
 use rayon::prelude::*;
 
@@ -12,46 +18,278 @@ use super::cpu_base::{PackedConv, Right, SharedMut, product, sized};
 /// Lanes per transform step (one AVX-512 register of f32).
 const LANES: usize = 16;
 
-/// `dst[..n] = src[..n]` for `n ≤ LANES`. Channel counts are multiples of 16 past the first
-/// layer, so `n` is nearly always `LANES`: that copy has a constant size and compiles to one
-/// vector load and store, where a copy of `n` values calls `memcpy` (13% of the f32 base's time
-/// went to such calls of 64 bytes).
-#[inline(always)]
-fn copy_lanes(dst: &mut [f32], src: &[f32], n: usize) {
-    if n == LANES {
-        dst[..LANES].copy_from_slice(&src[..LANES]);
-    } else {
-        dst[..n].copy_from_slice(&src[..n]);
+/// The tile sizes, F(m×m, 3×3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiling {
+    /// F(2×2, 3×3).
+    F2,
+    /// F(4×4, 3×3).
+    F4,
+}
+
+impl Tiling {
+    /// The tiling to use: F(4×4, 3×3), the fastest in f32 and in bf16 (BENCHMARKS.md, "Winograd
+    /// F(4×4, 3×3)"), unless `VGGTUNE_WINOGRAD` asks for another.
+    pub fn chosen() -> Self {
+        use crate::tuning::WinogradTile;
+        match crate::tuning::current().winograd {
+            WinogradTile::F2 => Self::F2,
+            WinogradTile::F4 | WinogradTile::Fastest => Self::F4,
+        }
+    }
+
+    /// Side of an output tile.
+    fn out(self) -> usize {
+        match self {
+            Self::F2 => 2,
+            Self::F4 => 4,
+        }
+    }
+
+    /// Elements of a transformed tile: its products per (input, output channel).
+    pub(super) fn elements(self) -> usize {
+        (self.out() + 2).pow(2)
+    }
+
+    /// In words (for `vggtune info`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::F2 => "Winograd F(2×2, 3×3)",
+            Self::F4 => "Winograd F(4×4, 3×3)",
+        }
     }
 }
 
-/// The kernel transform G g G^T of every (input, output channel) pair: [16, cin, cout].
-pub(super) fn winograd_weights(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    let mut u = vec![0.0f32; 16 * cin * cout];
+/// Sixteen floats of arithmetic: the unit the transforms compute on, one channel group of one
+/// pixel. [`Lanes`] is plain Rust; [`Wide`] is one AVX-512 register.
+trait Vector: Copy {
+    fn zero() -> Self;
+    /// The first `LANES` values of `s`.
+    fn load(s: &[f32]) -> Self;
+    /// Into the first `LANES` places of `d`.
+    fn store(self, d: &mut [f32]);
+    fn add(self, b: Self) -> Self;
+    fn sub(self, b: Self) -> Self;
+    fn max(self, b: Self) -> Self;
+    /// `k·self`.
+    fn scale(self, k: f32) -> Self;
+    /// `k·self + b`.
+    fn mul_add(self, k: f32, b: Self) -> Self;
+}
+
+/// `LANES` floats as a plain array: the transforms where there is no AVX-512, and a last
+/// partial group of channels.
+type Lanes = [f32; LANES];
+
+impl Vector for Lanes {
+    #[inline(always)]
+    fn zero() -> Self {
+        [0.0; LANES]
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        s[..LANES].try_into().expect("a slice of LANES values")
+    }
+    #[inline(always)]
+    fn store(self, d: &mut [f32]) {
+        d[..LANES].copy_from_slice(&self);
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        std::array::from_fn(|l| self[l] + b[l])
+    }
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        std::array::from_fn(|l| self[l] - b[l])
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        std::array::from_fn(|l| self[l].max(b[l]))
+    }
+    #[inline(always)]
+    fn scale(self, k: f32) -> Self {
+        std::array::from_fn(|l| k * self[l])
+    }
+    #[inline(always)]
+    fn mul_add(self, k: f32, b: Self) -> Self {
+        std::array::from_fn(|l| k.mul_add(self[l], b[l]))
+    }
+}
+
+/// One AVX-512 register of floats. Its methods run AVX-512 instructions, so it appears only
+/// inside the `*_wide` functions, which are compiled for AVX-512 and called where
+/// [`wide_simd`] found it (plain arrays of floats compiled there came out as a mix of 4-wide
+/// registers and stack traffic).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Wide(std::arch::x86_64::__m512);
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for Wide {
+    // SAFETY (every method): AVX-512F is here (see the type); loads and stores stay within
+    // the slices, which are sliced to `LANES` floats first.
+    #[inline(always)]
+    fn zero() -> Self {
+        Self(unsafe { std::arch::x86_64::_mm512_setzero_ps() })
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        Self(unsafe { std::arch::x86_64::_mm512_loadu_ps(s[..LANES].as_ptr()) })
+    }
+    #[inline(always)]
+    fn store(self, d: &mut [f32]) {
+        unsafe { std::arch::x86_64::_mm512_storeu_ps(d[..LANES].as_mut_ptr(), self.0) }
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        Self(unsafe { std::arch::x86_64::_mm512_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        Self(unsafe { std::arch::x86_64::_mm512_sub_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        Self(unsafe { std::arch::x86_64::_mm512_max_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn scale(self, k: f32) -> Self {
+        Self(unsafe {
+            std::arch::x86_64::_mm512_mul_ps(std::arch::x86_64::_mm512_set1_ps(k), self.0)
+        })
+    }
+    #[inline(always)]
+    fn mul_add(self, k: f32, b: Self) -> Self {
+        use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_set1_ps};
+        Self(unsafe { _mm512_fmadd_ps(_mm512_set1_ps(k), self.0, b.0) })
+    }
+}
+
+/// One tiling's one-dimensional transforms. The two-dimensional ones apply them to the columns,
+/// then to the rows; arrays are sized for the largest tiling, and a smaller one uses their
+/// first [`Scheme::SIDE`] entries.
+trait Scheme {
+    /// Side of an output tile.
+    const OUT: usize;
+    /// Side of an input tile.
+    const SIDE: usize = Self::OUT + 2;
+    /// G g: a kernel row of 3 into `SIDE` values.
+    fn kernel_1d(g: [f64; 3]) -> [f64; MAX_SIDE];
+    /// B^T d: `SIDE` input values into `SIDE` transformed ones.
+    fn input_1d<V: Vector>(d: [V; MAX_SIDE]) -> [V; MAX_SIDE];
+    /// A^T m: `SIDE` products into `OUT` outputs.
+    fn output_1d<V: Vector>(m: [V; MAX_SIDE]) -> [V; MAX_OUT];
+}
+
+const MAX_SIDE: usize = 6;
+const MAX_OUT: usize = 4;
+/// Elements of the largest transformed tile.
+const MAX_ELEMENTS: usize = MAX_SIDE * MAX_SIDE;
+
+/// F(2×2, 3×3).
+struct F2;
+/// F(4×4, 3×3).
+struct F4;
+
+impl Scheme for F2 {
+    const OUT: usize = 2;
+
+    fn kernel_1d([g0, g1, g2]: [f64; 3]) -> [f64; MAX_SIDE] {
+        [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2, 0.0, 0.0]
+    }
+
+    #[inline(always)]
+    fn input_1d<V: Vector>(d: [V; MAX_SIDE]) -> [V; MAX_SIDE] {
+        [
+            d[0].sub(d[2]),
+            d[1].add(d[2]),
+            d[2].sub(d[1]),
+            d[1].sub(d[3]),
+            V::zero(),
+            V::zero(),
+        ]
+    }
+
+    #[inline(always)]
+    fn output_1d<V: Vector>(m: [V; MAX_SIDE]) -> [V; MAX_OUT] {
+        [
+            m[0].add(m[1]).add(m[2]),
+            m[1].sub(m[2]).sub(m[3]),
+            V::zero(),
+            V::zero(),
+        ]
+    }
+}
+
+impl Scheme for F4 {
+    const OUT: usize = 4;
+
+    fn kernel_1d([g0, g1, g2]: [f64; 3]) -> [f64; MAX_SIDE] {
+        [
+            g0 / 4.0,
+            -(g0 + g1 + g2) / 6.0,
+            -(g0 - g1 + g2) / 6.0,
+            g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
+            g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
+            g2,
+        ]
+    }
+
+    #[inline(always)]
+    fn input_1d<V: Vector>(d: [V; MAX_SIDE]) -> [V; MAX_SIDE] {
+        let (a, b) = (d[2].mul_add(-4.0, d[4]), d[1].mul_add(-4.0, d[3]));
+        let (c, e) = (d[4].sub(d[2]), d[3].sub(d[1]).scale(2.0));
+        [
+            d[2].mul_add(-5.0, d[0].mul_add(4.0, d[4])),
+            a.add(b),
+            a.sub(b),
+            c.add(e),
+            c.sub(e),
+            d[3].mul_add(-5.0, d[1].mul_add(4.0, d[5])),
+        ]
+    }
+
+    #[inline(always)]
+    fn output_1d<V: Vector>(m: [V; MAX_SIDE]) -> [V; MAX_OUT] {
+        let (a, b) = (m[1].add(m[2]), m[1].sub(m[2]));
+        let (c, e) = (m[3].add(m[4]), m[3].sub(m[4]));
+        [
+            m[0].add(a).add(c),
+            e.mul_add(2.0, b),
+            c.mul_add(4.0, a),
+            e.mul_add(8.0, b).add(m[5]),
+        ]
+    }
+}
+
+/// The kernel transform G g G^T of every (input, output channel) pair: [elements, cin, cout]
+/// (worked in f64, rounded once).
+pub(super) fn winograd_weights(
+    tiling: Tiling,
+    direct: &[f32],
+    cin: usize,
+    cout: usize,
+) -> Vec<f32> {
+    match tiling {
+        Tiling::F2 => weights::<F2>(direct, cin, cout),
+        Tiling::F4 => weights::<F4>(direct, cin, cout),
+    }
+}
+
+fn weights<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let side = S::SIDE;
+    let mut u = vec![0.0f32; side * side * cin * cout];
     for ci in 0..cin {
         for co in 0..cout {
-            let g = |ky: usize, kx: usize| direct[((ky * 3 + kx) * cin + ci) * cout + co];
-            // r = G g (4×3), then U = r G^T (4×4).
-            let r: [[f32; 3]; 4] = std::array::from_fn(|i| {
-                std::array::from_fn(|kx| {
-                    let (g0, g1, g2) = (g(0, kx), g(1, kx), g(2, kx));
-                    match i {
-                        0 => g0,
-                        1 => 0.5 * (g0 + g1 + g2),
-                        2 => 0.5 * (g0 - g1 + g2),
-                        _ => g2,
-                    }
-                })
-            });
-            for (i, row) in r.iter().enumerate() {
-                let t = [
-                    row[0],
-                    0.5 * (row[0] + row[1] + row[2]),
-                    0.5 * (row[0] - row[1] + row[2]),
-                    row[2],
-                ];
-                for (j, v) in t.into_iter().enumerate() {
-                    u[((i * 4 + j) * cin + ci) * cout + co] = v;
+            let g =
+                |ky: usize, kx: usize| f64::from(direct[((ky * 3 + kx) * cin + ci) * cout + co]);
+            // r = G g (SIDE×3), then U = r G^T (SIDE×SIDE).
+            let columns: [[f64; MAX_SIDE]; 3] =
+                std::array::from_fn(|kx| S::kernel_1d([g(0, kx), g(1, kx), g(2, kx)]));
+            for i in 0..side {
+                let t = S::kernel_1d([columns[0][i], columns[1][i], columns[2][i]]);
+                for (j, v) in t.into_iter().take(side).enumerate() {
+                    u[((i * side + j) * cin + ci) * cout + co] = v as f32;
                 }
             }
         }
@@ -59,88 +297,85 @@ pub(super) fn winograd_weights(direct: &[f32], cin: usize, cout: usize) -> Vec<f
     u
 }
 
-/// `LANES` channels of one pixel: the unit the Winograd transforms compute on (one 16-wide
-/// register where there is AVX-512).
-type Lanes = [f32; LANES];
-
+/// B^T d B on one channel group: `load(k)` gives the tile's pixel `k` (row by row), and
+/// `put(e, v)` takes transformed element `e`.
 #[inline(always)]
-fn add(a: &Lanes, b: &Lanes) -> Lanes {
-    std::array::from_fn(|l| a[l] + b[l])
-}
-
-#[inline(always)]
-fn sub(a: &Lanes, b: &Lanes) -> Lanes {
-    std::array::from_fn(|l| a[l] - b[l])
-}
-
-/// The first `LANES` values of `s` as one unit (callers slice at least that many).
-#[inline(always)]
-fn lanes(s: &[f32]) -> &Lanes {
-    s[..LANES].try_into().expect("a slice of LANES values")
-}
-
-/// B^T d B on `LANES` channels at once: `d` holds the tile's 16 pixels row by row; `put(e, v)`
-/// takes transformed position `e`. Whole rows at a time, so each step is one vector operation.
-#[inline(always)]
-fn input_transform(d: &[&Lanes; 16], mut put: impl FnMut(usize, &Lanes)) {
-    let mut r = [[[0.0f32; LANES]; 4]; 4];
-    for j in 0..4 {
-        let (d0, d1, d2, d3) = (d[j], d[4 + j], d[8 + j], d[12 + j]);
-        r[0][j] = sub(d0, d2);
-        r[1][j] = add(d1, d2);
-        r[2][j] = sub(d2, d1);
-        r[3][j] = sub(d1, d3);
+fn input_transform<S: Scheme, V: Vector>(load: impl Fn(usize) -> V, mut put: impl FnMut(usize, V)) {
+    let side = S::SIDE;
+    let mut r = [[V::zero(); MAX_SIDE]; MAX_SIDE];
+    // Column j fills the second index of each row.
+    #[allow(clippy::needless_range_loop)]
+    for j in 0..side {
+        let column = S::input_1d(std::array::from_fn(|i| {
+            if i < side {
+                load(i * side + j)
+            } else {
+                V::zero()
+            }
+        }));
+        for (i, v) in column.into_iter().take(side).enumerate() {
+            r[i][j] = v;
+        }
     }
-    for (i, row) in r.iter().enumerate() {
-        put(i * 4, &sub(&row[0], &row[2]));
-        put(i * 4 + 1, &add(&row[1], &row[2]));
-        put(i * 4 + 2, &sub(&row[2], &row[1]));
-        put(i * 4 + 3, &sub(&row[1], &row[3]));
+    for (i, row) in r.into_iter().take(side).enumerate() {
+        for (k, v) in S::input_1d(row).into_iter().take(side).enumerate() {
+            put(i * side + k, v);
+        }
     }
 }
 
-/// A^T m A on `LANES` channels at once: the 2×2 outputs, row by row.
+/// A^T m A on one channel group: `load(e)` gives the product's element `e`, and `put(k, v)`
+/// takes output `k` of the `OUT²` (row by row).
 #[inline(always)]
-fn output_transform(m: &[&Lanes; 16]) -> [Lanes; 4] {
-    let mut t = [[[0.0f32; LANES]; 4]; 2];
-    for j in 0..4 {
-        let (m0, m1, m2, m3) = (m[j], m[4 + j], m[8 + j], m[12 + j]);
-        t[0][j] = add(&add(m0, m1), m2);
-        t[1][j] = sub(&sub(m1, m2), m3);
+fn output_transform<S: Scheme, V: Vector>(
+    load: impl Fn(usize) -> V,
+    mut put: impl FnMut(usize, V),
+) {
+    let side = S::SIDE;
+    let mut t = [[V::zero(); MAX_SIDE]; MAX_OUT];
+    // Column j fills the second index of each row.
+    #[allow(clippy::needless_range_loop)]
+    for j in 0..side {
+        let column = S::output_1d(std::array::from_fn(|i| {
+            if i < side {
+                load(i * side + j)
+            } else {
+                V::zero()
+            }
+        }));
+        for (i, v) in column.into_iter().take(S::OUT).enumerate() {
+            t[i][j] = v;
+        }
     }
-    let mut y = [[0.0f32; LANES]; 4];
-    for (i, row) in t.iter().enumerate() {
-        y[i * 2] = add(&add(&row[0], &row[1]), &row[2]);
-        y[i * 2 + 1] = sub(&sub(&row[1], &row[2]), &row[3]);
+    for (i, row) in t.into_iter().take(S::OUT).enumerate() {
+        for (k, v) in S::output_1d(row).into_iter().take(S::OUT).enumerate() {
+            put(i * S::OUT + k, v);
+        }
     }
-    y
 }
 
-/// The `LANES` channels from `c0` of 16 rows (`row(k)` is row k's slice from channel 0): in
-/// place where all `LANES` are there, else copied into `padded` with zeros after the `n` left.
+/// A last group of `n < LANES` channels from `c0` of `count` rows, copied out with
+/// zeros after them.
 #[inline(always)]
-fn tile_lanes<'a>(
+fn partial<'a>(
     row: impl Fn(usize) -> &'a [f32],
+    count: usize,
     (c0, n): (usize, usize),
-    padded: &'a mut [Lanes; 16],
-) -> [&'a Lanes; 16] {
-    if n == LANES {
-        return std::array::from_fn(|k| lanes(&row(k)[c0..]));
-    }
-    for (k, p) in padded.iter_mut().enumerate() {
+) -> [Lanes; MAX_ELEMENTS] {
+    let mut padded = [Lanes::zero(); MAX_ELEMENTS];
+    for (k, p) in padded.iter_mut().enumerate().take(count) {
         p[..n].copy_from_slice(&row(k)[c0..c0 + n]);
-        p[n..].fill(0.0);
     }
-    let padded: &'a [Lanes; 16] = padded;
-    std::array::from_fn(|k| &padded[k])
-}
-/// Where tile `t` sits: (image, first output row, first output column).
-fn tile_origin(t: usize, th: usize, tw: usize) -> (usize, usize, usize) {
-    (t / (th * tw), 2 * ((t / tw) % th), 2 * (t % tw))
+    padded
 }
 
-/// Transforms tiles `first..first + count` of NHWC `x` into `v` ([count, 16, cin]).
-fn winograd_inputs(
+/// Where tile `t` sits: (image, first output row, first output column).
+fn tile_origin<S: Scheme>(t: usize, th: usize, tw: usize) -> (usize, usize, usize) {
+    (t / (th * tw), S::OUT * ((t / tw) % th), S::OUT * (t % tw))
+}
+
+/// Transforms tiles `first..first + count` of NHWC `x` into `v` ([count, SIDE², cin]).
+fn winograd_inputs<S: Scheme>(
     x: &[f32],
     [h, w, cin]: [usize; 3],
     [th, tw]: [usize; 2],
@@ -148,55 +383,65 @@ fn winograd_inputs(
     v: &mut [f32],
     zeros: &[f32],
 ) {
+    let side = S::SIDE;
     #[cfg(target_arch = "x86_64")]
     let wide = wide_simd();
-    v.par_chunks_mut(16 * cin).enumerate().for_each(|(i, vt)| {
-        let (img, y0, x0) = tile_origin(first + i, th, tw);
-        let mut src: [&[f32]; 16] = [zeros; 16];
-        for (k, s) in src.iter_mut().enumerate() {
-            let (iy, ix) = ((y0 + k / 4) as isize - 1, (x0 + k % 4) as isize - 1);
-            if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                let p = ((img * h + iy as usize) * w + ix as usize) * cin;
-                *s = &x[p..p + cin];
+    v.par_chunks_mut(side * side * cin)
+        .enumerate()
+        .for_each(|(i, vt)| {
+            let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
+            let mut src: [&[f32]; MAX_ELEMENTS] = [zeros; MAX_ELEMENTS];
+            for (k, s) in src.iter_mut().enumerate().take(side * side) {
+                let (iy, ix) = ((y0 + k / side) as isize - 1, (x0 + k % side) as isize - 1);
+                if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                    let p = ((img * h + iy as usize) * w + ix as usize) * cin;
+                    *s = &x[p..p + cin];
+                }
             }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if wide {
-            // SAFETY: `wide_simd()` found AVX-512F.
-            unsafe { input_tile_wide(&src, cin, vt) };
-            return;
-        }
-        input_tile(&src, cin, vt);
-    });
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: `wide_simd()` found AVX-512F.
+                unsafe { input_tile_wide::<S>(&src, cin, vt) };
+                return;
+            }
+            input_tile::<S, Lanes>(&src, cin, vt);
+        });
 }
 
-/// One tile's input transform: its 16 pixels' `cin` channels (`src`) into `vt` ([16, cin]).
+/// One tile's input transform: its `SIDE²` pixels' `cin` channels (`src`) into `vt`
+/// ([SIDE², cin]), whole channel groups in `V`.
 #[inline(always)]
-fn input_tile(src: &[&[f32]; 16], cin: usize, vt: &mut [f32]) {
-    // Only a last partial group of channels copies into it.
-    let mut padded = [[0.0f32; LANES]; 16];
-    let mut c0 = 0;
-    while c0 < cin {
-        let n = LANES.min(cin - c0);
-        let d = tile_lanes(|k| src[k], (c0, n), &mut padded);
-        input_transform(&d, |e, te| copy_lanes(&mut vt[e * cin + c0..], te, n));
-        c0 += n;
+fn input_tile<S: Scheme, V: Vector>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt: &mut [f32]) {
+    let full = cin / LANES * LANES;
+    for c0 in (0..full).step_by(LANES) {
+        input_transform::<S, V>(
+            |k| V::load(&src[k][c0..]),
+            |e, t| t.store(&mut vt[e * cin + c0..]),
+        );
+    }
+    if full < cin {
+        let n = cin - full;
+        let padded = partial(|k| src[k], S::SIDE * S::SIDE, (full, n));
+        input_transform::<S, Lanes>(
+            |k| padded[k],
+            |e, t| vt[e * cin + full..][..n].copy_from_slice(&t[..n]),
+        );
     }
 }
 
-/// [`input_tile`] compiled for AVX-512: whole 16-wide registers for `Lanes`.
+/// [`input_tile`] compiled for AVX-512, on its registers.
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_tile_wide(src: &[&[f32]; 16], cin: usize, vt: &mut [f32]) {
-    input_tile(src, cin, vt);
+unsafe fn input_tile_wide<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt: &mut [f32]) {
+    input_tile::<S, Wide>(src, cin, vt);
 }
 
-/// Turns `m` ([count, 16, cout]) of tiles `first..` into outputs with bias and ReLU, written into
-/// NHWC `out` (outputs past an odd edge are dropped).
-fn winograd_outputs(
+/// Turns `m` ([count, SIDE², cout]) of tiles `first..` into outputs with bias and ReLU, written
+/// into NHWC `out` (outputs past the edge are dropped).
+fn winograd_outputs<S: Scheme>(
     m: &[f32],
     [h, w, cout]: [usize; 3],
     [th, tw]: [usize; 2],
@@ -206,22 +451,24 @@ fn winograd_outputs(
 ) {
     #[cfg(target_arch = "x86_64")]
     let wide = wide_simd();
-    m.par_chunks(16 * cout).enumerate().for_each(|(i, mt)| {
-        let (img, y0, x0) = tile_origin(first + i, th, tw);
-        let tile = OutputTile {
-            origin: [img, y0, x0],
-            size: [h, w, cout],
-            bias,
-            out,
-        };
-        #[cfg(target_arch = "x86_64")]
-        if wide {
-            // SAFETY: `wide_simd()` found AVX-512F.
-            unsafe { output_tile_wide(mt, &tile) };
-            return;
-        }
-        output_tile(mt, &tile);
-    });
+    m.par_chunks(S::SIDE * S::SIDE * cout)
+        .enumerate()
+        .for_each(|(i, mt)| {
+            let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
+            let tile = OutputTile {
+                origin: [img, y0, x0],
+                size: [h, w, cout],
+                bias,
+                out,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: `wide_simd()` found AVX-512F.
+                unsafe { output_tile_wide::<S>(mt, &tile) };
+                return;
+            }
+            output_tile::<S, Lanes>(mt, &tile);
+        });
 }
 
 /// Where one tile's outputs go.
@@ -234,44 +481,76 @@ struct OutputTile<'a> {
     out: SharedMut<f32>,
 }
 
-/// One tile's output transform: `mt` ([16, cout]) into its 2×2 output pixels with bias and ReLU.
-#[inline(always)]
-fn output_tile(mt: &[f32], t: &OutputTile<'_>) {
-    let ([img, y0, x0], [h, w, cout]) = (t.origin, t.size);
-    // Only a last partial group of channels copies into it.
-    let mut padded = [[0.0f32; LANES]; 16];
-    let mut c0 = 0;
-    while c0 < cout {
-        let n = LANES.min(cout - c0);
-        let d = tile_lanes(|e| &mt[e * cout..], (c0, n), &mut padded);
-        let y = output_transform(&d);
-        for (k, yk) in y.iter().enumerate() {
-            let (oy, ox) = (y0 + k / 2, x0 + k % 2);
-            if oy < h && ox < w {
-                let p = ((img * h + oy) * w + ox) * cout + c0;
-                for (l, (y, b)) in yk[..n].iter().zip(&t.bias[c0..c0 + n]).enumerate() {
-                    // SAFETY: output pixel (oy, ox) belongs to this tile alone, and
-                    // p + l < images·h·w·cout, the length of the buffer behind `out`.
-                    unsafe { *t.out.ptr().add(p + l) = (y + b).max(0.0) };
-                }
-            }
-        }
-        c0 += n;
+impl OutputTile<'_> {
+    /// Where output `k` of the tile (row by row) starts in `out`, on channel `c0`; `None` past
+    /// the layer's edge.
+    #[inline(always)]
+    fn place<S: Scheme>(&self, k: usize, c0: usize) -> Option<usize> {
+        let ([img, y0, x0], [h, w, cout]) = (self.origin, self.size);
+        let (oy, ox) = (y0 + k / S::OUT, x0 + k % S::OUT);
+        (oy < h && ox < w).then(|| ((img * h + oy) * w + ox) * cout + c0)
     }
 }
 
-/// [`output_tile`] compiled for AVX-512.
+/// `n` channels of one output pixel of `out` from `p` (an [`OutputTile::place`]).
+///
+/// # Safety
+/// The pixel must be one tile's own (no other thread writes it), and `p + n` within the buffer
+/// behind `out` (images·h·w·cout floats).
+#[inline(always)]
+unsafe fn pixel<'o>(out: SharedMut<f32>, p: usize, n: usize) -> &'o mut [f32] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts_mut(out.ptr().add(p), n) }
+}
+
+/// One tile's output transform: `mt` ([SIDE², cout]) into its OUT×OUT output pixels with bias
+/// and ReLU, whole channel groups in `V`.
+#[inline(always)]
+fn output_tile<S: Scheme, V: Vector>(mt: &[f32], t: &OutputTile<'_>) {
+    let (elements, cout) = (S::SIDE * S::SIDE, t.size[2]);
+    let full = cout / LANES * LANES;
+    for c0 in (0..full).step_by(LANES) {
+        let bias = V::load(&t.bias[c0..]);
+        output_transform::<S, V>(
+            |e| V::load(&mt[e * cout + c0..]),
+            |k, y| {
+                if let Some(p) = t.place::<S>(k, c0) {
+                    // SAFETY: LANES channels of this tile's own output pixel.
+                    let dst = unsafe { pixel(t.out, p, LANES) };
+                    y.add(bias).max(V::zero()).store(dst);
+                }
+            },
+        );
+    }
+    if full < cout {
+        let n = cout - full;
+        let padded = partial(|e| &mt[e * cout..], elements, (full, n));
+        output_transform::<S, Lanes>(
+            |e| padded[e],
+            |k, y| {
+                if let Some(p) = t.place::<S>(k, full) {
+                    // SAFETY: `n` < LANES channels of this tile's own output pixel.
+                    let dst = unsafe { pixel(t.out, p, n) };
+                    for ((d, y), b) in dst.iter_mut().zip(y).zip(&t.bias[full..]) {
+                        *d = (y + b).max(0.0);
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// [`output_tile`] compiled for AVX-512, on its registers.
 ///
 /// # Safety
 /// The CPU must have AVX-512F, and `t.out` must be as [`output_tile`] needs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn output_tile_wide(mt: &[f32], t: &OutputTile<'_>) {
-    output_tile(mt, t);
+unsafe fn output_tile_wide<S: Scheme>(mt: &[f32], t: &OutputTile<'_>) {
+    output_tile::<S, Wide>(mt, t);
 }
 
-/// Whether the transforms run compiled for AVX-512 (the CPU has AVX-512F). Their code is plain
-/// loops over `LANES` floats; compiled without it they ran on 4-wide SSE registers.
+/// Whether the transforms run compiled for AVX-512 (the CPU has AVX-512F).
 #[cfg(target_arch = "x86_64")]
 fn wide_simd() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
@@ -285,9 +564,25 @@ pub(super) struct WinogradScratch {
     zeros: Vec<f32>,
 }
 
-/// A 3×3 convolution (stride 1, padding 1) + bias + ReLU on NHWC `x` by Winograd F(2×2, 3×3),
-/// into `out` (NHWC). `u` is [`winograd_weights`] of the layer.
+/// A 3×3 convolution (stride 1, padding 1) + bias + ReLU on NHWC `x` by Winograd in `tiling`,
+/// into `out` (NHWC). `u` is [`winograd_weights`] of the layer in that tiling.
 pub(super) fn conv3x3_winograd(
+    tiling: Tiling,
+    x: &[f32],
+    shape: [usize; 3],
+    conv: &PackedConv,
+    u: &[Right],
+    out: &mut Vec<f32>,
+    scratch: &mut WinogradScratch,
+) {
+    assert_eq!(u.len(), tiling.elements(), "weights of another tiling");
+    match tiling {
+        Tiling::F2 => convolve::<F2>(x, shape, conv, u, out, scratch),
+        Tiling::F4 => convolve::<F4>(x, shape, conv, u, out, scratch),
+    }
+}
+
+fn convolve<S: Scheme>(
     x: &[f32],
     [n, h, w]: [usize; 3],
     conv: &PackedConv,
@@ -296,39 +591,110 @@ pub(super) fn conv3x3_winograd(
     scratch: &mut WinogradScratch,
 ) {
     let (cin, cout) = (conv.cin, conv.cout);
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let elements = S::SIDE * S::SIDE;
+    let (th, tw) = (h.div_ceil(S::OUT), w.div_ceil(S::OUT));
     let tiles = n * th * tw;
     // A block's transformed inputs and products stay within a few MiB (L3), and its GEMMs are
     // tall enough to run near full speed.
-    let block = (WINOGRAD_BLOCK_FLOATS / (16 * cin.max(cout))).clamp(16, tiles.max(16));
+    let block = (WINOGRAD_BLOCK_FLOATS / (elements * cin.max(cout))).clamp(16, tiles.max(16));
     let out = sized(out, n * h * w * cout);
     let out_ptr = SharedMut(out.as_mut_ptr());
     scratch.zeros.resize(cin, 0.0);
     let mut first = 0;
     while first < tiles {
         let count = block.min(tiles - first);
-        let v = sized(&mut scratch.v, count * 16 * cin);
-        winograd_inputs(x, [h, w, cin], [th, tw], first, v, &scratch.zeros);
-        let m = sized(&mut scratch.m, count * 16 * cout);
+        let v = sized(&mut scratch.v, count * elements * cin);
+        winograd_inputs::<S>(x, [h, w, cin], [th, tw], first, v, &scratch.zeros);
+        let m = sized(&mut scratch.m, count * elements * cout);
         let m_ptr = SharedMut(m.as_mut_ptr());
         let v: &[f32] = v;
-        (0..16).into_par_iter().for_each(|e| {
-            // SAFETY: element e of every tile's product ([count, 16, cout], row stride
-            // 16·cout) is written by this e alone; v is [count, 16, cin], live for the
-            // call, and u[e] is [cin, cout].
+        (0..elements).into_par_iter().for_each(|e| {
+            // SAFETY: element e of every tile's product ([count, elements, cout], row stride
+            // elements·cout) is written by this e alone; v is [count, elements, cin], live for
+            // the call, and u[e] is [cin, cout].
             unsafe {
                 product(
                     [count, cout, cin],
-                    (m_ptr.ptr().add(e * cout), 16 * cout),
-                    (v.as_ptr().add(e * cin), 16 * cin),
+                    (m_ptr.ptr().add(e * cout), elements * cout),
+                    (v.as_ptr().add(e * cin), elements * cin),
                     &u[e],
                 );
             }
         });
-        winograd_outputs(m, [h, w, cout], [th, tw], first, &conv.bias, out_ptr);
+        winograd_outputs::<S>(m, [h, w, cout], [th, tw], first, &conv.bias, out_ptr);
         first += count;
     }
 }
 
 /// Floats of transformed input (or product) per Winograd block: 2 Mi floats, 8 MiB.
 const WINOGRAD_BLOCK_FLOATS: usize = 2 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::rng::SplitMix64(seed);
+        (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+    }
+
+    /// Both tile transforms of one tiling, plain and on AVX-512 registers, on 37 channels (two
+    /// whole groups and a partial one) and an output tile cut by the layer's edge: the same
+    /// operations in the same order, so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    fn plain_and_wide_agree<S: Scheme>() {
+        let channels = 37;
+        let elements = S::SIDE * S::SIDE;
+        let pixels: Vec<Vec<f32>> = (0..elements).map(|k| random(channels, k as u64)).collect();
+        let src: [&[f32]; MAX_ELEMENTS] =
+            std::array::from_fn(|k| pixels.get(k).map_or(&[][..], |p| &p[..]));
+        let (mut plain, mut wide) = (
+            vec![0.0; elements * channels],
+            vec![0.0; elements * channels],
+        );
+        input_tile::<S, Lanes>(&src, channels, &mut plain);
+        // SAFETY: the caller checked AVX-512F.
+        unsafe { input_tile_wide::<S>(&src, channels, &mut wide) };
+        assert_eq!(plain, wide, "input transform, {} outputs a side", S::OUT);
+        assert!(plain.iter().any(|v| *v != 0.0));
+
+        let products = random(elements * channels, 99);
+        let bias = random(channels, 7);
+        let [h, w] = [S::OUT - 1, S::OUT];
+        let run = |wide_simd: bool| {
+            let mut out = vec![f32::NAN; h * w * channels];
+            let tile = OutputTile {
+                origin: [0, 0, 0],
+                size: [h, w, channels],
+                bias: &bias,
+                out: SharedMut(out.as_mut_ptr()),
+            };
+            if wide_simd {
+                // SAFETY: AVX-512F (checked by the caller); `out` holds the layer.
+                unsafe { output_tile_wide::<S>(&products, &tile) };
+            } else {
+                output_tile::<S, Lanes>(&products, &tile);
+            }
+            out
+        };
+        let (plain, wide) = (run(false), run(true));
+        assert!(
+            plain.iter().all(|v| *v >= 0.0),
+            "every output written, after ReLU"
+        );
+        assert!(plain.iter().any(|v| *v > 0.0));
+        assert_eq!(plain, wide, "output transform, {} outputs a side", S::OUT);
+    }
+
+    #[test]
+    fn plain_and_avx512_transforms_give_the_same_bits() {
+        #[cfg(target_arch = "x86_64")]
+        if wide_simd() {
+            plain_and_wide_agree::<F2>();
+            plain_and_wide_agree::<F4>();
+            return;
+        }
+        eprintln!("no AVX-512 here: only the plain transforms run (the model tests cover them)");
+    }
+}
