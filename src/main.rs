@@ -240,7 +240,11 @@ fn main() -> ExitCode {
 fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
     let chosen = device::select(choice)?;
     let (precision, why) = vggtune::model::bf16::chosen().resolve();
-    let algorithm = vggtune::model::cpu_base::Algorithm::chosen(precision).describe();
+    let algorithm = if vggtune::tuning::current().cpu_conv == vggtune::tuning::CpuConv::Burn {
+        "Burn's convolutions (VGGTUNE_CPU_CONV=burn)"
+    } else {
+        vggtune::model::cpu_base::Algorithm::chosen(precision).describe()
+    };
     let precision_line = match precision {
         vggtune::model::bf16::Precision::F32 => format!("f32, {algorithm} ({why})"),
         vggtune::model::bf16::Precision::Bf16 => format!(

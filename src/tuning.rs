@@ -6,12 +6,14 @@
 //!   `winograd` with Winograd (also in bf16 on AMX tiles), `burn` uses Burn's convolutions
 //!   instead of the CPU base; anything else, the fastest (direct convolutions in bf16 on AMX
 //!   tiles, else Winograd).
-//! - `VGGTUNE_WINOGRAD`: `2` makes Winograd convolutions use F(2×2, 3×3) tiles, `4` F(4×4, 3×3);
-//!   anything else, the fastest for the precision.
+//! - `VGGTUNE_WINOGRAD`: `2` makes Winograd convolutions use F(2×2, 3×3) tiles, `4` (and anything
+//!   else) F(4×4, 3×3).
 //! - `VGGTUNE_HOST_HEAD=off`: the light and pooled heads train through Burn's autodiff instead of the
 //!   hand-written host step.
 
 use std::sync::OnceLock;
+
+use crate::model::cpu_base::Tiling;
 
 /// How the frozen convolutions run on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,24 +28,13 @@ pub enum CpuConv {
     Burn,
 }
 
-/// The tiles of the CPU base's Winograd convolutions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WinogradTile {
-    /// The fastest for the precision (the default).
-    Fastest,
-    /// F(2×2, 3×3).
-    F2,
-    /// F(4×4, 3×3).
-    F4,
-}
-
 /// The switches in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
     /// How the frozen convolutions run on the CPU.
     pub cpu_conv: CpuConv,
-    /// The tiles of Winograd convolutions.
-    pub winograd: WinogradTile,
+    /// The tiles of Winograd convolutions, where asked for (else F(4×4, 3×3)).
+    pub winograd: Option<Tiling>,
     /// Whether the two-layer heads may train through the hand-written host step.
     pub host_head: bool,
 }
@@ -60,9 +51,9 @@ impl Tuning {
                 _ => CpuConv::Fastest,
             },
             winograd: match var("VGGTUNE_WINOGRAD").as_str() {
-                "2" => WinogradTile::F2,
-                "4" => WinogradTile::F4,
-                _ => WinogradTile::Fastest,
+                "2" => Some(Tiling::F2),
+                "4" => Some(Tiling::F4),
+                _ => None,
             },
             host_head: var("VGGTUNE_HOST_HEAD") != "off",
         }
