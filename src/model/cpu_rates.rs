@@ -4,22 +4,22 @@
 //! `vdpbf16ps` does twice the multiply-adds of `vfmadd231ps` per instruction, but CPUs differ in
 //! how many of each they retire a cycle. On the Intel Xeon this was built on, one `vdpbf16ps`
 //! every 2 cycles against two `vfmadd231ps` a cycle: bf16 at half the f32 rate, and the bf16
-//! base (Winograd with bf16 products) at 0.73× f32. Rather than a table of CPU models, the two
-//! rates are timed here (about 10 ms, once a process) on 16 independent sums each, so
-//! that latency does not bound them.
+//! base (Winograd with bf16 products) at 0.68–0.76× the speed of f32. Rather than a table of
+//! CPU models, the two rates are timed here (about 10 ms, once a process) on 16 independent
+//! sums each, so that latency does not bound them.
 //!
 //! The base's time splits into the products and the rest (transforms, copies, pools), and the
-//! rest is about the same in both precisions. Profiled on 100 photos (`perf`, CPU seconds): f32
-//! 20.9 s, of which the GEMM 11.1 s; bf16 26.4 s, of which the kernel 16.3 s and the rest 10.1 s.
-//! The kernel's time scales as `1 / r`, so with bf16 at `r` times the f32 rate the base takes
-//! about `0.48 + 0.39 / r` of its f32 time: 1.26 at this machine's `r = 0.5` (as measured), 0.87
-//! at `r = 1`, 0.68 at `r = 2`. That model comes from one machine, so
-//! [`BF16_RATE_FOR_AUTO`] asks for a clear margin.
+//! rest is about the same in both precisions. Profiled on 100 photos with Winograd F(4×4)
+//! (`perf`, CPU seconds): f32 9.76 s, of which the GEMM 4.10 s; bf16 14.28 s, of which the
+//! kernel 8.65 s and the rest 5.63 s. The kernel's time scales as `1 / r`, so with bf16 at `r`
+//! times the f32 rate a prediction takes about `0.58 + 0.44 / r` of its f32 time: 1.46 at this
+//! machine's `r = 0.5` (as measured), 1.02 at `r = 1`, 0.87 at `r = 1.5`, 0.80 at `r = 2`. That
+//! model comes from one machine, so [`BF16_RATE_FOR_AUTO`] asks for a clear margin.
 
 use super::bf16::Precision;
 
 /// `auto` takes bf16 without AMX tiles where bf16 multiply-adds run at least this many times
-/// the f32 rate (the profile above predicts 1.35× the f32 base's speed there).
+/// the f32 rate (the profile above predicts 1.15× f32's speed there, 1.25× at twice the rate).
 pub const BF16_RATE_FOR_AUTO: f64 = 1.5;
 
 /// What `auto` comes to without AMX tiles where bf16 multiply-adds run at `rate` times the f32
