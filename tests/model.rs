@@ -499,9 +499,9 @@ fn the_direct_bf16_base_follows_f32_on_odd_shapes() {
 const BF16_ERROR: f64 = 0.005;
 const BF16_ERROR_PER_LAYER: f64 = 0.001;
 /// Winograd F(4×4, 3×3) in bf16 rounds values its transforms made up to 100 times larger, and
-/// its output transform multiplies by up to 64: 2.2% after all 13 convolutions on the same
-/// Xeon (pooled cosine 0.99993 or more).
-const BF16_ERROR_PER_LAYER_F4: f64 = 0.0015;
+/// its output transform multiplies by up to 64: 2.16% after all 13 convolutions on the same
+/// Xeon (pooled cosine 0.99993 or more), under the bound's 2.7%.
+const BF16_ERROR_PER_LAYER_F4: f64 = 0.0017;
 
 #[test]
 fn the_cpu_base_gives_what_burns_convolutions_give() {
