@@ -13,8 +13,6 @@
 
 use std::sync::OnceLock;
 
-use crate::model::cpu_base::Tiling;
-
 /// How the frozen convolutions run on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuConv {
@@ -33,8 +31,9 @@ pub enum CpuConv {
 pub struct Tuning {
     /// How the frozen convolutions run on the CPU.
     pub cpu_conv: CpuConv,
-    /// The tiles of Winograd convolutions, where asked for (else F(4×4, 3×3)).
-    pub winograd: Option<Tiling>,
+    /// The output side of Winograd convolutions' tiles, where asked for: 2 or 4
+    /// (`model::cpu_base::Tiling` decides by it).
+    pub winograd_tile: Option<usize>,
     /// Whether the two-layer heads may train through the hand-written host step.
     pub host_head: bool,
 }
@@ -50,9 +49,9 @@ impl Tuning {
                 "winograd" => CpuConv::Winograd,
                 _ => CpuConv::Fastest,
             },
-            winograd: match var("VGGTUNE_WINOGRAD").as_str() {
-                "2" => Some(Tiling::F2),
-                "4" => Some(Tiling::F4),
+            winograd_tile: match var("VGGTUNE_WINOGRAD").as_str() {
+                "2" => Some(2),
+                "4" => Some(4),
                 _ => None,
             },
             host_head: var("VGGTUNE_HOST_HEAD") != "off",

@@ -1,5 +1,5 @@
 //! Winograd convolutions: each (m+2)×(m+2) input tile gives an m×m output tile, so the GEMMs do
-//! 9m²/(m+2)² as much work as a direct convolution's. Y = A^T [(G g G^T) ⊙ (B^T d B)] A
+//! 9m²/(m+2)² times less work than a direct convolution's. Y = A^T [(G g G^T) ⊙ (B^T d B)] A
 //! (Lavin & Gray, 2015), in two tilings ([`Tiling`]):
 //!
 //! - F(2×2, 3×3): 16 products per 4 outputs (2.25× less work). B^T = [1 0 -1 0; 0 1 1 0;
@@ -31,14 +31,17 @@ impl Tiling {
     /// The tiling to use: F(4×4, 3×3), the fastest in f32 and in bf16 (BENCHMARKS.md, "Winograd
     /// F(4×4, 3×3)"), unless `VGGTUNE_WINOGRAD` asks for another.
     pub fn chosen() -> Self {
-        crate::tuning::current().winograd.unwrap_or(Self::F4)
+        match crate::tuning::current().winograd_tile {
+            Some(2) => Self::F2,
+            _ => Self::F4,
+        }
     }
 
     /// Elements of a transformed tile: its products per (input, output channel).
     pub(super) fn elements(self) -> usize {
         match self {
-            Self::F2 => F2::SIDE * F2::SIDE,
-            Self::F4 => F4::SIDE * F4::SIDE,
+            Self::F2 => F2::ELEMENTS,
+            Self::F4 => F4::ELEMENTS,
         }
     }
 
@@ -109,8 +112,8 @@ impl Vector for Lanes {
     }
 }
 
-/// One AVX-512 register of floats. Its methods run AVX-512 instructions, so it appears only
-/// inside the `*_wide` functions, which are compiled for AVX-512 and called where
+/// One AVX-512 register of floats. Its methods run AVX-512 instructions, so nothing outside
+/// the `*_wide` functions names it: they are compiled for AVX-512, and called where
 /// [`wide_simd`] found it (plain arrays of floats compiled there came out as a mix of 4-wide
 /// registers and stack traffic).
 #[cfg(target_arch = "x86_64")]
@@ -166,6 +169,8 @@ trait Scheme {
     const OUT: usize;
     /// Side of an input tile.
     const SIDE: usize = Self::OUT + 2;
+    /// Elements of a (transformed) input tile.
+    const ELEMENTS: usize = Self::SIDE * Self::SIDE;
     /// G g: a kernel row of 3 into `SIDE` values.
     fn kernel_1d(g: [f64; 3]) -> [f64; MAX_SIDE];
     /// B^T d: `SIDE` input values into `SIDE` transformed ones.
@@ -418,7 +423,7 @@ fn input_tile<S: Scheme, V: Vector>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt
     }
     if full < cin {
         let n = cin - full;
-        let padded = partial(|k| src[k], S::SIDE * S::SIDE, (full, n));
+        let padded = partial(|k| src[k], S::ELEMENTS, (full, n));
         input_transform::<S, Lanes>(
             |k| padded[k],
             |e, t| vt[e * cin + full..][..n].copy_from_slice(&t[..n]),
@@ -448,7 +453,7 @@ fn winograd_outputs<S: Scheme>(
 ) {
     #[cfg(target_arch = "x86_64")]
     let wide = wide_simd();
-    m.par_chunks(S::SIDE * S::SIDE * cout)
+    m.par_chunks(S::ELEMENTS * cout)
         .enumerate()
         .for_each(|(i, mt)| {
             let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
@@ -504,7 +509,7 @@ unsafe fn pixel<'o>(out: SharedMut<f32>, p: usize, n: usize) -> &'o mut [f32] {
 /// and ReLU, whole channel groups in `V`.
 #[inline(always)]
 fn output_tile<S: Scheme, V: Vector>(mt: &[f32], t: &OutputTile<'_>) {
-    let (elements, cout) = (S::SIDE * S::SIDE, t.size[2]);
+    let (elements, cout) = (S::ELEMENTS, t.size[2]);
     let full = cout / LANES * LANES;
     for c0 in (0..full).step_by(LANES) {
         let bias = V::load(&t.bias[c0..]);
@@ -512,7 +517,8 @@ fn output_tile<S: Scheme, V: Vector>(mt: &[f32], t: &OutputTile<'_>) {
             |e| V::load(&mt[e * cout + c0..]),
             |k, y| {
                 if let Some(p) = t.place::<S>(k, c0) {
-                    // SAFETY: LANES channels of this tile's own output pixel.
+                    // SAFETY: the tile's own output pixel (`place`), channels c0..c0 + LANES
+                    // with c0 + LANES ≤ cout, so within `out`.
                     let dst = unsafe { pixel(t.out, p, LANES) };
                     y.add(bias).max(V::zero()).store(dst);
                 }
@@ -526,7 +532,8 @@ fn output_tile<S: Scheme, V: Vector>(mt: &[f32], t: &OutputTile<'_>) {
             |e| padded[e],
             |k, y| {
                 if let Some(p) = t.place::<S>(k, full) {
-                    // SAFETY: `n` < LANES channels of this tile's own output pixel.
+                    // SAFETY: the tile's own output pixel (`place`), its last `n` channels
+                    // (full + n = cout), so within `out`.
                     let dst = unsafe { pixel(t.out, p, n) };
                     for ((d, y), b) in dst.iter_mut().zip(y).zip(&t.bias[full..]) {
                         *d = (y + b).max(0.0);
@@ -588,7 +595,7 @@ fn convolve<S: Scheme>(
     scratch: &mut WinogradScratch,
 ) {
     let (cin, cout) = (conv.cin, conv.cout);
-    let elements = S::SIDE * S::SIDE;
+    let elements = S::ELEMENTS;
     let (th, tw) = (h.div_ceil(S::OUT), w.div_ceil(S::OUT));
     let tiles = n * th * tw;
     // A block's transformed inputs and products stay within a few MiB (L3), and its GEMMs are
@@ -657,7 +664,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn plain_and_wide_agree<S: Scheme>() {
         let channels = 37;
-        let elements = S::SIDE * S::SIDE;
+        let elements = S::ELEMENTS;
         let pixels: Vec<Vec<f32>> = (0..elements).map(|k| random(channels, k as u64)).collect();
         let src: [&[f32]; MAX_ELEMENTS] =
             std::array::from_fn(|k| pixels.get(k).map_or(&[][..], |p| &p[..]));
