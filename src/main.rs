@@ -239,14 +239,13 @@ fn main() -> ExitCode {
 
 fn info(choice: DeviceChoice, json: bool) -> anyhow::Result<()> {
     let chosen = device::select(choice)?;
-    let (precision, why) = vggtune::model::bf16::chosen().resolve();
     // Burn's convolutions, where forced for comparisons, run in f32.
     let burn = vggtune::tuning::current().cpu_conv == vggtune::tuning::CpuConv::Burn;
     let (precision, why) = if burn {
         let why = "VGGTUNE_CPU_CONV=burn asks for Burn's convolutions, which run in f32";
         (vggtune::model::bf16::Precision::F32, why.to_owned())
     } else {
-        (precision, why)
+        vggtune::model::bf16::chosen().resolve()
     };
     let algorithm = if burn {
         "Burn's convolutions"

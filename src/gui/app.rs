@@ -43,8 +43,8 @@ pub struct VggtuneApp {
     closing: bool,
     show_about: bool,
     title: String,
-    /// [`State::fingerprint`] of the state as last saved.
-    saved_state: String,
+    /// The state as last saved.
+    saved_state: State,
 }
 
 impl VggtuneApp {
@@ -113,9 +113,9 @@ impl VggtuneApp {
             closing: false,
             show_about: false,
             title: String::new(),
-            saved_state: String::new(),
+            saved_state: State::default(),
         };
-        app.saved_state = app.shared.state.fingerprint();
+        app.saved_state = app.shared.state.clone();
         // Pick up where the user left off: the last folder and the last model.
         let state = &app.shared.state;
         let last_folder = Some(PathBuf::from(&state.data_path))
@@ -139,7 +139,7 @@ impl VggtuneApp {
 
     /// Whether the persisted state changed since it was last saved.
     pub fn state_unsaved(&self) -> bool {
-        self.shared.state.fingerprint() != self.saved_state
+        self.shared.state != self.saved_state
     }
 
     /// The view being shown.
@@ -743,6 +743,6 @@ impl eframe::App for VggtuneApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, eframe::APP_KEY, &self.shared.state);
-        self.saved_state = self.shared.state.fingerprint();
+        self.saved_state = self.shared.state.clone();
     }
 }

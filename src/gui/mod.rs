@@ -97,7 +97,7 @@ pub enum WeightsChoice {
 }
 
 /// What survives a restart (eframe persistence).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct State {
     /// The view that was open.
@@ -119,14 +119,6 @@ pub struct State {
 /// How soon a changed [`State`] reaches disk. eframe's own interval is 30 s, so a setting
 /// changed less than 30 s before the process was killed (not quit) was lost.
 pub const STATE_SAVE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
-
-impl State {
-    /// What tells two states apart (their serialised form), to see whether one changed since
-    /// it was saved.
-    pub(crate) fn fingerprint(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
 
 impl Default for State {
     fn default() -> Self {
