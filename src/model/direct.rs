@@ -95,14 +95,10 @@ impl Act {
     }
 }
 
-/// The buffers a forward pass works in, kept between passes: fresh ones would cost a page
-/// fault for every 4 KiB written, as much as the first layers' products.
+/// One pass's buffers: two of activations, and the input padded (f32), kept between passes
+/// (`host::Kept`).
 #[derive(Default)]
-pub(super) struct Buffers(std::sync::Mutex<Space>);
-
-/// One pass's buffers: two of activations, and the input padded (f32).
-#[derive(Default)]
-struct Space {
+pub(super) struct Space {
     act: Act,
     next: Act,
     padded: Vec<f32>,
@@ -129,18 +125,10 @@ pub(super) fn forward(
     input: &[f32],
     [n, c, h, w]: [usize; 4],
     last_activation: bool,
-    buffers: &Buffers,
+    space: &mut Space,
     nhwc: &mut Vec<f32>,
 ) -> [usize; 3] {
-    // A pass running beside this one (another thread's) keeps the shared buffers: this one
-    // works in its own. A pass that panicked left nothing the next one reads unwritten.
-    let mut own = Space::default();
-    let mut shared = match buffers.0.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    };
-    let Space { act, next, padded } = shared.as_deref_mut().unwrap_or(&mut own);
+    let Space { act, next, padded } = space;
     let first_im2col = match convs.first().map(|c| &c.weights) {
         Some(Weights::Direct(t)) => t.im2col(),
         _ => false,
