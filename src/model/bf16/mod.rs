@@ -138,7 +138,7 @@ pub fn bf16_value(bits: u16) -> f32 {
 }
 
 /// Two bf16 values in one 32-bit word, the first in the low half (the order `vdpbf16ps` reads).
-fn pair(lo: f32, hi: f32) -> u32 {
+pub(super) fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(bf16_bits(lo)) | (u32::from(bf16_bits(hi)) << 16)
 }
 
@@ -337,14 +337,6 @@ pub fn matmul_reference(a: &[f32], [m, k]: [usize; 2], b: &PackedB) -> Vec<f32> 
     out
 }
 
-/// Room a product needs between calls: each thread keeps its own (fresh megabytes each call
-/// would cost a page fault every 4 KiB).
-#[derive(Default)]
-struct Scratch {
-    a: Aligned<u32>,
-    c: Vec<f32>,
-}
-
 /// `dst = a · b` for `a` `[m, k]` (f32, row stride `a_rs`) and `b` packed, into `dst` `[m, n]`
 /// (row stride `dst_rs`), on the calling thread.
 ///
@@ -353,56 +345,116 @@ struct Scratch {
 /// strides, and no other thread may touch `dst`'s elements during the call.
 #[cfg(target_arch = "x86_64")]
 pub unsafe fn matmul(m: usize, dst: (*mut f32, usize), a: (*const f32, usize), b: &PackedB) {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
-    }
-    // SAFETY: forwarded from the caller's contract.
-    SCRATCH.with_borrow_mut(|scratch| unsafe { matmul_with(m, dst, a, b, scratch) });
+    SCRATCH.with_borrow_mut(|Scratch { a: words, c }| {
+        let pairs = padded_pairs(b.k);
+        // Every word of rows 0..m is written below, so only the padding rows are cleared (a
+        // fresh fill of megabytes each call would cost as much as the product).
+        words.resize(m.next_multiple_of(ROW_BLOCK) * pairs);
+        let words = words.as_mut_slice();
+        words[m * pairs..].fill(0);
+        for i in 0..m {
+            // SAFETY: row i of `a` is live for k floats (the caller's contract).
+            let row = unsafe { std::slice::from_raw_parts(a.0.add(i * a.1), b.k) };
+            // SAFETY: `available()` (the caller's contract).
+            unsafe { round_row(row, &mut words[i * pairs..(i + 1) * pairs]) };
+        }
+        // SAFETY: `available()`; the rows are rounded as `product` reads them; `dst` is the
+        // caller's.
+        unsafe { product(m, dst, (words.as_ptr(), pairs), b, c) };
+    });
 }
 
-/// [`matmul`] with the thread's scratch.
+/// Rows a left operand of [`matmul_rounded`] must be readable to: its last block of rows is
+/// read whole (the rows past `m` reach no sum that is kept).
+pub(super) const ROW_BLOCK: usize = MR_AMX;
+
+/// Words a row of a left operand of [`matmul_rounded`] holds for an inner dimension of `k`:
+/// pairs of bf16, the first value in the low half, padded with zero words to whole AMX tiles.
+pub(super) fn row_words(k: usize) -> usize {
+    padded_pairs(k)
+}
+
+/// `dst = a · b` for `a` already rounded to bf16 pairs: `m` rows of [`row_words`]`(b's k)`
+/// words, row `i` from `a.0 + i · a.1`. For callers that round as they compute `a` (the
+/// Winograd input transform), a pass over it fewer.
 ///
 /// # Safety
-/// As [`matmul`]'s.
+/// [`available`] must be true; rows up to `m.next_multiple_of(ROW_BLOCK)` must be readable at
+/// that stride, with the padding words of rows `0..m` zero; `dst` must address a live `[m, n]`
+/// matrix at row stride `dst.1` that no other thread touches during the call.
 #[cfg(target_arch = "x86_64")]
-unsafe fn matmul_with(
+pub(super) unsafe fn matmul_rounded(
+    m: usize,
+    dst: (*mut f32, usize),
+    a: (*const u32, usize),
+    b: &PackedB,
+) {
+    // SAFETY: forwarded from the caller's contract.
+    SCRATCH.with_borrow_mut(|scratch| unsafe { product(m, dst, a, b, &mut scratch.c) });
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// Each thread's room for its products (fresh megabytes each call would cost a page fault
+    /// every 4 KiB).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Room a product needs between calls: the left operand rounded, and the AMX kernel's block
+/// cut short by the product's edge.
+#[cfg(target_arch = "x86_64")]
+#[derive(Default)]
+struct Scratch {
+    a: Aligned<u32>,
+    c: Vec<f32>,
+}
+
+/// [`matmul_rounded`] with the thread's scratch `c`: on AMX tiles where they are granted, else
+/// on the AVX512-BF16 kernel.
+///
+/// # Safety
+/// As [`matmul_rounded`]'s.
+#[cfg(target_arch = "x86_64")]
+unsafe fn product(
     m: usize,
     (dst, dst_rs): (*mut f32, usize),
-    (a, a_rs): (*const f32, usize),
+    (a, a_rs): (*const u32, usize),
     b: &PackedB,
-    scratch: &mut Scratch,
+    c: &mut Vec<f32>,
 ) {
-    let pairs = padded_pairs(b.k);
-    let m_pad = m.div_ceil(MR_AMX) * MR_AMX;
-    // Every word of rows 0..m is written below, so only the padding rows are cleared (a
-    // fresh fill of megabytes each call would cost as much as the product).
-    scratch.a.resize(m_pad * pairs);
-    let scratch_a = scratch.a.as_mut_slice();
-    scratch_a[m * pairs..m_pad * pairs].fill(0);
-    for i in 0..m {
-        // SAFETY: row i of `a` is live for k floats (the caller's contract).
-        let row = unsafe { std::slice::from_raw_parts(a.add(i * a_rs), b.k) };
-        // SAFETY: `available()` (the caller's contract).
-        unsafe { round_row(row, &mut scratch_a[i * pairs..(i + 1) * pairs]) };
-    }
     #[cfg(target_os = "linux")]
     if amx() {
-        // SAFETY: AMX granted; the scratch holds `m_pad` rows of `pairs` words; `dst` is the
-        // caller's.
-        unsafe { amx::matmul(m, (dst, dst_rs), scratch.a.as_slice(), b, &mut scratch.c) };
+        // SAFETY: AMX granted; `a` and `dst` as the caller's contract says.
+        unsafe { amx::matmul(m, (dst, dst_rs), (a, a_rs), b, c) };
         return;
     }
+    // SAFETY: as the caller's contract says.
+    unsafe { vector_product(m, (dst, dst_rs), (a, a_rs), b) };
+}
+
+/// [`matmul_rounded`] on the AVX512-BF16 kernel, AMX or not.
+///
+/// # Safety
+/// As [`matmul_rounded`]'s.
+#[cfg(target_arch = "x86_64")]
+unsafe fn vector_product(
+    m: usize,
+    (dst, dst_rs): (*mut f32, usize),
+    (a, a_rs): (*const u32, usize),
+    b: &PackedB,
+) {
+    let pairs = padded_pairs(b.k);
     for panel in 0..b.n_pad / NR {
         let cols = (b.n - panel * NR).min(NR);
         for block in (0..m).step_by(MR) {
             let rows = (m - block).min(MR);
-            // SAFETY: `available()`; the block's rows of the scratch and the panel of `b` are
-            // in bounds; `dst`'s rows `block..block + rows` and columns of the panel are
-            // the caller's.
+            // SAFETY: `available()`; the block's 8 rows of `a` (readable up to a multiple of
+            // ROW_BLOCK, itself a multiple of MR) and the panel of `b` are in bounds; `dst`'s
+            // rows `block..block + rows` and columns of the panel are the caller's.
             unsafe {
                 kernel(
                     pairs,
-                    scratch.a.as_slice().as_ptr().add(block * pairs),
+                    (a.add(block * a_rs), a_rs),
                     b.data.as_slice().as_ptr().add(panel * NR),
                     b.n_pad,
                     (dst.add(block * dst_rs + panel * NR), dst_rs),
@@ -478,13 +530,13 @@ unsafe fn round_row(row: &[f32], out: &mut [u32]) {
     }
 }
 
-/// `rows`×`cols` (at most 8×32) of the product: `a` is 8 rows of `pairs` words, `b` the panel
-/// (row stride `b_rs` words); written over `dst`.
+/// `rows`×`cols` (at most 8×32) of the product: `a` is 8 rows of `pairs` words (at row
+/// stride `a.1` words), `b` the panel (row stride `b_rs` words); written over `dst`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn kernel(
     pairs: usize,
-    a: *const u32,
+    (a, a_rs): (*const u32, usize),
     b: *const u32,
     b_rs: usize,
     (dst, dst_rs): (*mut f32, usize),
@@ -501,7 +553,7 @@ unsafe fn kernel(
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(row.add(16).cast()));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x: __m512bh =
-                    std::mem::transmute(_mm512_set1_epi32(*a.add(r * pairs + p) as i32));
+                    std::mem::transmute(_mm512_set1_epi32(*a.add(r * a_rs + p) as i32));
                 acc[0] = _mm512_dpbf16_ps(acc[0], x, b0);
                 acc[1] = _mm512_dpbf16_ps(acc[1], x, b1);
             }
@@ -524,220 +576,8 @@ unsafe fn kernel(
     }
 }
 
-/// The AMX kernel: 32×32 blocks of the product, each as four 16×16 tiles of f32 sums, fed
-/// 16 pairs of the inner dimension at a time (`tdpbf16ps`). Rust has no stable AMX intrinsics,
-/// so the instructions are written out.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub(super) mod amx {
-    use std::arch::asm;
-
-    use super::{MR_AMX, NR, PAIR_BLOCK, PackedB, padded_pairs};
-
-    /// Asks Linux for the AMX tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
-    /// XFEATURE_XTILEDATA)`); whether it was granted.
-    ///
-    /// # Safety
-    /// A system call that reads and writes no memory of this process.
-    pub unsafe fn request_permission() -> bool {
-        const SYS_ARCH_PRCTL: i64 = 158;
-        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
-        const XFEATURE_XTILEDATA: i64 = 18;
-        let ret: i64;
-        // SAFETY: the caller's contract; the kernel clobbers rcx and r11.
-        unsafe {
-            asm!(
-                "syscall",
-                inlateout("rax") SYS_ARCH_PRCTL => ret,
-                in("rdi") ARCH_REQ_XCOMP_PERM,
-                in("rsi") XFEATURE_XTILEDATA,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret == 0
-    }
-
-    /// Palette 1, every one of the 8 tiles 16 rows of 64 bytes.
-    #[repr(C, align(64))]
-    struct TileConfig([u8; 64]);
-
-    impl TileConfig {
-        fn new() -> Self {
-            let mut c = [0u8; 64];
-            c[0] = 1;
-            for t in 0..8 {
-                c[16 + 2 * t] = 64;
-                c[48 + t] = 16;
-            }
-            Self(c)
-        }
-    }
-
-    /// Loads the tile configuration every kernel here uses (8 tiles of 16 rows of 64 bytes).
-    ///
-    /// # Safety
-    /// AMX is granted ([`super::amx`]).
-    pub unsafe fn configure() {
-        let config = TileConfig::new();
-        // SAFETY: AMX is granted; the config is 64 aligned bytes.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
-    }
-
-    /// Gives back this thread's tile state.
-    ///
-    /// # Safety
-    /// AMX is granted.
-    pub unsafe fn release() {
-        // SAFETY: the caller's contract.
-        unsafe { asm!("tilerelease", options(nostack)) };
-    }
-
-    /// Clears the four sums (tiles 0–3) of a 32×32 block.
-    ///
-    /// # Safety
-    /// AMX is granted and [`configure`]d on this thread.
-    #[inline(always)]
-    pub unsafe fn zero_sums() {
-        // SAFETY: the caller's contract.
-        unsafe {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack)
-            )
-        };
-    }
-
-    /// Adds 16 pairs of the inner dimension to a 32×32 block's sums: rows 0–15 of the left
-    /// operand from `a0`, rows 16–31 from `a1` (rows `a_stride` bytes apart), and the two
-    /// 16-column halves of the right operand from `b0` and `b0 + 64` bytes (rows `b_stride`
-    /// bytes apart). Each sum tile takes one left and one right tile: 4 products of 16×16×32.
-    ///
-    /// # Safety
-    /// AMX is granted and [`configure`]d; each pointer addresses 16 rows of 64 readable bytes
-    /// at its stride.
-    #[inline(always)]
-    pub unsafe fn add_products(
-        (a0, a1, a_stride): (*const u8, *const u8, usize),
-        (b0, b_stride): (*const u8, usize),
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            asm!(
-                "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a0,
-                a1 = in(reg) a1,
-                b0 = in(reg) b0,
-                b1 = in(reg) b0.add(64),
-                sa = in(reg) a_stride,
-                sb = in(reg) b_stride,
-                options(nostack, readonly),
-            )
-        };
-    }
-
-    /// Stores a 32×32 block's sums at `out`, rows `stride` floats apart.
-    ///
-    /// # Safety
-    /// AMX is granted and [`configure`]d; `out` addresses 32 rows of 32 writable floats at
-    /// that stride.
-    #[inline(always)]
-    pub unsafe fn store_sums(out: *mut f32, stride: usize) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            asm!(
-                "tilestored [{c0} + {s}*1], tmm0",
-                "tilestored [{c1} + {s}*1], tmm1",
-                "tilestored [{c2} + {s}*1], tmm2",
-                "tilestored [{c3} + {s}*1], tmm3",
-                c0 = in(reg) out,
-                c1 = in(reg) out.add(16),
-                c2 = in(reg) out.add(16 * stride),
-                c3 = in(reg) out.add(16 * stride + 16),
-                s = in(reg) stride * 4,
-                options(nostack),
-            )
-        };
-    }
-
-    /// `dst = a · b`, `a` rounded and laid out as `padded_pairs(k)` words a row, its rows
-    /// padded with zeros to a multiple of 32.
-    ///
-    /// # Safety
-    /// AMX granted ([`super::amx`]); `a` holds `m.div_ceil(32) * 32` such rows; `dst` is the
-    /// caller's for `m` rows of `b`'s `n` columns at row stride `dst_rs`.
-    pub unsafe fn matmul(
-        m: usize,
-        (dst, dst_rs): (*mut f32, usize),
-        a: &[u32],
-        b: &PackedB,
-        c: &mut Vec<f32>,
-    ) {
-        let pairs = padded_pairs(b.k);
-        let (a_stride, b_stride) = (pairs * 4, b.n_pad * 4);
-        c.resize(MR_AMX * NR, 0.0);
-        let words = b.data.as_slice().as_ptr();
-        // SAFETY: AMX is granted (the caller's contract).
-        unsafe { configure() };
-        for panel in 0..b.n_pad / NR {
-            let cols = (b.n - panel * NR).min(NR);
-            for block in (0..m).step_by(MR_AMX) {
-                let rows = (m - block).min(MR_AMX);
-                let full = rows == MR_AMX && cols == NR;
-                let a0 = a[block * pairs..].as_ptr();
-                let a1 = a[(block + 16) * pairs..].as_ptr();
-                // A whole block goes straight into `dst`; a block cut short by the product's
-                // edge goes through `c` and only its part is copied.
-                let (out, stride) = if full {
-                    // SAFETY: the block's rows and the panel's columns are the caller's.
-                    (unsafe { dst.add(block * dst_rs + panel * NR) }, dst_rs)
-                } else {
-                    (c.as_mut_ptr(), NR)
-                };
-                // SAFETY: each tile load reads 16 rows of 64 bytes at its stride, inside `a`
-                // (rows block..block + 32, pairs kb..kb + 16) and inside `b`'s data (pairs
-                // kb..kb + 16, the panel's 32 columns); the store writes 32 × 32 floats of
-                // `dst`'s block or of `c`.
-                unsafe {
-                    zero_sums();
-                    for kb in (0..pairs).step_by(PAIR_BLOCK) {
-                        add_products(
-                            (a0.add(kb).cast(), a1.add(kb).cast(), a_stride),
-                            (words.add(kb * b.n_pad + panel * NR).cast(), b_stride),
-                        );
-                    }
-                    store_sums(out, stride);
-                }
-                if full {
-                    continue;
-                }
-                for r in 0..rows {
-                    // SAFETY: row block + r of `dst`, the panel's `cols` columns, is the
-                    // caller's.
-                    let out = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst.add((block + r) * dst_rs + panel * NR),
-                            cols,
-                        )
-                    };
-                    out.copy_from_slice(&c[r * NR..r * NR + cols]);
-                }
-            }
-        }
-        // SAFETY: AMX is granted.
-        unsafe { release() };
-    }
-}
+pub(super) mod amx;
 
 #[cfg(test)]
 mod tests {
@@ -799,8 +639,40 @@ mod tests {
                     );
                 }
             }
+            check_rounded(&a, [m, k], &packed, &reference);
         } else {
             eprintln!("this CPU has no AVX512-BF16: the vector kernel is not run here");
+        }
+    }
+
+    /// [`matmul_rounded`] on rows rounded beforehand, `ROW_BLOCK`-padded and further apart
+    /// than a row's words (as the Winograd transform lays them out), on the vector kernel and
+    /// on AMX tiles where they are granted, against `reference`.
+    #[cfg(target_arch = "x86_64")]
+    fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) {
+        let n = b.n;
+        let (row, stride) = (row_words(k), row_words(k) + 16);
+        // Padding rows of NaNs: what the last block reads past `m` reaches no kept sum.
+        let mut words = vec![pair(f32::NAN, f32::NAN); m.next_multiple_of(ROW_BLOCK) * stride];
+        for i in 0..m {
+            // SAFETY: `available()` (the caller checked).
+            unsafe { round_row(&a[i * k..(i + 1) * k], &mut words[i * stride..][..row]) };
+        }
+        type Product = unsafe fn(usize, (*mut f32, usize), (*const u32, usize), &PackedB);
+        let mut kernels: Vec<(&str, Product)> = vec![("vector", vector_product)];
+        if amx() {
+            kernels.push(("amx", matmul_rounded));
+        }
+        for (name, run) in kernels {
+            let mut dst = vec![7.0f32; m * n];
+            // SAFETY: available; `words` holds the padded rows at `stride`; `dst` is [m, n].
+            unsafe { run(m, (dst.as_mut_ptr(), n), (words.as_ptr(), stride), b) };
+            for (got, want) in dst.iter().zip(reference) {
+                assert!(
+                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{name}: {got} {want}"
+                );
+            }
         }
     }
 

@@ -13,10 +13,13 @@
 
 use rayon::prelude::*;
 
+use super::bf16::{self, Aligned};
 use super::cpu_base::{PackedConv, Right, SharedMut, product, sized};
+#[cfg(target_arch = "x86_64")]
+use vector::Wide;
+use vector::{LANES, Lanes, Vector};
 
-/// Lanes per transform step (one AVX-512 register of f32).
-const LANES: usize = 16;
+mod vector;
 
 /// The tile sizes, F(m×m, 3×3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,113 +54,6 @@ impl Tiling {
             Self::F2 => "Winograd F(2×2, 3×3)",
             Self::F4 => "Winograd F(4×4, 3×3)",
         }
-    }
-}
-
-/// Sixteen floats of arithmetic: the unit the transforms compute on, one channel group of one
-/// pixel. [`Lanes`] is plain Rust; [`Wide`] is one AVX-512 register.
-trait Vector: Copy {
-    fn zero() -> Self;
-    /// The first `LANES` values of `s`.
-    fn load(s: &[f32]) -> Self;
-    /// Into the first `LANES` places of `d`.
-    fn store(self, d: &mut [f32]);
-    fn add(self, b: Self) -> Self;
-    fn sub(self, b: Self) -> Self;
-    fn max(self, b: Self) -> Self;
-    /// `k·self`.
-    fn scale(self, k: f32) -> Self;
-    /// `k·self + b` (fused where the instruction is there: [`Wide`]).
-    fn mul_add(self, k: f32, b: Self) -> Self;
-}
-
-/// `LANES` floats as a plain array: the transforms where there is no AVX-512, and a last
-/// partial group of channels.
-type Lanes = [f32; LANES];
-
-impl Vector for Lanes {
-    #[inline(always)]
-    fn zero() -> Self {
-        [0.0; LANES]
-    }
-    #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        s[..LANES].try_into().expect("a slice of LANES values")
-    }
-    #[inline(always)]
-    fn store(self, d: &mut [f32]) {
-        d[..LANES].copy_from_slice(&self);
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        std::array::from_fn(|l| self[l] + b[l])
-    }
-    #[inline(always)]
-    fn sub(self, b: Self) -> Self {
-        std::array::from_fn(|l| self[l] - b[l])
-    }
-    #[inline(always)]
-    fn max(self, b: Self) -> Self {
-        std::array::from_fn(|l| self[l].max(b[l]))
-    }
-    #[inline(always)]
-    fn scale(self, k: f32) -> Self {
-        std::array::from_fn(|l| k * self[l])
-    }
-    /// A product and a sum, each rounded: `f32::mul_add` would call libm's `fmaf` a lane
-    /// where the code is compiled without FMA (plain x86-64).
-    #[inline(always)]
-    fn mul_add(self, k: f32, b: Self) -> Self {
-        std::array::from_fn(|l| k * self[l] + b[l])
-    }
-}
-
-/// One AVX-512 register of floats. Its methods run AVX-512 instructions, so nothing outside
-/// the `*_wide` functions names it: they are compiled for AVX-512, and called where
-/// [`wide_simd`] found it (plain arrays of floats compiled there came out as a mix of 4-wide
-/// registers and stack traffic).
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-struct Wide(std::arch::x86_64::__m512);
-
-#[cfg(target_arch = "x86_64")]
-impl Vector for Wide {
-    // SAFETY (every method): AVX-512F is here (see the type); loads and stores stay within
-    // the slices, which are sliced to `LANES` floats first.
-    #[inline(always)]
-    fn zero() -> Self {
-        Self(unsafe { std::arch::x86_64::_mm512_setzero_ps() })
-    }
-    #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        Self(unsafe { std::arch::x86_64::_mm512_loadu_ps(s[..LANES].as_ptr()) })
-    }
-    #[inline(always)]
-    fn store(self, d: &mut [f32]) {
-        unsafe { std::arch::x86_64::_mm512_storeu_ps(d[..LANES].as_mut_ptr(), self.0) }
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        Self(unsafe { std::arch::x86_64::_mm512_add_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn sub(self, b: Self) -> Self {
-        Self(unsafe { std::arch::x86_64::_mm512_sub_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn max(self, b: Self) -> Self {
-        Self(unsafe { std::arch::x86_64::_mm512_max_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn scale(self, k: f32) -> Self {
-        Self(unsafe {
-            std::arch::x86_64::_mm512_mul_ps(std::arch::x86_64::_mm512_set1_ps(k), self.0)
-        })
-    }
-    #[inline(always)]
-    fn mul_add(self, k: f32, b: Self) -> Self {
-        use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_set1_ps};
-        Self(unsafe { _mm512_fmadd_ps(_mm512_set1_ps(k), self.0, b.0) })
     }
 }
 
@@ -376,19 +272,18 @@ fn tile_origin<S: Scheme>(t: usize, th: usize, tw: usize) -> (usize, usize, usiz
     (t / (th * tw), S::OUT * ((t / tw) % th), S::OUT * (t % tw))
 }
 
-/// Transforms tiles `first..first + count` of NHWC `x` into `v` ([count, SIDE², cin]).
-fn winograd_inputs<S: Scheme>(
+/// Transforms tiles `first..` of NHWC `x` into `v`, `SIDE²` rows of `row` values a tile:
+/// `tile(src, vt)` transforms one, from its pixels' channels (`zeros` past the image's edge).
+fn winograd_inputs<S: Scheme, T: Send>(
     x: &[f32],
     [h, w, cin]: [usize; 3],
     [th, tw]: [usize; 2],
-    first: usize,
-    v: &mut [f32],
+    (first, v, row): (usize, &mut [T], usize),
     zeros: &[f32],
+    tile: impl Fn(&[&[f32]; MAX_ELEMENTS], &mut [T]) + Sync,
 ) {
     let side = S::SIDE;
-    #[cfg(target_arch = "x86_64")]
-    let wide = wide_simd();
-    v.par_chunks_mut(side * side * cin)
+    v.par_chunks_mut(S::ELEMENTS * row)
         .enumerate()
         .for_each(|(i, vt)| {
             let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
@@ -400,34 +295,100 @@ fn winograd_inputs<S: Scheme>(
                     *s = &x[p..p + cin];
                 }
             }
-            #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: `wide_simd()` found AVX-512F.
-                unsafe { input_tile_wide::<S>(&src, cin, vt) };
-                return;
-            }
-            input_tile::<S, Lanes>(&src, cin, vt);
+            tile(&src, vt);
         });
 }
 
-/// One tile's input transform: its `SIDE²` pixels' `cin` channels (`src`) into `vt`
-/// ([SIDE², cin]), whole channel groups in `V`.
+/// Where one tile's transformed inputs go: `SIDE²` rows, one an element, of `cin` channels.
+trait TileRows {
+    /// Channels `c0..c0 + LANES` of element `e`.
+    fn put<V: Vector>(&mut self, e: usize, c0: usize, t: V);
+    /// The last `n < LANES` channels of element `e`, from `c0` (the lanes past `n` are zero).
+    fn put_partial(&mut self, e: usize, c0: usize, n: usize, t: Lanes);
+}
+
+/// Rows of f32, `[SIDE², cin]`.
+struct F32Rows<'a> {
+    v: &'a mut [f32],
+    cin: usize,
+}
+
+impl TileRows for F32Rows<'_> {
+    #[inline(always)]
+    fn put<V: Vector>(&mut self, e: usize, c0: usize, t: V) {
+        t.store(&mut self.v[e * self.cin + c0..]);
+    }
+    #[inline(always)]
+    fn put_partial(&mut self, e: usize, c0: usize, n: usize, t: Lanes) {
+        self.v[e * self.cin + c0..][..n].copy_from_slice(&t[..n]);
+    }
+}
+
+/// Rows rounded to bf16 pairs as they are made, `[SIDE², row]` words (`bf16::row_words(cin)`,
+/// what `bf16::matmul_rounded` reads): no pass of its own to round them.
+struct Bf16Rows<'a> {
+    words: &'a mut [u32],
+    row: usize,
+}
+
+impl TileRows for Bf16Rows<'_> {
+    #[inline(always)]
+    fn put<V: Vector>(&mut self, e: usize, c0: usize, t: V) {
+        t.store_bf16(&mut self.words[e * self.row + c0 / 2..]);
+    }
+    /// All `LANES` lanes: the zeros past `n` complete a last odd channel's pair and pad the
+    /// row (a row's words are a multiple of 16, so the group fits).
+    #[inline(always)]
+    fn put_partial(&mut self, e: usize, c0: usize, _n: usize, t: Lanes) {
+        t.store_bf16(&mut self.words[e * self.row + c0 / 2..]);
+    }
+}
+
+/// One tile's input transform in f32: its pixels' `cin` channels (`src`) into `vt`
+/// ([SIDE², cin]).
+fn f32_tile<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt: &mut [f32]) {
+    let mut rows = F32Rows { v: vt, cin };
+    #[cfg(target_arch = "x86_64")]
+    if wide_simd() {
+        // SAFETY: `wide_simd()` found AVX-512F.
+        unsafe { input_tile_wide::<S, _>(src, cin, &mut rows) };
+        return;
+    }
+    input_tile::<S, Lanes, _>(src, cin, &mut rows);
+}
+
+/// One tile's input transform rounded to bf16: into `wt` ([SIDE², row] words), the padding
+/// words after the channels zero.
+///
+/// # Safety
+/// The CPU must have AVX512-BF16 (`bf16::available`).
+#[cfg(target_arch = "x86_64")]
+unsafe fn bf16_tile<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, wt: &mut [u32]) {
+    let row = wt.len() / S::ELEMENTS;
+    // SAFETY: the caller's contract.
+    unsafe { input_tile_bf16::<S>(src, cin, &mut Bf16Rows { words: wt, row }) };
+    let written = cin.div_ceil(LANES) * LANES / 2;
+    for padding in wt.chunks_exact_mut(row) {
+        padding[written..].fill(0);
+    }
+}
+
+/// One tile's input transform: its `SIDE²` pixels' `cin` channels (`src`) into `rows`, whole
+/// channel groups in `V`.
 #[inline(always)]
-fn input_tile<S: Scheme, V: Vector>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt: &mut [f32]) {
+fn input_tile<S: Scheme, V: Vector, R: TileRows>(
+    src: &[&[f32]; MAX_ELEMENTS],
+    cin: usize,
+    rows: &mut R,
+) {
     let full = cin / LANES * LANES;
     for c0 in (0..full).step_by(LANES) {
-        input_transform::<S, V>(
-            |k| V::load(&src[k][c0..]),
-            |e, t| t.store(&mut vt[e * cin + c0..]),
-        );
+        input_transform::<S, V>(|k| V::load(&src[k][c0..]), |e, t| rows.put(e, c0, t));
     }
     if full < cin {
         let n = cin - full;
         let padded = partial(|k| src[k], S::ELEMENTS, (full, n));
-        input_transform::<S, Lanes>(
-            |k| padded[k],
-            |e, t| vt[e * cin + full..][..n].copy_from_slice(&t[..n]),
-        );
+        input_transform::<S, Lanes>(|k| padded[k], |e, t| rows.put_partial(e, full, n, t));
     }
 }
 
@@ -437,8 +398,26 @@ fn input_tile<S: Scheme, V: Vector>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt
 /// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_tile_wide<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt: &mut [f32]) {
-    input_tile::<S, Wide>(src, cin, vt);
+unsafe fn input_tile_wide<S: Scheme, R: TileRows>(
+    src: &[&[f32]; MAX_ELEMENTS],
+    cin: usize,
+    rows: &mut R,
+) {
+    input_tile::<S, Wide, R>(src, cin, rows);
+}
+
+/// [`input_tile`] into bf16 rows, compiled for AVX-512 and AVX512-BF16.
+///
+/// # Safety
+/// The CPU must have AVX512-BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn input_tile_bf16<S: Scheme>(
+    src: &[&[f32]; MAX_ELEMENTS],
+    cin: usize,
+    rows: &mut Bf16Rows<'_>,
+) {
+    input_tile::<S, Wide, _>(src, cin, rows);
 }
 
 /// Turns `m` ([count, SIDE², cout]) of tiles `first..` into outputs with bias and ReLU, written
@@ -563,7 +542,11 @@ fn wide_simd() -> bool {
 /// Scratch space for [`conv3x3_winograd`], reused across layers.
 #[derive(Default)]
 pub(super) struct WinogradScratch {
+    /// Transformed inputs in f32, `[tiles, SIDE², cin]`.
     v: Vec<f32>,
+    /// The same rounded to bf16 pairs, `[tiles, SIDE², row_words(cin)]` words.
+    words: Aligned<u32>,
+    /// Products, `[tiles, SIDE², cout]`.
     m: Vec<f32>,
     zeros: Vec<f32>,
 }
@@ -607,27 +590,124 @@ fn convolve<S: Scheme>(
     let mut first = 0;
     while first < tiles {
         let count = block.min(tiles - first);
-        let v = sized(&mut scratch.v, count * elements * cin);
-        winograd_inputs::<S>(x, [h, w, cin], [th, tw], first, v, &scratch.zeros);
         let m = sized(&mut scratch.m, count * elements * cout);
         let m_ptr = SharedMut(m.as_mut_ptr());
-        let v: &[f32] = v;
-        (0..elements).into_par_iter().for_each(|e| {
-            // SAFETY: element e of every tile's product ([count, elements, cout], row stride
-            // elements·cout) is written by this e alone; v is [count, elements, cin], live for
-            // the call, and u[e] is [cin, cout].
-            unsafe {
-                product(
-                    [count, cout, cin],
-                    (m_ptr.ptr().add(e * cout), elements * cout),
-                    (v.as_ptr().add(e * cin), elements * cin),
-                    &u[e],
-                );
+        let input = Block {
+            x,
+            shape: [h, w, cin],
+            tiles: [th, tw],
+            first,
+            count,
+            zeros: &scratch.zeros,
+        };
+        match u.first() {
+            #[cfg(target_arch = "x86_64")]
+            Some(Right::Bf16(_)) => {
+                rounded_products::<S>(&input, u, &mut scratch.words, m_ptr, cout)
             }
-        });
+            _ => products::<S>(&input, u, &mut scratch.v, m_ptr, cout),
+        }
         winograd_outputs::<S>(m, [h, w, cout], [th, tw], first, &conv.bias, out_ptr);
         first += count;
     }
+}
+
+/// Tiles `first..first + count` of a layer's input `x` (NHWC `[.., h, w, cin]`, `th`×`tw`
+/// tiles an image).
+struct Block<'a> {
+    x: &'a [f32],
+    shape: [usize; 3],
+    tiles: [usize; 2],
+    first: usize,
+    count: usize,
+    zeros: &'a [f32],
+}
+
+/// A block's products: its inputs transformed in f32 into `v`, times each element's weights
+/// (`u`), into `m` ([count, SIDE², cout]).
+fn products<S: Scheme>(
+    b: &Block<'_>,
+    u: &[Right],
+    v: &mut Vec<f32>,
+    m: SharedMut<f32>,
+    cout: usize,
+) {
+    let (elements, cin) = (S::ELEMENTS, b.shape[2]);
+    let v = sized(v, b.count * elements * cin);
+    winograd_inputs::<S, f32>(
+        b.x,
+        b.shape,
+        b.tiles,
+        (b.first, v, cin),
+        b.zeros,
+        |src, vt| f32_tile::<S>(src, cin, vt),
+    );
+    let v: &[f32] = v;
+    (0..elements).into_par_iter().for_each(|e| {
+        // SAFETY: element e of every tile's product ([count, elements, cout], row stride
+        // elements·cout) is written by this e alone; v is [count, elements, cin], live for
+        // the call, and u[e] is [cin, cout].
+        unsafe {
+            product(
+                [b.count, cout, cin],
+                (m.ptr().add(e * cout), elements * cout),
+                (v.as_ptr().add(e * cin), elements * cin),
+                &u[e],
+            );
+        }
+    });
+}
+
+/// A block's products in bf16: its inputs transformed and rounded to bf16 in one pass into
+/// `words`, times each element's weights (`u`, all bf16), into `m` ([count, SIDE², cout]).
+#[cfg(target_arch = "x86_64")]
+fn rounded_products<S: Scheme>(
+    b: &Block<'_>,
+    u: &[Right],
+    words: &mut Aligned<u32>,
+    m: SharedMut<f32>,
+    cout: usize,
+) {
+    // bf16 weights are packed only where the CPU runs bf16 products (`Right::new`).
+    assert!(
+        bf16::available(),
+        "bf16 weights on a CPU without AVX512-BF16"
+    );
+    let (elements, cin) = (S::ELEMENTS, b.shape[2]);
+    let row = bf16::row_words(cin);
+    // The products read whole blocks of rows: the block's last rows are padding.
+    words.resize(b.count.next_multiple_of(bf16::ROW_BLOCK) * elements * row);
+    let words = words.as_mut_slice();
+    let used = &mut words[..b.count * elements * row];
+    winograd_inputs::<S, u32>(
+        b.x,
+        b.shape,
+        b.tiles,
+        (b.first, used, row),
+        b.zeros,
+        |src, wt| {
+            // SAFETY: AVX512-BF16 is here (asserted above).
+            unsafe { bf16_tile::<S>(src, cin, wt) }
+        },
+    );
+    let words: &[u32] = words;
+    (0..elements).into_par_iter().for_each(|e| {
+        let Right::Bf16(weights) = &u[e] else {
+            unreachable!("a layer's weights are all in one precision")
+        };
+        // SAFETY: AVX512-BF16 is here; element e of every tile's product ([count, elements,
+        // cout], row stride elements·cout) is written by this e alone; its rounded rows start
+        // at e·row, elements·row words apart, readable up to a multiple of ROW_BLOCK rows
+        // (resized above), their padding words zero (`bf16_tile`).
+        unsafe {
+            bf16::matmul_rounded(
+                b.count,
+                (m.ptr().add(e * cout), elements * cout),
+                (words.as_ptr().add(e * row), elements * row),
+                weights,
+            );
+        }
+    });
 }
 
 /// Floats of transformed input (or product) per Winograd block: 2 Mi floats, 8 MiB.
@@ -672,14 +752,18 @@ mod tests {
             vec![0.0; elements * channels],
             vec![0.0; elements * channels],
         );
-        input_tile::<S, Lanes>(&src, channels, &mut plain);
+        let rows = |v| F32Rows { v, cin: channels };
+        input_tile::<S, Lanes, _>(&src, channels, &mut rows(&mut plain));
         // SAFETY: the caller checked AVX-512F.
-        unsafe { input_tile_wide::<S>(&src, channels, &mut wide) };
+        unsafe { input_tile_wide::<S, _>(&src, channels, &mut rows(&mut wide)) };
         assert_close(
             &plain,
             &wide,
             &format!("input transform, {} outputs a side", S::OUT),
         );
+        if bf16::available() {
+            rounded_as_made::<S>(&src, channels, &wide);
+        }
 
         let products = random(elements * channels, 99);
         let bias = random(channels, 7);
@@ -710,6 +794,36 @@ mod tests {
             &wide,
             &format!("output transform, {} outputs a side", S::OUT),
         );
+    }
+
+    /// The input transform rounded to bf16 as it is made: `wide` (the same transform in f32)
+    /// rounded value by value, pairs in order, the row's padding words zero.
+    #[cfg(target_arch = "x86_64")]
+    fn rounded_as_made<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], channels: usize, wide: &[f32]) {
+        let row = bf16::row_words(channels);
+        assert!(
+            row > channels.div_ceil(LANES) * LANES / 2,
+            "the test pads rows"
+        );
+        let mut words = vec![u32::MAX; S::ELEMENTS * row];
+        // SAFETY: `bf16::available()` (the caller checked).
+        unsafe { bf16_tile::<S>(src, channels, &mut words) };
+        for (e, (got, values)) in words
+            .chunks_exact(row)
+            .zip(wide.chunks_exact(channels))
+            .enumerate()
+        {
+            let at = |c: usize| values.get(c).copied().unwrap_or(0.0);
+            for (p, word) in got.iter().enumerate() {
+                let want = bf16::pair(at(2 * p), at(2 * p + 1));
+                assert_eq!(
+                    *word,
+                    want,
+                    "element {e}, word {p}, {} outputs a side",
+                    S::OUT
+                );
+            }
+        }
     }
 
     #[test]
