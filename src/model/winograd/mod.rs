@@ -197,57 +197,56 @@ fn weights<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 
 /// B^T d B on one channel group: `load(k)` gives the tile's pixel `k` (row by row), and
 /// `put(e, v)` takes transformed element `e`.
+///
+/// The arrays are built whole (`from_fn`) and read by index: a zeroed array filled in place,
+/// or one moved into an iterator, cost a `memset` or a `memcpy` of the whole tile a call.
 #[inline(always)]
 fn input_transform<S: Scheme, V: Vector>(load: impl Fn(usize) -> V, mut put: impl FnMut(usize, V)) {
     let side = S::SIDE;
-    let mut r = [[V::zero(); MAX_SIDE]; MAX_SIDE];
-    // Column j fills the second index of each row.
-    #[allow(clippy::needless_range_loop)]
-    for j in 0..side {
-        let column = S::input_1d(std::array::from_fn(|i| {
-            if i < side {
+    // Column j of B^T d.
+    let columns: [[V; MAX_SIDE]; MAX_SIDE] = std::array::from_fn(|j| {
+        S::input_1d(std::array::from_fn(|i| {
+            if i < side && j < side {
                 load(i * side + j)
             } else {
                 V::zero()
             }
-        }));
-        for (i, v) in column.into_iter().take(side).enumerate() {
-            r[i][j] = v;
-        }
-    }
-    for (i, row) in r.into_iter().take(side).enumerate() {
-        for (k, v) in S::input_1d(row).into_iter().take(side).enumerate() {
-            put(i * side + k, v);
+        }))
+    });
+    // `i` picks an entry of each column (by index: an iterator would move the arrays).
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..side {
+        let row = S::input_1d(std::array::from_fn(|j| columns[j][i]));
+        for (k, v) in row.iter().enumerate().take(side) {
+            put(i * side + k, *v);
         }
     }
 }
 
 /// A^T m A on one channel group: `load(e)` gives the product's element `e`, and `put(k, v)`
-/// takes output `k` of the `OUT²` (row by row).
+/// takes output `k` of the `OUT²` (row by row). Built as [`input_transform`] is.
 #[inline(always)]
 fn output_transform<S: Scheme, V: Vector>(
     load: impl Fn(usize) -> V,
     mut put: impl FnMut(usize, V),
 ) {
     let side = S::SIDE;
-    let mut t = [[V::zero(); MAX_SIDE]; MAX_OUT];
-    // Column j fills the second index of each row.
-    #[allow(clippy::needless_range_loop)]
-    for j in 0..side {
-        let column = S::output_1d(std::array::from_fn(|i| {
-            if i < side {
+    // Column j of A^T m.
+    let columns: [[V; MAX_OUT]; MAX_SIDE] = std::array::from_fn(|j| {
+        S::output_1d(std::array::from_fn(|i| {
+            if i < side && j < side {
                 load(i * side + j)
             } else {
                 V::zero()
             }
-        }));
-        for (i, v) in column.into_iter().take(S::OUT).enumerate() {
-            t[i][j] = v;
-        }
-    }
-    for (i, row) in t.into_iter().take(S::OUT).enumerate() {
-        for (k, v) in S::output_1d(row).into_iter().take(S::OUT).enumerate() {
-            put(i * S::OUT + k, v);
+        }))
+    });
+    // `i` picks an entry of each column (by index: an iterator would move the arrays).
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..S::OUT {
+        let row = S::output_1d(std::array::from_fn(|j| columns[j][i]));
+        for (k, v) in row.iter().enumerate().take(S::OUT) {
+            put(i * S::OUT + k, *v);
         }
     }
 }
