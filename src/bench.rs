@@ -250,6 +250,8 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
     let device = chosen.device.clone();
     let model = model_config.init(&device);
     let base = FrozenConvs::whole_base(model.clone());
+    // The bench's passes share their buffers, as a prediction's do.
+    let held = base.hold_buffers();
     let s = config.input_size as usize;
     let mut peaks = PhasePeaks::default();
     peaks.start();
@@ -273,6 +275,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
             forward_burn.push((batch, batch as f64 / secs));
         }
     }
+    drop(held);
     drop((model, base));
     peaks.end("forward passes");
     peaks.start();

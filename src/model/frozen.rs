@@ -52,6 +52,13 @@ impl FrozenConvs {
         }
     }
 
+    /// Keeps the CPU base's buffers from one pass to the next while the guard lives: hold it
+    /// over a job of many passes (`None` where the base is not the CPU's).
+    #[must_use = "the buffers are kept only while this lives"]
+    pub fn hold_buffers(&self) -> Option<super::cpu_base::HeldBuffers<'_>> {
+        self.cpu.as_deref().map(CpuConvBase::hold_buffers)
+    }
+
     /// The number format its convolutions run in (Burn's path: f32).
     pub fn precision(&self) -> super::bf16::Precision {
         self.cpu

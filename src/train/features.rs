@@ -418,6 +418,8 @@ pub(super) fn feature_pass(
     let Some(cache) = &ctx.cache else {
         return Ok(Some(pass));
     };
+    // The pass's batches share the frozen base's buffers; the phases after it hold none.
+    let _held = ctx.frozen.hold_buffers();
     let total = train.len() + valid.len();
     // Photos a look-up, and views a pass through the frozen convolutions: small enough that
     // progress moves and a stop is heard every few seconds on 2 cores, large enough to keep
