@@ -250,8 +250,6 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
     let device = chosen.device.clone();
     let model = model_config.init(&device);
     let base = FrozenConvs::whole_base(model.clone());
-    // The bench's passes share their buffers, as a prediction's do.
-    let held = base.hold_buffers();
     let s = config.input_size as usize;
     let mut peaks = PhasePeaks::default();
     peaks.start();
@@ -261,12 +259,15 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
     for &batch in &config.batches {
         progress(&format!("forward, batch {batch}"));
         let x = random_input([batch, 3, s, s], &device, batch as u64);
+        // The passes share their buffers, as a prediction's do (`model::buffers`).
+        let held = base.hold_buffers();
         let secs = time_per_call(config.repeats, || {
             sync(base.forward_head(base.forward(x.clone())))
         });
         forward.push((batch, batch as f64 / secs));
         let secs = time_per_call(config.repeats, || sync(base.forward(x.clone())));
         forward_base.push((batch, batch as f64 / secs));
+        drop(held);
         if base.uses_cpu_base() && config.compare_burn {
             progress(&format!(
                 "forward through Burn's own convolutions, batch {batch}"
@@ -275,7 +276,6 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
             forward_burn.push((batch, batch as f64 / secs));
         }
     }
-    drop(held);
     drop((model, base));
     peaks.end("forward passes");
     peaks.start();

@@ -411,7 +411,7 @@ impl Classifier {
         let s = pre.input_size as usize;
         let mut failed = Vec::new();
         let mut done = 0;
-        // The batches' passes share their buffers; an idle model holds none.
+        // The batches share the base's buffers; an idle model holds none (`model::buffers`).
         let _held = self.base.hold_buffers();
         for chunk in paths.chunks(batch_size.max(1)) {
             if cancel.load(Ordering::Relaxed) {

@@ -20,8 +20,10 @@
 use rayon::prelude::*;
 
 use super::bf16::{self, Precision};
+pub use super::buffers::HeldBuffers;
+use super::buffers::{Kept, Pass};
 use super::direct;
-use super::host::{Kept, strided_matmul, to_host};
+use super::host::{strided_matmul, to_host};
 use super::vgg::{POOL_AFTER, POOLED_SIDE, Vgg16};
 pub use super::winograd::Tiling;
 use super::winograd::{WinogradScratch, conv3x3_winograd, winograd_weights};
@@ -137,41 +139,8 @@ pub struct CpuConvBase {
     precision: Precision,
     /// How its convolutions run (what was asked for, as far as this CPU and the layers allow).
     algorithm: Algorithm,
-    /// Where its passes work, kept between them while a [`HeldBuffers`] lives.
-    kept: Kept<Pass>,
-    /// The [`HeldBuffers`] alive.
-    holders: std::sync::atomic::AtomicUsize,
-}
-
-/// While alive, a [`CpuConvBase`] keeps its passes' buffers for the next pass (a job of many
-/// passes: a feature pass, an epoch, a prediction); when the last one drops, the buffers go.
-///
-/// Fresh buffers cost a page fault and a zero fill for every 4 KiB a pass writes: 10% of a
-/// first run's time (a sub-batch of 8 images at 224 px works in 206 MB). Kept for as long as
-/// the model lives, they raised a first run's peak memory by 170 MB, held through the phases
-/// after the feature pass.
-#[must_use = "the buffers are kept only while this lives"]
-pub struct HeldBuffers<'a>(&'a CpuConvBase);
-
-impl Drop for HeldBuffers<'_> {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        if self.0.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // A pass running now keeps its own buffers until it ends, and gives them back
-            // then (it finds no holder).
-            self.0.kept.with(|pass| *pass = Pass::default());
-        }
-    }
-}
-
-/// What a pass works in: two activation buffers (channels-last f32), reused by every layer and
-/// sub-batch, and the scratch of whichever algorithm runs.
-#[derive(Default)]
-struct Pass {
-    act: Vec<f32>,
-    next: Vec<f32>,
-    winograd: WinogradScratch,
-    direct: direct::Space,
+    /// Where its passes work (`model::buffers`).
+    kept: Kept,
 }
 
 impl CpuConvBase {
@@ -193,9 +162,12 @@ impl CpuConvBase {
 
     /// Keeps the buffers of its passes from one to the next until the guard drops.
     pub fn hold_buffers(&self) -> HeldBuffers<'_> {
-        self.holders
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        HeldBuffers(self)
+        self.kept.hold()
+    }
+
+    #[cfg(test)]
+    pub(super) fn kept(&self) -> &Kept {
+        &self.kept
     }
 
     /// The precision its products run in.
@@ -273,7 +245,6 @@ impl CpuConvBase {
             precision,
             algorithm,
             kept: Kept::default(),
-            holders: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -345,7 +316,7 @@ impl CpuConvBase {
                 next,
                 winograd,
                 direct,
-            } = &mut *pass;
+            } = pass;
             for (inp, dst) in input
                 .chunks(sub_batch * per_in)
                 .zip(out.chunks_mut(sub_batch * per_out))
@@ -368,9 +339,6 @@ impl CpuConvBase {
                 } else {
                     transpose_each(&act[..images * hh * ww * ch], dst, hh * ww, ch);
                 }
-            }
-            if self.holders.load(std::sync::atomic::Ordering::Acquire) == 0 {
-                *pass = Pass::default();
             }
         });
         out
@@ -543,7 +511,7 @@ unsafe fn matmul(
 }
 
 /// Fills `col` ([m, 9·cin]) with the 3×3 neighbourhoods of output rows `first..first + m`
-/// (rows run over images, then pixels row by row); outside the image stays zero.
+/// (rows run over images, then pixels row by row); taps outside the image are written zero.
 fn im2col3x3(x: &[f32], [h, w, cin]: [usize; 3], first: usize, m: usize, col: &mut [f32]) {
     let k = 9 * cin;
     for (r, dst) in col.chunks_exact_mut(k).enumerate().take(m) {
@@ -577,7 +545,7 @@ fn im2col3x3(x: &[f32], [h, w, cin]: [usize; 3], first: usize, m: usize, col: &m
 }
 
 /// `dst = src`; the first layer's runs of 3 pixels × 3 channels are copied in registers (a call
-/// to `memcpy` for 36 bytes, nine times a pixel, took 4% of a prediction).
+/// to `memcpy` for each tap's 12 bytes, nine times a pixel, took 4% of a prediction).
 #[inline(always)]
 fn copy_run(dst: &mut [f32], src: &[f32]) {
     const FIRST_LAYER: usize = 9;
@@ -662,59 +630,5 @@ impl<T> SharedMut<T> {
     /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
     pub(super) fn ptr(self) -> *mut T {
         self.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{HeadKind, Vgg16Config};
-
-    /// Floats the base's kept activation buffers hold.
-    fn kept_floats(base: &CpuConvBase) -> usize {
-        base.kept
-            .with(|pass| pass.act.capacity() + pass.next.capacity())
-    }
-
-    fn input(seed: u64) -> Vec<f32> {
-        let mut rng = crate::rng::SplitMix64(seed);
-        (0..2 * 3 * 32 * 32)
-            .map(|_| rng.next_f32() * 2.0 - 1.0)
-            .collect()
-    }
-
-    #[test]
-    fn buffers_are_kept_only_while_held_and_change_no_value() {
-        let config = Vgg16Config {
-            num_classes: 2,
-            input_size: 32,
-            width_divisor: 16,
-            head: HeadKind::Torchvision,
-            dropout: 0.5,
-        };
-        let model = config.init(&burn::tensor::Device::flex());
-        let base = CpuConvBase::with_algorithm(&model, 0..13, Algorithm::Winograd(Tiling::F4));
-        let shape = [2, 3, 32, 32];
-        let (a, b) = (input(1), input(2));
-        let fresh = base.forward(&a, shape);
-        assert_eq!(
-            kept_floats(&base),
-            0,
-            "a pass nobody holds for gives its buffers back"
-        );
-
-        let held = base.hold_buffers();
-        base.forward(&b, shape);
-        assert!(kept_floats(&base) > 0, "a held pass keeps its buffers");
-        let reused = base.forward(&a, shape);
-        assert_eq!(
-            reused, fresh,
-            "a pass in another pass's buffers gives the same values"
-        );
-        let other = base.hold_buffers();
-        drop(held);
-        assert!(kept_floats(&base) > 0, "kept while any holder lives");
-        drop(other);
-        assert_eq!(kept_floats(&base), 0, "the last holder gives them back");
     }
 }

@@ -95,8 +95,8 @@ impl Act {
     }
 }
 
-/// One pass's buffers: two of activations, and the input padded (f32), kept between passes
-/// (`host::Kept`).
+/// One pass's buffers: two of activations, and the input padded (f32), kept for the base's
+/// life (`model::buffers`).
 #[derive(Default)]
 pub(super) struct Space {
     act: Act,

@@ -1,6 +1,5 @@
-//! Numbers on the host (the CPU's memory): reading a tensor back from wherever it lives, the
-//! one strided matrix product that the CPU convolution base and the hand-written head step share,
-//! and the buffers the base's passes keep between them.
+//! Numbers on the host (the CPU's memory): reading a tensor back from wherever it lives, and the
+//! one strided matrix product that the CPU convolution base and the hand-written head step share.
 
 use burn::tensor::Tensor;
 
@@ -48,23 +47,5 @@ pub(crate) unsafe fn strided_matmul(
             false,
             parallelism,
         );
-    }
-}
-
-/// Buffers kept between passes: fresh multi-megabyte ones would cost a page fault, and a zero
-/// fill, for every 4 KiB a pass writes.
-#[derive(Default)]
-pub(crate) struct Kept<T>(std::sync::Mutex<T>);
-
-impl<T: Default> Kept<T> {
-    /// `work` on the kept buffers, or on fresh ones where a pass beside this one (another
-    /// thread's) holds them. A pass that panicked left nothing the next one reads unwritten:
-    /// every pass writes what it reads.
-    pub(crate) fn with<R>(&self, work: impl FnOnce(&mut T) -> R) -> R {
-        match self.0.try_lock() {
-            Ok(mut kept) => work(&mut kept),
-            Err(std::sync::TryLockError::Poisoned(e)) => work(&mut e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => work(&mut T::default()),
-        }
     }
 }

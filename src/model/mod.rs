@@ -5,6 +5,7 @@
 //! torchvision's ImageNet weights. Knows nothing of photos or of the window.
 
 pub mod bf16;
+mod buffers;
 pub mod bundle;
 pub mod cpu_base;
 pub mod cpu_rates;

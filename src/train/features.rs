@@ -418,7 +418,7 @@ pub(super) fn feature_pass(
     let Some(cache) = &ctx.cache else {
         return Ok(Some(pass));
     };
-    // The pass's batches share the frozen base's buffers; the phases after it hold none.
+    // The pass's batches share the frozen base's buffers (`model::buffers`).
     let _held = ctx.frozen.hold_buffers();
     let total = train.len() + valid.len();
     // Photos a look-up, and views a pass through the frozen convolutions: small enough that

@@ -64,6 +64,7 @@ pub(super) fn training_features(
     };
     let frozen_convs = ctx.config.trainable.frozen_convs();
     let channels = ctx.model_config.conv_channels()[12];
+    // The batches share the frozen base's buffers (`model::buffers`).
     let _held = ctx.frozen.hold_buffers();
     let mut features = Vec::with_capacity(chosen.len());
     let mut names = Vec::with_capacity(chosen.len());

@@ -461,8 +461,6 @@ impl Epochs<'_> {
     ) -> Result<(Vgg16, Option<EpochTraining>), String> {
         let (ctx, config) = (self.ctx, self.ctx.config);
         let started = Instant::now();
-        // The epoch's batches share the frozen base's buffers (when they run it).
-        let _held = ctx.frozen.hold_buffers();
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         SplitMix64(derive_seed(config.seed, epoch, SHUFFLE_STREAM, 0)).shuffle(&mut order);
         // The epoch begins now, before its first batch (a deeper stage's takes seconds).
@@ -534,6 +532,7 @@ impl Epochs<'_> {
         let classes = self.identity.classes;
         let frozen_convs = ctx.config.trainable.frozen_convs();
         let started = Instant::now();
+        // The validation's batches share the frozen base's buffers (`model::buffers`).
         let _held = ctx.frozen.hold_buffers();
         let total = self.valid.len();
         let mut probs = Vec::with_capacity(total);

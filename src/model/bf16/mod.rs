@@ -2,7 +2,8 @@
 //! AVX512-BF16 (AMD Zen 4 and later, Intel since Cooper Lake): `vdpbf16ps` multiplies pairs of
 //! bf16 values and adds both products to a float, twice the float rate of `vfmadd` per
 //! instruction. The weights are rounded to bf16 once, when a layer is packed; each product
-//! rounds its left operand (the activations) as it starts; sums stay in f32.
+//! rounds its left operand (the activations) as it starts, or takes it rounded already
+//! ([`matmul_rounded`], the Winograd input transform's); sums stay in f32.
 //!
 //! bf16 keeps f32's range and 8 of its 24 bits of precision: each rounding is off by at most
 //! 2^-9 of the value, and sums of many such products average the errors out (the tests of
@@ -347,8 +348,9 @@ pub fn matmul_reference(a: &[f32], [m, k]: [usize; 2], b: &PackedB) -> Vec<f32> 
 pub unsafe fn matmul(m: usize, dst: (*mut f32, usize), a: (*const f32, usize), b: &PackedB) {
     SCRATCH.with_borrow_mut(|Scratch { a: words, c }| {
         let pairs = padded_pairs(b.k);
-        // Every word of rows 0..m is written below, so only the padding rows are cleared (a
-        // fresh fill of megabytes each call would cost as much as the product).
+        // Every word of rows 0..m is written below. The padding rows reach no kept sum
+        // (`ROW_BLOCK`); they are cleared only so that no stale value is read, and no more is
+        // (a fresh fill of megabytes each call would cost as much as the product).
         words.resize(m.next_multiple_of(ROW_BLOCK) * pairs);
         let words = words.as_mut_slice();
         words[m * pairs..].fill(0);
@@ -580,129 +582,4 @@ unsafe fn kernel(
 pub(super) mod amx;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rng::SplitMix64;
-
-    #[test]
-    fn rounding_is_to_the_nearest_even_bf16() {
-        assert_eq!(bf16_value(bf16_bits(1.0)), 1.0);
-        // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even one, 1.
-        assert_eq!(bf16_value(bf16_bits(1.0 + 1.0 / 256.0)), 1.0);
-        assert_eq!(bf16_value(bf16_bits(1.0 + 3.0 / 256.0)), 1.0 + 4.0 / 256.0);
-        assert!(bf16_value(bf16_bits(f32::NAN)).is_nan());
-        assert_eq!(bf16_value(bf16_bits(f32::INFINITY)), f32::INFINITY);
-        let mut rng = SplitMix64(5);
-        for _ in 0..1000 {
-            let x = (rng.next_f32() - 0.5) * 1e3;
-            let y = bf16_value(bf16_bits(x));
-            assert!((x - y).abs() <= x.abs() / 256.0, "{x} {y}");
-        }
-    }
-
-    /// A product of `m`×`k` by `k`×`n` on the vector kernel against the reference, when this
-    /// CPU has one, and the reference within bf16's error of the f32 product everywhere.
-    fn check(m: usize, k: usize, n: usize, seed: u64) {
-        let mut rng = SplitMix64(seed);
-        let a: Vec<f32> = (0..m * k).map(|_| rng.next_f32() - 0.3).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| rng.next_f32() - 0.5).collect();
-        let packed = PackedB::pack(&b, n, [k, n]);
-        let reference = matmul_reference(&a, [m, k], &packed);
-        for i in 0..m {
-            for j in 0..n {
-                let exact: f32 = (0..k).map(|r| a[i * k + r] * b[r * n + j]).sum();
-                let scale: f32 = (0..k).map(|r| (a[i * k + r] * b[r * n + j]).abs()).sum();
-                let got = reference[i * n + j];
-                assert!((got - exact).abs() <= scale / 128.0, "{got} {exact}");
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if available() {
-            // A destination wider than the product: the kernel writes only its own columns.
-            let stride = n + 3;
-            let mut dst = vec![7.0f32; m * stride];
-            // SAFETY: available; `a` is [m, k] and `dst` [m, stride], both live.
-            unsafe {
-                matmul(m, (dst.as_mut_ptr(), stride), (a.as_ptr(), k), &packed);
-            }
-            for i in 0..m {
-                for j in 0..stride {
-                    let got = dst[i * stride + j];
-                    if j >= n {
-                        assert_eq!(got, 7.0, "column {j} is not the product's");
-                        continue;
-                    }
-                    let want = reference[i * n + j];
-                    assert!(
-                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "{got} {want}"
-                    );
-                }
-            }
-            check_rounded(&a, [m, k], &packed, &reference);
-        } else {
-            eprintln!("this CPU has no AVX512-BF16: the vector kernel is not run here");
-        }
-    }
-
-    /// [`matmul_rounded`] on rows rounded beforehand, `ROW_BLOCK`-padded and further apart
-    /// than a row's words (as the Winograd transform lays them out), on the vector kernel and
-    /// on AMX tiles where they are granted, against `reference`.
-    #[cfg(target_arch = "x86_64")]
-    fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) {
-        let n = b.n;
-        let (row, stride) = (row_words(k), row_words(k) + 16);
-        // Padding rows of NaNs: what the last block reads past `m` reaches no kept sum.
-        let mut words = vec![pair(f32::NAN, f32::NAN); m.next_multiple_of(ROW_BLOCK) * stride];
-        for i in 0..m {
-            // SAFETY: `available()` (the caller checked).
-            unsafe { round_row(&a[i * k..(i + 1) * k], &mut words[i * stride..][..row]) };
-        }
-        type Product = unsafe fn(usize, (*mut f32, usize), (*const u32, usize), &PackedB);
-        let mut kernels: Vec<(&str, Product)> = vec![("vector", vector_product)];
-        if amx() {
-            kernels.push(("amx", matmul_rounded));
-        }
-        for (name, run) in kernels {
-            let mut dst = vec![7.0f32; m * n];
-            // SAFETY: available; `words` holds the padded rows at `stride`; `dst` is [m, n].
-            unsafe { run(m, (dst.as_mut_ptr(), n), (words.as_ptr(), stride), b) };
-            for (got, want) in dst.iter().zip(reference) {
-                assert!(
-                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                    "{name}: {got} {want}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn aligned_buffers_start_a_cache_line_and_keep_their_values() {
-        let mut buffer = Aligned::<u16>::zeroed(33);
-        assert_eq!(buffer.as_slice().as_ptr() as usize % 64, 0);
-        assert!(buffer.as_slice().iter().all(|&v| v == 0));
-        buffer.as_mut_slice()[32] = 7;
-        buffer.resize(1000);
-        assert_eq!(buffer.as_slice().len(), 1000);
-        assert_eq!(buffer.as_slice().as_ptr() as usize % 64, 0);
-        assert_eq!(buffer.as_slice()[32], 7, "values it had stay");
-        assert!(
-            buffer.as_slice()[33..].iter().all(|&v| v == 0),
-            "new memory is zeros"
-        );
-        buffer.resize(10);
-        assert_eq!(buffer.as_slice().len(), 10);
-        let words = Aligned::<u32>::zeroed(17);
-        assert_eq!(words.as_slice().as_ptr() as usize % 64, 0);
-        assert_eq!(words.as_slice().len(), 17);
-    }
-
-    #[test]
-    fn products_match_the_reference_at_odd_sizes() {
-        check(1, 1, 1, 1);
-        check(3, 27, 64, 2);
-        check(9, 33, 31, 3);
-        check(17, 64, 96, 4);
-        check(8, 512, 33, 5);
-    }
-}
+mod tests;

@@ -19,6 +19,11 @@ use super::cpu_base::{PackedConv, Right, SharedMut, product, sized};
 use vector::Wide;
 use vector::{LANES, Lanes, Vector};
 
+#[cfg(target_arch = "x86_64")]
+use input::bf16_tile;
+use input::{f32_tile, winograd_inputs};
+
+mod input;
 mod vector;
 
 /// The tile sizes, F(m×m, 3×3).
@@ -269,154 +274,6 @@ fn partial<'a>(
 /// Where tile `t` sits: (image, first output row, first output column).
 fn tile_origin<S: Scheme>(t: usize, th: usize, tw: usize) -> (usize, usize, usize) {
     (t / (th * tw), S::OUT * ((t / tw) % th), S::OUT * (t % tw))
-}
-
-/// Transforms tiles `first..` of NHWC `x` into `v`, `SIDE²` rows of `row` values a tile:
-/// `tile(src, vt)` transforms one, from its pixels' channels (`zeros` past the image's edge).
-fn winograd_inputs<S: Scheme, T: Send>(
-    x: &[f32],
-    [h, w, cin]: [usize; 3],
-    [th, tw]: [usize; 2],
-    (first, v, row): (usize, &mut [T], usize),
-    zeros: &[f32],
-    tile: impl Fn(&[&[f32]; MAX_ELEMENTS], &mut [T]) + Sync,
-) {
-    let side = S::SIDE;
-    v.par_chunks_mut(S::ELEMENTS * row)
-        .enumerate()
-        .for_each(|(i, vt)| {
-            let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
-            let mut src: [&[f32]; MAX_ELEMENTS] = [zeros; MAX_ELEMENTS];
-            for (k, s) in src.iter_mut().enumerate().take(side * side) {
-                let (iy, ix) = ((y0 + k / side) as isize - 1, (x0 + k % side) as isize - 1);
-                if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                    let p = ((img * h + iy as usize) * w + ix as usize) * cin;
-                    *s = &x[p..p + cin];
-                }
-            }
-            tile(&src, vt);
-        });
-}
-
-/// Where one tile's transformed inputs go: `SIDE²` rows, one an element, of `cin` channels.
-trait TileRows {
-    /// Channels `c0..c0 + LANES` of element `e`.
-    fn put<V: Vector>(&mut self, e: usize, c0: usize, t: V);
-    /// The last `n < LANES` channels of element `e`, from `c0` (the lanes past `n` are zero).
-    fn put_partial(&mut self, e: usize, c0: usize, n: usize, t: Lanes);
-}
-
-/// Rows of f32, `[SIDE², cin]`.
-struct F32Rows<'a> {
-    v: &'a mut [f32],
-    cin: usize,
-}
-
-impl TileRows for F32Rows<'_> {
-    #[inline(always)]
-    fn put<V: Vector>(&mut self, e: usize, c0: usize, t: V) {
-        t.store(&mut self.v[e * self.cin + c0..]);
-    }
-    #[inline(always)]
-    fn put_partial(&mut self, e: usize, c0: usize, n: usize, t: Lanes) {
-        self.v[e * self.cin + c0..][..n].copy_from_slice(&t[..n]);
-    }
-}
-
-/// Rows rounded to bf16 pairs as they are made, `[SIDE², row]` words (`bf16::row_words(cin)`,
-/// what `bf16::matmul_rounded` reads): no pass of its own to round them.
-struct Bf16Rows<'a> {
-    words: &'a mut [u32],
-    row: usize,
-}
-
-impl TileRows for Bf16Rows<'_> {
-    #[inline(always)]
-    fn put<V: Vector>(&mut self, e: usize, c0: usize, t: V) {
-        t.store_bf16(&mut self.words[e * self.row + c0 / 2..]);
-    }
-    /// All `LANES` lanes: the zeros past `n` complete a last odd channel's pair and pad the
-    /// row (a row's words are a multiple of 16, so the group fits).
-    #[inline(always)]
-    fn put_partial(&mut self, e: usize, c0: usize, _n: usize, t: Lanes) {
-        t.store_bf16(&mut self.words[e * self.row + c0 / 2..]);
-    }
-}
-
-/// One tile's input transform in f32: its pixels' `cin` channels (`src`) into `vt`
-/// ([SIDE², cin]).
-fn f32_tile<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, vt: &mut [f32]) {
-    let mut rows = F32Rows { v: vt, cin };
-    #[cfg(target_arch = "x86_64")]
-    if wide_simd() {
-        // SAFETY: `wide_simd()` found AVX-512F.
-        unsafe { input_tile_wide::<S, _>(src, cin, &mut rows) };
-        return;
-    }
-    input_tile::<S, Lanes, _>(src, cin, &mut rows);
-}
-
-/// One tile's input transform rounded to bf16: into `wt` ([SIDE², row] words), the padding
-/// words after the channels zero.
-///
-/// # Safety
-/// The CPU must have AVX512-BF16 (`bf16::available`).
-#[cfg(target_arch = "x86_64")]
-unsafe fn bf16_tile<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], cin: usize, wt: &mut [u32]) {
-    let row = wt.len() / S::ELEMENTS;
-    // SAFETY: the caller's contract.
-    unsafe { input_tile_bf16::<S>(src, cin, &mut Bf16Rows { words: wt, row }) };
-    let written = cin.div_ceil(LANES) * LANES / 2;
-    for padding in wt.chunks_exact_mut(row) {
-        padding[written..].fill(0);
-    }
-}
-
-/// One tile's input transform: its `SIDE²` pixels' `cin` channels (`src`) into `rows`, whole
-/// channel groups in `V`.
-#[inline(always)]
-fn input_tile<S: Scheme, V: Vector, R: TileRows>(
-    src: &[&[f32]; MAX_ELEMENTS],
-    cin: usize,
-    rows: &mut R,
-) {
-    let full = cin / LANES * LANES;
-    for c0 in (0..full).step_by(LANES) {
-        input_transform::<S, V>(|k| V::load(&src[k][c0..]), |e, t| rows.put(e, c0, t));
-    }
-    if full < cin {
-        let n = cin - full;
-        let padded = partial(|k| src[k], S::ELEMENTS, (full, n));
-        input_transform::<S, Lanes>(|k| padded[k], |e, t| rows.put_partial(e, full, n, t));
-    }
-}
-
-/// [`input_tile`] compiled for AVX-512, on its registers.
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn input_tile_wide<S: Scheme, R: TileRows>(
-    src: &[&[f32]; MAX_ELEMENTS],
-    cin: usize,
-    rows: &mut R,
-) {
-    input_tile::<S, Wide, R>(src, cin, rows);
-}
-
-/// [`input_tile`] into bf16 rows, compiled for AVX-512 and AVX512-BF16.
-///
-/// # Safety
-/// The CPU must have AVX512-BF16.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn input_tile_bf16<S: Scheme>(
-    src: &[&[f32]; MAX_ELEMENTS],
-    cin: usize,
-    rows: &mut Bf16Rows<'_>,
-) {
-    input_tile::<S, Wide, _>(src, cin, rows);
 }
 
 /// Turns `m` ([count, SIDE², cout]) of tiles `first..` into outputs with bias and ReLU, written
@@ -714,6 +571,9 @@ const WINOGRAD_BLOCK_FLOATS: usize = 2 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "x86_64")]
+    use super::input::input_tile_wide;
+    use super::input::{F32Rows, input_tile};
     use super::*;
 
     #[cfg(target_arch = "x86_64")]
@@ -754,7 +614,7 @@ mod tests {
         let rows = |v| F32Rows { v, cin: channels };
         input_tile::<S, Lanes, _>(&src, channels, &mut rows(&mut plain));
         // SAFETY: the caller checked AVX-512F.
-        unsafe { input_tile_wide::<S, _>(&src, channels, &mut rows(&mut wide)) };
+        unsafe { input_tile_wide::<S>(&src, channels, &mut rows(&mut wide)) };
         assert_close(
             &plain,
             &wide,
@@ -762,6 +622,8 @@ mod tests {
         );
         if bf16::available() {
             rounded_as_made::<S>(&src, channels, &wide);
+        } else {
+            eprintln!("this CPU has no AVX512-BF16: the rounded input transform is not run here");
         }
 
         let products = random(elements * channels, 99);

@@ -73,10 +73,10 @@ impl Vector for Lanes {
     }
 }
 
-/// One AVX-512 register of floats. Its methods run AVX-512 instructions, so nothing outside
-/// the `*_wide` functions names it: they are compiled for AVX-512, and called where
-/// [`wide_simd`] found it (plain arrays of floats compiled there came out as a mix of 4-wide
-/// registers and stack traffic).
+/// One AVX-512 register of floats. Its methods run AVX-512 instructions, so only the functions
+/// compiled for AVX-512 name it (`*_wide`, and `input_tile_bf16`, compiled for AVX512-BF16 as
+/// well, the one caller of `store_bf16`), called where the CPU has those (plain arrays of
+/// floats compiled there came out as a mix of 4-wide registers and stack traffic).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 pub(super) struct Wide(std::arch::x86_64::__m512);
