@@ -8,18 +8,19 @@
 //! CPU models, the two rates are timed here (about 10 ms, once a process) on 16 independent
 //! sums each, so that latency does not bound them.
 //!
-//! The base's time splits into the products and the rest (transforms, copies, pools), and the
-//! rest is about the same in both precisions. Profiled on 100 photos with Winograd F(4×4)
-//! (`perf`, CPU seconds): f32 9.76 s, of which the GEMM 4.10 s; bf16 14.28 s, of which the
-//! kernel 8.65 s and the rest 5.63 s. The kernel's time scales as `1 / r`, so with bf16 at `r`
-//! times the f32 rate a prediction takes about `0.58 + 0.44 / r` of its f32 time: 1.46 at this
-//! machine's `r = 0.5` (as measured), 1.02 at `r = 1`, 0.87 at `r = 1.5`, 0.80 at `r = 2`. That
-//! model comes from one machine, so [`BF16_RATE_FOR_AUTO`] asks for a clear margin.
+//! The base's time splits into the products and the rest (transforms, copies, pools). Profiled
+//! on 100 photos with Winograd F(4×4) (`perf`, CPU seconds): f32 10.37 s, of which the GEMM's
+//! kernels 5.32 s; bf16 13.88 s, of which the kernel 9.77 s and the rest 4.11 s (less than
+//! f32's 5.05 s: the transformed inputs are written in bf16, and no GEMM packs them). The
+//! kernel's time scales as `1 / r`, so with bf16 at `r` times the f32 rate a prediction takes
+//! about `0.40 + 0.47 / r` of its f32 time: 1.34 at this machine's `r = 0.5` (1.36 measured),
+//! 0.87 at `r = 1`, 0.71 at `r = 1.5`, 0.63 at `r = 2`. That model comes from one machine, so
+//! [`BF16_RATE_FOR_AUTO`] asks for a clear margin.
 
 use super::bf16::Precision;
 
 /// `auto` takes bf16 without AMX tiles where bf16 multiply-adds run at least this many times
-/// the f32 rate (the profile above predicts 1.15× f32's speed there, 1.25× at twice the rate).
+/// the f32 rate (the profile above predicts 1.41× f32's speed there, 1.58× at twice the rate).
 pub const BF16_RATE_FOR_AUTO: f64 = 1.5;
 
 /// What `auto` comes to without AMX tiles where bf16 multiply-adds run at `rate` times the f32
