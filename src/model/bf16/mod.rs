@@ -116,8 +116,9 @@ const MR_AMX: usize = 32;
 /// Pairs of the inner dimension in one AMX tile (64 bytes a row).
 const PAIR_BLOCK: usize = 16;
 
-/// The pairs of an inner dimension of `k`, padded to whole AMX tiles (the padding is zero).
-fn padded_pairs(k: usize) -> usize {
+/// The pairs of an inner dimension of `k`, padded to whole AMX tiles (the padding is zero):
+/// the words of a row of a packed left operand, and of one [`matmul_rounded`] reads.
+pub(super) fn padded_pairs(k: usize) -> usize {
     k.div_ceil(2).div_ceil(PAIR_BLOCK) * PAIR_BLOCK
 }
 /// Columns of the right operand one kernel call works on (two vectors of 16 floats).
@@ -370,13 +371,7 @@ pub unsafe fn matmul(m: usize, dst: (*mut f32, usize), a: (*const f32, usize), b
 /// read whole (the rows past `m` reach no sum that is kept).
 pub(super) const ROW_BLOCK: usize = MR_AMX;
 
-/// Words a row of a left operand of [`matmul_rounded`] holds for an inner dimension of `k`:
-/// pairs of bf16, the first value in the low half, padded with zero words to whole AMX tiles.
-pub(super) fn row_words(k: usize) -> usize {
-    padded_pairs(k)
-}
-
-/// `dst = a · b` for `a` already rounded to bf16 pairs: `m` rows of [`row_words`]`(b's k)`
+/// `dst = a · b` for `a` already rounded to bf16 pairs: `m` rows of [`padded_pairs`]`(b's k)`
 /// words, row `i` from `a.0 + i · a.1`. For callers that round as they compute `a` (the
 /// Winograd input transform), a pass over it fewer.
 ///

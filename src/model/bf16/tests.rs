@@ -70,7 +70,7 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
 #[cfg(target_arch = "x86_64")]
 fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) {
     let n = b.n;
-    let (row, stride) = (row_words(k), row_words(k) + 16);
+    let (row, stride) = (padded_pairs(k), padded_pairs(k) + 16);
     // Padding rows of NaNs: what the last block reads past `m` reaches no kept sum.
     let mut words = vec![pair(f32::NAN, f32::NAN); m.next_multiple_of(ROW_BLOCK) * stride];
     for i in 0..m {

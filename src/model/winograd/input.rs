@@ -8,20 +8,19 @@ use super::vector::Wide;
 use super::vector::{LANES, Lanes, Vector};
 #[cfg(target_arch = "x86_64")]
 use super::wide_simd;
-use super::{MAX_ELEMENTS, Scheme, input_transform, partial, tile_origin};
+use super::{Block, MAX_ELEMENTS, Scheme, input_transform, partial, tile_origin};
 
-/// Transforms tiles `first..` of NHWC `x` into `v`, `SIDE²` rows of `row` values a tile:
-/// `tile(src, vt)` transforms one, from its pixels' channels (`zeros` past the image's edge).
+/// Transforms the tiles of block `b` into `v`, `SIDE²` rows of `row` values a tile:
+/// `tile(src, vt)` transforms one, from its pixels' channels (`b.zeros` past the image's edge).
 pub(super) fn winograd_inputs<S: Scheme, T: Send>(
-    x: &[f32],
-    [h, w, cin]: [usize; 3],
-    [th, tw]: [usize; 2],
-    (first, v, row): (usize, &mut [T], usize),
-    zeros: &[f32],
+    b: &Block<'_>,
+    (v, row): (&mut [T], usize),
     tile: impl Fn(&[&[f32]; MAX_ELEMENTS], &mut [T]) + Sync,
 ) {
-    let side = S::SIDE;
-    v.par_chunks_mut(S::ELEMENTS * row)
+    let (side, [h, w, cin], [th, tw]) = (S::SIDE, b.shape, b.tiles);
+    let (x, zeros, first) = (b.x, b.zeros, b.first);
+    v[..b.count * S::ELEMENTS * row]
+        .par_chunks_mut(S::ELEMENTS * row)
         .enumerate()
         .for_each(|(i, vt)| {
             let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
@@ -62,7 +61,7 @@ impl TileRows for F32Rows<'_> {
     }
 }
 
-/// Rows rounded to bf16 pairs as they are made, `[SIDE², row]` words (`bf16::row_words(cin)`,
+/// Rows rounded to bf16 pairs as they are made, `[SIDE², row]` words (`bf16::padded_pairs(cin)`,
 /// what `bf16::matmul_rounded` reads): no pass of its own to round them.
 struct Bf16Rows<'a> {
     words: &'a mut [u32],

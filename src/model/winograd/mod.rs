@@ -400,7 +400,7 @@ fn wide_simd() -> bool {
 pub(super) struct WinogradScratch {
     /// Transformed inputs in f32, `[tiles, SIDE², cin]`.
     v: Vec<f32>,
-    /// The same rounded to bf16 pairs, `[tiles, SIDE², row_words(cin)]` words.
+    /// The same rounded to bf16 pairs, `[tiles, SIDE², padded_pairs(cin)]` words.
     words: Aligned<u32>,
     /// Products, `[tiles, SIDE², cout]`.
     m: Vec<f32>,
@@ -476,6 +476,7 @@ struct Block<'a> {
     tiles: [usize; 2],
     first: usize,
     count: usize,
+    /// `cin` zeros: the pixels past the image's edge.
     zeros: &'a [f32],
 }
 
@@ -490,14 +491,7 @@ fn products<S: Scheme>(
 ) {
     let (elements, cin) = (S::ELEMENTS, b.shape[2]);
     let v = sized(v, b.count * elements * cin);
-    winograd_inputs::<S, f32>(
-        b.x,
-        b.shape,
-        b.tiles,
-        (b.first, v, cin),
-        b.zeros,
-        |src, vt| f32_tile::<S>(src, cin, vt),
-    );
+    winograd_inputs::<S, f32>(b, (v, cin), |src, vt| f32_tile::<S>(src, cin, vt));
     let v: &[f32] = v;
     (0..elements).into_par_iter().for_each(|e| {
         // SAFETY: element e of every tile's product ([count, elements, cout], row stride
@@ -530,23 +524,14 @@ fn rounded_products<S: Scheme>(
         "bf16 weights on a CPU without AVX512-BF16"
     );
     let (elements, cin) = (S::ELEMENTS, b.shape[2]);
-    let row = bf16::row_words(cin);
+    let row = bf16::padded_pairs(cin);
     // The products read whole blocks of rows: the block's last rows are padding.
     words.resize(b.count.next_multiple_of(bf16::ROW_BLOCK) * elements * row);
-    let words = words.as_mut_slice();
-    let used = &mut words[..b.count * elements * row];
-    winograd_inputs::<S, u32>(
-        b.x,
-        b.shape,
-        b.tiles,
-        (b.first, used, row),
-        b.zeros,
-        |src, wt| {
-            // SAFETY: AVX512-BF16 is here (asserted above).
-            unsafe { bf16_tile::<S>(src, cin, wt) }
-        },
-    );
-    let words: &[u32] = words;
+    winograd_inputs::<S, u32>(b, (words.as_mut_slice(), row), |src, wt| {
+        // SAFETY: AVX512-BF16 is here (asserted above).
+        unsafe { bf16_tile::<S>(src, cin, wt) }
+    });
+    let words = words.as_slice();
     (0..elements).into_par_iter().for_each(|e| {
         let Right::Bf16(weights) = &u[e] else {
             unreachable!("a layer's weights are all in one precision")
@@ -661,7 +646,7 @@ mod tests {
     /// rounded value by value, pairs in order, the row's padding words zero.
     #[cfg(target_arch = "x86_64")]
     fn rounded_as_made<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], channels: usize, wide: &[f32]) {
-        let row = bf16::row_words(channels);
+        let row = bf16::padded_pairs(channels);
         assert!(
             row > channels.div_ceil(LANES) * LANES / 2,
             "the test pads rows"
