@@ -156,9 +156,9 @@ pub unsafe fn matmul(
     c: &mut Vec<f32>,
 ) {
     let pairs = padded_pairs(b.k);
-    let (a_stride, b_stride) = (a_rs * 4, b.n_pad * 4);
+    let (words, n_pad) = b.raw();
+    let (a_stride, b_stride) = (a_rs * 4, n_pad * 4);
     c.resize(MR_AMX * NR, 0.0);
-    let words = b.data.as_slice().as_ptr();
     // SAFETY: AMX is granted (the caller's contract).
     unsafe { configure() };
     for panel in 0..b.n_pad / NR {
@@ -185,7 +185,7 @@ pub unsafe fn matmul(
                 for kb in (0..pairs).step_by(PAIR_BLOCK) {
                     add_products(
                         (a0.add(kb).cast(), a1.add(kb).cast(), a_stride),
-                        (words.add(kb * b.n_pad + panel * NR).cast(), b_stride),
+                        (words.add(kb * n_pad + panel * NR).cast(), b_stride),
                     );
                 }
                 store_sums(out, stride);

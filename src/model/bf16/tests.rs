@@ -59,6 +59,14 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
             }
         }
         check_rounded(&a, [m, k], &packed, &reference);
+        // The other layout (AMX tiles' rows where the vector kernel's panels are the default,
+        // and the other way round), on the vector kernel.
+        let other = match packed.layout {
+            Layout::Rows => Layout::Panels,
+            Layout::Panels => Layout::Rows,
+        };
+        let repacked = PackedB::pack_in(other, &b, n, [k, n]);
+        check_rounded(&a, [m, k], &repacked, &reference);
     } else {
         eprintln!("this CPU has no AVX512-BF16: the vector kernel is not run here");
     }
@@ -66,7 +74,7 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
 
 /// [`matmul_rounded`] on rows rounded beforehand, `ROW_BLOCK`-padded and further apart
 /// than a row's words (as the Winograd transform lays them out), on the vector kernel and
-/// on AMX tiles where they are granted, against `reference`.
+/// on AMX tiles where they are granted (and `b` is laid out for them), against `reference`.
 #[cfg(target_arch = "x86_64")]
 fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) {
     let n = b.n;
@@ -79,7 +87,7 @@ fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) 
     }
     type Product = unsafe fn(usize, (*mut f32, usize), (*const u32, usize), &PackedB);
     let mut kernels: Vec<(&str, Product)> = vec![("vector", vector_product)];
-    if amx() {
+    if amx() && b.layout == Layout::Rows {
         kernels.push(("amx", matmul_rounded));
     }
     for (name, run) in kernels {
@@ -89,7 +97,8 @@ fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) 
         for (got, want) in dst.iter().zip(reference) {
             assert!(
                 (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                "{name}: {got} {want}"
+                "{name}, {:?}: {got} {want}",
+                b.layout
             );
         }
     }
@@ -125,4 +134,8 @@ fn products_match_the_reference_at_odd_sizes() {
     check(8, 512, 33, 5);
     // Whole 32×32 AMX blocks, stored straight into the product, and a partial one.
     check(40, 64, 64, 6);
+    // Several groups of rows, each passed over by every panel (`A_GROUP_BYTES`): 8 rows of
+    // 256 pairs, 64 rows of 32.
+    check(40, 512, 64, 7);
+    check(100, 64, 96, 8);
 }
