@@ -4,7 +4,9 @@
 //! `vdpbf16ps` does twice the multiply-adds of `vfmadd231ps` per instruction, but CPUs differ in
 //! how many of each they retire a cycle. On the Intel Xeon this was built on, one `vdpbf16ps`
 //! every 2 cycles against two `vfmadd231ps` a cycle: bf16 at half the f32 rate, and the bf16
-//! base (Winograd with bf16 products) at 0.7–0.8× the speed of f32. Rather than a table of
+//! base (Winograd with bf16 products) at 0.7–0.8× the speed of f32. On AMD Zen 4 the two
+//! retire at the same instruction rate, so bf16 measures 2.00×, and the bf16 base ran 1.7–2.2×
+//! as fast as f32 (BENCHMARKS.md, "AMD Zen 4"). Rather than a table of
 //! CPU models, the two rates are timed here (about 10 ms, once a process) on 16 independent
 //! sums each, so that latency does not bound them.
 //!
