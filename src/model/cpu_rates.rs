@@ -5,10 +5,10 @@
 //! how many of each they retire a cycle. On the Intel Xeon this was built on, one `vdpbf16ps`
 //! every 2 cycles against two `vfmadd231ps` a cycle: bf16 at half the f32 rate, and the bf16
 //! base (Winograd with bf16 products) at 0.7–0.8× the speed of f32. On AMD Zen 4 the two
-//! retire at the same instruction rate, so bf16 measures 2.00×, and the bf16 base ran 1.7–2.2×
-//! as fast as f32 (BENCHMARKS.md, "AMD Zen 4"). Rather than a table of
-//! CPU models, the two rates are timed here (about 10 ms, once a process) on 16 independent
-//! sums each, so that latency does not bound them.
+//! retire at the same instruction rate, so bf16 measures 2.00×, and bf16 ran about 1.7× as fast
+//! as f32 (1.6–2.2× across runs and batch sizes; BENCHMARKS.md, "AMD Zen 4"). Rather than a
+//! table of CPU models, the two rates are timed here (about 10 ms, once a process) on 16
+//! independent sums each, so that latency does not bound them.
 //!
 //! The base's time splits into the products and the rest (transforms, copies, pools). Profiled
 //! on 100 photos with Winograd F(4×4) (`perf`, CPU seconds): f32 10.37 s, of which the GEMM's

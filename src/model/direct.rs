@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::bf16::{self, Aligned, PackedB};
+use super::bf16::{self, Aligned, Layout, PackedB};
 use super::cpu_base::{PackedConv, SharedMut, Weights};
 
 /// Output rows (pixels over the padded width) one step computes: two tiles of 16.
@@ -49,10 +49,15 @@ impl Taps {
         let packed = if cin.is_multiple_of(CHANNELS) {
             weights
                 .chunks_exact(cin * cout)
-                .map(|tap| PackedB::pack(tap, cout, [cin, cout]))
+                .map(|tap| PackedB::pack_in(Layout::Rows, tap, cout, [cin, cout]))
                 .collect()
         } else {
-            vec![PackedB::pack(weights, cout, [9 * cin, cout])]
+            vec![PackedB::pack_in(
+                Layout::Rows,
+                weights,
+                cout,
+                [9 * cin, cout],
+            )]
         };
         Self { packed }
     }

@@ -234,8 +234,8 @@ pub(super) enum Layout {
     /// of a panel at the row's stride.
     Rows,
     /// `[n_pad / 32, pairs, 32]`: each panel of 32 columns whole, so that the vector kernel
-    /// reads it as one stream. Rows a few KiB apart land on a few cache sets and evict each
-    /// other: on AMD Zen 4 the kernel ran 5–10% faster on panels (BENCHMARKS.md).
+    /// reads it as one stream. Rows up to 2 KiB apart land on a few cache sets and evict each
+    /// other: on AMD Zen 4 the kernel ran 2–12% faster on panels (BENCHMARKS.md).
     Panels,
 }
 
@@ -274,8 +274,12 @@ impl PackedB {
             } else {
                 hi.fill(0);
             }
-            for (j, (l, h)) in lo.iter().zip(&hi).enumerate() {
-                words[place(layout, pairs, n_pad, p, j)] = u32::from(*l) | (u32::from(*h) << 16);
+            // A panel's part of a row is contiguous in either layout.
+            for (q, (lo, hi)) in lo.chunks(NR).zip(hi.chunks(NR)).enumerate() {
+                let at = place(layout, pairs, n_pad, p, q * NR);
+                for ((word, l), h) in words[at..at + lo.len()].iter_mut().zip(lo).zip(hi) {
+                    *word = u32::from(*l) | (u32::from(*h) << 16);
+                }
             }
         }
         packed
@@ -294,6 +298,11 @@ impl PackedB {
 
     /// Where panel `panel` (columns `32 · panel ..`) starts, and its row stride in words.
     fn panel(&self, panel: usize) -> (*const u32, usize) {
+        assert!(
+            panel < self.n_pad / NR,
+            "panel {panel} of {}",
+            self.n_pad / NR
+        );
         let at = place(self.layout, padded_pairs(self.k), self.n_pad, 0, panel * NR);
         // SAFETY: the word of pair 0, column 32·panel is in `data` (panel < n_pad / 32).
         let start = unsafe { self.data.as_slice().as_ptr().add(at) };
@@ -494,7 +503,9 @@ unsafe fn vector_product(
 ) {
     let pairs = padded_pairs(b.k);
     // Rows in groups whose words stay in L1 while every panel passes over them.
-    let group = (A_GROUP_BYTES / (pairs * 4)).max(1).next_multiple_of(MR);
+    let group = (A_GROUP_BYTES / (pairs * 4).max(1))
+        .max(1)
+        .next_multiple_of(MR);
     for first in (0..m).step_by(group) {
         for panel in 0..b.n_pad / NR {
             let cols = (b.n - panel * NR).min(NR);

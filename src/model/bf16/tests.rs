@@ -61,11 +61,7 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
         check_rounded(&a, [m, k], &packed, &reference);
         // The other layout (AMX tiles' rows where the vector kernel's panels are the default,
         // and the other way round), on the vector kernel.
-        let other = match packed.layout {
-            Layout::Rows => Layout::Panels,
-            Layout::Panels => Layout::Rows,
-        };
-        let repacked = PackedB::pack_in(other, &b, n, [k, n]);
+        let repacked = PackedB::pack_in(other(packed.layout), &b, n, [k, n]);
         check_rounded(&a, [m, k], &repacked, &reference);
     } else {
         eprintln!("this CPU has no AVX512-BF16: the vector kernel is not run here");
@@ -104,6 +100,47 @@ fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) 
     }
 }
 
+fn other(layout: Layout) -> Layout {
+    match layout {
+        Layout::Rows => Layout::Panels,
+        Layout::Panels => Layout::Rows,
+    }
+}
+
+/// On any CPU: both layouts hold each rounded value where a kernel reads it (a panel's start
+/// and row stride), and the rows past `k` and columns past `n` are zero.
+#[test]
+fn both_layouts_put_each_value_where_the_kernels_read_it() {
+    let (k, n) = (37, 70);
+    let b: Vec<f32> = (0..k * n).map(|i| i as f32 + 0.5).collect();
+    for layout in [Layout::Rows, Layout::Panels] {
+        let packed = PackedB::pack_in(layout, &b, n, [k, n]);
+        let pairs = padded_pairs(k);
+        for panel in 0..packed.n_pad / NR {
+            let (start, stride) = packed.panel(panel);
+            for p in 0..pairs {
+                for c in 0..NR {
+                    // SAFETY: pair p, column c of the panel is inside the packed data.
+                    let word = unsafe { *start.add(p * stride + c) };
+                    let j = panel * NR + c;
+                    let want = |r: usize| {
+                        if r < k && j < n {
+                            bf16_bits(b[r * n + j])
+                        } else {
+                            0
+                        }
+                    };
+                    assert_eq!(word as u16, want(2 * p), "{layout:?} pair {p} column {j}");
+                    assert_eq!((word >> 16) as u16, want(2 * p + 1), "{layout:?} {p} {j}");
+                    if 2 * p < k && j < n {
+                        assert_eq!(packed.value(2 * p, j), bf16_value(want(2 * p)));
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn aligned_buffers_start_a_cache_line_and_keep_their_values() {
     let mut buffer = Aligned::<u16>::zeroed(33);
@@ -138,4 +175,6 @@ fn products_match_the_reference_at_odd_sizes() {
     // 256 pairs, 64 rows of 32.
     check(40, 512, 64, 7);
     check(100, 64, 96, 8);
+    // Several row groups and a last panel cut short.
+    check(70, 64, 33, 9);
 }

@@ -179,9 +179,10 @@ fn weights<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     let (side, elements) = (S::SIDE, S::ELEMENTS);
     let mut u = vec![0.0f32; elements * cin * cout];
     let planes = SharedMut(u.as_mut_ptr());
-    // Input channels in parallel, each made in a buffer of its own ([SIDE², cout]) and copied
-    // into row `ci` of every element's plane: written straight into 36 planes, a model's
-    // weights took 0.3 s of CPU at each start, most of a one-photo prediction's time.
+    // Input channels in parallel, each made in a buffer ([SIDE², cout], reused within a rayon
+    // job) and copied into row `ci` of every element's plane: written straight into the
+    // `S::ELEMENTS` planes, a model's weights took 0.3 s of CPU at each start, most of a
+    // one-photo prediction's time.
     (0..cin)
         .into_par_iter()
         .for_each_init(Vec::new, |rows, ci| {
@@ -576,6 +577,47 @@ mod tests {
     use super::input::input_tile_wide;
     use super::input::{F32Rows, input_tile};
     use super::*;
+
+    /// The weight transform, channels in parallel, is bit for bit the one-pair-at-a-time loop
+    /// it replaced (G g G^T in f64, rounded once), in both tilings and at odd channel counts.
+    #[test]
+    fn the_parallel_weight_transform_is_the_serial_one() {
+        fn serial<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+            let side = S::SIDE;
+            let mut u = vec![0.0f32; side * side * cin * cout];
+            for ci in 0..cin {
+                for co in 0..cout {
+                    let g = |ky: usize, kx: usize| {
+                        f64::from(direct[((ky * 3 + kx) * cin + ci) * cout + co])
+                    };
+                    let columns: [[f64; MAX_SIDE]; 3] =
+                        std::array::from_fn(|kx| S::kernel_1d([g(0, kx), g(1, kx), g(2, kx)]));
+                    for i in 0..side {
+                        let t = S::kernel_1d([columns[0][i], columns[1][i], columns[2][i]]);
+                        for (j, v) in t.into_iter().take(side).enumerate() {
+                            u[((i * side + j) * cin + ci) * cout + co] = v as f32;
+                        }
+                    }
+                }
+            }
+            u
+        }
+        let mut rng = crate::rng::SplitMix64(11);
+        for (cin, cout) in [(1, 1), (3, 5), (17, 40)] {
+            let direct: Vec<f32> = (0..9 * cin * cout).map(|_| rng.next_f32() - 0.5).collect();
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(
+                bits(winograd_weights(Tiling::F4, &direct, cin, cout)),
+                bits(serial::<F4>(&direct, cin, cout)),
+                "F(4×4), {cin}×{cout}"
+            );
+            assert_eq!(
+                bits(winograd_weights(Tiling::F2, &direct, cin, cout)),
+                bits(serial::<F2>(&direct, cin, cout)),
+                "F(2×2), {cin}×{cout}"
+            );
+        }
+    }
 
     #[cfg(target_arch = "x86_64")]
     fn random(len: usize, seed: u64) -> Vec<f32> {
