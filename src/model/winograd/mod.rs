@@ -176,7 +176,7 @@ pub(super) fn winograd_weights(
 }
 
 fn weights<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    let (side, elements) = (S::SIDE, S::ELEMENTS);
+    let elements = S::ELEMENTS;
     let mut u = vec![0.0f32; elements * cin * cout];
     let planes = SharedMut(u.as_mut_ptr());
     // Input channels in parallel, each made in a buffer ([SIDE², cout], reused within a rayon
@@ -188,18 +188,10 @@ fn weights<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
         .for_each_init(Vec::new, |rows, ci| {
             rows.resize(elements * cout, 0.0f32);
             for co in 0..cout {
-                let g = |ky: usize, kx: usize| {
-                    f64::from(direct[((ky * 3 + kx) * cin + ci) * cout + co])
-                };
-                // r = G g (SIDE×3), then U = r G^T (SIDE×SIDE).
-                let columns: [[f64; MAX_SIDE]; 3] =
-                    std::array::from_fn(|kx| S::kernel_1d([g(0, kx), g(1, kx), g(2, kx)]));
-                for i in 0..side {
-                    let t = S::kernel_1d([columns[0][i], columns[1][i], columns[2][i]]);
-                    for (j, v) in t.into_iter().take(side).enumerate() {
-                        rows[(i * side + j) * cout + co] = v as f32;
-                    }
-                }
+                pair_weights::<S>(
+                    |ky, kx| direct[((ky * 3 + kx) * cin + ci) * cout + co],
+                    |e, v| rows[e * cout + co] = v,
+                );
             }
             for (e, row) in rows.chunks_exact(cout).enumerate() {
                 // SAFETY: row `ci` of plane `e` ([elements, cin, cout] in `u`, alive until the
@@ -211,6 +203,23 @@ fn weights<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
             }
         });
     u
+}
+
+/// G g G^T of one (input, output channel) pair: `g(ky, kx)` gives its 3×3 kernel, and `put(e, u)`
+/// takes element `e` of the transform (worked in f64, rounded once).
+#[inline(always)]
+fn pair_weights<S: Scheme>(g: impl Fn(usize, usize) -> f32, mut put: impl FnMut(usize, f32)) {
+    let side = S::SIDE;
+    let g = |ky: usize, kx: usize| f64::from(g(ky, kx));
+    // r = G g (SIDE×3), then U = r G^T (SIDE×SIDE).
+    let columns: [[f64; MAX_SIDE]; 3] =
+        std::array::from_fn(|kx| S::kernel_1d([g(0, kx), g(1, kx), g(2, kx)]));
+    for i in 0..side {
+        let t = S::kernel_1d([columns[0][i], columns[1][i], columns[2][i]]);
+        for (j, v) in t.into_iter().take(side).enumerate() {
+            put(i * side + j, v as f32);
+        }
+    }
 }
 
 // The two 2-D transforms below share their shape on purpose. Passing the 1-D transforms as
@@ -578,30 +587,44 @@ mod tests {
     use super::input::{F32Rows, input_tile};
     use super::*;
 
-    /// The weight transform, channels in parallel, is bit for bit the one-pair-at-a-time loop
-    /// it replaced (G g G^T in f64, rounded once), in both tilings and at odd channel counts.
+    /// The weight transform, channels in parallel through per-channel buffers, puts every
+    /// pair's G g G^T (`pair_weights`) where a one-pair-at-a-time loop puts it, bit for bit, in
+    /// both tilings and at odd channel counts; and that is the textbook G g G^T to rounding.
     #[test]
     fn the_parallel_weight_transform_is_the_serial_one() {
         fn serial<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-            let side = S::SIDE;
-            let mut u = vec![0.0f32; side * side * cin * cout];
+            let mut u = vec![0.0f32; S::ELEMENTS * cin * cout];
             for ci in 0..cin {
                 for co in 0..cout {
-                    let g = |ky: usize, kx: usize| {
-                        f64::from(direct[((ky * 3 + kx) * cin + ci) * cout + co])
-                    };
-                    let columns: [[f64; MAX_SIDE]; 3] =
-                        std::array::from_fn(|kx| S::kernel_1d([g(0, kx), g(1, kx), g(2, kx)]));
-                    for i in 0..side {
-                        let t = S::kernel_1d([columns[0][i], columns[1][i], columns[2][i]]);
-                        for (j, v) in t.into_iter().take(side).enumerate() {
-                            u[((i * side + j) * cin + ci) * cout + co] = v as f32;
-                        }
-                    }
+                    pair_weights::<S>(
+                        |ky, kx| direct[((ky * 3 + kx) * cin + ci) * cout + co],
+                        |e, v| u[(e * cin + ci) * cout + co] = v,
+                    );
                 }
             }
             u
         }
+        // F(2×2)'s G, as the module's doc gives it: U = G g G^T by plain sums.
+        let g2: [[f64; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        let kernel: [f32; 9] = std::array::from_fn(|k| k as f32 - 3.5);
+        pair_weights::<F2>(
+            |ky, kx| kernel[ky * 3 + kx],
+            |e, v| {
+                let (i, j) = (e / 4, e % 4);
+                let want: f64 = (0..9)
+                    .map(|k| g2[i][k / 3] * g2[j][k % 3] * f64::from(kernel[k]))
+                    .sum();
+                assert!(
+                    (f64::from(v) - want).abs() < 1e-5,
+                    "element {e}: {v} {want}"
+                );
+            },
+        );
         let mut rng = crate::rng::SplitMix64(11);
         for (cin, cout) in [(1, 1), (3, 5), (17, 40)] {
             let direct: Vec<f32> = (0..9 * cin * cout).map(|_| rng.next_f32() - 0.5).collect();
