@@ -214,6 +214,8 @@ fn pair_weights<S: Scheme>(g: impl Fn(usize, usize) -> f32, mut put: impl FnMut(
     // r = G g (SIDE×3), then U = r G^T (SIDE×SIDE).
     let columns: [[f64; MAX_SIDE]; 3] =
         std::array::from_fn(|kx| S::kernel_1d([g(0, kx), g(1, kx), g(2, kx)]));
+    // `i` picks an entry of each of the three columns.
+    #[allow(clippy::needless_range_loop)]
     for i in 0..side {
         let t = S::kernel_1d([columns[0][i], columns[1][i], columns[2][i]]);
         for (j, v) in t.into_iter().take(side).enumerate() {
