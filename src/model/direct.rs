@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::bf16::{self, Aligned, Layout, PackedB};
+use super::bf16::{self, Aligned, PackedB};
 use super::cpu_base::{PackedConv, SharedMut, Weights};
 
 /// Output rows (pixels over the padded width) one step computes: two tiles of 16.
@@ -49,15 +49,10 @@ impl Taps {
         let packed = if cin.is_multiple_of(CHANNELS) {
             weights
                 .chunks_exact(cin * cout)
-                .map(|tap| PackedB::pack_in(Layout::Rows, tap, cout, [cin, cout]))
+                .map(|tap| PackedB::pack(tap, cout, [cin, cout]))
                 .collect()
         } else {
-            vec![PackedB::pack_in(
-                Layout::Rows,
-                weights,
-                cout,
-                [9 * cin, cout],
-            )]
+            vec![PackedB::pack(weights, cout, [9 * cin, cout])]
         };
         Self { packed }
     }
@@ -327,13 +322,13 @@ unsafe fn amx_blocks(
             unsafe {
                 amx::zero_sums();
                 for (tap, &off) in taps.packed.iter().zip(offsets) {
-                    let (words, n_pad) = tap.raw();
+                    let (words, rs) = tap.panel_at(panel * BLOCK);
                     let a = src.add((q0 + off) * cin);
                     for cb in 0..cin / CHANNELS {
                         let a0 = a.add(cb * CHANNELS);
                         amx::add_products(
                             (a0.cast(), a0.add(16 * cin).cast(), cin * 2),
-                            (words.add(cb * 16 * n_pad + panel * BLOCK).cast(), n_pad * 4),
+                            (words.add(cb * 16 * rs).cast(), rs * 4),
                         );
                     }
                 }

@@ -156,13 +156,14 @@ pub unsafe fn matmul(
     c: &mut Vec<f32>,
 ) {
     let pairs = padded_pairs(b.k);
-    let (words, n_pad) = b.raw();
-    let (a_stride, b_stride) = (a_rs * 4, n_pad * 4);
+    let a_stride = a_rs * 4;
     c.resize(MR_AMX * NR, 0.0);
     // SAFETY: AMX is granted (the caller's contract).
     unsafe { configure() };
     for panel in 0..b.n_pad / NR {
         let cols = (b.n - panel * NR).min(NR);
+        let (words, b_rs) = b.panel_at(panel * NR);
+        let b_stride = b_rs * 4;
         for block in (0..m).step_by(MR_AMX) {
             let rows = (m - block).min(MR_AMX);
             let full = rows == MR_AMX && cols == NR;
@@ -185,7 +186,7 @@ pub unsafe fn matmul(
                 for kb in (0..pairs).step_by(PAIR_BLOCK) {
                     add_products(
                         (a0.add(kb).cast(), a1.add(kb).cast(), a_stride),
-                        (words.add(kb * n_pad + panel * NR).cast(), b_stride),
+                        (words.add(kb * b_rs).cast(), b_stride),
                     );
                 }
                 store_sums(out, stride);

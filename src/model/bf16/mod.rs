@@ -229,9 +229,9 @@ pub struct PackedB {
 
 /// How a [`PackedB`]'s words lie: the order its kernel reads them in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Layout {
-    /// `[pairs, n_pad]`, row after row, each row on whole lines: an AMX tile load reads 16 rows
-    /// of a panel at the row's stride.
+enum Layout {
+    /// `[pairs, n_pad]`, row after row, each row on whole lines: what the AMX kernels were
+    /// tuned on (a tile load reads 16 rows of a panel at any stride, so either layout runs).
     Rows,
     /// `[n_pad / 32, pairs, 32]`: each panel of 32 columns whole, so that the vector kernel
     /// reads it as one stream. Rows up to 2 KiB apart land on a few cache sets and evict each
@@ -248,12 +248,7 @@ impl PackedB {
     }
 
     /// [`Self::pack`] in `layout`.
-    pub(super) fn pack_in(
-        layout: Layout,
-        b: &[f32],
-        row_stride: usize,
-        [k, n]: [usize; 2],
-    ) -> Self {
+    fn pack_in(layout: Layout, b: &[f32], row_stride: usize, [k, n]: [usize; 2]) -> Self {
         let n_pad = n.div_ceil(NR) * NR;
         let pairs = padded_pairs(k);
         let mut packed = Self {
@@ -290,21 +285,17 @@ impl PackedB {
         [self.k, self.n]
     }
 
-    /// Its packed words (`[padded_pairs(k), n_pad]`) and `n_pad`, for the AMX kernels.
-    pub(super) fn raw(&self) -> (*const u32, usize) {
-        assert_eq!(self.layout, Layout::Rows, "AMX tiles read rows");
-        (self.data.as_slice().as_ptr(), self.n_pad)
-    }
-
-    /// Where panel `panel` (columns `32 · panel ..`) starts, and its row stride in words.
-    fn panel(&self, panel: usize) -> (*const u32, usize) {
+    /// Where the panel of 32 columns from column `first` (a multiple of 32) starts, and its
+    /// row stride in words: pair `p`, column `first + c` is at `start + p · stride + c`, in
+    /// either layout.
+    pub(super) fn panel_at(&self, first: usize) -> (*const u32, usize) {
         assert!(
-            panel < self.n_pad / NR,
-            "panel {panel} of {}",
-            self.n_pad / NR
+            first.is_multiple_of(NR) && first < self.n_pad,
+            "no panel starts at column {first} of {}",
+            self.n_pad
         );
-        let at = place(self.layout, padded_pairs(self.k), self.n_pad, 0, panel * NR);
-        // SAFETY: the word of pair 0, column 32·panel is in `data` (panel < n_pad / 32).
+        let at = place(self.layout, padded_pairs(self.k), self.n_pad, 0, first);
+        // SAFETY: the word of pair 0, column `first` is in `data` (first < n_pad).
         let start = unsafe { self.data.as_slice().as_ptr().add(at) };
         match self.layout {
             Layout::Rows => (start, self.n_pad),
@@ -509,8 +500,8 @@ unsafe fn vector_product(
     for first in (0..m).step_by(group) {
         for panel in 0..b.n_pad / NR {
             let cols = (b.n - panel * NR).min(NR);
-            let (words, b_rs) = b.panel(panel);
             let col = panel * NR;
+            let (words, b_rs) = b.panel_at(col);
             for block in (first..m.min(first + group)).step_by(MR) {
                 let rows = (m - block).min(MR);
                 // SAFETY: `available()`; the block's 8 rows of `a` (readable up to a multiple

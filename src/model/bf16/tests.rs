@@ -70,7 +70,7 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
 
 /// [`matmul_rounded`] on rows rounded beforehand, `ROW_BLOCK`-padded and further apart
 /// than a row's words (as the Winograd transform lays them out), on the vector kernel and
-/// on AMX tiles where they are granted (and `b` is laid out for them), against `reference`.
+/// on AMX tiles where they are granted, against `reference`.
 #[cfg(target_arch = "x86_64")]
 fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) {
     let n = b.n;
@@ -83,7 +83,7 @@ fn check_rounded(a: &[f32], [m, k]: [usize; 2], b: &PackedB, reference: &[f32]) 
     }
     type Product = unsafe fn(usize, (*mut f32, usize), (*const u32, usize), &PackedB);
     let mut kernels: Vec<(&str, Product)> = vec![("vector", vector_product)];
-    if amx() && b.layout == Layout::Rows {
+    if amx() {
         kernels.push(("amx", matmul_rounded));
     }
     for (name, run) in kernels {
@@ -117,7 +117,7 @@ fn both_layouts_put_each_value_where_the_kernels_read_it() {
         let packed = PackedB::pack_in(layout, &b, n, [k, n]);
         let pairs = padded_pairs(k);
         for panel in 0..packed.n_pad / NR {
-            let (start, stride) = packed.panel(panel);
+            let (start, stride) = packed.panel_at(panel * NR);
             for p in 0..pairs {
                 for c in 0..NR {
                     // SAFETY: pair p, column c of the panel is inside the packed data.
