@@ -45,6 +45,9 @@ pub struct BenchConfig {
     pub width_divisor: usize,
     /// On the CPU, also time the forward pass through Burn's own convolutions.
     pub compare_burn: bool,
+    /// On a CPU with bf16 products, also time the frozen base in f32 and in bf16 in turn, pass
+    /// by pass in this one process ([`BenchResult::base_by_precision`]).
+    pub alternate_precisions: bool,
 }
 
 impl Default for BenchConfig {
@@ -60,6 +63,7 @@ impl Default for BenchConfig {
             weights: None,
             width_divisor: 1,
             compare_burn: false,
+            alternate_precisions: false,
         }
     }
 }
@@ -91,6 +95,20 @@ pub struct EndToEnd {
     pub first_run_peak_mib: Option<f64>,
 }
 
+/// One batch size's frozen base in both precisions, timed in turn.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PrecisionPair {
+    pub batch: usize,
+    /// Passes of each precision (timed after one warm-up pass of each).
+    pub passes: usize,
+    /// Images/s at the median pass, f32.
+    pub f32_ips: f64,
+    /// Images/s at the median pass, bf16.
+    pub bf16_ips: f64,
+    /// bf16 ÷ f32, images/s.
+    pub ratio: f64,
+}
+
 /// Everything `vggtune bench` measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchResult {
@@ -109,6 +127,10 @@ pub struct BenchResult {
     pub forward_base: Vec<(usize, f64)>,
     /// (batch, images/s) of the same through Burn's own convolutions (CPU, when asked for).
     pub forward_burn: Vec<(usize, f64)>,
+    /// The frozen base in f32 and in bf16, timed in turn pass by pass in one process, when
+    /// asked for on a CPU with bf16 products: their ratio without the drift between two runs
+    /// (a shared machine's speed moves by 10–20% from one minute to the next).
+    pub base_by_precision: Vec<PrecisionPair>,
     /// Images/s of a head-only training step on cached features (light head, batch 32).
     pub head_step_ips: f64,
     /// Images/s of a training step of torchvision's three dense layers (batch 32).
@@ -276,7 +298,13 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
             forward_burn.push((batch, batch as f64 / secs));
         }
     }
-    drop((model, base));
+    drop(base);
+    let base_by_precision = if config.alternate_precisions {
+        alternate_precisions(&model, config, &device, &mut progress)
+    } else {
+        Vec::new()
+    };
+    drop(model);
     peaks.end("forward passes");
     peaks.start();
     progress("training step: light head on cached features");
@@ -305,6 +333,7 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
         forward,
         forward_base,
         forward_burn,
+        base_by_precision,
         head_step_ips,
         dense_step_ips,
         end_to_end,
@@ -314,6 +343,79 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Bench
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     })
+}
+
+/// The frozen base in f32 and in bf16 at each batch size, a pass of each in turn (the first
+/// of each pair swapping every round, so that neither gains from going first), after a warm-up
+/// pass of each: the median pass of each. Nothing where this CPU has no bf16 products, or the
+/// base is not the CPU's.
+pub fn alternate_precisions(
+    model: &crate::model::Vgg16,
+    config: &BenchConfig,
+    device: &Device,
+    progress: &mut impl FnMut(&str),
+) -> Vec<PrecisionPair> {
+    use crate::model::bf16::{Choice, Precision};
+    let convs = model.features.len();
+    let [f32_base, bf16_base] = [Choice::F32, Choice::Bf16]
+        .map(|choice| FrozenConvs::with_choice(model.clone(), convs, choice));
+    if !f32_base.uses_cpu_base() || bf16_base.precision() != Precision::Bf16 {
+        progress(
+            "the base in f32 and in bf16 in turn: skipped (this CPU has no bf16 products, or the base is not the CPU's)",
+        );
+        return Vec::new();
+    }
+    let s = config.input_size as usize;
+    let passes = config.repeats.max(3);
+    let mut pairs = Vec::new();
+    for &batch in &config.batches {
+        progress(&format!(
+            "the frozen base in f32 and in bf16 in turn, batch {batch}"
+        ));
+        let x = random_input([batch, 3, s, s], device, batch as u64);
+        let held = (f32_base.hold_buffers(), bf16_base.hold_buffers());
+        let pass = |base: &FrozenConvs| {
+            let started = Instant::now();
+            sync(base.forward(x.clone()));
+            started.elapsed().as_secs_f64()
+        };
+        pass(&f32_base);
+        pass(&bf16_base);
+        let (mut f32_secs, mut bf16_secs) = (Vec::new(), Vec::new());
+        for round in 0..passes {
+            if round % 2 == 0 {
+                f32_secs.push(pass(&f32_base));
+                bf16_secs.push(pass(&bf16_base));
+            } else {
+                bf16_secs.push(pass(&bf16_base));
+                f32_secs.push(pass(&f32_base));
+            }
+        }
+        drop(held);
+        let (f32_ips, bf16_ips) = (
+            batch as f64 / median(&mut f32_secs),
+            batch as f64 / median(&mut bf16_secs),
+        );
+        pairs.push(PrecisionPair {
+            batch,
+            passes,
+            f32_ips,
+            bf16_ips,
+            ratio: bf16_ips / f32_ips,
+        });
+    }
+    pairs
+}
+
+/// The median of `values` (the mean of the middle two of an even count); sorts them.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// A whole run on `folder`'s photos (features, then head epochs), then the same run again with
@@ -430,6 +532,22 @@ pub fn table(r: &BenchResult) -> String {
             );
         }
     }
+    for p in &r.base_by_precision {
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.2} img/s",
+            format!("  frozen base in f32, in turn, batch {}", p.batch),
+            p.f32_ips
+        );
+        let _ = writeln!(
+            out,
+            "{:<48} {:>8.2} img/s  ({:.2}× f32, median of {} passes each)",
+            format!("  frozen base in bf16, in turn, batch {}", p.batch),
+            p.bf16_ips,
+            p.ratio,
+            p.passes
+        );
+    }
     let _ = writeln!(
         out,
         "{:<48} {:>8.1} img/s",
@@ -485,4 +603,58 @@ pub fn table(r: &BenchResult) -> String {
         let _ = writeln!(out, "{:<48} {:>8.0} MiB", format!("  {phase}"), mib);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny base in both precisions, in turn: a pair for each batch size where this CPU has
+    /// bf16 products (its ratio the two rates'), none where it has not; the choice for the rest
+    /// of the process is left as it was.
+    #[test]
+    fn precisions_in_turn_give_a_pair_a_batch_where_bf16_runs() {
+        let config = BenchConfig {
+            input_size: 32,
+            batches: vec![1, 2],
+            repeats: 1,
+            width_divisor: 16,
+            ..BenchConfig::default()
+        };
+        let model = Vgg16Config {
+            num_classes: 2,
+            input_size: 32,
+            width_divisor: 16,
+            head: HeadKind::Torchvision,
+            dropout: 0.5,
+        }
+        .init(&Device::flex());
+        let before = crate::model::bf16::chosen();
+        let mut said = Vec::new();
+        let pairs = alternate_precisions(&model, &config, &Device::flex(), &mut |s: &str| {
+            said.push(s.to_owned())
+        });
+        assert_eq!(crate::model::bf16::chosen(), before);
+        if !crate::model::bf16::available() {
+            assert!(pairs.is_empty());
+            assert!(said.iter().any(|s| s.contains("skipped")), "{said:?}");
+            return;
+        }
+        assert_eq!(
+            pairs.iter().map(|p| p.batch).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        for p in &pairs {
+            assert_eq!(p.passes, 3, "at least three passes of each");
+            assert!(p.f32_ips > 0.0 && p.bf16_ips > 0.0, "{p:?}");
+            assert!((p.ratio - p.bf16_ips / p.f32_ips).abs() < 1e-9, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
 }

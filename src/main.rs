@@ -120,6 +120,11 @@ enum Command {
         /// On the CPU, also time the forward pass through Burn's own convolutions.
         #[arg(long)]
         compare_burn: bool,
+        /// On a CPU with bf16 products (AVX512-BF16), also time the frozen base in f32 and in
+        /// bf16 in turn, pass by pass in this one process: their ratio without the drift
+        /// between two runs.
+        #[arg(long)]
+        alternate_precisions: bool,
         /// Divide VGG16's widths (quick smoke runs only).
         #[arg(long, default_value_t = 1, hide = true)]
         width_divisor: usize,
@@ -203,6 +208,7 @@ fn main() -> ExitCode {
             repeats,
             input_size,
             compare_burn,
+            alternate_precisions,
             width_divisor,
             json_out,
         } => bench(
@@ -217,6 +223,7 @@ fn main() -> ExitCode {
                 weights,
                 width_divisor,
                 compare_burn,
+                alternate_precisions,
             },
             json_out,
         ),

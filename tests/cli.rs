@@ -91,6 +91,7 @@ fn bench_measures_a_tiny_model_and_writes_json() {
             "1,2",
             "--repeats",
             "1",
+            "--alternate-precisions",
             "--json-out",
             json.to_str().unwrap(),
         ],
@@ -104,6 +105,19 @@ fn bench_measures_a_tiny_model_and_writes_json() {
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["forward"].as_array().unwrap().len(), 2);
+    // Both precisions in turn: a pair a batch size where this CPU runs bf16, else none and
+    // a line that says why.
+    let pairs = v["base_by_precision"].as_array().unwrap();
+    if pairs.is_empty() {
+        assert!(text(&out).contains("in turn: skipped"), "{}", text(&out));
+    } else {
+        assert_eq!(pairs.len(), 2);
+        assert!(
+            text(&out).contains("frozen base in bf16, in turn, batch 2"),
+            "{}",
+            text(&out)
+        );
+    }
     assert!(v["head_step_ips"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_mib"].as_f64().unwrap() > 0.0);
 }

@@ -147,7 +147,12 @@ impl CpuConvBase {
     /// Packs the weights of convolutions `range` of `model` (read back from wherever they live).
     /// Its products run in the precision [`bf16::chosen`] comes to on this CPU.
     pub fn new(model: &Vgg16, range: std::ops::Range<usize>) -> Self {
-        let precision = bf16::chosen().resolve().0;
+        Self::with_choice(model, range, bf16::chosen())
+    }
+
+    /// The same in the precision `choice` comes to on this CPU.
+    pub fn with_choice(model: &Vgg16, range: std::ops::Range<usize>, choice: bf16::Choice) -> Self {
+        let precision = choice.resolve().0;
         Self::with_precision(model, range, Algorithm::chosen(precision), precision)
     }
 

@@ -29,8 +29,14 @@ pub struct FrozenConvs {
 }
 
 impl FrozenConvs {
-    /// Wraps `model`'s first `convs` convolutions.
+    /// Wraps `model`'s first `convs` convolutions, in the precision chosen
+    /// ([`super::bf16::chosen`]).
     pub fn new(model: Vgg16, convs: usize) -> Self {
+        Self::with_choice(model, convs, super::bf16::chosen())
+    }
+
+    /// The same in the precision `choice` comes to on this CPU.
+    pub fn with_choice(model: Vgg16, convs: usize, choice: super::bf16::Choice) -> Self {
         let convs = convs.min(model.features.len());
         let on_cpu = model
             .features
@@ -38,7 +44,7 @@ impl FrozenConvs {
             .is_some_and(|c| c.weight.device() == burn::tensor::Device::flex());
         let burn_forced = crate::tuning::current().cpu_conv == crate::tuning::CpuConv::Burn;
         let cpu = (on_cpu && convs > 0 && !burn_forced)
-            .then(|| std::sync::Arc::new(CpuConvBase::new(&model, 0..convs)));
+            .then(|| std::sync::Arc::new(CpuConvBase::with_choice(&model, 0..convs, choice)));
         let binding_limit = model
             .features
             .first()
