@@ -983,6 +983,10 @@ fn sort_asks_with_keys_learns_and_sorts_the_rest_into_class_folders() {
         matches!(given, Some(vggtune::sort::Answer::Class(_))),
         "{guess:?}"
     );
+    // The head learns again on a worker every few answers (the last ones, Enter's included,
+    // may have started it), and the count changes when that lands: read it once the view is
+    // idle (under load, a fit landing between the reading and the click made it 18 and 17).
+    wait_for(&mut harness, 30, "the last fit", |a| !a.is_busy());
     // Sort the rest (at 99%, the default): the photos go into class folders beside the pool,
     // copied, and what the view said is what is there.
     let said = {
