@@ -10,30 +10,34 @@ use super::vector::{LANES, Lanes, Vector};
 use super::wide_simd;
 use super::{Block, MAX_ELEMENTS, Scheme, input_transform, partial, tile_origin};
 
-/// Transforms the tiles of block `b` into `v`, `SIDE²` rows of `row` values a tile:
-/// `tile(src, vt)` transforms one, from its pixels' channels (`b.zeros` past the image's edge).
+/// Transforms the tiles of block `b` into `v`, `SIDE²` rows of `row` values a tile, tiles in
+/// parallel: `tile(src, vt)` transforms one, from its pixels' channels ([`tile_pixels`]).
 pub(super) fn winograd_inputs<S: Scheme, T: Send>(
     b: &Block<'_>,
     (v, row): (&mut [T], usize),
     tile: impl Fn(&[&[f32]; MAX_ELEMENTS], &mut [T]) + Sync,
 ) {
-    let (side, [h, w, cin], [th, tw]) = (S::SIDE, b.shape, b.tiles);
-    let (x, zeros, first) = (b.x, b.zeros, b.first);
     v[..b.count * S::ELEMENTS * row]
         .par_chunks_mut(S::ELEMENTS * row)
         .enumerate()
-        .for_each(|(i, vt)| {
-            let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
-            let mut src: [&[f32]; MAX_ELEMENTS] = [zeros; MAX_ELEMENTS];
-            for (k, s) in src.iter_mut().enumerate().take(side * side) {
-                let (iy, ix) = ((y0 + k / side) as isize - 1, (x0 + k % side) as isize - 1);
-                if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                    let p = ((img * h + iy as usize) * w + ix as usize) * cin;
-                    *s = &x[p..p + cin];
-                }
-            }
-            tile(&src, vt);
-        });
+        .for_each(|(i, vt)| tile(&tile_pixels::<S>(b, i), vt));
+}
+
+/// The channels of the `SIDE²` pixels of tile `i` of block `b`, row by row (`b.zeros` past the
+/// image's edge).
+#[inline(always)]
+pub(super) fn tile_pixels<'a, S: Scheme>(b: &Block<'a>, i: usize) -> [&'a [f32]; MAX_ELEMENTS] {
+    let (side, [h, w, cin], [th, tw]) = (S::SIDE, b.shape, b.tiles);
+    let (img, y0, x0) = tile_origin::<S>(b.first + i, th, tw);
+    let mut src: [&[f32]; MAX_ELEMENTS] = [b.zeros; MAX_ELEMENTS];
+    for (k, s) in src.iter_mut().enumerate().take(side * side) {
+        let (iy, ix) = ((y0 + k / side) as isize - 1, (x0 + k % side) as isize - 1);
+        if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+            let p = ((img * h + iy as usize) * w + ix as usize) * cin;
+            *s = &b.x[p..p + cin];
+        }
+    }
+    src
 }
 
 /// Where one tile's transformed inputs go: `SIDE²` rows, one an element, of `cin` channels.

@@ -23,6 +23,8 @@ use vector::{LANES, Lanes, Vector};
 use input::bf16_tile;
 use input::{f32_tile, winograd_inputs};
 
+#[cfg(target_arch = "x86_64")]
+mod by_thread;
 mod input;
 mod vector;
 
@@ -304,36 +306,46 @@ fn tile_origin<S: Scheme>(t: usize, th: usize, tw: usize) -> (usize, usize, usiz
     (t / (th * tw), S::OUT * ((t / tw) % th), S::OUT * (t % tw))
 }
 
-/// Turns `m` ([count, SIDE², cout]) of tiles `first..` into outputs with bias and ReLU, written
-/// into NHWC `out` (outputs past the edge are dropped).
-fn winograd_outputs<S: Scheme>(
-    m: &[f32],
-    [h, w, cout]: [usize; 3],
-    [th, tw]: [usize; 2],
-    first: usize,
-    bias: &[f32],
+/// Where a layer's outputs go: NHWC `out` (`size` = [height, width, channels] an image, `tiles`
+/// = [rows, columns] of tiles an image), with `bias` added.
+#[derive(Clone, Copy)]
+struct Outputs<'a> {
+    size: [usize; 3],
+    tiles: [usize; 2],
+    bias: &'a [f32],
     out: SharedMut<f32>,
-) {
-    #[cfg(target_arch = "x86_64")]
+}
+
+impl Outputs<'_> {
+    /// Tile `t`'s products `mt` ([SIDE², cout]) into its outputs, with bias and ReLU (outputs
+    /// past the edge are dropped); `wide`: on AVX-512 registers (`wide_simd()` said yes).
+    #[inline(always)]
+    fn tile<S: Scheme>(&self, t: usize, mt: &[f32], wide: bool) {
+        let [th, tw] = self.tiles;
+        let (img, y0, x0) = tile_origin::<S>(t, th, tw);
+        let tile = OutputTile {
+            origin: [img, y0, x0],
+            size: self.size,
+            bias: self.bias,
+            out: self.out,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: `wide_simd()` found AVX-512F (the caller's word).
+            unsafe { output_tile_wide::<S>(mt, &tile) };
+            return;
+        }
+        let _ = wide;
+        output_tile::<S, Lanes>(mt, &tile);
+    }
+}
+
+/// Turns `m` ([count, SIDE², cout]) of tiles `first..` into outputs, tiles in parallel.
+fn winograd_outputs<S: Scheme>(m: &[f32], outputs: &Outputs<'_>, first: usize) {
     let wide = wide_simd();
-    m.par_chunks(S::ELEMENTS * cout)
+    m.par_chunks(S::ELEMENTS * outputs.size[2])
         .enumerate()
-        .for_each(|(i, mt)| {
-            let (img, y0, x0) = tile_origin::<S>(first + i, th, tw);
-            let tile = OutputTile {
-                origin: [img, y0, x0],
-                size: [h, w, cout],
-                bias,
-                out,
-            };
-            #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: `wide_simd()` found AVX-512F.
-                unsafe { output_tile_wide::<S>(mt, &tile) };
-                return;
-            }
-            output_tile::<S, Lanes>(mt, &tile);
-        });
+        .for_each(|(i, mt)| outputs.tile::<S>(first + i, mt, wide));
 }
 
 /// Where one tile's outputs go.
@@ -418,9 +430,15 @@ unsafe fn output_tile_wide<S: Scheme>(mt: &[f32], t: &OutputTile<'_>) {
 }
 
 /// Whether the transforms run compiled for AVX-512 (the CPU has AVX-512F).
-#[cfg(target_arch = "x86_64")]
 fn wide_simd() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Scratch space for [`conv3x3_winograd`], reused across layers.
@@ -453,9 +471,45 @@ pub(super) fn conv3x3_winograd(
     }
 }
 
+/// How a layer's tiles go through its convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Blocks of hundreds of tiles, each step of a block spread over the threads.
+    Blocks,
+    /// In bf16, this many tiles at a time on each thread, through every step ([`by_thread`]).
+    #[cfg(target_arch = "x86_64")]
+    ByThread(usize),
+}
+
+impl Pass {
+    /// By thread in bf16 where the layer has tiles enough for every thread, else by blocks.
+    fn chosen(u: &[Right], tiles: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(Right::Bf16(_)), Some(chunk)) = (u.first(), by_thread::chunk(tiles)) {
+            return Self::ByThread(chunk);
+        }
+        let _ = (u, tiles);
+        Self::Blocks
+    }
+}
+
 fn convolve<S: Scheme>(
     x: &[f32],
     [n, h, w]: [usize; 3],
+    conv: &PackedConv,
+    u: &[Right],
+    out: &mut Vec<f32>,
+    scratch: &mut WinogradScratch,
+) {
+    let tiles = n * h.div_ceil(S::OUT) * w.div_ceil(S::OUT);
+    let pass = Pass::chosen(u, tiles);
+    convolve_in::<S>(pass, (x, [n, h, w]), conv, u, out, scratch);
+}
+
+/// [`convolve`] in `pass`.
+fn convolve_in<S: Scheme>(
+    pass: Pass,
+    (x, [n, h, w]): (&[f32], [usize; 3]),
     conv: &PackedConv,
     u: &[Right],
     out: &mut Vec<f32>,
@@ -465,24 +519,40 @@ fn convolve<S: Scheme>(
     let elements = S::ELEMENTS;
     let (th, tw) = (h.div_ceil(S::OUT), w.div_ceil(S::OUT));
     let tiles = n * th * tw;
+    let out = sized(out, n * h * w * cout);
+    let outputs = Outputs {
+        size: [h, w, cout],
+        tiles: [th, tw],
+        bias: &conv.bias,
+        out: SharedMut(out.as_mut_ptr()),
+    };
+    scratch.zeros.resize(cin, 0.0);
+    let all = Block {
+        x,
+        shape: [h, w, cin],
+        tiles: [th, tw],
+        first: 0,
+        count: tiles,
+        zeros: &scratch.zeros,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Pass::ByThread(chunk) = pass {
+        by_thread::convolve::<S>(&all, chunk, u, &outputs);
+        return;
+    }
+    let _ = pass;
     // A block's transformed inputs and products stay within a few MiB (L3), and its GEMMs are
     // tall enough to run near full speed.
     let block = (WINOGRAD_BLOCK_FLOATS / (elements * cin.max(cout))).clamp(16, tiles.max(16));
-    let out = sized(out, n * h * w * cout);
-    let out_ptr = SharedMut(out.as_mut_ptr());
-    scratch.zeros.resize(cin, 0.0);
     let mut first = 0;
     while first < tiles {
         let count = block.min(tiles - first);
         let m = sized(&mut scratch.m, count * elements * cout);
         let m_ptr = SharedMut(m.as_mut_ptr());
         let input = Block {
-            x,
-            shape: [h, w, cin],
-            tiles: [th, tw],
             first,
             count,
-            zeros: &scratch.zeros,
+            ..all
         };
         match u.first() {
             #[cfg(target_arch = "x86_64")]
@@ -491,13 +561,14 @@ fn convolve<S: Scheme>(
             }
             _ => products::<S>(&input, u, &mut scratch.v, m_ptr, cout),
         }
-        winograd_outputs::<S>(m, [h, w, cout], [th, tw], first, &conv.bias, out_ptr);
+        winograd_outputs::<S>(m, &outputs, first);
         first += count;
     }
 }
 
 /// Tiles `first..first + count` of a layer's input `x` (NHWC `[.., h, w, cin]`, `th`×`tw`
 /// tiles an image).
+#[derive(Clone, Copy)]
 struct Block<'a> {
     x: &'a [f32],
     shape: [usize; 3],
@@ -561,208 +632,47 @@ fn rounded_products<S: Scheme>(
     });
     let words = words.as_slice();
     (0..elements).into_par_iter().for_each(|e| {
-        let Right::Bf16(weights) = &u[e] else {
-            unreachable!("a layer's weights are all in one precision")
-        };
-        // SAFETY: AVX512-BF16 is here; element e of every tile's product ([count, elements,
-        // cout], row stride elements·cout) is written by this e alone; its rounded rows start
-        // at e·row, elements·row words apart, readable up to a multiple of ROW_BLOCK rows
-        // (resized above), their padding words zero (`bf16_tile`).
-        unsafe {
-            bf16::matmul_rounded(
-                b.count,
-                (m.ptr().add(e * cout), elements * cout),
-                (words.as_ptr().add(e * row), elements * row),
-                weights,
-            );
-        }
+        // SAFETY: AVX512-BF16 is here; element e of every tile's product is written by this e
+        // alone; the rows are readable up to a multiple of ROW_BLOCK (resized above), their
+        // padding words zero (`bf16_tile`).
+        unsafe { element_product::<S>(e, b.count, u, (words, row), (m, cout)) }
     });
+}
+
+/// Element `e`'s product of `count` tiles: their rounded inputs (`words`, `SIDE²` rows of `row`
+/// words a tile) times the element's weights (`u[e]`, bf16), into `m` ([count, SIDE², cout]).
+///
+/// # Safety
+/// AVX512-BF16 must be here; `words` must hold `count.next_multiple_of(bf16::ROW_BLOCK)` tiles'
+/// rows, the padding words of the first `count` tiles' zero; `m` must address `count` tiles'
+/// products, whose element `e` nothing else touches during the call.
+#[cfg(target_arch = "x86_64")]
+unsafe fn element_product<S: Scheme>(
+    e: usize,
+    count: usize,
+    u: &[Right],
+    (words, row): (&[u32], usize),
+    (m, cout): (SharedMut<f32>, usize),
+) {
+    let elements = S::ELEMENTS;
+    let Right::Bf16(weights) = &u[e] else {
+        unreachable!("a layer's weights are all in one precision")
+    };
+    debug_assert!(words.len() >= count.next_multiple_of(bf16::ROW_BLOCK) * elements * row);
+    // SAFETY: the caller's contract: element e's rows start at e·row, elements·row words
+    // apart; its products at e·cout, elements·cout floats apart.
+    unsafe {
+        bf16::matmul_rounded(
+            count,
+            (m.ptr().add(e * cout), elements * cout),
+            (words.as_ptr().add(e * row), elements * row),
+            weights,
+        );
+    }
 }
 
 /// Floats of transformed input (or product) per Winograd block: 2 Mi floats, 8 MiB.
 const WINOGRAD_BLOCK_FLOATS: usize = 2 * 1024 * 1024;
 
 #[cfg(test)]
-mod tests {
-    #[cfg(target_arch = "x86_64")]
-    use super::input::input_tile_wide;
-    use super::input::{F32Rows, input_tile};
-    use super::*;
-
-    /// The weight transform, channels in parallel through per-channel buffers, puts every
-    /// pair's G g G^T (`pair_weights`) where a one-pair-at-a-time loop puts it, bit for bit, in
-    /// both tilings and at odd channel counts; and that is the textbook G g G^T to rounding.
-    #[test]
-    fn the_parallel_weight_transform_is_the_serial_one() {
-        fn serial<S: Scheme>(direct: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-            let mut u = vec![0.0f32; S::ELEMENTS * cin * cout];
-            for ci in 0..cin {
-                for co in 0..cout {
-                    pair_weights::<S>(
-                        |ky, kx| direct[((ky * 3 + kx) * cin + ci) * cout + co],
-                        |e, v| u[(e * cin + ci) * cout + co] = v,
-                    );
-                }
-            }
-            u
-        }
-        // F(2×2)'s G, as the module's doc gives it: U = G g G^T by plain sums.
-        let g2: [[f64; 3]; 4] = [
-            [1.0, 0.0, 0.0],
-            [0.5, 0.5, 0.5],
-            [0.5, -0.5, 0.5],
-            [0.0, 0.0, 1.0],
-        ];
-        let kernel: [f32; 9] = std::array::from_fn(|k| k as f32 - 3.5);
-        pair_weights::<F2>(
-            |ky, kx| kernel[ky * 3 + kx],
-            |e, v| {
-                let (i, j) = (e / 4, e % 4);
-                let want: f64 = (0..9)
-                    .map(|k| g2[i][k / 3] * g2[j][k % 3] * f64::from(kernel[k]))
-                    .sum();
-                assert!(
-                    (f64::from(v) - want).abs() < 1e-5,
-                    "element {e}: {v} {want}"
-                );
-            },
-        );
-        let mut rng = crate::rng::SplitMix64(11);
-        for (cin, cout) in [(1, 1), (3, 5), (17, 40)] {
-            let direct: Vec<f32> = (0..9 * cin * cout).map(|_| rng.next_f32() - 0.5).collect();
-            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-            assert_eq!(
-                bits(winograd_weights(Tiling::F4, &direct, cin, cout)),
-                bits(serial::<F4>(&direct, cin, cout)),
-                "F(4×4), {cin}×{cout}"
-            );
-            assert_eq!(
-                bits(winograd_weights(Tiling::F2, &direct, cin, cout)),
-                bits(serial::<F2>(&direct, cin, cout)),
-                "F(2×2), {cin}×{cout}"
-            );
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::rng::SplitMix64(seed);
-        (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
-    }
-
-    /// `a` and `b` equal to float rounding: the plain transforms round a multiply-add twice,
-    /// AVX-512 once.
-    #[cfg(target_arch = "x86_64")]
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len());
-        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        assert!(scale > 0.0, "{what}: all zero");
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-6 * scale,
-                "{what}, value {i}: {x} against {y}"
-            );
-        }
-    }
-
-    /// Both tile transforms of one tiling, plain and on AVX-512 registers, on 37 channels (two
-    /// whole groups and a partial one) and an output tile cut by the layer's edge on both
-    /// sides: the same operations in the same order.
-    #[cfg(target_arch = "x86_64")]
-    fn plain_and_wide_agree<S: Scheme>() {
-        let channels = 37;
-        let elements = S::ELEMENTS;
-        let pixels: Vec<Vec<f32>> = (0..elements).map(|k| random(channels, k as u64)).collect();
-        let src: [&[f32]; MAX_ELEMENTS] =
-            std::array::from_fn(|k| pixels.get(k).map_or(&[][..], |p| &p[..]));
-        let (mut plain, mut wide) = (
-            vec![0.0; elements * channels],
-            vec![0.0; elements * channels],
-        );
-        let rows = |v| F32Rows { v, cin: channels };
-        input_tile::<S, Lanes, _>(&src, channels, &mut rows(&mut plain));
-        // SAFETY: the caller checked AVX-512F.
-        unsafe { input_tile_wide::<S>(&src, channels, &mut rows(&mut wide)) };
-        assert_close(
-            &plain,
-            &wide,
-            &format!("input transform, {} outputs a side", S::OUT),
-        );
-        if bf16::available() {
-            rounded_as_made::<S>(&src, channels, &wide);
-        } else {
-            eprintln!("this CPU has no AVX512-BF16: the rounded input transform is not run here");
-        }
-
-        let products = random(elements * channels, 99);
-        let bias = random(channels, 7);
-        let [h, w] = [S::OUT - 1, S::OUT - 1];
-        let run = |wide_simd: bool| {
-            let mut out = vec![f32::NAN; h * w * channels];
-            let tile = OutputTile {
-                origin: [0, 0, 0],
-                size: [h, w, channels],
-                bias: &bias,
-                out: SharedMut(out.as_mut_ptr()),
-            };
-            if wide_simd {
-                // SAFETY: AVX-512F (checked by the caller); `out` holds the layer.
-                unsafe { output_tile_wide::<S>(&products, &tile) };
-            } else {
-                output_tile::<S, Lanes>(&products, &tile);
-            }
-            out
-        };
-        let (plain, wide) = (run(false), run(true));
-        assert!(
-            plain.iter().all(|v| *v >= 0.0),
-            "every output written, after ReLU"
-        );
-        assert_close(
-            &plain,
-            &wide,
-            &format!("output transform, {} outputs a side", S::OUT),
-        );
-    }
-
-    /// The input transform rounded to bf16 as it is made: `wide` (the same transform in f32)
-    /// rounded value by value, pairs in order, the row's padding words zero.
-    #[cfg(target_arch = "x86_64")]
-    fn rounded_as_made<S: Scheme>(src: &[&[f32]; MAX_ELEMENTS], channels: usize, wide: &[f32]) {
-        let row = bf16::padded_pairs(channels);
-        assert!(
-            row > channels.div_ceil(LANES) * LANES / 2,
-            "the test pads rows"
-        );
-        let mut words = vec![u32::MAX; S::ELEMENTS * row];
-        // SAFETY: `bf16::available()` (the caller checked).
-        unsafe { bf16_tile::<S>(src, channels, &mut words) };
-        for (e, (got, values)) in words
-            .chunks_exact(row)
-            .zip(wide.chunks_exact(channels))
-            .enumerate()
-        {
-            let at = |c: usize| values.get(c).copied().unwrap_or(0.0);
-            for (p, word) in got.iter().enumerate() {
-                let want = bf16::pair(at(2 * p), at(2 * p + 1));
-                assert_eq!(
-                    *word,
-                    want,
-                    "element {e}, word {p}, {} outputs a side",
-                    S::OUT
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn plain_and_avx512_transforms_agree() {
-        #[cfg(target_arch = "x86_64")]
-        if wide_simd() {
-            plain_and_wide_agree::<F2>();
-            plain_and_wide_agree::<F4>();
-            return;
-        }
-        eprintln!("no AVX-512 here: only the plain transforms run (the model tests cover them)");
-    }
-}
+mod tests;
