@@ -5,8 +5,8 @@
 //! how many of each they retire a cycle. On the Intel Xeon this was built on, one `vdpbf16ps`
 //! every 2 cycles against two `vfmadd231ps` a cycle: bf16 at half the f32 rate, and the bf16
 //! base (Winograd with bf16 products) at 0.7–0.8× the speed of f32. On AMD Zen 4 the two
-//! retire at the same instruction rate, so bf16 measures 2.00×, and bf16 ran about 1.7× as fast
-//! as f32 (1.6–2.2× across runs and batch sizes; BENCHMARKS.md, "AMD Zen 4"). Rather than a
+//! retire at the same instruction rate, so bf16 measures 2.00×, and the bf16 base runs about
+//! 1.9× as fast as f32 (BENCHMARKS.md, "The bf16 pass by thread"). Rather than a
 //! table of CPU models, the two rates are timed here (about 10 ms, once a process) on 16
 //! independent sums each, so that latency does not bound them.
 //!

@@ -451,6 +451,9 @@ pub(super) struct WinogradScratch {
     /// Products, `[tiles, SIDE², cout]`.
     m: Vec<f32>,
     zeros: Vec<f32>,
+    /// A room a thread for the bf16 pass by thread.
+    #[cfg(target_arch = "x86_64")]
+    rooms: Vec<std::sync::Mutex<by_thread::Room>>,
 }
 
 /// A 3×3 convolution (stride 1, padding 1) + bias + ReLU on NHWC `x` by Winograd in `tiling`,
@@ -537,7 +540,7 @@ fn convolve_in<S: Scheme>(
     };
     #[cfg(target_arch = "x86_64")]
     if let Pass::ByThread(chunk) = pass {
-        by_thread::convolve::<S>(&all, chunk, u, &outputs);
+        by_thread::convolve::<S>(&all, chunk, u, &outputs, &mut scratch.rooms);
         return;
     }
     let _ = pass;
@@ -617,15 +620,10 @@ fn rounded_products<S: Scheme>(
     m: SharedMut<f32>,
     cout: usize,
 ) {
-    // bf16 weights are packed only where the CPU runs bf16 products (`Right::new`).
-    assert!(
-        bf16::available(),
-        "bf16 weights on a CPU without AVX512-BF16"
-    );
+    assert_bf16();
     let (elements, cin) = (S::ELEMENTS, b.shape[2]);
     let row = bf16::padded_pairs(cin);
-    // The products read whole blocks of rows: the block's last rows are padding.
-    words.resize(b.count.next_multiple_of(bf16::ROW_BLOCK) * elements * row);
+    size_rounded::<S>(words, b.count, row);
     winograd_inputs::<S, u32>(b, (words.as_mut_slice(), row), |src, wt| {
         // SAFETY: AVX512-BF16 is here (asserted above).
         unsafe { bf16_tile::<S>(src, cin, wt) }
@@ -639,13 +637,32 @@ fn rounded_products<S: Scheme>(
     });
 }
 
+/// bf16 weights are packed only where the CPU runs bf16 products (`Right::new`): the bf16
+/// passes check that once before their `unsafe` calls.
+#[cfg(target_arch = "x86_64")]
+fn assert_bf16() {
+    assert!(
+        bf16::available(),
+        "bf16 weights on a CPU without AVX512-BF16"
+    );
+}
+
+/// Sizes `words` for the rounded inputs of `count` tiles, `SIDE²` rows of `row` words a tile:
+/// the products read whole blocks of rows, so the rows past `count` up to a multiple of
+/// `bf16::ROW_BLOCK` are padding (they reach no sum that is kept).
+#[cfg(target_arch = "x86_64")]
+fn size_rounded<S: Scheme>(words: &mut Aligned<u32>, count: usize, row: usize) {
+    words.resize(count.next_multiple_of(bf16::ROW_BLOCK) * S::ELEMENTS * row);
+}
+
 /// Element `e`'s product of `count` tiles: their rounded inputs (`words`, `SIDE²` rows of `row`
 /// words a tile) times the element's weights (`u[e]`, bf16), into `m` ([count, SIDE², cout]).
 ///
 /// # Safety
 /// AVX512-BF16 must be here; `words` must hold `count.next_multiple_of(bf16::ROW_BLOCK)` tiles'
-/// rows, the padding words of the first `count` tiles' zero; `m` must address `count` tiles'
-/// products, whose element `e` nothing else touches during the call.
+/// rows, the padding words of the first `count` tiles' zero (as [`size_rounded`] and
+/// `bf16_tile` make them); `m` must address `count` tiles' products of `cout` channels, whose
+/// element `e` nothing else touches during the call. (The weights' shape is checked here.)
 #[cfg(target_arch = "x86_64")]
 unsafe fn element_product<S: Scheme>(
     e: usize,
@@ -658,7 +675,15 @@ unsafe fn element_product<S: Scheme>(
     let Right::Bf16(weights) = &u[e] else {
         unreachable!("a layer's weights are all in one precision")
     };
-    debug_assert!(words.len() >= count.next_multiple_of(bf16::ROW_BLOCK) * elements * row);
+    let [k, n] = weights.shape();
+    assert!(
+        bf16::padded_pairs(k) == row && n == cout,
+        "element weights of {k}×{n} for rows of {row} words and {cout} channels"
+    );
+    assert!(
+        words.len() >= count.next_multiple_of(bf16::ROW_BLOCK) * elements * row,
+        "rounded inputs shorter than {count} tiles' rows"
+    );
     // SAFETY: the caller's contract: element e's rows start at e·row, elements·row words
     // apart; its products at e·cout, elements·cout floats apart.
     unsafe {
